@@ -1,0 +1,273 @@
+"""The event catalogue: everything federationd can learn or do, as small frozen facts.
+
+Read this module to know everything that can happen. Every event is a frozen, tagged
+``msgspec.Struct`` that shares one envelope:
+
+* ``cluster`` — the cluster the fact is about (``ClusterName``);
+* the type tag — the *kind of fact* (the class name, stored as ``type``);
+* ``key`` — what the fact is about inside that cluster, e.g. ``Service/istio-system/x``;
+* ``time`` — seconds since the epoch, **supplied by the caller** so that projections never
+  read a clock and replay is deterministic.
+
+Events are facts, not commands: "gateway addresses observed", never "update meshNetworks".
+
+Rules for adding or extending an event (the log is forever):
+
+1. A new event is a new class here; add it to ``CATALOGUE`` and bump nothing else.
+2. A new field on an existing event **always** gets a default, so that a log written by
+   an older catalogue still decodes (``tests/events/fixtures`` holds a log written by an
+   earlier catalogue and a test decodes it).
+3. Never rename or remove a field, never change its type, never reuse a tag. Deprecate by
+   leaving the field in place and ignoring it.
+4. A change that breaks rule 2 or 3 is a new ``SCHEMA_VERSION``; logs written by a newer
+   schema are refused by older code with both versions named.
+5. No secret ever enters an event: a kubeconfig is recorded as its server URL and a
+   sha256 fingerprint; a CA key never.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NewType
+
+import msgspec
+
+ClusterName = NewType("ClusterName", str)
+Seq = NewType("Seq", int)
+
+#: Version of the on-disk log format and event catalogue. Bumped only on a change that
+#: an older reader could not decode (see rule 4 above).
+SCHEMA_VERSION = 1
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    """The shared envelope. Subclasses are tagged with their class name."""
+
+    cluster: ClusterName
+    key: str
+    time: float
+
+
+# --- clusters and credentials ---------------------------------------------------------
+
+
+class ClusterConnected(Event, tag=True):
+    """A cluster answered: its API server URL and version. ``fingerprint`` is the sha256
+    of the kubeconfig it was reached with (never the kubeconfig itself)."""
+
+    server: str
+    fingerprint: str = ""
+    version: str = ""
+
+
+class ClusterUnreachable(Event, tag=True):
+    """A cluster could not be reached or refused us; ``reason`` is already redacted."""
+
+    reason: str
+    since: float = 0.0
+
+
+class ClusterRemoved(Event, tag=True):
+    """The daemon stopped tracking a cluster (its RemoteIstio is gone)."""
+
+
+class KubeconfigObserved(Event, tag=True):
+    """A Secret holding a kubeconfig for a remote cluster was seen (or changed).
+
+    ``key`` is ``Secret/<namespace>/<name>``; ``remote`` is the cluster it reaches.
+    ``problem`` is a sanitisation refusal ("uses exec", "reads a local file", …), empty
+    when the kubeconfig is usable."""
+
+    remote: str
+    server: str
+    fingerprint: str
+    problem: str = ""
+
+
+class KubeconfigRemoved(Event, tag=True):
+    remote: str
+
+
+# --- custom resources -------------------------------------------------------------------
+
+
+class IstioSpecChanged(Event, tag=True):
+    """An ``Istio`` CR was created or its spec/metadata changed. ``spec`` is the raw spec
+    as the user wrote it (defaults are applied by projections, so replay with newer code
+    applies newer defaults consistently)."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: dict[str, Any]
+    creation_timestamp: str = ""
+    deleting: bool = False
+
+
+class IstioRemoved(Event, tag=True):
+    namespace: str
+    name: str
+
+
+class RemoteIstioSpecChanged(Event, tag=True):
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: dict[str, Any]
+    creation_timestamp: str = ""
+    deleting: bool = False
+
+
+class RemoteIstioRemoved(Event, tag=True):
+    namespace: str
+    name: str
+
+
+# --- cluster facts ------------------------------------------------------------------------
+
+
+class NamespaceObserved(Event, tag=True):
+    name: str
+    labels: dict[str, str] = {}
+    terminating: bool = False
+
+
+class NamespaceRemoved(Event, tag=True):
+    name: str
+
+
+class NodeLocalityObserved(Event, tag=True):
+    """A node's locality (region/zone/subzone) and the addresses a NodePort gateway can be
+    reached on. Heartbeats and other status churn never produce this event."""
+
+    node: str
+    region: str = ""
+    zone: str = ""
+    subzone: str = ""
+    addresses: tuple[str, ...] = ()
+
+
+class NodeRemoved(Event, tag=True):
+    node: str
+
+
+class GatewayAddressesObserved(Event, tag=True):
+    """What a gateway Service offers to other networks."""
+
+    namespace: str
+    name: str
+    service_type: str
+    ips: tuple[str, ...] = ()
+    hostnames: tuple[str, ...] = ()
+    node_ports: dict[str, int] = {}
+    ports: dict[str, int] = {}
+
+
+class GatewayRemoved(Event, tag=True):
+    namespace: str
+    name: str
+
+
+class HostnameResolved(Event, tag=True):
+    """A load-balancer hostname resolved (by the daemon's resolver) to these IPs."""
+
+    hostname: str
+    ips: tuple[str, ...] = ()
+    error: str = ""
+
+
+class WorkloadReadinessObserved(Event, tag=True):
+    """Readiness of a managed Deployment/DaemonSet/StatefulSet."""
+
+    kind: str
+    namespace: str
+    name: str
+    ready: bool
+    desired: int = 0
+    available: int = 0
+    image: str = ""
+
+
+class WorkloadRemoved(Event, tag=True):
+    kind: str
+    namespace: str
+    name: str
+
+
+class PodAddressesObserved(Event, tag=True):
+    """Ready pod IPs behind a Service (flat-network federation of ``enabledServices``)."""
+
+    namespace: str
+    service: str
+    ips: tuple[str, ...] = ()
+    ports: dict[str, int] = {}
+
+
+# --- managed objects and actuation --------------------------------------------------------
+
+
+class ObjectDrifted(Event, tag=True):
+    """A managed object no longer has the content federationd applied (edited or deleted
+    by hand). ``key`` is ``<apiVersion>/<Kind>/<namespace>/<name>``."""
+
+    observed_hash: str = ""
+    deleted: bool = False
+
+
+class ActuationApplied(Event, tag=True):
+    """A write (server-side apply or delete) took effect."""
+
+    verb: str
+    content_hash: str
+    latency: float
+    cause_seq: int = 0
+
+
+class ActuationFailed(Event, tag=True):
+    verb: str
+    content_hash: str
+    latency: float
+    error: str
+    retry_in: float = 0.0
+    cause_seq: int = 0
+
+
+# --- the daemon itself ----------------------------------------------------------------------
+
+
+class LeadershipAcquired(Event, tag=True):
+    identity: str
+
+
+class LeadershipLost(Event, tag=True):
+    identity: str
+
+
+#: Every event type, in order of introduction. The decoder accepts exactly these tags.
+CATALOGUE: tuple[type[Event], ...] = (
+    ClusterConnected,
+    ClusterUnreachable,
+    ClusterRemoved,
+    KubeconfigObserved,
+    KubeconfigRemoved,
+    IstioSpecChanged,
+    IstioRemoved,
+    RemoteIstioSpecChanged,
+    RemoteIstioRemoved,
+    NamespaceObserved,
+    NamespaceRemoved,
+    NodeLocalityObserved,
+    NodeRemoved,
+    GatewayAddressesObserved,
+    GatewayRemoved,
+    HostnameResolved,
+    WorkloadReadinessObserved,
+    WorkloadRemoved,
+    PodAddressesObserved,
+    ObjectDrifted,
+    ActuationApplied,
+    ActuationFailed,
+    LeadershipAcquired,
+    LeadershipLost,
+)

@@ -1,0 +1,1 @@
+"""Shared test settings. Suites keep their own fixtures in their own conftest.py."""
