@@ -50,7 +50,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_de
 # --- clusters and credentials ---------------------------------------------------------
 
 
-class ClusterConnected(Event, tag=True):
+class ClusterConnected(Event, frozen=True, tag=True):
     """A cluster answered: its API server URL and version. ``fingerprint`` is the sha256
     of the kubeconfig it was reached with (never the kubeconfig itself)."""
 
@@ -59,18 +59,18 @@ class ClusterConnected(Event, tag=True):
     version: str = ""
 
 
-class ClusterUnreachable(Event, tag=True):
+class ClusterUnreachable(Event, frozen=True, tag=True):
     """A cluster could not be reached or refused us; ``reason`` is already redacted."""
 
     reason: str
     since: float = 0.0
 
 
-class ClusterRemoved(Event, tag=True):
+class ClusterRemoved(Event, frozen=True, tag=True):
     """The daemon stopped tracking a cluster (its RemoteIstio is gone)."""
 
 
-class KubeconfigObserved(Event, tag=True):
+class KubeconfigObserved(Event, frozen=True, tag=True):
     """A Secret holding a kubeconfig for a remote cluster was seen (or changed).
 
     ``key`` is ``Secret/<namespace>/<name>``; ``remote`` is the cluster it reaches.
@@ -83,14 +83,14 @@ class KubeconfigObserved(Event, tag=True):
     problem: str = ""
 
 
-class KubeconfigRemoved(Event, tag=True):
+class KubeconfigRemoved(Event, frozen=True, tag=True):
     remote: str
 
 
 # --- custom resources -------------------------------------------------------------------
 
 
-class IstioSpecChanged(Event, tag=True):
+class IstioSpecChanged(Event, frozen=True, tag=True):
     """An ``Istio`` CR was created or its spec/metadata changed. ``spec`` is the raw spec
     as the user wrote it (defaults are applied by projections, so replay with newer code
     applies newer defaults consistently)."""
@@ -104,12 +104,12 @@ class IstioSpecChanged(Event, tag=True):
     deleting: bool = False
 
 
-class IstioRemoved(Event, tag=True):
+class IstioRemoved(Event, frozen=True, tag=True):
     namespace: str
     name: str
 
 
-class RemoteIstioSpecChanged(Event, tag=True):
+class RemoteIstioSpecChanged(Event, frozen=True, tag=True):
     namespace: str
     name: str
     uid: str
@@ -119,7 +119,7 @@ class RemoteIstioSpecChanged(Event, tag=True):
     deleting: bool = False
 
 
-class RemoteIstioRemoved(Event, tag=True):
+class RemoteIstioRemoved(Event, frozen=True, tag=True):
     namespace: str
     name: str
 
@@ -127,17 +127,17 @@ class RemoteIstioRemoved(Event, tag=True):
 # --- cluster facts ------------------------------------------------------------------------
 
 
-class NamespaceObserved(Event, tag=True):
+class NamespaceObserved(Event, frozen=True, tag=True):
     name: str
     labels: dict[str, str] = {}
     terminating: bool = False
 
 
-class NamespaceRemoved(Event, tag=True):
+class NamespaceRemoved(Event, frozen=True, tag=True):
     name: str
 
 
-class NodeLocalityObserved(Event, tag=True):
+class NodeLocalityObserved(Event, frozen=True, tag=True):
     """A node's locality (region/zone/subzone) and the addresses a NodePort gateway can be
     reached on. Heartbeats and other status churn never produce this event."""
 
@@ -148,11 +148,11 @@ class NodeLocalityObserved(Event, tag=True):
     addresses: tuple[str, ...] = ()
 
 
-class NodeRemoved(Event, tag=True):
+class NodeRemoved(Event, frozen=True, tag=True):
     node: str
 
 
-class GatewayAddressesObserved(Event, tag=True):
+class GatewayAddressesObserved(Event, frozen=True, tag=True):
     """What a gateway Service offers to other networks."""
 
     namespace: str
@@ -164,12 +164,12 @@ class GatewayAddressesObserved(Event, tag=True):
     ports: dict[str, int] = {}
 
 
-class GatewayRemoved(Event, tag=True):
+class GatewayRemoved(Event, frozen=True, tag=True):
     namespace: str
     name: str
 
 
-class HostnameResolved(Event, tag=True):
+class HostnameResolved(Event, frozen=True, tag=True):
     """A load-balancer hostname resolved (by the daemon's resolver) to these IPs."""
 
     hostname: str
@@ -177,7 +177,7 @@ class HostnameResolved(Event, tag=True):
     error: str = ""
 
 
-class WorkloadReadinessObserved(Event, tag=True):
+class WorkloadReadinessObserved(Event, frozen=True, tag=True):
     """Readiness of a managed Deployment/DaemonSet/StatefulSet."""
 
     kind: str
@@ -189,13 +189,13 @@ class WorkloadReadinessObserved(Event, tag=True):
     image: str = ""
 
 
-class WorkloadRemoved(Event, tag=True):
+class WorkloadRemoved(Event, frozen=True, tag=True):
     kind: str
     namespace: str
     name: str
 
 
-class PodAddressesObserved(Event, tag=True):
+class PodAddressesObserved(Event, frozen=True, tag=True):
     """Ready pod IPs behind a Service (flat-network federation of ``enabledServices``)."""
 
     namespace: str
@@ -207,7 +207,7 @@ class PodAddressesObserved(Event, tag=True):
 # --- managed objects and actuation --------------------------------------------------------
 
 
-class ObjectDrifted(Event, tag=True):
+class ObjectDrifted(Event, frozen=True, tag=True):
     """A managed object no longer has the content federationd applied (edited or deleted
     by hand). ``key`` is ``<apiVersion>/<Kind>/<namespace>/<name>``."""
 
@@ -215,7 +215,7 @@ class ObjectDrifted(Event, tag=True):
     deleted: bool = False
 
 
-class ActuationApplied(Event, tag=True):
+class ActuationApplied(Event, frozen=True, tag=True):
     """A write (server-side apply or delete) took effect."""
 
     verb: str
@@ -224,7 +224,7 @@ class ActuationApplied(Event, tag=True):
     cause_seq: int = 0
 
 
-class ActuationFailed(Event, tag=True):
+class ActuationFailed(Event, frozen=True, tag=True):
     verb: str
     content_hash: str
     latency: float
@@ -236,11 +236,11 @@ class ActuationFailed(Event, tag=True):
 # --- the daemon itself ----------------------------------------------------------------------
 
 
-class LeadershipAcquired(Event, tag=True):
+class LeadershipAcquired(Event, frozen=True, tag=True):
     identity: str
 
 
-class LeadershipLost(Event, tag=True):
+class LeadershipLost(Event, frozen=True, tag=True):
     identity: str
 
 

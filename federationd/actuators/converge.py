@@ -1,0 +1,520 @@
+"""The converger: make one cluster's managed objects equal to the desired ones.
+
+One ``ClusterConverger`` per cluster. It holds the cluster's latest ``ClusterDesired``
+(from ``projections.derive``) and an *observed inventory*: one reflector per kind it
+manages, listing and watching the objects labelled ``app.kubernetes.io/managed-by=
+federationd`` (and every Namespace, because injection labels are patches on namespaces
+federationd does not own). Each object key goes through a per-cluster deduplicating
+``WorkQueue``; the handler compares desired with observed and writes only the difference:
+
+* **In effect** means the observed object carries the content-hash annotation of the
+  desired content *and* every field federationd sets has its value (a hand edit of a
+  field, or a deletion, is drift). Server-side normalisation (a quantity written as
+  ``1000m`` read back as ``1``) is compared by value; anything else the server changes
+  on its own is learnt from the response of our apply, so it never causes a second write.
+* Not in effect → server-side apply (field manager ``federationd``, forced; fields of
+  other managers — a user's extra label — are left alone by the server).
+* Owned and no longer desired → delete. A *patch* no longer desired (injection labels on
+  a namespace) → apply an empty patch, which releases the fields federationd owned.
+* A held cluster (invalid spec, render error) is left exactly as it is.
+
+Every outcome is appended to the log — ``ActuationApplied`` / ``ActuationFailed`` with the
+cluster, object key, content hash, latency and (redacted) error — and failures are retried
+with the queue's per-item backoff. A resync (``resync()``) re-checks every key against the
+reflectors' stores: with nothing changed it sends **zero** mutating requests.
+
+Writes go in ``render.objects.sort_key`` order (CRDs and Namespaces first), one worker per
+cluster, so a custom resource is not tried before its CRD; a kind that is not served yet
+fails and is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from events import types as ev
+from events.types import ClusterName, Event
+from federationd.actuators.client import ApiError, ApiNotFound, KubeClient
+from federationd.actuators.workqueue import RateLimit, WorkQueue, run_worker
+from federationd.metrics import METRICS, Metrics
+from federationd.projections.derive import ClusterDesired, DesiredObject, split_key
+from federationd.projections.state import APPLY, DELETE, RELEASE, VERIFY, Actuation
+from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL, content_hash, sort_key
+from federationd.watchers.reflector import Reflector
+
+log = logging.getLogger(__name__)
+
+#: Annotation carrying the content hash of what federationd applied.
+CONTENT_HASH_ANNOTATION = "federationd.io/content-hash"
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+Append = Callable[[Sequence[Event]], Awaitable[object]]
+Obj = dict[str, Any]
+Kind = tuple[str, str]  # (apiVersion, kind)
+
+_SECRETISH = re.compile(r"[A-Za-z0-9+/=_\-.]{48,}")
+
+
+def redact(message: str) -> str:
+    """Errors go to the log and status: cut them short and blank anything token-like."""
+    return _SECRETISH.sub("<redacted>", message)[:500]
+
+
+# --- comparison -----------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _quantity(v: Any) -> Decimal | None:
+    suffixes = {
+        "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
+        "T": Decimal(10) ** 12, "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20,
+        "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
+    }
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        return Decimal(str(v))
+    if not isinstance(v, str) or not v:
+        return None
+    for suffix in ("Ki", "Mi", "Gi", "Ti", "m", "k", "M", "G", "T"):
+        if v.endswith(suffix):
+            try:
+                return Decimal(v[: -len(suffix)]) * suffixes[suffix]
+            except InvalidOperation:
+                return None
+    try:
+        return Decimal(v)
+    except InvalidOperation:
+        return None
+
+
+def _scalar_equal(desired: Any, observed: Any) -> bool:
+    if desired == observed and type(desired) is type(observed):
+        return True
+    if isinstance(desired, str) and isinstance(observed, str):
+        return False if desired == observed else _quantity_equal(desired, observed)
+    return _quantity_equal(desired, observed)
+
+
+def _quantity_equal(a: Any, b: Any) -> bool:
+    qa, qb = _quantity(a), _quantity(b)
+    return qa is not None and qb is not None and qa == qb
+
+
+def contains(desired: Any, observed: Any) -> bool:
+    """Does ``observed`` hold every field and value of ``desired``? (Extra fields — server
+    defaults, other managers' fields — are fine.)"""
+    if isinstance(desired, dict):
+        if not isinstance(observed, dict):
+            return False
+        return all(k in observed and contains(v, observed[k]) for k, v in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(observed, list) or len(observed) != len(desired):
+            return False
+        return all(contains(d, o) for d, o in zip(desired, observed, strict=True))
+    return _scalar_equal(desired, observed)
+
+
+def project(desired: Any, observed: Any) -> Any:
+    """The part of ``observed`` at the paths ``desired`` sets (for learning normalisation)."""
+    if isinstance(desired, dict) and isinstance(observed, dict):
+        return {k: project(v, observed.get(k)) for k, v in desired.items()}
+    if (
+        isinstance(desired, list)
+        and isinstance(observed, list)
+        and len(desired) == len(observed)
+    ):
+        return [project(d, o) for d, o in zip(desired, observed, strict=True)]
+    return observed
+
+
+def with_hash(obj: Obj, h: str) -> Obj:
+    """The body to apply: the desired object plus the content-hash annotation."""
+    body = dict(obj)
+    meta = dict(body.get("metadata") or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), CONTENT_HASH_ANNOTATION: h}
+    body["metadata"] = meta
+    return body
+
+
+def observed_hash(obj: Obj | None) -> str:
+    if obj is None:
+        return ""
+    return str(((obj.get("metadata") or {}).get("annotations") or {}).get(CONTENT_HASH_ANNOTATION, ""))
+
+
+# --- the converger -----------------------------------------------------------------------------
+
+
+class ClusterConverger:
+    """See the module docstring. ``start()``, feed ``set_desired()``, ``stop()``."""
+
+    def __init__(
+        self,
+        cluster: str,
+        client: KubeClient,
+        *,
+        append: Append,
+        clock: Callable[[], float] = time.time,
+        rate_limit: RateLimit | None = None,
+        metrics: Metrics | None = None,
+        reflector_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.cluster = ClusterName(cluster)
+        self.client = client
+        self._append = append
+        self._clock = clock
+        self._metrics = metrics or METRICS
+        self.queue: WorkQueue[str] = WorkQueue(f"actuator-{cluster}", rate_limit=rate_limit, metrics=self._metrics)
+        self._reflector_options = dict(reflector_options or {})
+        self._reflectors: dict[Kind, Reflector] = {}
+        self._desired = ClusterDesired()
+        self._acts: Mapping[str, Actuation] = {}
+        # What this process recorded (apply/verify) per key, so a verify is logged once
+        # even before the projection has folded it back.
+        self._recorded: dict[str, str] = {}
+        # key → (content hash, projection of the server's answer to our apply): how the
+        # server normalises what we wrote, so it is not mistaken for drift.
+        self._normalised: dict[str, tuple[str, str]] = {}
+        self._cause: dict[str, tuple[int, float]] = {}
+        self._worker: asyncio.Task[None] | None = None
+        self.active = False
+        self.stats = {"apply": 0, "delete": 0, "release": 0, "verify": 0, "failed": 0, "drift": 0}
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start actuating (the leader calls this; a standby only keeps its inventory)."""
+        self.active = True
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(
+                run_worker(self.queue, self._handle, on_error=self._on_error),
+                name=f"converger {self.cluster}",
+            )
+        self.resync()
+
+    async def stop(self) -> None:
+        """Stop: let an in-flight write finish (bounded by the client's timeout), drop the
+        rest, stop the reflectors."""
+        self.active = False
+        await self.queue.shutdown()
+        task, self._worker = self._worker, None
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                try:
+                    await asyncio.wait_for(task, timeout=10.0)
+                except TimeoutError:
+                    pass
+        for r in self._reflectors.values():
+            await r.stop()
+        self._reflectors.clear()
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def set_desired(
+        self,
+        desired: ClusterDesired,
+        actuations: Mapping[str, Actuation],
+        *,
+        cause_seq: int = 0,
+        cause_time: float = 0.0,
+    ) -> None:
+        """A new desired state for this cluster: enqueue exactly the keys that changed."""
+        old = self._desired
+        self._desired = desired
+        self._acts = actuations
+        for kind in sorted(self._kinds()):
+            self._ensure_reflector(kind)
+        if desired.hold:
+            return
+        changed: list[str] = []
+        for key, d in desired.objects.items():
+            prev = old.objects.get(key)
+            if prev is None or prev.content_hash != d.content_hash or old.hold:
+                changed.append(key)
+        changed.extend(k for k in old.objects if k not in desired.objects)
+        for key in changed:
+            if cause_seq:
+                self._cause[key] = (cause_seq, cause_time)
+        self._enqueue(changed)
+
+    def resync(self) -> None:
+        """Re-check every key (desired, observed, or recorded as applied)."""
+        keys = set(self._desired.objects) | set(self._acts)
+        for r in self._reflectors.values():
+            for obj in r.store.values():
+                if self._inventory_object(obj):
+                    keys.add(self._key_of(obj))
+        self._enqueue(keys)
+
+    def converged(self) -> bool:
+        """No work queued or in flight and every desired object in effect (tests, /debug)."""
+        if len(self.queue) or self.queue.processing():
+            return False
+        if self._desired.hold:
+            return True
+        for key, d in self._desired.objects.items():
+            if not self._in_effect(key, d, self._observed(key)):
+                return False
+        return all(self._observed(k) is None or not self._owned(self._observed(k)) for k in self._stale_keys())
+
+    def synced(self) -> bool:
+        return all(r.synced.is_set() for r in self._reflectors.values())
+
+    # --- inventory ------------------------------------------------------------------------------
+
+    def _kinds(self) -> set[Kind]:
+        kinds: set[Kind] = {("v1", "Namespace")}
+        for key in list(self._desired.objects) + list(self._acts):
+            api_version, kind, _, _ = split_key(key)
+            kinds.add((api_version, kind))
+        return kinds
+
+    def _ensure_reflector(self, kind: Kind) -> None:
+        if kind in self._reflectors:
+            return
+        api_version, k = kind
+        r = Reflector(
+            self.client.cluster,
+            api_version=api_version,
+            kind=k,
+            label_selector=None if k == "Namespace" else MANAGED_SELECTOR,
+            on_upsert=self._on_observed,
+            on_delete=self._on_observed,
+            **self._reflector_options,
+        )
+        self._reflectors[kind] = r
+        r.start()
+
+    @staticmethod
+    def _key_of(obj: Obj) -> str:
+        meta = obj.get("metadata") or {}
+        return f"{obj.get('apiVersion', '')}/{obj.get('kind', '')}/{meta.get('namespace', '') or ''}/{meta.get('name', '')}"
+
+    @staticmethod
+    def _owned(obj: Obj | None) -> bool:
+        labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+        return bool(labels.get(MANAGED_BY_LABEL) == MANAGED_BY)
+
+    def _inventory_object(self, obj: Obj) -> bool:
+        return self._owned(obj) or bool(observed_hash(obj))
+
+    def _on_observed(self, obj: Obj) -> None:
+        key = self._key_of(obj)
+        if key in self._desired.objects or key in self._acts or self._inventory_object(obj):
+            self._enqueue([key])
+
+    def _observed(self, key: str) -> Obj | None:
+        api_version, kind, namespace, name = split_key(key)
+        r = self._reflectors.get((api_version, kind))
+        if r is None:
+            return None
+        return r.store.get((namespace, name))
+
+    def _stale_keys(self) -> Iterable[str]:
+        """Keys federationd applied (per log or inventory) that are no longer desired."""
+        keys = set(self._acts)
+        for r in self._reflectors.values():
+            for obj in r.store.values():
+                if self._inventory_object(obj):
+                    keys.add(self._key_of(obj))
+        return sorted(k for k in keys if k not in self._desired.objects)
+
+    def _enqueue(self, keys: Iterable[str]) -> None:
+        if not self.active:
+            return
+        for key in sorted(set(keys), key=self._order):
+            self.queue.add(key)
+
+    @staticmethod
+    def _order(key: str) -> tuple[int, str, str, str, str]:
+        api_version, kind, namespace, name = split_key(key)
+        meta: dict[str, str] = {"name": name}
+        if namespace:
+            meta["namespace"] = namespace
+        return sort_key({"apiVersion": api_version, "kind": kind, "metadata": meta})
+
+    # --- the handler ------------------------------------------------------------------------------
+
+    def _in_effect(self, key: str, d: DesiredObject, observed: Obj | None) -> bool:
+        if observed is None or observed_hash(observed) != d.content_hash:
+            return False
+        body = with_hash(d.obj, d.content_hash)
+        if contains(body, observed):
+            return True
+        learnt = self._normalised.get(key)
+        return learnt is not None and learnt == (d.content_hash, content_hash(project(body, observed)))
+
+    async def _handle(self, key: str) -> None:
+        if not self.active or self._desired.hold:
+            return
+        api_version, kind, _, _ = split_key(key)
+        r = self._reflectors.get((api_version, kind))
+        if r is not None and not r.synced.is_set():
+            # The inventory of this kind is not listed yet: look again shortly (a CRD
+            # being established, or the first list still in flight).
+            self.queue.add_after(key, 0.2)
+            return
+        observed = self._observed(key)
+        d = self._desired.objects.get(key)
+        if d is not None:
+            if self._in_effect(key, d, observed):
+                await self._note_in_effect(key, d)
+                return
+            await self._apply(key, d, observed)
+            return
+        if observed is not None and self._owned(observed):
+            await self._delete(key, observed)
+        elif observed is not None and observed_hash(observed):
+            await self._release(key, observed)
+        elif key in self._acts and self._acts[key].ok:
+            # Gone already (deleted by hand while no longer desired): record it so the
+            # projection stops waiting for the deletion.
+            await self._record(ev.ActuationApplied, key, verb=DELETE, content_hash="", latency=0.0)
+
+    async def _note_in_effect(self, key: str, d: DesiredObject) -> None:
+        prev = self._acts.get(key)
+        if prev is not None and prev.ok and prev.content_hash == d.content_hash and not prev.drifted:
+            return
+        if self._recorded.get(key) == d.content_hash:
+            return
+        self._recorded[key] = d.content_hash
+        self.stats["verify"] += 1
+        await self._record(ev.ActuationApplied, key, verb=VERIFY, content_hash=d.content_hash, latency=0.0)
+
+    async def _apply(self, key: str, d: DesiredObject, observed: Obj | None) -> None:
+        prev = self._acts.get(key)
+        if prev is not None and prev.ok and prev.content_hash == d.content_hash and not prev.drifted:
+            # We had this content in effect and it is gone or different: drift.
+            self.stats["drift"] += 1
+            await self._append_events(
+                [
+                    ev.ObjectDrifted(
+                        cluster=self.cluster,
+                        key=key,
+                        time=self._clock(),
+                        observed_hash=observed_hash(observed),
+                        deleted=observed is None,
+                    )
+                ]
+            )
+        body = with_hash(d.obj, d.content_hash)
+        started = time.monotonic()
+        try:
+            answer = await self.client.apply(body)
+        except ApiError as e:
+            await self._failed(key, verb=APPLY, content_hash=d.content_hash, started=started, error=e)
+            raise
+        latency = time.monotonic() - started
+        if not contains(body, answer):
+            self._normalised[key] = (d.content_hash, content_hash(project(body, answer)))
+        self._recorded[key] = d.content_hash
+        self.stats["apply"] += 1
+        await self._record(ev.ActuationApplied, key, verb=APPLY, content_hash=d.content_hash, latency=latency)
+
+    async def _delete(self, key: str, observed: Obj) -> None:
+        api_version, kind, namespace, name = split_key(key)
+        started = time.monotonic()
+        try:
+            await self.client.delete(api_version, kind, namespace or None, name)
+        except ApiNotFound:
+            pass
+        except ApiError as e:
+            await self._failed(key, verb=DELETE, content_hash=observed_hash(observed), started=started, error=e)
+            raise
+        self.stats["delete"] += 1
+        self._recorded.pop(key, None)
+        await self._record(
+            ev.ActuationApplied, key, verb=DELETE, content_hash=observed_hash(observed),
+            latency=time.monotonic() - started,
+        )
+
+    async def _release(self, key: str, observed: Obj) -> None:
+        """Give back the fields of a patch: applying an object with nothing but its name
+        makes the server drop every field federationd owned (and only those)."""
+        api_version, kind, namespace, name = split_key(key)
+        meta: Obj = {"name": name}
+        if namespace:
+            meta["namespace"] = namespace
+        started = time.monotonic()
+        try:
+            await self.client.apply({"apiVersion": api_version, "kind": kind, "metadata": meta})
+        except ApiNotFound:
+            pass
+        except ApiError as e:
+            await self._failed(key, verb=RELEASE, content_hash=observed_hash(observed), started=started, error=e)
+            raise
+        self.stats["release"] += 1
+        self._recorded.pop(key, None)
+        await self._record(
+            ev.ActuationApplied, key, verb=RELEASE, content_hash=observed_hash(observed),
+            latency=time.monotonic() - started,
+        )
+
+    # --- recording ---------------------------------------------------------------------------------
+
+    async def _failed(self, key: str, *, verb: str, content_hash: str, started: float, error: ApiError) -> None:
+        self.stats["failed"] += 1
+        self._metrics.actuations_total.labels(cluster=self.cluster, result="error").inc()
+        # The backoff run_worker is about to apply (the queue counts the failure itself).
+        retry_in = min(0.005 * 2.0 ** self.queue.num_requeues(key), 1000.0)
+        cause_seq, _ = self._cause.get(key, (0, 0.0))
+        await self._append_events(
+            [
+                ev.ActuationFailed(
+                    cluster=self.cluster,
+                    key=key,
+                    time=self._clock(),
+                    verb=verb,
+                    content_hash=content_hash,
+                    latency=time.monotonic() - started,
+                    error=redact(f"{type(error).__name__}: {error.message}"),
+                    retry_in=max(0.0, float(retry_in)),
+                    cause_seq=cause_seq,
+                )
+            ]
+        )
+
+    async def _record(
+        self,
+        cls: type[ev.ActuationApplied],
+        key: str,
+        *,
+        verb: str,
+        content_hash: str,
+        latency: float,
+    ) -> None:
+        cause_seq, cause_time = self._cause.pop(key, (0, 0.0))
+        now = self._clock()
+        if verb != VERIFY:
+            self._metrics.actuations_total.labels(cluster=self.cluster, result="success").inc()
+            if cause_time:
+                self._metrics.convergence_seconds.observe(max(0.0, now - cause_time))
+        await self._append_events(
+            [
+                cls(
+                    cluster=self.cluster,
+                    key=key,
+                    time=now,
+                    verb=verb,
+                    content_hash=content_hash,
+                    latency=round(latency, 6),
+                    cause_seq=cause_seq,
+                )
+            ]
+        )
+
+    async def _append_events(self, events: Sequence[Event]) -> None:
+        await self._append(events)
+
+    def _on_error(self, key: str, error: Exception) -> None:
+        if not isinstance(error, ApiError):
+            log.exception("%s: converging %s failed", self.cluster, key, exc_info=error)

@@ -1,0 +1,198 @@
+"""The status writer: puts the derived status on each ``Istio`` / ``RemoteIstio`` CR.
+
+Status is derived from the log (``projections.derive``), so this module only makes the
+cluster show it: it writes the ``status`` subresource when — and only when — what the CR
+shows differs from what was derived. It remembers what it wrote (or found already in
+place, by reading the CR once after a restart), so a resync or a re-derivation with the
+same result sends no request at all, and a restart sends reads, not writes.
+
+Status writes use server-side apply on the status subresource (field manager
+``federationd``), so a field federationd stops setting (an ``ErrorMessage`` once the
+error is gone) disappears instead of lingering as it would with a merge patch.
+
+Transitions of ``Status`` (``Reconciling`` → ``Available``, anything → ``ReconcileFailed``)
+and failures also become Kubernetes Events on the CR, for ``kubectl describe``. Each write
+is appended to the log as ``ActuationApplied``/``ActuationFailed`` with verb ``status``
+(or ``event``), which the projection ignores for inventory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from events import types as ev
+from events.types import ClusterName, Event
+from federationd.actuators.client import ApiError, ApiNotFound, KubeClient
+from federationd.actuators.converge import redact
+from federationd.actuators.workqueue import RateLimit, WorkQueue, run_worker
+from federationd.api import v1beta1
+from federationd.metrics import METRICS, Metrics
+from federationd.projections.derive import (
+    CR_API_VERSION,
+    RECONCILE_FAILED,
+    DesiredStatus,
+)
+from federationd.projections.state import EVENT, STATUS
+from federationd.render.objects import content_hash
+
+log = logging.getLogger(__name__)
+
+Append = Callable[[Sequence[Event]], Awaitable[object]]
+
+
+def _same(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) -> bool:
+    return v1beta1.status(dict(desired)) == v1beta1.status(dict(observed or {}))
+
+
+class StatusWriter:
+    """One per cluster that holds CRs (the master). ``start()``, ``set_desired()``, ``stop()``."""
+
+    def __init__(
+        self,
+        cluster: str,
+        client: KubeClient,
+        *,
+        append: Append,
+        clock: Callable[[], float] = time.time,
+        rate_limit: RateLimit | None = None,
+        metrics: Metrics | None = None,
+        events: bool = True,
+    ) -> None:
+        self.cluster = ClusterName(cluster)
+        self.client = client
+        self._append = append
+        self._clock = clock
+        self._metrics = metrics or METRICS
+        self._events = events
+        self.queue: WorkQueue[str] = WorkQueue(f"status-{cluster}", rate_limit=rate_limit, metrics=self._metrics)
+        self._desired: dict[str, DesiredStatus] = {}
+        #: key → hash of the status the CR is known to show
+        self._shown: dict[str, str] = {}
+        #: key → the Status value last shown (for transition Events)
+        self._value: dict[str, str] = {}
+        self._worker: asyncio.Task[None] | None = None
+        self.active = False
+        self.writes = 0
+
+    def start(self) -> None:
+        self.active = True
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(
+                run_worker(self.queue, self._handle), name=f"status {self.cluster}"
+            )
+        for key in self._desired:
+            self.queue.add(key)
+
+    async def stop(self) -> None:
+        self.active = False
+        await self.queue.shutdown()
+        task, self._worker = self._worker, None
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, timeout=10.0)
+
+    def set_desired(self, statuses: Mapping[str, DesiredStatus]) -> None:
+        mine = {k: s for k, s in statuses.items() if s.cluster == self.cluster}
+        self._desired = mine
+        for key in list(self._shown):
+            if key not in mine:
+                self._shown.pop(key, None)
+        if not self.active:
+            return
+        for key, s in mine.items():
+            if self._shown.get(key) != content_hash(s.status):
+                self.queue.add(key)
+
+    def idle(self) -> bool:
+        return not len(self.queue) and not self.queue.processing() and all(
+            self._shown.get(k) == content_hash(s.status) for k, s in self._desired.items()
+        )
+
+    def forget(self, key: str) -> None:
+        """The CR changed on the server (e.g. its status was edited): read it again."""
+        self._shown.pop(key, None)
+
+    async def _handle(self, key: str) -> None:
+        s = self._desired.get(key)
+        if s is None or not self.active:
+            return
+        wanted = content_hash(s.status)
+        if self._shown.get(key) == wanted:
+            return
+        try:
+            cr = await self.client.get(CR_API_VERSION, s.kind, s.namespace, s.name)
+        except ApiNotFound:
+            return  # deleted meanwhile; its removal event will drop it from desired
+        observed = cr.get("status")
+        previous = str((observed or {}).get("Status", ""))
+        if _same(s.status, observed):
+            self._shown[key] = wanted
+            self._value[key] = previous
+            return
+        obj_key = f"{CR_API_VERSION}/{s.kind}/{s.namespace}/{s.name}"
+        started = time.monotonic()
+        try:
+            await self.client.patch_status(CR_API_VERSION, s.kind, s.namespace, s.name, s.status, apply=True)
+        except ApiError as e:
+            await self._append(
+                [
+                    ev.ActuationFailed(
+                        cluster=self.cluster,
+                        key=obj_key,
+                        time=self._clock(),
+                        verb=STATUS,
+                        content_hash=wanted,
+                        latency=time.monotonic() - started,
+                        error=redact(f"{type(e).__name__}: {e.message}"),
+                    )
+                ]
+            )
+            raise
+        self.writes += 1
+        self._shown[key] = wanted
+        await self._append(
+            [
+                ev.ActuationApplied(
+                    cluster=self.cluster,
+                    key=obj_key,
+                    time=self._clock(),
+                    verb=STATUS,
+                    content_hash=wanted,
+                    latency=round(time.monotonic() - started, 6),
+                )
+            ]
+        )
+        value = str(s.status.get("Status", ""))
+        if self._events and value != previous and value:
+            await self._event(cr, s, value, obj_key)
+        self._value[key] = value
+
+    async def _event(self, cr: dict[str, Any], s: DesiredStatus, value: str, obj_key: str) -> None:
+        message = str(s.status.get("ErrorMessage") or f"{s.kind} {s.namespace}/{s.name} is {value}")
+        try:
+            await self.client.create_event(
+                cr,
+                reason=value,
+                message=message,
+                type="Warning" if value == RECONCILE_FAILED else "Normal",
+            )
+        except ApiError as e:
+            log.warning("%s: could not record an Event on %s: %s", self.cluster, obj_key, e.message)
+            return
+        await self._append(
+            [
+                ev.ActuationApplied(
+                    cluster=self.cluster,
+                    key=obj_key,
+                    time=self._clock(),
+                    verb=EVENT,
+                    content_hash=content_hash(message),
+                    latency=0.0,
+                )
+            ]
+        )

@@ -1,0 +1,242 @@
+"""The CustomResourceDefinitions of ``Istio`` and ``RemoteIstio``, derived from the API types.
+
+The msgspec Structs in :mod:`federationd.api.v1beta1` are the single source of truth: this
+module walks them (``msgspec.inspect``) and emits an ``apiextensions.k8s.io/v1`` CRD with
+a structural ``openAPIV3Schema`` — types, enums (``Literal``), patterns and bounds
+(``msgspec.Meta``), required fields, ``nullable`` for optional sub-objects,
+``x-kubernetes-int-or-string`` for quantities and ports, and
+``x-kubernetes-preserve-unknown-fields`` for the pass-through Kubernetes objects
+(affinity, tolerations, label selectors). ``deploy/crds/`` holds this module's output;
+a test keeps the two equal.
+
+Defaults are deliberately *not* written into the schema: the API server would persist
+them into every stored object, and several defaults (images, zipkin address, CNI
+``excludeNamespaces``) depend on the version or namespace, which a schema cannot
+express. They are applied in memory by ``v1beta1.istio_spec`` instead — as the source
+operator did.
+
+``crd()`` is pure. ``python -m federationd.api.crds --write deploy/crds`` (or
+``--check``) is the only place that touches files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import msgspec
+import msgspec.inspect as mi
+import yaml
+
+from federationd.api import v1beta1
+
+Kind = Literal["Istio", "RemoteIstio"]
+KINDS: Final[tuple[Kind, ...]] = ("Istio", "RemoteIstio")
+
+_SPECS: Final[dict[Kind, type[msgspec.Struct]]] = {
+    "Istio": v1beta1.IstioSpec,
+    "RemoteIstio": v1beta1.RemoteIstioSpec,
+}
+
+_PRINTER_COLUMNS: Final = [
+    {
+        "name": "Status",
+        "type": "string",
+        "jsonPath": ".status.Status",
+        "description": "Status of the resource",
+    },
+    {
+        "name": "Error",
+        "type": "string",
+        "jsonPath": ".status.ErrorMessage",
+        "description": "Error message",
+    },
+    {
+        "name": "Gateways",
+        "type": "string",
+        "jsonPath": ".status.GatewayAddress",
+        "description": "Ingress gateways of the resource",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+class SchemaError(TypeError):
+    """An API type that has no structural-schema form (a bug in the API types)."""
+
+
+def _description(cls: type) -> str | None:
+    doc = cls.__dict__.get("__doc__")
+    if not doc:
+        return None
+    return " ".join(doc.replace("``", "").split())
+
+
+def _schema(t: mi.Type) -> dict[str, Any]:
+    if isinstance(t, mi.BoolType):
+        return {"type": "boolean"}
+    if isinstance(t, mi.IntType):
+        out: dict[str, Any] = {"type": "integer"}
+        if t.ge is not None:
+            out["minimum"] = t.ge
+        if t.le is not None:
+            out["maximum"] = t.le
+        return out
+    if isinstance(t, mi.FloatType):
+        out = {"type": "number"}
+        if t.ge is not None:
+            out["minimum"] = t.ge
+        if t.le is not None:
+            out["maximum"] = t.le
+        return out
+    if isinstance(t, mi.StrType):
+        out = {"type": "string"}
+        if t.pattern is not None:
+            out["pattern"] = t.pattern
+        if t.min_length is not None:
+            out["minLength"] = t.min_length
+        if t.max_length is not None:
+            out["maxLength"] = t.max_length
+        return out
+    if isinstance(t, mi.LiteralType):
+        if not all(isinstance(v, str) for v in t.values):
+            raise SchemaError(f"non-string literal {t.values!r}")
+        return {"type": "string", "enum": list(t.values)}
+    if isinstance(t, mi.ListType):
+        return {"type": "array", "items": _schema(t.item_type)}
+    if isinstance(t, mi.DictType):
+        if isinstance(t.value_type, mi.AnyType):
+            return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        return {"type": "object", "additionalProperties": _schema(t.value_type)}
+    if isinstance(t, mi.StructType):
+        return _struct(t)
+    if isinstance(t, mi.UnionType):
+        types = [x for x in t.types if not isinstance(x, mi.NoneType)]
+        nullable = len(types) != len(t.types)
+        kinds = {type(x) for x in types}
+        if kinds == {mi.IntType, mi.StrType}:
+            out = {
+                "anyOf": [{"type": "integer"}, {"type": "string"}],
+                "x-kubernetes-int-or-string": True,
+            }
+        elif len(types) == 1:
+            out = _schema(types[0])
+        else:
+            raise SchemaError(f"union {t!r} has no structural form")
+        if nullable:
+            out["nullable"] = True
+        return out
+    raise SchemaError(f"type {t!r} has no structural form")
+
+
+def _struct(t: mi.StructType) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object"}
+    desc = _description(t.cls)
+    if desc:
+        out["description"] = desc
+    out["properties"] = {f.encode_name: _schema(f.type) for f in t.fields}
+    required = [f.encode_name for f in t.fields if f.required]
+    if required:
+        out["required"] = required
+    return out
+
+
+def schema_of(cls: type[msgspec.Struct]) -> dict[str, Any]:
+    """The structural OpenAPI v3 schema of one API struct."""
+    info = mi.type_info(cls)
+    assert isinstance(info, mi.StructType)
+    return _struct(info)
+
+
+def open_api_schema(kind: Kind) -> dict[str, Any]:
+    """The whole object's ``openAPIV3Schema`` for ``kind``."""
+    return {
+        "type": "object",
+        "description": f"{kind} is the Schema for the {kind.lower()}s API",
+        "properties": {
+            "apiVersion": {
+                "type": "string",
+                "description": "APIVersion defines the versioned schema of this representation of an object.",
+            },
+            "kind": {
+                "type": "string",
+                "description": "Kind is a string value representing the REST resource this object represents.",
+            },
+            "metadata": {"type": "object"},
+            "spec": schema_of(_SPECS[kind]),
+            "status": schema_of(v1beta1.Status),
+        },
+    }
+
+
+def crd(kind: Kind) -> dict[str, Any]:
+    """The ``apiextensions.k8s.io/v1`` CustomResourceDefinition of ``kind``."""
+    if kind not in _SPECS:
+        raise ValueError(f"unknown kind {kind!r}")
+    plural = kind.lower() + "s"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{v1beta1.GROUP}",
+            "labels": {"controller-tools.k8s.io": "1.0"},
+        },
+        "spec": {
+            "group": v1beta1.GROUP,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": v1beta1.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": _PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": open_api_schema(kind)},
+                }
+            ],
+        },
+    }
+
+
+def file_name(kind: Kind) -> str:
+    return f"{v1beta1.GROUP}_{kind.lower()}s.yaml"
+
+
+def render_yaml(kind: Kind) -> str:
+    """The CRD as the YAML text kept in ``deploy/crds/``."""
+    header = "# Generated from federationd/api/v1beta1.py: python -m federationd.api.crds --write deploy/crds\n"
+    return header + yaml.safe_dump(crd(kind), sort_keys=True, default_flow_style=False, width=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m federationd.api.crds", description=__doc__)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--write", metavar="DIR", type=Path, help="write the CRD files into DIR")
+    group.add_argument("--check", metavar="DIR", type=Path, help="fail if DIR's CRD files differ")
+    args = parser.parse_args(argv)
+    stale = []
+    for kind in KINDS:
+        text = render_yaml(kind)
+        if args.write is not None:
+            args.write.mkdir(parents=True, exist_ok=True)
+            (args.write / file_name(kind)).write_text(text)
+        else:
+            path: Path = args.check / file_name(kind)
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+    if stale:
+        print("out of date (run --write): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

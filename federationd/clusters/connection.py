@@ -1,0 +1,401 @@
+"""One connection to one cluster: a sanitised kubeconfig turned into an HTTP client.
+
+``connect()`` builds everything from the in-memory kubeconfig — nothing from the
+process-wide ``Configuration`` default, no ``~/.kube/config``, no proxy from the
+environment:
+
+* TLS is always verified. The CA comes from ``certificate-authority-data`` straight into
+  an ``ssl.SSLContext`` (``cadata=``), so no file holds it. A client certificate/key has
+  to pass through files for ``load_cert_chain``; they are written 0600 into a private
+  directory and removed before ``connect`` returns.
+* Every request carries a timeout (``request_timeout`` unless the caller gives one);
+  watches pass their own read timeout.
+* Every request is counted in ``rest_client_requests_total{code,method,host}`` with the
+  cluster *name* as host, and its outcome feeds the cluster's ``ClusterHealth``.
+* ``ClusterClient.api`` is a kubernetes_asyncio ``ApiClient`` on the same aiohttp
+  session (its own ``Configuration``), for code that prefers the typed APIs; its
+  requests get the same default timeout, metrics and health accounting.
+
+``close()`` releases the session and connector; nothing else is held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.client.rest import RESTClientObject
+
+from events.types import ClusterName
+from federationd.clusters.discovery import Discovery
+from federationd.clusters.errors import (
+    ApiError,
+    ApiUnavailable,
+    error_for_status,
+    parse_retry_after,
+)
+from federationd.clusters.health import ClusterHealth
+from federationd.clusters.kubeconfig import Kubeconfig, KubeconfigRejected, sanitise
+from federationd.metrics import METRICS, Metrics
+
+DEFAULT_REQUEST_TIMEOUT = 30.0
+#: Largest single watch event line accepted (etcd's default request limit is 1.5 MiB).
+_READ_BUFSIZE = 2**21
+_EXEC_TIMEOUT = 30.0
+
+Query = dict[str, str | int | bool | None]
+
+
+def _encode_query(query: Query | None) -> str:
+    if not query:
+        return ""
+    pairs = []
+    for k, v in query.items():
+        if v is None:
+            continue
+        pairs.append((k, ("true" if v else "false") if isinstance(v, bool) else str(v)))
+    return ("?" + urlencode(pairs)) if pairs else ""
+
+
+def unavailable_reason(exc: BaseException, *, timeout: float | None = None) -> str:
+    """A short, credential-free description of why a request did not get a response."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+        return "TLS certificate verification failed"
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connection refused or host unreachable"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(exc, TimeoutError):
+        return f"request timed out after {timeout:g}s" if timeout else "request timed out"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "response interrupted"
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return "connection error"
+    return type(exc).__name__
+
+
+def _ssl_context(cfg: Kubeconfig, *, cert: bytes | None, key: bytes | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+    if cfg.ca_data is not None:
+        # Trust exactly the kubeconfig's CA, not the system store.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            ctx.load_verify_locations(cadata=cfg.ca_data.decode("ascii"))
+        except (ssl.SSLError, UnicodeDecodeError, ValueError):
+            raise KubeconfigRejected("certificate-authority-data is not a PEM certificate") from None
+    elif cfg.ca_file:
+        ctx.load_verify_locations(cafile=cfg.ca_file)
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    if cert is not None and key is not None:
+        with tempfile.TemporaryDirectory(prefix="federationd-") as private:
+            os.chmod(private, 0o700)
+            cert_path = os.path.join(private, "client.crt")
+            key_path = os.path.join(private, "client.key")
+            for path, data in ((cert_path, cert), (key_path, key)):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            try:
+                ctx.load_cert_chain(cert_path, key_path)
+            except ssl.SSLError:
+                raise KubeconfigRejected(
+                    "client-certificate-data/client-key-data is not a usable key pair") from None
+    elif cfg.client_cert_file and cfg.client_key_file:
+        ctx.load_cert_chain(cfg.client_cert_file, cfg.client_key_file)
+    return ctx
+
+
+async def _exec_credential(exec_config: dict[str, Any]) -> dict[str, Any]:
+    """Run an (explicitly allowed) exec plugin and return its ExecCredential status."""
+    env = dict(os.environ)
+    for item in exec_config.get("env") or []:
+        if isinstance(item, dict) and "name" in item:
+            env[str(item["name"])] = str(item.get("value", ""))
+    proc = await asyncio.create_subprocess_exec(
+        str(exec_config["command"]), *[str(a) for a in exec_config.get("args") or []],
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), _EXEC_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise KubeconfigRejected("exec credential plugin timed out") from None
+    if proc.returncode != 0:
+        raise KubeconfigRejected(f"exec credential plugin exited with {proc.returncode}")
+    try:
+        status = json.loads(out).get("status") or {}
+    except (ValueError, AttributeError):
+        raise KubeconfigRejected("exec credential plugin printed no ExecCredential") from None
+    return status if isinstance(status, dict) else {}
+
+
+class _SharedRestClient(RESTClientObject):
+    """kubernetes_asyncio's REST client on our session, with a default timeout and the
+    same accounting as ``ClusterClient.request``."""
+
+    def __init__(self, owner: ClusterClient, proxy: str | None, server_hostname: str | None):
+        # Deliberately not calling super().__init__: it would build a second session
+        # from file-based TLS settings.
+        self.pool_manager = owner.session
+        self.proxy = proxy or ""
+        self.proxy_headers = {}
+        self.server_hostname = server_hostname or ""
+        self._owner = owner
+
+    async def request(self, method: str, url: str, *args: Any, **kw: Any) -> Any:
+        if kw.get("_request_timeout") is None:
+            kw["_request_timeout"] = self._owner.request_timeout
+        try:
+            resp = await super().request(method, url, *args, **kw)
+        except ApiException as e:
+            self._owner._account(method, e.status or 0)
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            self._owner._account(method, None, reason=unavailable_reason(e))
+            raise
+        self._owner._account(method, resp.status)
+        return resp
+
+
+class ClusterClient:
+    """An open connection to one cluster. Build with ``connect()``; ``close()`` when done."""
+
+    def __init__(
+        self,
+        *,
+        name: ClusterName,
+        config: Kubeconfig,
+        session: aiohttp.ClientSession,
+        auth_headers: dict[str, str],
+        request_timeout: float,
+        health: ClusterHealth,
+        metrics: Metrics,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.session = session
+        self.request_timeout = request_timeout
+        self.health = health
+        self._metrics = metrics
+        self._auth = auth_headers
+        self._proxy = config.proxy_url or None
+        self._server_hostname = config.tls_server_name or None
+        self.discovery = Discovery(lambda path: self.request("GET", path))
+        self.api = self._build_api_client()
+        self._closed = False
+
+    @property
+    def server(self) -> str:
+        return self.config.server
+
+    @property
+    def fingerprint(self) -> str:
+        return self.config.fingerprint
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"ClusterClient(name={self.name!r}, server={self.server!r})"
+
+    def _build_api_client(self) -> ApiClient:
+        conf = Configuration(host=self.config.server)
+        conf.verify_ssl = True
+        if "Authorization" in self._auth and self.config.token is not None:
+            conf.api_key = {"BearerToken": self.config.token}
+            conf.api_key_prefix = {"BearerToken": "Bearer"}
+        # ApiClient.__init__ insists on building a RESTClientObject, which would open a
+        # session; construct without it and attach ours.
+        api: ApiClient = ApiClient.__new__(ApiClient)
+        api.configuration = conf
+        api.pool_threads = 1
+        api.rest_client = _SharedRestClient(self, self._proxy, self._server_hostname)
+        api.default_headers = {}
+        api.cookie = ""
+        api.user_agent = "federationd"
+        for k, v in self._auth.items():
+            if k != "Authorization" or self.config.token is None:
+                api.default_headers[k] = v
+        api.client_side_validation = conf.client_side_validation
+        return api
+
+    def _account(self, method: str, status: int | None, *, reason: str = "") -> None:
+        code = str(status) if status else "<error>"
+        self._metrics.rest_client_requests_total.labels(
+            code=code, method=method.upper(), host=self.name).inc()
+        if status is None:
+            self.health.record_failure(reason or "connection error")
+        elif status == 401:
+            self.health.record_unauthorized("credential refused (HTTP 401)")
+        else:
+            self.health.record_success()
+
+    def url(self, path: str, query: Query | None = None) -> str:
+        return self.config.server + path + _encode_query(query)
+
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "federationd"}
+        headers.update(self._auth)
+        if extra:
+            headers.update(extra)
+        return headers
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Query | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        request_timeout: float | None = None,
+        what: str = "",
+    ) -> Any:
+        """One request; the parsed JSON response (None when empty). Raises ``ApiError``s.
+
+        ``what`` prefixes error messages (e.g. ``"get Service/ns/name"``)."""
+        if self._closed:
+            raise ApiUnavailable(f"{what or method}: connection to {self.name} is closed")
+        data: bytes | None = None
+        headers: dict[str, str] = {}
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        t = request_timeout if request_timeout is not None else self.request_timeout
+        try:
+            async with self.session.request(
+                method, self.url(path, query), data=data, headers=self._headers(headers),
+                timeout=aiohttp.ClientTimeout(total=t), proxy=self._proxy,
+                server_hostname=self._server_hostname,
+            ) as resp:
+                payload = await resp.read()
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            reason = unavailable_reason(e, timeout=t)
+            self._account(method, None, reason=reason)
+            prefix = f"{what}: " if what else ""
+            raise ApiUnavailable(f"{prefix}{self.name}: {reason}") from None
+        self._account(method, status)
+        if not 200 <= status < 300:
+            raise error_for_status(status, payload, retry_after=retry_after, what=what)
+        if not payload:
+            return None
+        try:
+            return json.loads(payload)
+        except ValueError:
+            raise ApiError(f"{what or path}: response is not JSON", status=status) from None
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, path: str, *, query: Query | None = None, read_timeout: float,
+        what: str = "",
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A streaming GET (watch). Connecting is bounded by ``request_timeout``, each read
+        by ``read_timeout``; the response is closed when the block exits (also on
+        cancellation)."""
+        if self._closed:
+            raise ApiUnavailable(f"{what or 'watch'}: connection to {self.name} is closed")
+        t = aiohttp.ClientTimeout(
+            total=None, connect=self.request_timeout, sock_connect=self.request_timeout,
+            sock_read=read_timeout)
+        try:
+            resp = await self.session.request(
+                "GET", self.url(path, query), headers=self._headers(None), timeout=t,
+                proxy=self._proxy, server_hostname=self._server_hostname)
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            reason = unavailable_reason(e, timeout=self.request_timeout)
+            self._account("GET", None, reason=reason)
+            prefix = f"{what}: " if what else ""
+            raise ApiUnavailable(f"{prefix}{self.name}: {reason}") from None
+        try:
+            self._account("GET", resp.status)
+            if not 200 <= resp.status < 300:
+                try:
+                    payload = await asyncio.wait_for(resp.read(), self.request_timeout)
+                except (aiohttp.ClientError, TimeoutError):
+                    payload = b""
+                raise error_for_status(
+                    resp.status, payload,
+                    retry_after=parse_retry_after(resp.headers.get("Retry-After")), what=what)
+            yield resp
+        finally:
+            resp.close()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.session.close()
+
+
+async def connect(
+    kubeconfig: bytes | str | dict[str, Any] | Kubeconfig,
+    *,
+    name: str | None = None,
+    context: str | None = None,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    allow_exec: bool = False,
+    allow_files: bool = False,
+    metrics: Metrics | None = None,
+    health: ClusterHealth | None = None,
+    connector_limit: int = 32,
+    clock: Callable[[], float] | None = None,
+) -> ClusterClient:
+    """Open a client for the kubeconfig's chosen context. No request is made here; the
+    first request shows whether the cluster is reachable (see ``ClusterClient.health``).
+    Raises ``KubeconfigRejected`` for an unsafe or unusable kubeconfig."""
+    metrics = metrics or METRICS
+    cfg = kubeconfig if isinstance(kubeconfig, Kubeconfig) else sanitise(
+        kubeconfig, context=context, allow_exec=allow_exec, allow_files=allow_files)
+    cluster = ClusterName(name or cfg.context)
+    if health is None:
+        health = (ClusterHealth(cluster, metrics=metrics, clock=clock) if clock
+                  else ClusterHealth(cluster, metrics=metrics))
+
+    token = cfg.token
+    cert, key = cfg.client_cert_data, cfg.client_key_data
+    if cfg.token_file:
+        try:
+            token = (await asyncio.to_thread(
+                Path(cfg.token_file).read_text, encoding="utf-8")).strip()
+        except OSError:
+            raise KubeconfigRejected("tokenFile cannot be read") from None
+    if cfg.exec_config is not None:
+        status = await _exec_credential(cfg.exec_config)
+        token = status.get("token") or token
+        if status.get("clientCertificateData") and status.get("clientKeyData"):
+            cert = str(status["clientCertificateData"]).encode()
+            key = str(status["clientKeyData"]).encode()
+    auth: dict[str, str] = {}
+    if token:
+        auth["Authorization"] = f"Bearer {token}"
+    elif cfg.username is not None and cfg.password is not None:
+        auth["Authorization"] = aiohttp.BasicAuth(cfg.username, cfg.password).encode()
+
+    ctx = _ssl_context(cfg, cert=cert, key=key)
+    connector = aiohttp.TCPConnector(ssl=ctx, limit=connector_limit)
+    session = aiohttp.ClientSession(
+        connector=connector, trust_env=False, read_bufsize=_READ_BUFSIZE)
+    try:
+        return ClusterClient(
+            name=cluster, config=cfg, session=session, auth_headers=auth,
+            request_timeout=request_timeout, health=health, metrics=metrics)
+    except BaseException:
+        await session.close()
+        raise

@@ -1,0 +1,376 @@
+"""Offline inspection of an event log: ``events``, ``replay``, ``state``, ``explain``, ``diff``.
+
+The log is the whole truth about a run: what federationd saw, what it decided and what
+it did. These commands fold it through the same pure projections the daemon uses, so
+``replay --until N`` prints exactly the desired objects the daemon had after event N,
+and ``explain`` can name the events an object came from and the writes that applied it.
+
+They never write to the log (a missing file is an error, not a new empty log) and turn
+every failure into one line on stderr and a non-zero exit code:
+0 ok, 1 nothing matched (``explain`` of an unknown object), 2 usage or log error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+
+from events import codec
+from events.log import EventLog, LogError, Record
+from events.replay import SnapshotSpec, replay
+from events.types import CATALOGUE, Event
+from federationd.projections.derive import (
+    Desired,
+    derive,
+    desired_hash,
+    object_key,
+    rfc3339,
+    split_key,
+)
+from federationd.projections.state import (
+    EMPTY,
+    SNAPSHOT_NAME,
+    ProjectionState,
+    decode_state,
+    encode_state,
+    fold,
+    to_builtins,
+)
+from federationd.render.objects import dump_yaml_stream, to_yaml
+
+
+class InspectError(Exception):
+    """A problem to report in one line (exit code 2)."""
+
+
+# --- log access ---------------------------------------------------------------------------
+
+
+async def open_existing(path: str) -> EventLog:
+    """Open a log for reading; refuse to create one."""
+    if not await asyncio.to_thread(os.path.exists, path):
+        raise InspectError(f"{path}: no such log file")
+    return await EventLog.open(path)
+
+
+#: How projection state is kept in the log's snapshots (the daemon writes them).
+SNAPSHOTS: SnapshotSpec[ProjectionState] = SnapshotSpec(
+    name=SNAPSHOT_NAME, encode=encode_state, decode=decode_state
+)
+
+
+async def rebuild(
+    log: EventLog, *, until: int | None = None, use_snapshot: bool = True
+) -> ProjectionState:
+    """The projection state after folding every event up to ``until`` (the head if None),
+    from the newest usable snapshot at or below ``until`` unless ``use_snapshot`` is off."""
+    done = await replay(log, fold, EMPTY, until=until, snapshot=SNAPSHOTS if use_snapshot else None)
+    return done.state
+
+
+# --- output helpers ----------------------------------------------------------------------------
+
+
+def event_line(record: Record) -> str:
+    e = record.event
+    body = codec.to_builtins(e)
+    for k in ("type", "cluster", "key", "time"):
+        body.pop(k, None)
+    detail = json.dumps(body, sort_keys=True, separators=(",", ":")) if body else ""
+    return (
+        f"{record.seq:>7}  {rfc3339(e.time)}  {e.cluster:<14} {codec.tag_of(e):<26} "
+        f"{e.key}  {detail}".rstrip()
+    )
+
+
+def desired_yaml(desired: Desired, *, cluster: str | None = None, statuses: bool = True) -> str:
+    out: list[str] = [f"# desired state at seq {desired.seq} (hash {desired_hash(desired)})\n"]
+    for name, c in desired.clusters.items():
+        if cluster is not None and name != cluster:
+            continue
+        out.append(f"# cluster: {name} ({len(c.objects)} objects)\n")
+        if c.hold:
+            out.append(f"# held (nothing is changed on this cluster): {c.hold_reason}\n")
+        out.append(dump_yaml_stream(d.obj for d in c.objects.values()))
+    if statuses and cluster is None:
+        for key, st in sorted(desired.statuses.items()):
+            out.append(f"# status of {key} (on cluster {st.cluster})\n---\n")
+            out.append(to_yaml({"status": st.status}))
+    return "".join(out)
+
+
+# --- sub-commands --------------------------------------------------------------------------------
+
+
+def _event_types(names: Sequence[str] | None) -> list[str] | None:
+    if not names:
+        return None
+    known = {cls.__name__ for cls in CATALOGUE}
+    for n in names:
+        if n not in known:
+            raise InspectError(f"unknown event type {n!r} (known: {', '.join(sorted(known))})")
+    return list(names)
+
+
+async def _records(args: argparse.Namespace, log: EventLog) -> AsyncIterator[Record]:
+    types = _event_types(args.type)
+    if args.follow:
+        async for r in log.tail(args.from_seq, cluster=args.cluster, types=types):
+            yield r
+    else:
+        async for r in log.read(args.from_seq, args.until, cluster=args.cluster, types=types):
+            yield r
+
+
+async def cmd_events(args: argparse.Namespace) -> int:
+    log = await open_existing(args.log)
+    try:
+        async for r in _records(args, log):
+            if args.json:
+                line = json.dumps(
+                    {"seq": r.seq, "recorded": r.recorded, **codec.to_builtins(r.event)},
+                    sort_keys=True,
+                )
+            else:
+                line = event_line(r)
+            print(line, flush=args.follow)
+    finally:
+        await log.close()
+    return 0
+
+
+async def cmd_replay(args: argparse.Namespace) -> int:
+    log = await open_existing(args.log)
+    try:
+        state = await rebuild(log, until=args.until, use_snapshot=not args.no_snapshot)
+    finally:
+        await log.close()
+    desired = derive(state)
+    if args.hash:
+        print(f"{desired.seq} {desired_hash(desired)}")
+    else:
+        sys.stdout.write(desired_yaml(desired, cluster=args.cluster))
+    return 0
+
+
+async def cmd_state(args: argparse.Namespace) -> int:
+    log = await open_existing(args.log)
+    try:
+        state = await rebuild(log, until=args.until, use_snapshot=not args.no_snapshot)
+    finally:
+        await log.close()
+    sys.stdout.write(to_yaml(to_builtins(state)))
+    return 0
+
+
+def _match_key(desired_keys: Sequence[str], seen_keys: Sequence[str], ref: str) -> str:
+    """Resolve ``KIND/NAMESPACE/NAME`` (or ``KIND/NAME`` for cluster-scoped objects, or
+    a full ``apiVersion/Kind/namespace/name`` key) to one object key."""
+    parts = ref.split("/")
+    if len(parts) == 2:
+        parts = [parts[0], "", parts[1]]
+    candidates = sorted(set(desired_keys) | set(seen_keys))
+    if ref in candidates:
+        return ref
+    if len(parts) != 3:
+        raise InspectError(f"{ref!r}: expected KIND/NAMESPACE/NAME (or KIND/NAME)")
+    kind, ns, name = parts
+    found = [
+        k
+        for k in candidates
+        if split_key(k)[1].lower() == kind.lower() and split_key(k)[2:] == (ns, name)
+    ]
+    if len(found) > 1:
+        raise InspectError(f"{ref!r} is ambiguous: {', '.join(found)}")
+    return found[0] if found else ""
+
+
+async def cmd_explain(args: argparse.Namespace) -> int:
+    log = await open_existing(args.log)
+    try:
+        # One pass: fold, and after each event that may change desired content, note
+        # when this object's desired hash changed. Actuation events never change it.
+        state = EMPTY
+        history: list[tuple[int, str]] = []  # (seq, hash or "" when not desired)
+        by_seq: dict[int, Record] = {}
+        writes: list[Record] = []
+        key = ""
+        last_hash: str | None = None
+        pending_ref = args.object
+        async for page in log.read_pages(1, args.until):
+            for r in page:
+                state = fold(state, r)
+                by_seq[r.seq] = r
+                if r.event.cluster == args.cluster and codec.tag_of(r.event) in _OBJECT_FACTS:
+                    writes.append(r)
+                if codec.tag_of(r.event) in _NON_DERIVING:
+                    continue
+                desired = derive(state)
+                cluster = desired.clusters.get(args.cluster)
+                keys = list(cluster.objects) if cluster else []
+                if not key:
+                    key = _match_key(keys, [], pending_ref)
+                    if not key:
+                        continue
+                obj = cluster.objects.get(key) if cluster else None
+                h = obj.content_hash if obj else ""
+                if h != last_hash:
+                    history.append((r.seq, h))
+                    last_hash = h
+        if not key:
+            seen = [w.event.key for w in writes]
+            key = _match_key([], seen, pending_ref)
+        if not key:
+            print(
+                f"{args.object}: no such object was ever desired on cluster {args.cluster}",
+                file=sys.stderr,
+            )
+            return 1
+        desired = derive(state)
+        cluster = desired.clusters.get(args.cluster)
+        current = cluster.objects.get(key) if cluster else None
+        lines = [f"{key} on cluster {args.cluster}"]
+        if current is not None:
+            kind = "patch of an object federationd does not own" if current.patch else "owned"
+            lines.append(
+                f"  desired at seq {state.seq}: content hash {current.content_hash[:16]} ({kind})"
+            )
+            lines.append("  derived from:")
+            for s in current.reasons:
+                rec = by_seq.get(s)
+                lines.append("    " + (event_line(rec) if rec else f"{s:>7}  (dropped by retention)"))
+        else:
+            lines.append(f"  not desired at seq {state.seq}")
+        lines.append("  desired content over time:")
+        for seq, h in history:
+            what = f"content hash {h[:16]}" if h else "not desired"
+            rec = by_seq.get(seq)
+            cause = f"{codec.tag_of(rec.event)} {rec.event.key}" if rec else ""
+            lines.append(f"    {seq:>7}  {what}  <- {cause}")
+        lines.append("  writes and drift:")
+        shown = 0
+        for w in writes:
+            if w.event.key != key:
+                continue
+            lines.append("    " + event_line(w))
+            shown += 1
+        if not shown:
+            lines.append("    (none)")
+        print("\n".join(lines))
+        return 0
+    finally:
+        await log.close()
+
+
+_OBJECT_FACTS = frozenset({"ActuationApplied", "ActuationFailed", "ObjectDrifted"})
+_NON_DERIVING = frozenset({"ActuationApplied", "ActuationFailed", "LeadershipAcquired", "LeadershipLost"})
+
+
+async def cmd_diff(args: argparse.Namespace) -> int:
+    log = await open_existing(args.log)
+    try:
+        a = derive(await rebuild(log, until=args.from_seq, use_snapshot=False))
+        b = derive(await rebuild(log, until=args.to_seq, use_snapshot=False))
+    finally:
+        await log.close()
+    changed = 0
+    for cluster in sorted(set(a.clusters) | set(b.clusters)):
+        ca = a.clusters.get(cluster)
+        cb = b.clusters.get(cluster)
+        oa = {k: v.obj for k, v in (ca.objects.items() if ca else [])}
+        ob = {k: v.obj for k, v in (cb.objects.items() if cb else [])}
+        for k in sorted(set(oa) | set(ob)):
+            if oa.get(k) == ob.get(k):
+                continue
+            changed += 1
+            ya = to_yaml(oa[k]).splitlines(keepends=True) if k in oa else []
+            yb = to_yaml(ob[k]).splitlines(keepends=True) if k in ob else []
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    ya,
+                    yb,
+                    fromfile=f"{cluster}:{k}@{a.seq}" if k in oa else "/dev/null",
+                    tofile=f"{cluster}:{k}@{b.seq}" if k in ob else "/dev/null",
+                )
+            )
+    for k in sorted(set(a.statuses) | set(b.statuses)):
+        sa = a.statuses[k].status if k in a.statuses else None
+        sb = b.statuses[k].status if k in b.statuses else None
+        if sa == sb:
+            continue
+        changed += 1
+        ya = to_yaml(sa).splitlines(keepends=True) if sa is not None else []
+        yb = to_yaml(sb).splitlines(keepends=True) if sb is not None else []
+        sys.stdout.writelines(
+            difflib.unified_diff(ya, yb, fromfile=f"status {k}@{a.seq}", tofile=f"status {k}@{b.seq}")
+        )
+    if not changed:
+        print(f"no difference in the desired state between seq {a.seq} and {b.seq}")
+    return 0
+
+
+# --- argument parsing -------------------------------------------------------------------------------
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"federationd {command}")
+    p.add_argument("--log", required=True, help="the event log file (SQLite)")
+    if command == "events":
+        p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+        p.add_argument("--cluster", help="only events about this cluster")
+        p.add_argument("--type", action="append", help="only events of this type (repeatable)")
+        p.add_argument("--from", dest="from_seq", type=int, default=1, help="first seq")
+        p.add_argument("--until", type=int, default=None, help="last seq")
+        p.add_argument("--json", action="store_true", help="one JSON object per line")
+    elif command in ("replay", "state"):
+        p.add_argument("--until", type=int, default=None, help="fold events up to this seq")
+        p.add_argument(
+            "--no-snapshot", action="store_true", help="fold from the first event, ignoring snapshots"
+        )
+        if command == "replay":
+            p.add_argument("--cluster", help="only this cluster's objects")
+            p.add_argument(
+                "--hash", action="store_true", help="print only '<seq> <desired-state hash>'"
+            )
+    elif command == "explain":
+        p.add_argument("cluster", help="the cluster the object lives on")
+        p.add_argument("object", help="KIND/NAMESPACE/NAME (KIND/NAME if cluster-scoped)")
+        p.add_argument("--until", type=int, default=None, help="explain as of this seq")
+    elif command == "diff":
+        p.add_argument("--from", dest="from_seq", type=int, required=True)
+        p.add_argument("--to", dest="to_seq", type=int, required=True)
+    return p
+
+
+_COMMANDS = {
+    "events": cmd_events,
+    "replay": cmd_replay,
+    "state": cmd_state,
+    "explain": cmd_explain,
+    "diff": cmd_diff,
+}
+
+
+def main(argv: Sequence[str]) -> int:
+    """``argv[0]`` is the sub-command (as ``federationd.cli`` dispatches it)."""
+    if not argv or argv[0] not in _COMMANDS:
+        print(f"federationd: inspect commands are {', '.join(_COMMANDS)}", file=sys.stderr)
+        return 2
+    command = argv[0]
+    args = _parser(command).parse_args(list(argv[1:]))
+    try:
+        return asyncio.run(_COMMANDS[command](args))
+    except (InspectError, LogError) as e:
+        print(f"federationd {command}: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # `federationd events --log x | head`: the reader left, which is fine.
+        return 0
+
+
+__all__ = ["Event", "InspectError", "desired_yaml", "event_line", "main", "object_key", "rebuild"]

@@ -1,0 +1,554 @@
+"""``derive(state) -> Desired``: the desired objects per cluster and the desired CR status.
+
+Pure, like the fold: the same state gives the same ``Desired``, byte for byte, which is
+what makes ``federationd replay`` a debugger (and ``desired_hash`` comparable between a
+running daemon and a replay of its log).
+
+Shape, and why:
+
+* Objects are keyed ``<apiVersion>/<Kind>/<namespace>/<name>`` (the key of
+  ``ObjectDrifted`` / ``ActuationApplied``), each with its content hash and the sequence
+  numbers of the events it was derived from (``reasons``, shown by ``explain``).
+* A *patch* object (namespace injection labels) is a partial object on something
+  federationd does not own: it is applied, never deleted; when no longer desired the
+  actuator releases the fields it owned.
+* A cluster whose objects cannot be derived (an invalid spec that never validated, a
+  render error) is *held*: the actuator changes nothing there. An invalid change to a
+  valid spec keeps rendering the last valid spec (the fold kept it), so nothing already
+  applied changes, and the status says why.
+* Status is computed from the log — the last actuation of every desired object and the
+  workloads' readiness — never stored and never used as a lock: it cannot stay stuck in
+  ``Reconciling`` because the next actuation event moves it on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from federationd.api import v1beta1
+from federationd import render
+from federationd.projections.state import Actuation, CustomResource, Namespace, ProjectionState
+from federationd.render import injection
+from federationd.render import objects as robj
+from federationd.render.objects import MeshNetwork, NetworkGateway, RenderFacts
+
+ISTIO_KIND = "Istio"
+REMOTE_ISTIO_KIND = "RemoteIstio"
+CR_API_VERSION = "istio.banzaicloud.io/v1beta1"
+INGRESS_GATEWAY = "istio-ingressgateway"
+#: Network name of the master cluster in ``meshNetworks`` (the registry Istio 1.1/1.2
+#: gives the local Kubernetes registry).
+MASTER_REGISTRY = "Kubernetes"
+GATEWAY_PORT = 443
+#: Workload kinds whose readiness gates ``Available``.
+WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet")
+
+# Status values (the source's).
+CREATED = "Created"
+RECONCILING = "Reconciling"
+AVAILABLE = "Available"
+RECONCILE_FAILED = "ReconcileFailed"
+UNMANAGED = "Unmanaged"
+
+
+class DesiredObject(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    obj: dict[str, Any]
+    content_hash: str
+    reasons: tuple[int, ...] = ()
+    patch: bool = False
+
+
+class ClusterDesired(msgspec.Struct, frozen=True, kw_only=True):
+    objects: dict[str, DesiredObject] = {}
+    hold: bool = False
+    hold_reason: str = ""
+
+
+class DesiredStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The status one CR should have; ``status`` is its wire form (``Status``, …)."""
+
+    kind: str
+    cluster: str
+    namespace: str
+    name: str
+    status: dict[str, Any]
+    reasons: tuple[int, ...] = ()
+
+
+class Desired(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int = 0
+    clusters: dict[str, ClusterDesired] = {}
+    statuses: dict[str, DesiredStatus] = {}
+
+
+# --- keys and small helpers -----------------------------------------------------------
+
+
+def object_key(o: Mapping[str, Any]) -> str:
+    meta = o.get("metadata", {})
+    return f"{o['apiVersion']}/{o['kind']}/{meta.get('namespace', '')}/{meta['name']}"
+
+
+def split_key(key: str) -> tuple[str, str, str, str]:
+    """``apiVersion, kind, namespace, name`` of an object key (apiVersion may hold a '/')."""
+    api_version, kind, namespace, name = key.rsplit("/", 3)
+    return api_version, kind, namespace, name
+
+
+def status_key(kind: str, namespace: str, name: str) -> str:
+    return f"{kind}/{namespace}/{name}"
+
+
+def rfc3339(t: float) -> str:
+    """Seconds since the epoch → ``YYYY-MM-DDTHH:MM:SSZ`` without a clock library (pure).
+
+    Days → civil date after Howard Hinnant's ``civil_from_days``."""
+    secs = int(t)
+    days, rem = divmod(secs, 86400)
+    hh, rem = divmod(rem, 3600)
+    mm, ss = divmod(rem, 60)
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    if m <= 2:
+        y += 1
+    return f"{y:04d}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}Z"
+
+
+def managed_istio(state: ProjectionState) -> CustomResource | None:
+    """The one ``Istio`` federationd manages: the oldest (creation time, then namespace
+    and name) that is not being deleted."""
+    live = [cr for cr in state.istios.values() if not cr.deleting]
+    if not live:
+        return None
+    return min(live, key=lambda cr: (cr.creation_timestamp, cr.namespace, cr.name))
+
+
+def master_cluster(state: ProjectionState) -> str | None:
+    cr = managed_istio(state)
+    return cr.cluster if cr else None
+
+
+# --- gateways ---------------------------------------------------------------------------
+
+
+def gateway_addresses(state: ProjectionState, cluster: str, namespace: str) -> tuple[list[str], int, tuple[int, ...]]:
+    """Addresses other networks reach ``cluster``'s ingress gateway on, its port, and the
+    seqs of the facts used. LoadBalancer IPs first; hostnames through their resolutions;
+    a NodePort gateway through its nodes' addresses and the node port."""
+    gw = state.gateways.get(cluster, {}).get(f"{namespace}/{INGRESS_GATEWAY}")
+    if gw is None:
+        return [], GATEWAY_PORT, ()
+    seqs = [gw.seq]
+    addrs: list[str] = list(gw.ips)
+    for host in gw.hostnames:
+        res = state.resolutions.get(cluster, {}).get(host)
+        if res is not None:
+            seqs.append(res.seq)
+            addrs.extend(res.ips)
+    port = gw.ports.get("tls", gw.ports.get("https", GATEWAY_PORT))
+    if not addrs and gw.service_type == "NodePort":
+        for node in sorted(state.nodes.get(cluster, {})):
+            n = state.nodes[cluster][node]
+            seqs.append(n.seq)
+            addrs.extend(n.addresses)
+        port = gw.node_ports.get("tls", gw.node_ports.get("https", port))
+    return sorted(set(addrs)), port, tuple(seqs)
+
+
+# --- facts for render ---------------------------------------------------------------------
+
+
+def _remote_crs(state: ProjectionState) -> list[CustomResource]:
+    return sorted(
+        (cr for cr in state.remote_istios.values() if not cr.deleting),
+        key=lambda cr: (cr.namespace, cr.name),
+    )
+
+
+def _mesh_networks(
+    state: ProjectionState, master: str, istio: CustomResource
+) -> tuple[tuple[MeshNetwork, ...], tuple[int, ...]]:
+    """One network per cluster: the master's (announced with its own gateway, so remote →
+    master traffic works) and one per RemoteIstio, named like it. Single-cluster meshes
+    have no networks."""
+    remotes = _remote_crs(state)
+    if not remotes:
+        return (), ()
+    seqs: list[int] = []
+    nets: list[MeshNetwork] = []
+    addrs, port, s = gateway_addresses(state, master, istio.namespace)
+    seqs.extend(s)
+    nets.append(
+        MeshNetwork(
+            name=master,
+            from_registry=(MASTER_REGISTRY,),
+            gateways=tuple(NetworkGateway(address=a, port=port) for a in addrs),
+        )
+    )
+    for r in remotes:
+        seqs.append(r.seq)
+        addrs, port, s = gateway_addresses(state, r.name, r.namespace)
+        seqs.extend(s)
+        nets.append(
+            MeshNetwork(
+                name=r.name,
+                from_registry=(r.name,),
+                gateways=tuple(NetworkGateway(address=a, port=port) for a in addrs),
+            )
+        )
+    return tuple(nets), tuple(seqs)
+
+
+def _localities(state: ProjectionState) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    locs: set[str] = set()
+    seqs: list[int] = []
+    for cluster in sorted(state.nodes):
+        for name in sorted(state.nodes[cluster]):
+            n = state.nodes[cluster][name]
+            if n.region:
+                locs.add(f"{n.region}/{n.zone}" if n.zone else n.region)
+                seqs.append(n.seq)
+    return tuple(sorted(locs)), tuple(seqs)
+
+
+# --- render (the one seam between projections and the object builders) -----------------------
+
+
+def _injection_patches(
+    namespaces: Iterable[str], existing: Mapping[str, Namespace]
+) -> list[dict[str, Any]]:
+    """Injection labels as patches on the listed namespaces that exist (a namespace that
+    does not exist yet is labelled when it appears: applying now would create it).
+    A namespace labelled by hand (injection label without federationd's marker) is never
+    touched."""
+    out = []
+    for ns in sorted(set(namespaces)):
+        n = existing.get(ns)
+        if n is None or n.terminating:
+            continue
+        if injection.INJECTION_LABEL in n.labels and injection.MARKER_LABEL not in n.labels:
+            continue
+        change = injection.NamespaceLabelChange(namespace=ns, labels=injection.owned_labels())
+        out.append(change.apply_config())
+    return out
+
+
+def _render_master(
+    spec: v1beta1.IstioSpec, *, namespace: str, facts: RenderFacts
+) -> list[dict[str, Any]]:
+    return render.render_master(spec, namespace=namespace, facts=facts)
+
+
+def _render_remote(
+    spec: v1beta1.IstioSpec,
+    remote: v1beta1.RemoteIstioSpec,
+    *,
+    namespace: str,
+    facts: RenderFacts,
+) -> list[dict[str, Any]]:
+    return render.render_remote(spec, remote, namespace=namespace, facts=facts)
+
+
+# --- derive -------------------------------------------------------------------------------------------
+
+
+def _desired_objects(
+    rendered: Iterable[dict[str, Any]],
+    patches: Iterable[dict[str, Any]],
+    *,
+    base: tuple[int, ...],
+    extra: Mapping[str, tuple[int, ...]],
+    ns_seqs: Mapping[str, int],
+) -> dict[str, DesiredObject]:
+    out: dict[str, DesiredObject] = {}
+    for o in rendered:
+        key = object_key(o)
+        reasons = tuple(sorted(set(base + extra.get(o["kind"] + "/" + o["metadata"]["name"], ()))))
+        out[key] = DesiredObject(key=key, obj=o, content_hash=robj.content_hash(o), reasons=reasons)
+    for o in patches:
+        key = object_key(o)
+        name = o["metadata"]["name"]
+        reasons = tuple(sorted({*base, ns_seqs.get(name, 0)} - {0}))
+        out[key] = DesiredObject(
+            key=key, obj=o, content_hash=robj.content_hash(o), reasons=reasons, patch=True
+        )
+    return dict(sorted(out.items()))
+
+
+def _master_desired(
+    state: ProjectionState, istio: CustomResource
+) -> ClusterDesired:
+    master = istio.cluster
+    if istio.good_spec is None:
+        return ClusterDesired(hold=True, hold_reason=istio.problem)
+    spec = v1beta1.istio_spec(istio.good_spec, namespace=istio.namespace)
+    networks, net_seqs = _mesh_networks(state, master, istio)
+    localities, loc_seqs = _localities(state)
+    facts = RenderFacts(
+        cluster=master,
+        role="master",
+        network=master if networks else "",
+        mesh_networks=networks,
+        localities=localities,
+    )
+    try:
+        rendered = _render_master(spec, namespace=istio.namespace, facts=facts)
+    except render.RenderError as e:
+        return ClusterDesired(hold=True, hold_reason=str(e))
+    except Exception as e:  # a render bug must hold the cluster, not wipe it
+        return ClusterDesired(hold=True, hold_reason=f"render failed: {type(e).__name__}: {e}")
+    existing = state.namespaces.get(master, {})
+    patches = _injection_patches(spec.auto_injection_namespaces, existing)
+    return ClusterDesired(
+        objects=_desired_objects(
+            rendered,
+            patches,
+            base=(istio.good_seq,),
+            extra={"ConfigMap/istio": net_seqs + loc_seqs},
+            ns_seqs={n: existing[n].seq for n in existing},
+        )
+    )
+
+
+def _remote_desired(
+    state: ProjectionState, istio: CustomResource, remote: CustomResource
+) -> ClusterDesired:
+    if istio.good_spec is None:
+        return ClusterDesired(hold=True, hold_reason=istio.problem)
+    if remote.good_spec is None:
+        return ClusterDesired(hold=True, hold_reason=remote.problem)
+    spec = v1beta1.istio_spec(istio.good_spec, namespace=istio.namespace)
+    rspec = v1beta1.remote_istio_spec(remote.good_spec, namespace=remote.namespace)
+    networks, _ = _mesh_networks(state, istio.cluster, istio)
+    localities, _ = _localities(state)
+    facts = RenderFacts(
+        cluster=remote.name,
+        role="remote",
+        network=remote.name,
+        mesh_networks=networks,
+        localities=localities,
+    )
+    try:
+        rendered = _render_remote(spec, rspec, namespace=remote.namespace, facts=facts)
+    except render.RenderError as e:
+        return ClusterDesired(hold=True, hold_reason=str(e))
+    except Exception as e:
+        return ClusterDesired(hold=True, hold_reason=f"render failed: {type(e).__name__}: {e}")
+    existing = state.namespaces.get(remote.name, {})
+    patches = _injection_patches(rspec.auto_injection_namespaces, existing)
+    return ClusterDesired(
+        objects=_desired_objects(
+            rendered,
+            patches,
+            base=(istio.good_seq, remote.good_seq),
+            extra={},
+            ns_seqs={n: existing[n].seq for n in existing},
+        )
+    )
+
+
+# --- status -----------------------------------------------------------------------------------------
+
+
+def _progress(
+    state: ProjectionState, cluster: str, desired: ClusterDesired
+) -> tuple[str, str, float, tuple[int, ...]]:
+    """(status, message, time of the last contributing actuation, seqs) of one cluster's
+    convergence, from the actuations and readiness in the log."""
+    acts: Mapping[str, Actuation] = state.actuations.get(cluster, {})
+    failed: list[str] = []
+    pending: list[str] = []
+    latest = 0.0
+    seqs: list[int] = []
+    any_applied = False
+    for key, d in desired.objects.items():
+        a = acts.get(key)
+        if a is None:
+            pending.append(key)
+            continue
+        any_applied = True
+        seqs.append(a.seq)
+        latest = max(latest, a.time)
+        if not a.ok and a.failed_hash == d.content_hash:
+            failed.append(f"{key}: {a.error}")
+        elif a.content_hash != d.content_hash or a.drifted:
+            pending.append(key)
+    # applied once and no longer desired: its deletion (or release) is pending
+    pending.extend(key for key in acts if key not in desired.objects)
+    not_ready = []
+    for d in desired.objects.values():
+        kind = d.obj["kind"]
+        if kind in WORKLOAD_KINDS:
+            meta = d.obj["metadata"]
+            wl = state.workloads.get(cluster, {}).get(f"{kind}/{meta.get('namespace', '')}/{meta['name']}")
+            if wl is not None:
+                seqs.append(wl.seq)
+                if not wl.ready:
+                    not_ready.append(f"{kind}/{meta['name']}")
+    if failed:
+        return RECONCILE_FAILED, "; ".join(sorted(failed))[:1000], latest, tuple(seqs)
+    if pending:
+        return (RECONCILING if any_applied else CREATED), "", latest, tuple(seqs)
+    if not_ready:
+        return RECONCILING, "", latest, tuple(seqs)
+    return AVAILABLE, "", latest, tuple(seqs)
+
+
+def _status(
+    *,
+    state_value: str,
+    message: str,
+    gateways: list[str],
+    generation: int,
+    time: float,
+) -> dict[str, Any]:
+    when = rfc3339(time)
+    reconciled = v1beta1.Condition(
+        type="Reconciled",
+        status="True" if state_value == AVAILABLE else "False",
+        reason=state_value,
+        message=message,
+        last_transition_time=when,
+        observed_generation=generation,
+    )
+    available = v1beta1.Condition(
+        type="Available",
+        status="True" if state_value == AVAILABLE else "False",
+        reason=state_value,
+        message=message,
+        last_transition_time=when,
+        observed_generation=generation,
+    )
+    st = v1beta1.Status(
+        status=state_value,  # type: ignore[arg-type]
+        gateway_address=gateways,
+        error_message=message,
+        conditions=[reconciled, available],
+        observed_generation=generation,
+    )
+    out = v1beta1.to_builtins(st)
+    assert isinstance(out, dict)
+    return out
+
+
+def _cr_status(
+    state: ProjectionState,
+    cr: CustomResource,
+    cluster: str,
+    desired: ClusterDesired | None,
+    *,
+    blocker: str = "",
+    kind: str,
+) -> DesiredStatus:
+    gateways, _, gw_seqs = gateway_addresses(state, cluster, cr.namespace)
+    reasons: list[int] = [cr.seq, *gw_seqs]
+    if cr.problem:
+        value, message, when = RECONCILE_FAILED, cr.problem, cr.time
+    elif blocker:
+        value, message, when = RECONCILE_FAILED, blocker, cr.time
+    elif desired is None or desired.hold:
+        value = RECONCILE_FAILED
+        message = desired.hold_reason if desired else "nothing to reconcile"
+        when = cr.time
+    else:
+        value, message, latest, seqs = _progress(state, cluster, desired)
+        reasons.extend(seqs)
+        when = max(latest, cr.time)
+    return DesiredStatus(
+        kind=kind,
+        cluster=cr.cluster,
+        namespace=cr.namespace,
+        name=cr.name,
+        status=_status(
+            state_value=value,
+            message=message,
+            gateways=gateways,
+            generation=cr.generation,
+            time=when,
+        ),
+        reasons=tuple(sorted(set(reasons) - {0})),
+    )
+
+
+def _remote_blocker(state: ProjectionState, remote: CustomResource) -> str:
+    kc = next(
+        (k for k in state.kubeconfigs.values() if k.remote == remote.name),
+        None,
+    )
+    if kc is None:
+        return f"waiting for the kubeconfig Secret {remote.namespace}/{remote.name}"
+    if kc.problem:
+        return f"kubeconfig rejected: {kc.problem}"
+    c = state.clusters.get(remote.name)
+    if c is not None and c.state == "unreachable":
+        return f"cluster unreachable: {c.reason}"
+    return ""
+
+
+def derive(state: ProjectionState) -> Desired:
+    """The desired objects per cluster and the desired status of every CR."""
+    clusters: dict[str, ClusterDesired] = {}
+    statuses: dict[str, DesiredStatus] = {}
+    istio = managed_istio(state)
+    if istio is not None:
+        clusters[istio.cluster] = _master_desired(state, istio)
+        for r in _remote_crs(state):
+            if r.name == istio.cluster:
+                continue
+            clusters[r.name] = _remote_desired(state, istio, r)
+    for _, cr in sorted(state.istios.items()):
+        if cr.deleting:
+            continue
+        if istio is not None and cr is not istio:
+            msg = (
+                f"only one Istio resource is managed; {istio.namespace}/{istio.name} is, "
+                "this one is ignored"
+            )
+            statuses[status_key(ISTIO_KIND, cr.namespace, cr.name)] = DesiredStatus(
+                kind=ISTIO_KIND,
+                cluster=cr.cluster,
+                namespace=cr.namespace,
+                name=cr.name,
+                status=_status(
+                    state_value=UNMANAGED,
+                    message=msg,
+                    gateways=[],
+                    generation=cr.generation,
+                    time=cr.time,
+                ),
+                reasons=(cr.seq,),
+            )
+            continue
+        statuses[status_key(ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
+            state, cr, cr.cluster, clusters.get(cr.cluster), kind=ISTIO_KIND
+        )
+    for cr in _remote_crs(state):
+        blocker = "" if istio is not None else "no Istio resource to federate with"
+        blocker = blocker or _remote_blocker(state, cr)
+        statuses[status_key(REMOTE_ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
+            state, cr, cr.name, clusters.get(cr.name), blocker=blocker, kind=REMOTE_ISTIO_KIND
+        )
+    return Desired(seq=state.seq, clusters=dict(sorted(clusters.items())), statuses=statuses)
+
+
+def desired_hash(desired: Desired) -> str:
+    """A stable hash of a ``Desired`` (objects, holds and statuses; not the seq)."""
+    body = msgspec.to_builtins(msgspec.structs.replace(desired, seq=0))
+    return robj.content_hash(body)
+
+
+def to_builtins(desired: Desired) -> dict[str, Any]:
+    out = msgspec.to_builtins(desired)
+    assert isinstance(out, dict)
+    return out

@@ -1,0 +1,500 @@
+"""Projection state: everything federationd knows, folded from the event log.
+
+``fold(state, record) -> state`` is the only way state changes. It is pure (no I/O, no
+clock, no randomness) and **copy-on-write**: the state and every struct in it are frozen,
+and the dictionaries inside are never mutated after construction — ``fold`` copies the
+one path it changes and shares the rest with the previous state. That keeps a fold
+O(size of the touched map) and lets the daemon hand the same state object to the
+deriver, the HTTP debug endpoints and the snapshot writer without locks.
+
+Every fact remembers the sequence number of the event that last set it (``seq``), so
+that ``derive`` can say *which* events produced each desired object (``explain``).
+
+The state is a tree of ``msgspec.Struct`` values with string keys: ``encode_state`` /
+``decode_state`` serialise it for snapshots (restart is O(tail), not O(log)).
+
+Validation of the ``Istio`` spec happens here, in the fold, and not in ``derive``: an
+invalid spec (bad field, unsupported version, invalid locality load balancing) must
+leave the *previously* derived objects in place, so the state keeps the last spec that
+validated (``good_spec``) next to the one the user wrote (``spec``) and the reason the
+latter was refused (``problem``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+
+from events import types as ev
+from events.types import ClusterName, Event, Seq
+from federationd.projections.validate import validate_istio, validate_remote_istio
+
+#: Connection states of a cluster, as shown in ``federationd_cluster_state``.
+CONNECTED = "connected"
+UNREACHABLE = "unreachable"
+UNKNOWN = "unknown"
+
+
+# Actuation verbs, as recorded in ``ActuationApplied.verb`` / ``ActuationFailed.verb``.
+APPLY = "apply"  # server-side apply of an owned object or a patch
+VERIFY = "verify"  # found already in effect on the cluster (no write sent)
+DELETE = "delete"  # an owned object no longer desired was deleted
+RELEASE = "release"  # the fields of a patch no longer desired were released
+STATUS = "status"  # a CR status write
+EVENT = "event"  # a Kubernetes Event on a CR
+GONE_VERBS = frozenset({DELETE, RELEASE})
+NON_OBJECT_VERBS = frozenset({STATUS, EVENT})
+
+
+class RecordLike(Protocol):
+    """What ``fold`` needs from a log record (``events.log.Record`` satisfies it)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def event(self) -> Event: ...
+
+
+class Cluster(msgspec.Struct, frozen=True, kw_only=True):
+    state: str = UNKNOWN
+    server: str = ""
+    fingerprint: str = ""
+    version: str = ""
+    reason: str = ""
+    since: float = 0.0
+    seq: int = 0
+
+
+class CustomResource(msgspec.Struct, frozen=True, kw_only=True):
+    """An ``Istio`` or ``RemoteIstio``: the spec as written plus the last one that was valid.
+
+    ``problem`` is why ``spec`` was refused (empty when it validated); ``good_*`` keep the
+    last valid spec so that a refused change leaves everything derived from it in place.
+    """
+
+    cluster: str
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: dict[str, Any]
+    creation_timestamp: str = ""
+    deleting: bool = False
+    seq: int = 0
+    time: float = 0.0
+    problem: str = ""
+    good_spec: dict[str, Any] | None = None
+    good_generation: int = 0
+    good_seq: int = 0
+
+
+class Kubeconfig(msgspec.Struct, frozen=True, kw_only=True):
+    remote: str
+    server: str
+    fingerprint: str
+    problem: str = ""
+    seq: int = 0
+
+
+class Namespace(msgspec.Struct, frozen=True, kw_only=True):
+    labels: dict[str, str] = {}
+    terminating: bool = False
+    seq: int = 0
+
+
+class Node(msgspec.Struct, frozen=True, kw_only=True):
+    region: str = ""
+    zone: str = ""
+    subzone: str = ""
+    addresses: tuple[str, ...] = ()
+    seq: int = 0
+
+
+class Gateway(msgspec.Struct, frozen=True, kw_only=True):
+    namespace: str
+    name: str
+    service_type: str
+    ips: tuple[str, ...] = ()
+    hostnames: tuple[str, ...] = ()
+    node_ports: dict[str, int] = {}
+    ports: dict[str, int] = {}
+    seq: int = 0
+
+
+class Resolution(msgspec.Struct, frozen=True, kw_only=True):
+    ips: tuple[str, ...] = ()
+    error: str = ""
+    seq: int = 0
+
+
+class Workload(msgspec.Struct, frozen=True, kw_only=True):
+    ready: bool
+    desired: int = 0
+    available: int = 0
+    image: str = ""
+    seq: int = 0
+
+
+class PodAddresses(msgspec.Struct, frozen=True, kw_only=True):
+    ips: tuple[str, ...] = ()
+    ports: dict[str, int] = {}
+    seq: int = 0
+
+
+class Actuation(msgspec.Struct, frozen=True, kw_only=True):
+    """The last write outcome for one object (or the drift observed after it)."""
+
+    verb: str
+    content_hash: str
+    ok: bool
+    error: str = ""
+    failed_hash: str = ""
+    time: float = 0.0
+    seq: int = 0
+    drifted: bool = False
+
+
+class Leader(msgspec.Struct, frozen=True, kw_only=True):
+    identity: str = ""
+    seq: int = 0
+
+
+# Per-cluster maps are ``dict[cluster, dict[key, fact]]``: a cluster that leaves drops
+# one entry, and a fact about one cluster never copies another cluster's map.
+class ProjectionState(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int = 0
+    clusters: dict[str, Cluster] = {}
+    istios: dict[str, CustomResource] = {}
+    remote_istios: dict[str, CustomResource] = {}
+    kubeconfigs: dict[str, Kubeconfig] = {}
+    namespaces: dict[str, dict[str, Namespace]] = {}
+    nodes: dict[str, dict[str, Node]] = {}
+    gateways: dict[str, dict[str, Gateway]] = {}
+    resolutions: dict[str, dict[str, Resolution]] = {}
+    workloads: dict[str, dict[str, Workload]] = {}
+    pods: dict[str, dict[str, PodAddresses]] = {}
+    actuations: dict[str, dict[str, Actuation]] = {}
+    leader: Leader = Leader()
+
+
+EMPTY = ProjectionState()
+
+#: Name of the projection-state snapshots in the log. The suffix is the state format:
+#: a change to these structs that old snapshots cannot decode bumps it, and old
+#: snapshots are then simply not found (restart folds from the log instead).
+SNAPSHOT_NAME = "projection-state-1"
+
+def cr_key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+_V = TypeVar("_V")
+
+
+def _same_fact(old: Any, new: Any) -> bool:
+    """Equal apart from when and by which event it was learnt."""
+    if type(old) is not type(new):
+        return False
+    blank: dict[str, Any] = {f: None for f in ("seq", "time") if f in old.__struct_fields__}
+    rep = msgspec.structs.replace
+    return bool(rep(old, **blank) == rep(new, **blank))
+
+
+def _put(m: Mapping[str, _V], key: str, value: _V) -> dict[str, _V]:
+    """``m`` with ``key`` set. A fact that is re-observed unchanged (a watcher re-listing
+    after a restart) keeps the entry it already had — its ``seq`` and time included —
+    so reasons, status times and the desired state do not move because of it."""
+    old = m.get(key)
+    if old is not None and _same_fact(old, value):
+        return m  # type: ignore[return-value]
+    out = dict(m)
+    out[key] = value
+    return out
+
+
+def _drop(m: Mapping[str, _V], key: str) -> dict[str, _V]:
+    out = dict(m)
+    out.pop(key, None)
+    return out
+
+
+def _put2(
+    m: Mapping[str, Mapping[str, _V]], cluster: str, key: str, value: _V
+) -> dict[str, dict[str, _V]]:
+    inner = m.get(cluster, {})
+    updated = _put(inner, key, value)
+    if updated is inner:
+        return m  # type: ignore[return-value]
+    out = {c: i for c, i in m.items()}  # shallow: untouched clusters are shared
+    out[cluster] = updated
+    return out  # type: ignore[return-value]
+
+
+def _drop2(m: Mapping[str, Mapping[str, _V]], cluster: str, key: str) -> dict[str, dict[str, _V]]:
+    if key not in m.get(cluster, {}):
+        return m  # type: ignore[return-value]
+    out = {c: inner for c, inner in m.items()}
+    inner = _drop(m[cluster], key)
+    if inner:
+        out[cluster] = inner
+    else:
+        del out[cluster]
+    return out  # type: ignore[return-value]
+
+
+def _fold_cr(
+    crs: Mapping[str, CustomResource],
+    e: ev.IstioSpecChanged | ev.RemoteIstioSpecChanged,
+    seq: int,
+    kind: str,
+) -> dict[str, CustomResource]:
+    key = cr_key(e.namespace, e.name)
+    prev = crs.get(key)
+    if prev is not None and prev.uid != e.uid:
+        prev = None  # deleted and re-created under the same name: a new object
+    if (
+        prev is not None
+        and (prev.generation, prev.spec, prev.deleting, prev.creation_timestamp)
+        == (e.generation, e.spec, e.deleting, e.creation_timestamp)
+    ):
+        return crs  # type: ignore[return-value]  # observed again, unchanged
+    validate = validate_istio if kind == "Istio" else validate_remote_istio
+    problem = validate(e.spec, namespace=e.namespace)
+    if problem:
+        good_spec = prev.good_spec if prev else None
+        good_generation = prev.good_generation if prev else 0
+        good_seq = prev.good_seq if prev else 0
+    else:
+        good_spec, good_generation, good_seq = e.spec, e.generation, seq
+    cr = CustomResource(
+        cluster=e.cluster,
+        namespace=e.namespace,
+        name=e.name,
+        uid=e.uid,
+        generation=e.generation,
+        spec=e.spec,
+        creation_timestamp=e.creation_timestamp,
+        deleting=e.deleting,
+        seq=seq,
+        time=e.time,
+        problem=problem,
+        good_spec=good_spec,
+        good_generation=good_generation,
+        good_seq=good_seq,
+    )
+    return _put(crs, key, cr)
+
+
+def fold(state: ProjectionState, record: RecordLike) -> ProjectionState:
+    """Apply one log record to the state and return the new state (the old one is intact)."""
+    seq = record.seq
+    e = record.event
+    c = e.cluster
+    s = state
+    rep = msgspec.structs.replace
+
+    match e:
+        case ev.ClusterConnected():
+            s = rep(
+                s,
+                clusters=_put(
+                    s.clusters,
+                    c,
+                    Cluster(
+                        state=CONNECTED,
+                        server=e.server,
+                        fingerprint=e.fingerprint,
+                        version=e.version,
+                        since=e.time,
+                        seq=seq,
+                    ),
+                ),
+            )
+        case ev.ClusterUnreachable():
+            prev = s.clusters.get(c, Cluster())
+            s = rep(
+                s,
+                clusters=_put(
+                    s.clusters,
+                    c,
+                    rep(prev, state=UNREACHABLE, reason=e.reason, since=e.since or e.time, seq=seq),
+                ),
+            )
+        case ev.ClusterRemoved():
+            # Everything learnt about the cluster goes with it; the actuation record too,
+            # so that a cluster joining again under the same name starts clean.
+            s = rep(
+                s,
+                clusters=_drop(s.clusters, c),
+                namespaces=_drop(s.namespaces, c),
+                nodes=_drop(s.nodes, c),
+                gateways=_drop(s.gateways, c),
+                resolutions=_drop(s.resolutions, c),
+                workloads=_drop(s.workloads, c),
+                pods=_drop(s.pods, c),
+                actuations=_drop(s.actuations, c),
+            )
+        case ev.KubeconfigObserved():
+            s = rep(
+                s,
+                kubeconfigs=_put(
+                    s.kubeconfigs,
+                    e.key,
+                    Kubeconfig(
+                        remote=e.remote,
+                        server=e.server,
+                        fingerprint=e.fingerprint,
+                        problem=e.problem,
+                        seq=seq,
+                    ),
+                ),
+            )
+        case ev.KubeconfigRemoved():
+            s = rep(s, kubeconfigs=_drop(s.kubeconfigs, e.key))
+        case ev.IstioSpecChanged():
+            s = rep(s, istios=_fold_cr(s.istios, e, seq, "Istio"))
+        case ev.IstioRemoved():
+            s = rep(s, istios=_drop(s.istios, cr_key(e.namespace, e.name)))
+        case ev.RemoteIstioSpecChanged():
+            s = rep(s, remote_istios=_fold_cr(s.remote_istios, e, seq, "RemoteIstio"))
+        case ev.RemoteIstioRemoved():
+            s = rep(s, remote_istios=_drop(s.remote_istios, cr_key(e.namespace, e.name)))
+        case ev.NamespaceObserved():
+            ns = Namespace(labels=dict(e.labels), terminating=e.terminating, seq=seq)
+            s = rep(s, namespaces=_put2(s.namespaces, c, e.name, ns))
+        case ev.NamespaceRemoved():
+            s = rep(s, namespaces=_drop2(s.namespaces, c, e.name))
+        case ev.NodeLocalityObserved():
+            node = Node(
+                region=e.region,
+                zone=e.zone,
+                subzone=e.subzone,
+                addresses=tuple(e.addresses),
+                seq=seq,
+            )
+            s = rep(s, nodes=_put2(s.nodes, c, e.node, node))
+        case ev.NodeRemoved():
+            s = rep(s, nodes=_drop2(s.nodes, c, e.node))
+        case ev.GatewayAddressesObserved():
+            gw = Gateway(
+                namespace=e.namespace,
+                name=e.name,
+                service_type=e.service_type,
+                ips=tuple(e.ips),
+                hostnames=tuple(e.hostnames),
+                node_ports=dict(e.node_ports),
+                ports=dict(e.ports),
+                seq=seq,
+            )
+            s = rep(s, gateways=_put2(s.gateways, c, cr_key(e.namespace, e.name), gw))
+        case ev.GatewayRemoved():
+            s = rep(s, gateways=_drop2(s.gateways, c, cr_key(e.namespace, e.name)))
+        case ev.HostnameResolved():
+            res = Resolution(ips=tuple(e.ips), error=e.error, seq=seq)
+            s = rep(s, resolutions=_put2(s.resolutions, c, e.hostname, res))
+        case ev.WorkloadReadinessObserved():
+            wl = Workload(
+                ready=e.ready, desired=e.desired, available=e.available, image=e.image, seq=seq
+            )
+            key = f"{e.kind}/{e.namespace}/{e.name}"
+            s = rep(s, workloads=_put2(s.workloads, c, key, wl))
+        case ev.WorkloadRemoved():
+            s = rep(s, workloads=_drop2(s.workloads, c, f"{e.kind}/{e.namespace}/{e.name}"))
+        case ev.PodAddressesObserved():
+            pa = PodAddresses(ips=tuple(e.ips), ports=dict(e.ports), seq=seq)
+            s = rep(s, pods=_put2(s.pods, c, cr_key(e.namespace, e.service), pa))
+        case ev.ObjectDrifted():
+            prev_a = s.actuations.get(c, {}).get(e.key)
+            if prev_a is not None:
+                s = rep(s, actuations=_put2(s.actuations, c, e.key, rep(prev_a, drifted=True)))
+        case ev.ActuationApplied() | ev.ActuationFailed() if e.verb in NON_OBJECT_VERBS:
+            pass  # status writes and Kubernetes Events are not part of the inventory
+        case ev.ActuationApplied():
+            act = Actuation(
+                verb=e.verb, content_hash=e.content_hash, ok=True, time=e.time, seq=seq
+            )
+            if e.verb in GONE_VERBS:
+                s = rep(s, actuations=_drop2(s.actuations, c, e.key))
+            else:
+                s = rep(s, actuations=_put2(s.actuations, c, e.key, act))
+        case ev.ActuationFailed():
+            prev_a = s.actuations.get(c, {}).get(e.key)
+            # A failure does not undo what was applied before; keep the hash that is in
+            # effect and remember the error for status.
+            act = Actuation(
+                verb=e.verb,
+                content_hash=prev_a.content_hash if prev_a else "",
+                ok=False,
+                error=e.error,
+                failed_hash=e.content_hash,
+                time=e.time,
+                seq=seq,
+            )
+            s = rep(s, actuations=_put2(s.actuations, c, e.key, act))
+        case ev.LeadershipAcquired():
+            s = rep(s, leader=Leader(identity=e.identity, seq=seq))
+        case ev.LeadershipLost():
+            if s.leader.identity == e.identity:
+                s = rep(s, leader=Leader(identity="", seq=seq))
+        case _:
+            pass  # an event this code does not know yet changes nothing it projects
+    return rep(s, seq=seq)
+
+
+def fold_all(state: ProjectionState, records: list[Any]) -> ProjectionState:
+    for r in records:
+        state = fold(state, r)
+    return state
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(ProjectionState)
+
+
+def encode_state(state: ProjectionState) -> bytes:
+    """Snapshot bytes for ``EventLog.save_snapshot``."""
+    return _encoder.encode(state)
+
+
+def decode_state(blob: bytes) -> ProjectionState:
+    return _decoder.decode(blob)
+
+
+def to_builtins(state: ProjectionState) -> dict[str, Any]:
+    """The state as plain data (for ``federationd state`` and ``/debug/state``)."""
+    out = msgspec.to_builtins(state)
+    assert isinstance(out, dict)
+    return out
+
+
+__all__ = [
+    "CONNECTED",
+    "EMPTY",
+    "SNAPSHOT_NAME",
+    "UNKNOWN",
+    "UNREACHABLE",
+    "Actuation",
+    "Cluster",
+    "ClusterName",
+    "CustomResource",
+    "Gateway",
+    "Kubeconfig",
+    "Leader",
+    "Namespace",
+    "Node",
+    "PodAddresses",
+    "ProjectionState",
+    "RecordLike",
+    "Resolution",
+    "Seq",
+    "Workload",
+    "cr_key",
+    "decode_state",
+    "encode_state",
+    "fold",
+    "fold_all",
+    "to_builtins",
+]

@@ -1,0 +1,108 @@
+"""The Istio CNI plugin (seed 004): traffic redirection done by the node's CNI chain
+instead of a privileged ``istio-init`` container in every pod.
+
+``istio-cni-node`` runs on every node and installs the plugin binary into ``binDir`` and
+its configuration, chained after the existing plugin, into ``confDir``. The plugin skips
+pods in ``excludeNamespaces`` (by default the control plane's own namespace).
+"""
+
+from __future__ import annotations
+
+import json
+
+from federationd.render.components import context as c
+from federationd.render.components.context import Ctx
+from federationd.render.objects import Obj, obj
+
+COMPONENT = "cni"
+NAME = "istio-cni-node"
+SA = "istio-cni"
+CONFIGMAP = "istio-cni-config"
+APP = {"k8s-app": "istio-cni-node"}
+
+
+def network_config(ctx: Ctx) -> str:
+    """The chained plugin's configuration (``__KUBECONFIG_FILEPATH__`` is filled in on the
+    node by the installer)."""
+    cni = ctx.spec.sidecar_injector.init_cni_configuration
+    conf = {
+        "type": "istio-cni",
+        "log_level": cni.log_level,
+        "kubernetes": {
+            "kubeconfig": "__KUBECONFIG_FILEPATH__",
+            "cni_bin_dir": cni.bin_dir,
+            "exclude_namespaces": list(cni.exclude_namespaces or []),
+        },
+    }
+    return json.dumps(conf, indent=2, sort_keys=True)
+
+
+def build(ctx: Ctx) -> list[Obj]:
+    cni = ctx.spec.sidecar_injector.init_cni_configuration
+    container: Obj = {
+        "name": "install-cni",
+        "image": cni.image,
+        "imagePullPolicy": ctx.pull_policy,
+        "command": ["/install-cni.sh"],
+        "env": [
+            {
+                "name": "CNI_NETWORK_CONFIG",
+                "valueFrom": {"configMapKeyRef": {"name": CONFIGMAP, "key": "cni_network_config"}},
+            }
+        ],
+        "volumeMounts": [
+            c.mount("cni-bin-dir", "/host/opt/cni/bin"),
+            c.mount("cni-net-dir", "/host/etc/cni/net.d"),
+        ],
+    }
+    tolerations = [
+        {"effect": "NoSchedule", "operator": "Exists"},
+        {"effect": "NoExecute", "operator": "Exists"},
+        {"key": "CriticalAddonsOnly", "operator": "Exists"},
+    ]
+    scheduling = c.Scheduling(node_selector={}, affinity=cni.affinity, tolerations=tolerations)
+    template = c.pod_template(
+        app_labels=APP,
+        containers=[container],
+        service_account=SA,
+        scheduling=scheduling,
+        volumes=[
+            {"name": "cni-bin-dir", "hostPath": {"path": cni.bin_dir}},
+            {"name": "cni-net-dir", "hostPath": {"path": cni.conf_dir}},
+        ],
+        # Runs on the host network: it must work before the pod network does.
+        extra={"hostNetwork": True, "terminationGracePeriodSeconds": 5},
+    )
+    return [
+        c.service_account(SA, ctx=ctx, component=COMPONENT, app_labels=APP),
+        *c.cluster_rbac(
+            "istio-cni",
+            ctx=ctx,
+            component=COMPONENT,
+            app_labels=APP,
+            service_account_name=SA,
+            rules=[c.rule([""], ["pods", "nodes"], ["get"])],
+        ),
+        obj(
+            "v1",
+            "ConfigMap",
+            CONFIGMAP,
+            component=COMPONENT,
+            namespace=ctx.ns,
+            extra_labels=APP,
+            data={"cni_network_config": network_config(ctx)},
+        ),
+        obj(
+            "apps/v1",
+            "DaemonSet",
+            NAME,
+            component=COMPONENT,
+            namespace=ctx.ns,
+            extra_labels=APP,
+            spec={
+                "selector": {"matchLabels": dict(APP)},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                "template": template,
+            },
+        ),
+    ]

@@ -1,0 +1,232 @@
+"""Shared vocabulary of every rendered Kubernetes object.
+
+Rendering produces plain ``dict`` objects (exactly what goes on the wire), so the
+actuator can server-side apply them without a translation layer. This module holds what
+every builder must agree on:
+
+* the inventory labels — every object carries ``app.kubernetes.io/managed-by:
+  federationd`` (how the actuator knows what it owns) and the component that rendered
+  it (how a disabled component's objects are found and removed);
+* :class:`RenderFacts`, the facts about the world that rendering needs beyond the spec
+  (which cluster, which network, the mesh networks, the CA material present, observed
+  localities). Projections fill it from the event log; render never looks anything up;
+* canonical serialisation (sorted keys) and a stable content hash, used by golden tests,
+  by the pilot pod-template hash of meshNetworks and by the actuator's "what differs".
+
+Everything here is pure: no I/O, clock or randomness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "federationd"
+#: Which component rendered an object ("citadel", "pilot", "crds", "mesh", …).
+COMPONENT_LABEL = "federationd.io/component"
+#: Annotation on pod templates carrying a hash of inputs that must restart the pods.
+CONFIG_HASH_ANNOTATION = "federationd.io/config-hash"
+
+Obj = dict[str, Any]
+
+ClusterRole = Literal["master", "remote"]
+
+
+# --- facts ---------------------------------------------------------------------------
+
+
+class NetworkGateway(msgspec.Struct, frozen=True, kw_only=True):
+    """One gateway of a mesh network: an IP address (Istio 1.1/1.2 only use IPs) or a
+    registry service name, and its port."""
+
+    address: str = ""
+    registry_service_name: str = ""
+    port: int = 443
+
+
+class MeshNetwork(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of Istio's ``meshNetworks``: which endpoints belong to the network
+    (by registry or CIDR) and through which gateways other networks reach it."""
+
+    name: str
+    from_registry: tuple[str, ...] = ()
+    from_cidr: tuple[str, ...] = ()
+    gateways: tuple[NetworkGateway, ...] = ()
+
+
+class RenderFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """What rendering needs to know beyond the spec, derived by projections.
+
+    ``network`` is the network name of the cluster being rendered (``ISTIO_META_NETWORK``
+    of its gateways and sidecars); empty means single-network. ``mesh_networks`` is the
+    whole mesh's network list in a stable order. ``ca_secret_name`` names a Secret with
+    plugged-in CA material (``ca-cert.pem``, ``ca-key.pem``, ``root-cert.pem``,
+    ``cert-chain.pem``) known to exist on the cluster; empty means citadel runs a
+    self-signed CA unless the spec names one. ``localities`` are the ``region/zone``
+    pairs observed on the mesh's nodes, sorted.
+    """
+
+    cluster: str = "master"
+    role: ClusterRole = "master"
+    network: str = ""
+    mesh_networks: tuple[MeshNetwork, ...] = ()
+    ca_secret_name: str = ""
+    localities: tuple[str, ...] = ()
+
+
+# --- metadata ------------------------------------------------------------------------
+
+
+def labels(component: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The inventory labels plus ``extra``; inventory labels always win."""
+    out = dict(extra or {})
+    out[MANAGED_BY_LABEL] = MANAGED_BY
+    out[COMPONENT_LABEL] = component
+    return out
+
+
+def metadata(
+    name: str,
+    *,
+    component: str,
+    namespace: str | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> Obj:
+    meta: Obj = {"name": name, "labels": labels(component, extra_labels)}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def obj(
+    api_version: str,
+    kind: str,
+    name: str,
+    *,
+    component: str,
+    namespace: str | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    **body: Any,
+) -> Obj:
+    """A Kubernetes object: apiVersion, kind, metadata and the given top-level fields
+    (``spec=…``, ``data=…``, ``rules=…``, …)."""
+    out: Obj = {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": metadata(
+            name,
+            component=component,
+            namespace=namespace,
+            extra_labels=extra_labels,
+            annotations=annotations,
+        ),
+    }
+    out.update(body)
+    return out
+
+
+def ref(o: Mapping[str, Any]) -> str:
+    """``Kind/namespace/name`` (``Kind/name`` for cluster-scoped objects)."""
+    meta = o["metadata"]
+    ns = meta.get("namespace")
+    return f"{o['kind']}/{ns}/{meta['name']}" if ns else f"{o['kind']}/{meta['name']}"
+
+
+def component_of(o: Mapping[str, Any]) -> str:
+    return str(o["metadata"]["labels"][COMPONENT_LABEL])
+
+
+# --- ordering ------------------------------------------------------------------------
+
+# Helm's install order, extended: definitions and namespaces before anything that lives
+# in them, identities before the workloads that use them, webhooks after the services
+# they call, custom resources last (their CRDs must be established first).
+_KIND_ORDER = (
+    "CustomResourceDefinition",
+    "Namespace",
+    "ResourceQuota",
+    "LimitRange",
+    "PodSecurityPolicy",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "Endpoints",
+    "DaemonSet",
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "Job",
+    "HorizontalPodAutoscaler",
+    "Ingress",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+)
+_KIND_RANK = {k: i for i, k in enumerate(_KIND_ORDER)}
+
+
+def sort_key(o: Mapping[str, Any]) -> tuple[int, str, str, str, str]:
+    meta = o["metadata"]
+    return (
+        _KIND_RANK.get(o["kind"], len(_KIND_ORDER)),
+        o["kind"],
+        o["apiVersion"],
+        meta.get("namespace", ""),
+        meta["name"],
+    )
+
+
+def sorted_objects(objs: Iterable[Obj]) -> list[Obj]:
+    return sorted(objs, key=sort_key)
+
+
+# --- serialisation -------------------------------------------------------------------
+
+
+def canonical_json(o: Any) -> bytes:
+    """Sorted keys, no whitespace: equal content ⇒ equal bytes."""
+    return json.dumps(o, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def content_hash(o: Any) -> str:
+    """A stable sha256 of an object's content (hex)."""
+    return hashlib.sha256(canonical_json(o)).hexdigest()
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    # Multi-line strings (injection templates, mesh config) stay readable in golden files.
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def to_yaml(o: Any) -> str:
+    """One YAML document, keys sorted."""
+    return yaml.dump(o, Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=100)
+
+
+def dump_yaml_stream(objs: Iterable[Obj]) -> str:
+    """A multi-document YAML stream (``---`` separated), keys sorted, in the given order."""
+    return "".join("---\n" + to_yaml(o) for o in objs)

@@ -1,0 +1,263 @@
+"""The kinds a simulated cluster serves: built-ins, plus whatever its CRDs add.
+
+Every request is routed through a ``Kind`` found by (group, version, plural) and every
+object is stored under its *resource* (group, plural) so that all served versions of a
+custom resource share one storage, like the real server with the ``None`` conversion
+strategy. The registry is per cluster because CRDs are per cluster; discovery documents
+are built from it on demand and cached until the next CRD change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+ALL_VERBS: tuple[str, ...] = (
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+)
+
+#: (group, plural): the storage identity of a resource, independent of version.
+ResourceKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One served (group, version, kind) and everything discovery says about it."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    singular: str = ""
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ALL_VERBS
+    status: bool = False
+    custom: bool = False
+    #: openAPIV3Schema of a custom resource version (None for built-ins)
+    schema: dict[str, Any] | None = None
+    printer_columns: tuple[dict[str, Any], ...] = ()
+    list_kind: str = ""
+    #: the CRD that defines this kind, or ""
+    crd_name: str = ""
+    storage_version: str = ""
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def resource(self) -> ResourceKey:
+        return (self.group, self.plural)
+
+    @property
+    def singular_name(self) -> str:
+        return self.singular or self.kind.lower()
+
+    @property
+    def list_kind_name(self) -> str:
+        return self.list_kind or f"{self.kind}List"
+
+    @property
+    def group_kind(self) -> str:
+        """``plural.group`` as the real server writes it in messages (``deployments.apps``)."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+def _k(
+    group: str,
+    version: str,
+    kind: str,
+    plural: str,
+    namespaced: bool,
+    *short: str,
+    status: bool = False,
+    categories: tuple[str, ...] = (),
+) -> Kind:
+    return Kind(
+        group=group,
+        version=version,
+        kind=kind,
+        plural=plural,
+        namespaced=namespaced,
+        short_names=short,
+        status=status,
+        categories=categories,
+    )
+
+
+_ALL = ("all",)
+
+BUILTINS: tuple[Kind, ...] = (
+    _k("", "v1", "Namespace", "namespaces", False, "ns", status=True),
+    _k("", "v1", "Node", "nodes", False, "no", status=True),
+    _k("", "v1", "Secret", "secrets", True),
+    _k("", "v1", "ConfigMap", "configmaps", True, "cm"),
+    _k("", "v1", "Service", "services", True, "svc", status=True, categories=_ALL),
+    _k("", "v1", "Endpoints", "endpoints", True, "ep"),
+    _k("", "v1", "Pod", "pods", True, "po", status=True, categories=_ALL),
+    _k("", "v1", "ServiceAccount", "serviceaccounts", True, "sa"),
+    _k("", "v1", "Event", "events", True, "ev"),
+    _k("events.k8s.io", "v1", "Event", "events", True, "ev"),
+    _k("apps", "v1", "Deployment", "deployments", True, "deploy", status=True, categories=_ALL),
+    _k("apps", "v1", "DaemonSet", "daemonsets", True, "ds", status=True, categories=_ALL),
+    _k("apps", "v1", "StatefulSet", "statefulsets", True, "sts", status=True, categories=_ALL),
+    _k("apps", "v1", "ReplicaSet", "replicasets", True, "rs", status=True, categories=_ALL),
+    _k("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
+    _k("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
+    _k("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
+    _k("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
+    _k(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        False,
+    ),
+    _k(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        False,
+    ),
+    _k(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        False,
+        "crd",
+        "crds",
+        status=True,
+    ),
+    _k("coordination.k8s.io", "v1", "Lease", "leases", True),
+    _k("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, "pdb", status=True),
+    _k(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        True,
+        "hpa",
+        status=True,
+        categories=_ALL,
+    ),
+)
+
+
+class CRDError(ValueError):
+    """A CRD that cannot be served (missing names, no served version...)."""
+
+
+def kinds_from_crd(crd: dict[str, Any]) -> list[Kind]:
+    """The served kinds a CustomResourceDefinition object defines."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    group = spec.get("group") or ""
+    plural = names.get("plural") or ""
+    kind = names.get("kind") or ""
+    if not group or not plural or not kind:
+        raise CRDError("spec.group, spec.names.plural and spec.names.kind are required")
+    namespaced = spec.get("scope", "Namespaced") == "Namespaced"
+    versions = spec.get("versions") or []
+    storage = next((v.get("name", "") for v in versions if v.get("storage")), "")
+    out: list[Kind] = []
+    for v in versions:
+        if not v.get("served", True):
+            continue
+        subresources = v.get("subresources") or spec.get("subresources") or {}
+        schema = ((v.get("schema") or spec.get("validation") or {}).get("openAPIV3Schema"))
+        columns = v.get("additionalPrinterColumns") or spec.get("additionalPrinterColumns") or []
+        out.append(
+            Kind(
+                group=group,
+                version=v["name"],
+                kind=kind,
+                plural=plural,
+                namespaced=namespaced,
+                singular=names.get("singular") or kind.lower(),
+                short_names=tuple(names.get("shortNames") or ()),
+                categories=tuple(names.get("categories") or ()),
+                status="status" in subresources,
+                custom=True,
+                schema=schema,
+                printer_columns=tuple(columns),
+                list_kind=names.get("listKind") or f"{kind}List",
+                crd_name=(crd.get("metadata") or {}).get("name", ""),
+                storage_version=storage,
+            )
+        )
+    return out
+
+
+@dataclass(slots=True)
+class Registry:
+    """Kinds of one cluster, indexed for routing and for discovery."""
+
+    _by_path: dict[tuple[str, str, str], Kind] = field(default_factory=dict)
+    _by_kind: dict[tuple[str, str], Kind] = field(default_factory=dict)
+    #: bumps on every change; discovery caches key on it
+    generation: int = 0
+
+    @classmethod
+    def with_builtins(cls) -> Registry:
+        r = cls()
+        for k in BUILTINS:
+            r.add(k)
+        return r
+
+    def add(self, kind: Kind) -> None:
+        self._by_path[(kind.group, kind.version, kind.plural)] = kind
+        self._by_kind[(kind.api_version, kind.kind)] = kind
+        self.generation += 1
+
+    def remove_crd(self, crd_name: str) -> list[Kind]:
+        gone = [k for k in self._by_path.values() if k.custom and k.crd_name == crd_name]
+        for k in gone:
+            del self._by_path[(k.group, k.version, k.plural)]
+            self._by_kind.pop((k.api_version, k.kind), None)
+        if gone:
+            self.generation += 1
+        return gone
+
+    def set_crd(self, crd_name: str, kinds: Iterable[Kind]) -> None:
+        self.remove_crd(crd_name)
+        for k in kinds:
+            self.add(k)
+
+    def by_path(self, group: str, version: str, plural: str) -> Kind | None:
+        return self._by_path.get((group, version, plural))
+
+    def by_kind(self, api_version: str, kind: str) -> Kind | None:
+        return self._by_kind.get((api_version, kind))
+
+    def any_version(self, group: str, plural: str) -> Kind | None:
+        for k in self._by_path.values():
+            if k.group == group and k.plural == plural:
+                return k
+        return None
+
+    def __iter__(self) -> Iterator[Kind]:
+        return iter(list(self._by_path.values()))
+
+    def groups(self) -> dict[str, list[str]]:
+        """group -> served versions, preferred (storage, else first) first."""
+        out: dict[str, list[str]] = {}
+        for k in self._by_path.values():
+            versions = out.setdefault(k.group, [])
+            if k.version not in versions:
+                if k.storage_version == k.version:
+                    versions.insert(0, k.version)
+                else:
+                    versions.append(k.version)
+        return out

@@ -1,0 +1,1010 @@
+"""The HTTP face of one simulated cluster: routing, verbs, watch streams, Status errors.
+
+One aiohttp application per cluster. Every request goes through the same steps as in
+the real API server: authentication (bearer token), fault injection, routing to a
+``Kind`` by (group, version, plural), the verb (get, list, watch, create, update,
+patch, delete, deletecollection) and the subresource, then admission (names, schema
+validation, defaults, pruning, managedFields) and storage. Errors are ``Status``
+objects with the real reasons, codes and messages, so kubernetes_asyncio raises its
+usual ``ApiException`` and kubectl prints its usual lines.
+
+Patch semantics (merge, JSON, strategic merge, server-side apply) and object validation
+live in ``patch``, ``ssa`` and ``validate``; this module only decides which to call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import weakref
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import yaml
+from aiohttp import web
+
+from federationd.sim import discovery, errors, patch, ssa, tables
+from federationd.sim.kinds import CRDError, Kind, Registry, kinds_from_crd
+from federationd.sim.selectors import object_filter
+from federationd.sim.store import Change, Obj, Store, deep_copy, rfc3339
+
+if TYPE_CHECKING:
+    from federationd.sim.faults import Faults
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+KUBERNETES_VERSION = "v1.32.0"
+
+MUTATING = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+APPLY_PATCH_CBOR = "application/apply-patch+cbor"
+
+
+class RequestCounters:
+    """Requests served, by (verb, resource) — what tests assert "zero writes" against."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def record(self, verb: str, resource: str) -> None:
+        self.counts[(verb, resource)] += 1
+
+    def total(self, verb: str | None = None, resource: str | None = None) -> int:
+        return sum(
+            n
+            for (v, r), n in self.counts.items()
+            if (verb is None or v == verb) and (resource is None or r == resource)
+        )
+
+    def mutating(self, resource: str | None = None) -> int:
+        return sum(
+            n
+            for (v, r), n in self.counts.items()
+            if v in MUTATING and (resource is None or r == resource)
+        )
+
+    def by_verb(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for (v, _), n in self.counts.items():
+            out[v] += n
+        return dict(out)
+
+    def reset(self) -> None:
+        self.counts.clear()
+
+    def snapshot(self) -> dict[str, int]:
+        return {f"{v} {r}": n for (v, r), n in sorted(self.counts.items())}
+
+
+@dataclass(slots=True)
+class Target:
+    kind: Kind
+    #: "" for cluster-scoped objects; None for a list/watch across all namespaces
+    namespace: str | None
+    name: str
+    subresource: str
+
+
+# ---------------------------------------------------------------------------- admission glue
+#
+# ``validate`` is written alongside this module; until it exists, names and schemas are
+# not checked (the server still works, it only accepts more than it should).
+
+try:  # pragma: no cover - exercised whichever way the tree is
+    from federationd.sim import validate as _validate
+except ImportError:  # pragma: no cover
+    _validate = None  # type: ignore[assignment]
+
+
+def _cause(fe: Any) -> dict[str, str]:
+    return {"reason": str(fe.reason), "message": str(fe.message), "field": str(fe.path)}
+
+
+# ---------------------------------------------------------------------------- server
+
+
+class ApiServer:
+    """Request handling for one cluster; ``app()`` builds the aiohttp application."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        store: Store,
+        tokens: dict[str, str],
+        faults: Faults | None = None,
+        bookmark_interval: float = 5.0,
+        watch_timeout_max: float = 1800.0,
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.registry: Registry = store.registry
+        #: token -> role: "admin" may do anything, "viewer" only read
+        self.tokens = tokens
+        self.faults = faults
+        self.requests = RequestCounters()
+        self.bookmark_interval = bookmark_interval
+        self.watch_timeout_max = watch_timeout_max
+        self.transports: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._watch_tasks: set[asyncio.Task[Any]] = set()
+        store.listeners.append(self._on_change)
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    # ------------------------------------------------------------------ CRD controller
+
+    def _on_change(self, ch: Change) -> None:
+        if ch.resource != ("apiextensions.k8s.io", "customresourcedefinitions"):
+            return
+        name = ch.name
+        if ch.type == "DELETED":
+            gone = self.registry.remove_crd(name)
+            if gone:
+                k = gone[0]
+                for o in list(self.store.list_raw(k.resource, None)[0]):
+                    m = o["metadata"]
+                    try:
+                        self.store.delete(k, m.get("namespace", ""), m["name"])
+                    except errors.ApiError:
+                        pass
+            return
+        try:
+            kinds = kinds_from_crd(ch.obj)
+        except CRDError:
+            return
+        self.registry.set_crd(name, kinds)
+        status = ch.obj.get("status") or {}
+        if not any(c.get("type") == "Established" for c in status.get("conditions") or []):
+            now = rfc3339(self.store.clock())
+            names = dict((ch.obj.get("spec") or {}).get("names") or {})
+            names.setdefault("singular", names.get("kind", "").lower())
+            names.setdefault("listKind", names.get("kind", "") + "List")
+            new = deep_copy(ch.obj)
+            new["status"] = {
+                "acceptedNames": names,
+                "conditions": [
+                    {"type": t, "status": "True", "lastTransitionTime": now, "reason": r, "message": m}
+                    for t, r, m in (
+                        ("NamesAccepted", "NoConflicts", "no conflicts found"),
+                        ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+                    )
+                ],
+                "storedVersions": [v["name"] for v in (new.get("spec") or {}).get("versions") or [] if v.get("storage")],
+            }
+            crd_kind = self.registry.by_kind("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+            assert crd_kind is not None
+            self.store.update(new, kind=crd_kind, subresource="status", check_version=False)
+
+    # ------------------------------------------------------------------ entry point
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.transport is not None:
+            self.transports.add(request.transport)
+        verb, resource = "", ""
+        try:
+            role = self._authenticate(request)
+            path = request.path
+            if path.startswith("/api/") or path.startswith("/apis/"):
+                target = self._route(path)
+                if target is not None:
+                    verb = self._verb(request, target)
+                    resource = target.kind.plural
+                    if self.faults is not None:
+                        await self.faults.before(verb, resource)
+                    self.requests.record(verb, resource)
+                    if verb in MUTATING and role != "admin":
+                        raise self._forbidden(target, verb, role)
+                    return await self._dispatch(request, verb, target)
+            if self.faults is not None:
+                await self.faults.before("get", "")
+            return self._non_resource(request, path)
+        except errors.ApiError as e:
+            headers = {"Retry-After": str(e.retry_after)} if e.retry_after is not None else None
+            return web.Response(body=_encode(e.status()), status=e.code, content_type=JSON, headers=headers)
+
+    def _authenticate(self, request: web.Request) -> str:
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            role = self.tokens.get(auth[7:].strip())
+            if role is not None:
+                return role
+        raise errors.Unauthorized("Unauthorized")
+
+    def _forbidden(self, target: Target, verb: str, role: str) -> errors.Forbidden:
+        k = target.kind
+        where = f' in the namespace "{target.namespace}"' if target.namespace else ""
+        res = f"{k.plural}/{target.subresource}" if target.subresource else k.plural
+        return errors.Forbidden(
+            f'{k.group_kind} "{target.name}" is forbidden: User "system:serviceaccount:default:{role}" cannot {verb} resource "{res}" in API group "{k.group}"{where}',
+            name=target.name,
+            group=k.group,
+            kind=k.plural,
+        )
+
+    # ------------------------------------------------------------------ routing
+
+    def _route(self, path: str) -> Target | None:
+        parts = [p for p in path.split("/") if p]
+        if parts[0] == "api":
+            if len(parts) < 3:
+                return None
+            group, version, rest = "", parts[1], parts[2:]
+        else:
+            if len(parts) < 4:
+                return None
+            group, version, rest = parts[1], parts[2], parts[3:]
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3 and not (
+            group == "" and len(rest) == 3 and rest[2] in ("status", "finalize")
+        ):
+            namespace, rest = rest[1], rest[2:]
+        if len(rest) > 3:
+            raise errors.NotFound("the server could not find the requested resource")
+        plural = rest[0]
+        kind = self.registry.by_path(group, version, plural)
+        if kind is None:
+            raise errors.NotFound("the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else ""
+        sub = rest[2] if len(rest) > 2 else ""
+        if sub and not (sub == "status" and kind.status) and not (sub == "finalize" and kind.kind == "Namespace"):
+            raise errors.NotFound("the server could not find the requested resource")
+        if not kind.namespaced:
+            if namespace is not None:
+                raise errors.NotFound("the server could not find the requested resource")
+            namespace = ""
+        return Target(kind, namespace, name, sub)
+
+    @staticmethod
+    def _verb(request: web.Request, t: Target) -> str:
+        m = request.method
+        if m == "GET":
+            if t.name:
+                return "get"
+            w = request.query.get("watch", "")
+            return "watch" if w in ("true", "1", "True") else "list"
+        if m == "POST":
+            return "create"
+        if m == "PUT":
+            return "update"
+        if m == "PATCH":
+            return "patch"
+        if m == "DELETE":
+            return "delete" if t.name else "deletecollection"
+        raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource")
+
+    async def _dispatch(self, request: web.Request, verb: str, t: Target) -> web.StreamResponse:
+        if verb == "watch":
+            return await self._watch(request, t)
+        if verb == "get":
+            return self._get(request, t)
+        if verb == "list":
+            return self._list(request, t)
+        body = await request.read()
+        if verb == "create":
+            return self._create(request, t, body)
+        if verb == "update":
+            return self._update(request, t, body)
+        if verb == "patch":
+            return self._patch(request, t, body)
+        if verb == "delete":
+            return self._delete(request, t, body)
+        return self._delete_collection(request, t, body)
+
+    # ------------------------------------------------------------------ non-resource
+
+    def _non_resource(self, request: web.Request, path: str) -> web.StreamResponse:
+        if request.method != "GET":
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+        accept = request.headers.get("Accept", "")
+        p = path.rstrip("/") or "/"
+        if p == "/version":
+            return _json(discovery.version_info(KUBERNETES_VERSION))
+        if p in ("/healthz", "/readyz", "/livez"):
+            return web.Response(text="ok", content_type="text/plain")
+        if p in ("/api", "/apis"):
+            for ctype, av in (
+                (discovery.AGGREGATED_V2, "apidiscovery.k8s.io/v2"),
+                (discovery.AGGREGATED_V2BETA1, "apidiscovery.k8s.io/v2beta1"),
+            ):
+                if _accepts(accept, av.split("/")[1]):
+                    doc = discovery.aggregated(self.registry, legacy=p == "/api", api_version=av)
+                    return web.Response(body=_encode(doc), headers={"Content-Type": ctype})
+            return _json(discovery.api_versions() if p == "/api" else discovery.api_group_list(self.registry))
+        parts = [x for x in p.split("/") if x]
+        if parts[0] == "api" and len(parts) == 2:
+            doc = discovery.resource_list(self.registry, "", parts[1])
+            if doc is not None:
+                return _json(doc)
+        if parts[0] == "apis" and len(parts) == 2:
+            g = discovery.api_group(self.registry, parts[1])
+            if g is not None:
+                return _json(g)
+        if parts[0] == "apis" and len(parts) == 3:
+            doc = discovery.resource_list(self.registry, parts[1], parts[2])
+            if doc is not None:
+                return _json(doc)
+        if parts[0] == "openapi" and len(parts) >= 2 and parts[1] == "v3":
+            if len(parts) == 2:
+                return _json(discovery.openapi_v3_root(self.registry))
+            rest = parts[2:]
+            gv: tuple[str, str] | None = None
+            if rest[0] == "api" and len(rest) == 2:
+                gv = ("", rest[1])
+            elif rest[0] == "apis" and len(rest) == 3:
+                gv = (rest[1], rest[2])
+            if gv is not None:
+                doc = discovery.openapi_v3_group(self.registry, *gv)
+                if doc is not None:
+                    return _json(doc)
+        raise errors.NotFound("the server could not find the requested resource")
+
+    # ------------------------------------------------------------------ reads
+
+    def _get(self, request: web.Request, t: Target) -> web.StreamResponse:
+        k = t.kind
+        o = self.store.raw(k.resource, t.namespace or "", t.name)
+        if o is None:
+            raise errors.not_found(k.plural, t.name, group=k.group)
+        o = _as_version(o, k)
+        if _wants_table(request):
+            return _json(
+                tables.table(
+                    k, [o], resource_version=o["metadata"]["resourceVersion"],
+                    include_object=request.query.get("includeObject", "Metadata"),
+                    now=self.store.clock(),
+                )
+            )
+        return _json(o)
+
+    def _list(self, request: web.Request, t: Target) -> web.StreamResponse:
+        k = t.kind
+        q = request.query
+        match = object_filter(
+            label_selector=q.get("labelSelector", ""),
+            field_selector=q.get("fieldSelector", ""),
+            kind=k.kind,
+        )
+        limit = _int_param(q.get("limit", "0"), "limit")
+        cont = q.get("continue", "")
+        rv_param = q.get("resourceVersion", "")
+        rv_match = q.get("resourceVersionMatch", "")
+        start = ""
+        at: int | None = None
+        if cont:
+            if rv_param:
+                raise errors.BadRequest("specifying resource version is not allowed when using continue")
+            at, start = _decode_continue(cont)
+            if at < self.store.floor and at < self.store.revision:
+                raise errors.Gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."
+                )
+        elif rv_param and rv_param != "0":
+            want = _int_param(rv_param, "resourceVersion")
+            if want > self.store.revision:
+                raise errors.Timeout(f"Too large resource version: {want}, current: {self.store.revision}", retry_after=1)
+            if rv_match == "Exact":
+                at = want
+        items, rv = self.store.list_raw(k.resource, t.namespace, at=at)
+        if start:
+            items = [o for o in items if _key(o) > start]
+        if match is not None:
+            items = [o for o in items if match(o)]
+        next_token = ""
+        remaining = 0
+        if limit > 0 and len(items) > limit:
+            remaining = len(items) - limit
+            items = items[:limit]
+            next_token = _encode_continue(rv, _key(items[-1]))
+        items = [_as_version(o, k) for o in items]
+        if _wants_table(request):
+            return _json(
+                tables.table(
+                    k, items, resource_version=str(rv),
+                    include_object=q.get("includeObject", "Metadata"),
+                    continue_token=next_token, now=self.store.clock(),
+                )
+            )
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if next_token:
+            meta["continue"] = next_token
+            meta["remainingItemCount"] = remaining
+        return _json({"kind": k.list_kind_name, "apiVersion": k.api_version, "metadata": meta, "items": items})
+
+    async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        k = t.kind
+        q = request.query
+        match = object_filter(
+            label_selector=q.get("labelSelector", ""),
+            field_selector=q.get("fieldSelector", ""),
+            kind=k.kind,
+        )
+        rv_param = q.get("resourceVersion", "")
+        bookmarks = q.get("allowWatchBookmarks", "") in ("true", "1")
+        timeout = min(float(q.get("timeoutSeconds", "0") or 0) or self.watch_timeout_max, self.watch_timeout_max)
+        as_table = _wants_table(request)
+        include_object = q.get("includeObject", "Metadata")
+        initial: list[Obj] = []
+        expired: errors.Gone | None = None
+        since: int | None = None
+        if rv_param and rv_param != "0":
+            since = _int_param(rv_param, "resourceVersion")
+        try:
+            sub, backlog = self.store.subscribe(k.resource, t.namespace, since=since)
+        except errors.Gone as e:
+            expired = e
+            sub, backlog = None, []
+        last_rv = self.store.revision if since is None else since
+        if since is None and expired is None:
+            initial, _ = self.store.list_raw(k.resource, t.namespace)
+        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        task = asyncio.current_task()
+        if task is not None:
+            self._watch_tasks.add(task)
+        first_table = [True]
+
+        def line(type_: str, obj: Obj, ch: Change | None = None) -> bytes:
+            if as_table and type_ != "ERROR":
+                if type_ == "BOOKMARK":
+                    tab = tables.table(k, [], resource_version=obj["metadata"]["resourceVersion"], now=self.store.clock())
+                    tab["rows"] = []
+                else:
+                    tab = tables.table(k, [obj], resource_version=obj["metadata"].get("resourceVersion", ""),
+                                       include_object=include_object, now=self.store.clock())
+                if not first_table[0]:
+                    tab["columnDefinitions"] = []
+                first_table[0] = False
+                return _encode({"type": type_, "object": tab}) + b"\n"
+            if ch is not None and type_ == ch.type:
+                return ch.encoded(k.api_version)
+            if ch is not None:
+                return ch.encoded(k.api_version, type_)
+            return _encode({"type": type_, "object": _as_version(obj, k)}) + b"\n"
+
+        try:
+            if expired is not None:
+                await resp.write(line("ERROR", expired.status()))
+                return resp
+            assert sub is not None
+            buf = bytearray()
+            for o in initial:
+                if match is None or match(o):
+                    buf += line("ADDED", o)
+            for ch in backlog:
+                buf += self._event_line(ch, match, line)
+                last_rv = ch.rv
+            if buf:
+                await resp.write(bytes(buf))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            next_bookmark = loop.time() + self.bookmark_interval if bookmarks else float("inf")
+            while True:
+                now = loop.time()
+                if now >= deadline:
+                    break
+                if now >= next_bookmark:
+                    bm = {"kind": k.kind, "apiVersion": k.api_version, "metadata": {"resourceVersion": str(max(last_rv, self.store.revision if sub.queue.empty() else last_rv))}}
+                    await resp.write(line("BOOKMARK", bm))
+                    next_bookmark = now + self.bookmark_interval
+                    continue
+                try:
+                    async with asyncio.timeout(min(deadline, next_bookmark) - now):
+                        ch0 = await sub.queue.get()
+                except TimeoutError:
+                    continue
+                if ch0 is None:
+                    break
+                buf = bytearray(self._event_line(ch0, match, line))
+                last_rv = ch0.rv
+                closed = False
+                while not sub.queue.empty():
+                    chn = sub.queue.get_nowait()
+                    if chn is None:
+                        closed = True
+                        break
+                    buf += self._event_line(chn, match, line)
+                    last_rv = chn.rv
+                if buf:
+                    await resp.write(bytes(buf))
+                if closed:
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            if sub is not None:
+                sub.close()
+            raise
+        finally:
+            if sub is not None:
+                sub.close()
+            if task is not None:
+                self._watch_tasks.discard(task)
+        try:
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass
+        return resp
+
+    @staticmethod
+    def _event_line(
+        ch: Change,
+        match: Callable[[Obj], bool] | None,
+        line: Callable[[str, Obj, Change | None], bytes],
+    ) -> bytes:
+        if match is None:
+            return line(ch.type, ch.obj, ch)
+        now_in = match(ch.obj)
+        was_in = ch.prev is not None and match(ch.prev)
+        if ch.type == "ADDED":
+            return line("ADDED", ch.obj, ch) if now_in else b""
+        if ch.type == "DELETED":
+            return line("DELETED", ch.obj, ch) if was_in or now_in else b""
+        if now_in and was_in:
+            return line("MODIFIED", ch.obj, ch)
+        if now_in:
+            return line("ADDED", ch.obj, ch)
+        if was_in:
+            return line("DELETED", ch.obj, ch)
+        return b""
+
+    # ------------------------------------------------------------------ writes
+
+    def _decode_body(self, request: web.Request, body: bytes, t: Target) -> Obj:
+        ctype = request.content_type
+        if ctype not in (JSON, "application/yaml", APPLY_PATCH, "", "application/octet-stream", "text/plain"):
+            # protobuf and CBOR bodies: clients fall back to JSON on 415
+            raise errors.UnsupportedMediaType(
+                f'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml'
+            )
+        try:
+            if ctype in ("application/yaml", APPLY_PATCH):
+                obj = yaml.safe_load(body)
+            else:
+                obj = _decode(body)
+        except (msgspec.DecodeError, yaml.YAMLError) as e:
+            raise errors.BadRequest(f"the object provided is unrecognized: {_short(e)}") from None
+        if not isinstance(obj, dict):
+            raise errors.BadRequest("the object provided is unrecognized (must be of type map)")
+        return obj
+
+    def _check_identity(self, obj: Obj, t: Target, *, url_name: str = "") -> None:
+        k = t.kind
+        # like the real decoder, a body without apiVersion/kind takes the endpoint's
+        av = obj.setdefault("apiVersion", k.api_version)
+        kind = obj.setdefault("kind", k.kind)
+        if av != k.api_version or kind != k.kind:
+            raise errors.BadRequest(
+                f"the API version in the data ({av}) does not match the expected API version ({k.api_version})"
+                if av != k.api_version
+                else f"the kind in the data ({kind}) does not match the expected kind ({k.kind})"
+            )
+        meta = obj.get("metadata")
+        if meta is None:
+            meta = obj["metadata"] = {}
+        if not isinstance(meta, dict):
+            raise errors.BadRequest("metadata must be an object")
+        if k.namespaced:
+            ns = meta.get("namespace")
+            if ns and ns != t.namespace:
+                raise errors.BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+            meta["namespace"] = t.namespace
+        if url_name and meta.get("name") and meta["name"] != url_name:
+            raise errors.BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL ({url_name})")
+        if url_name and not meta.get("name"):
+            meta["name"] = url_name
+
+    def _admit(self, obj: Obj, t: Target, request: web.Request) -> list[str]:
+        """Name, schema validation, CR defaults and pruning; returns warnings."""
+        k = t.kind
+        mode = request.query.get("fieldValidation", "") or "Warn"
+        if mode not in ("Strict", "Warn", "Ignore"):
+            raise errors.BadRequest(f"fieldValidation must be one of Ignore, Warn, Strict, got {mode}")
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        causes: list[dict[str, str]] = []
+        warnings: list[str] = []
+        if name and _validate is not None:
+            fe = _validate.validate_name(name)
+            if fe is not None:
+                causes.append(_cause(fe))
+        if _validate is None:
+            if causes:
+                raise errors.invalid(k.kind, name, group=k.group, causes=causes)
+            return warnings
+        unknown: list[Any] = []
+        if k.custom:
+            if k.schema is not None:
+                obj.update(_validate.apply_defaults(obj, schema=k.schema))
+                pruned = _validate.prune(obj, schema=k.schema)
+                unknown = _unknown_paths(obj, pruned) if mode != "Ignore" else []
+                obj.clear()
+                obj.update(pruned)
+                for fe in _validate.validate_custom(obj, schema=k.schema):
+                    causes.append(_cause(fe))
+        else:
+            errs, warns = _validate.validate_builtin(obj, field_validation=mode)
+            for fe in errs:
+                if fe.reason == "FieldValueUnknown":
+                    unknown.append(fe.path)
+                else:
+                    causes.append(_cause(fe))
+            if mode == "Warn":
+                warnings.extend(warns)
+        if causes:
+            raise errors.invalid(k.kind, name, group=k.group, causes=causes)
+        if unknown:
+            if mode == "Strict":
+                paths = ", ".join(f'unknown field "{p}"' for p in unknown)
+                raise errors.BadRequest(
+                    f'{k.kind} in version "{k.version}" cannot be handled as a {k.kind}: strict decoding error: {paths}'
+                )
+            if mode == "Warn":
+                warnings.extend(f'unknown field "{p}"' for p in unknown)
+        return warnings
+
+    def _manager(self, request: web.Request, default_op: str) -> str:
+        fm = request.query.get("fieldManager", "")
+        if fm:
+            if len(fm) > 128:
+                raise errors.BadRequest("fieldManager: Too long: may not be longer than 128")
+            return fm
+        ua = request.headers.get("User-Agent", "")
+        return ua.split("/")[0] or "unknown"
+
+    def _set_managed(
+        self, request: web.Request, old: Obj | None, new: Obj, t: Target, *, operation: str = "Update"
+    ) -> None:
+        now = rfc3339(self.store.clock())
+        mf = ssa.update_managed_fields(
+            old, new, manager=self._manager(request, operation), operation=operation,
+            api_version=t.kind.api_version, now=now, subresource=t.subresource,
+            schema=t.kind.schema if t.kind.custom else None,
+        )
+        if mf:
+            new.setdefault("metadata", {})["managedFields"] = mf
+        else:
+            new.get("metadata", {}).pop("managedFields", None)
+
+    def _create(self, request: web.Request, t: Target, body: bytes) -> web.StreamResponse:
+        if t.name and t.kind.kind != "Namespace":
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+        obj = self._decode_body(request, body, t)
+        self._check_identity(obj, t)
+        warnings = self._admit(obj, t, request)
+        self._set_managed(request, None, obj, t)
+        out = self.store.create(obj, kind=t.kind, dry_run=_dry_run(request))
+        return _json(_as_version(out, t.kind), status=201, warnings=warnings)
+
+    def _current(self, t: Target) -> Obj:
+        k = t.kind
+        o = self.store.raw(k.resource, t.namespace or "", t.name)
+        if o is None:
+            raise errors.not_found(k.plural, t.name, group=k.group)
+        return o
+
+    def _update(self, request: web.Request, t: Target, body: bytes) -> web.StreamResponse:
+        obj = self._decode_body(request, body, t)
+        self._check_identity(obj, t, url_name=t.name)
+        old = self._current(t)
+        if t.subresource != "status":
+            warnings = self._admit(obj, t, request)
+        else:
+            warnings = self._admit_status(obj, old, t, request)
+        self._set_managed(request, old, obj, t)
+        out = self.store.update(obj, kind=t.kind, subresource=t.subresource, dry_run=_dry_run(request))
+        return _json(_as_version(out, t.kind), warnings=warnings)
+
+    def _admit_status(self, obj: Obj, old: Obj, t: Target, request: web.Request) -> list[str]:
+        # validate the object as it will be stored: the old one with the new status
+        merged = {**deep_copy(old), "status": obj.get("status")}
+        if merged["status"] is None:
+            merged.pop("status")
+        w = self._admit(merged, t, request)
+        if "status" in merged:
+            obj["status"] = merged["status"]
+        return w
+
+    def _patch(self, request: web.Request, t: Target, body: bytes) -> web.StreamResponse:
+        k = t.kind
+        ctype = request.content_type
+        dry = _dry_run(request)
+        if ctype == APPLY_PATCH:
+            return self._apply(request, t, body)
+        if ctype not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH):
+            raise errors.UnsupportedMediaType(
+                f"the body of the request was in an unknown format - accepted media types include: {', '.join(_patch_types(k))}"
+            )
+        if ctype == STRATEGIC_PATCH and k.custom:
+            raise errors.UnsupportedMediaType(
+                f"the body of the request was in an unknown format - accepted media types include: {', '.join(_patch_types(k))}"
+            )
+        old = self._current(t)
+        current = _as_version(deep_copy(old), k)
+        try:
+            doc = _decode(body)
+        except msgspec.DecodeError as e:
+            raise errors.BadRequest(f"error decoding patch: {_short(e)}") from None
+        try:
+            if ctype == MERGE_PATCH:
+                if not isinstance(doc, dict):
+                    raise errors.BadRequest("json: cannot unmarshal array into Go value of type map[string]interface {}")
+                new = patch.merge_patch(current, doc)
+            elif ctype == JSON_PATCH:
+                if not isinstance(doc, list):
+                    raise errors.BadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+                new = patch.json_patch(current, doc)
+            else:
+                if not isinstance(doc, dict):
+                    raise errors.BadRequest("json: cannot unmarshal array into Go value of type map[string]interface {}")
+                new = patch.strategic_merge_patch(current, doc, api_version=k.api_version, kind=k.kind)
+        except patch.PatchError as e:
+            raise errors.Invalid(str(e), name=t.name, group=k.group, kind=k.kind) from None
+        if not isinstance(new, dict):
+            raise errors.BadRequest("the patch produced something other than an object")
+        if new.get("apiVersion") != k.api_version or new.get("kind") != k.kind:
+            raise errors.BadRequest("the patch may not change apiVersion or kind")
+        self._check_identity(new, t, url_name=t.name)
+        if (new.get("metadata") or {}).get("name") != t.name:
+            raise errors.BadRequest(f"the name of the object ({new['metadata'].get('name')}) does not match the name on the URL ({t.name})")
+        if t.subresource == "status":
+            warnings = self._admit_status(new, old, t, request)
+        else:
+            warnings = self._admit(new, t, request)
+        self._set_managed(request, old, new, t)
+        out = self.store.update(new, kind=k, subresource=t.subresource, dry_run=dry)
+        return _json(_as_version(out, k), warnings=warnings)
+
+    def _apply(self, request: web.Request, t: Target, body: bytes) -> web.StreamResponse:
+        k = t.kind
+        manager = request.query.get("fieldManager", "")
+        if not manager:
+            raise errors.BadRequest("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch")
+        force = request.query.get("force", "") in ("true", "1")
+        applied = self._decode_body(request, body, t)
+        self._check_identity(applied, t, url_name=t.name)
+        live = self.store.raw(k.resource, t.namespace or "", t.name)
+        now = rfc3339(self.store.clock())
+        live_v = _as_version(deep_copy(live), k) if live is not None else None
+        try:
+            new = ssa.apply(
+                live_v, applied, manager=manager, force=force, api_version=k.api_version, now=now,
+                subresource=t.subresource, schema=k.schema if k.custom else None,
+                ignore=("status",) if k.status and not t.subresource else (),
+            )
+        except ssa.ApplyConflict as e:
+            raise errors.Conflict(
+                str(e),
+                name=t.name,
+                group=k.group,
+                kind=k.plural,
+                # a StatusCause's JSON key is "reason" (Go field Type)
+                causes=[
+                    {"reason": c.get("reason") or c.get("type", "FieldManagerConflict"),
+                     "message": c["message"], "field": c["field"]}
+                    for c in e.causes()
+                ],
+            ) from None
+        except ssa.InvalidApply as e:
+            raise errors.InternalError(str(e)) from None
+        except ssa.FieldManagerError as e:
+            raise errors.BadRequest(str(e)) from None
+        if live is None:
+            if t.subresource:
+                raise errors.not_found(k.plural, t.name, group=k.group)
+            warnings = self._admit(new, t, request)
+            out = self.store.create(new, kind=k, dry_run=_dry_run(request))
+            return _json(_as_version(out, k), status=201, warnings=warnings)
+        new.setdefault("metadata", {})["resourceVersion"] = live["metadata"]["resourceVersion"]
+        if t.subresource == "status":
+            warnings = self._admit_status(new, live, t, request)
+        else:
+            warnings = self._admit(new, t, request)
+        out = self.store.update(new, kind=k, subresource=t.subresource, dry_run=_dry_run(request))
+        return _json(_as_version(out, k), warnings=warnings)
+
+    def _delete_options(self, request: web.Request, body: bytes) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if body.strip():
+            try:
+                decoded = _decode(body)
+            except msgspec.DecodeError:
+                raise errors.BadRequest("the body of the request was in an unknown format") from None
+            if isinstance(decoded, dict):
+                opts = decoded
+        q = request.query
+        if "propagationPolicy" in q:
+            opts["propagationPolicy"] = q["propagationPolicy"]
+        if q.get("orphanDependents") in ("true", "false") and "propagationPolicy" not in opts:
+            opts["propagationPolicy"] = "Orphan" if q["orphanDependents"] == "true" else "Background"
+        if opts.get("orphanDependents") is True and "propagationPolicy" not in opts:
+            opts["propagationPolicy"] = "Orphan"
+        pol = opts.get("propagationPolicy")
+        if pol is not None and pol not in ("Orphan", "Background", "Foreground"):
+            raise errors.BadRequest(f'propagationPolicy: Unsupported value: "{pol}": supported values: "Foreground", "Background", "Orphan"')
+        if "dryRun" in q:
+            opts["dryRun"] = q.getall("dryRun")
+        return opts
+
+    def _delete(self, request: web.Request, t: Target, body: bytes) -> web.StreamResponse:
+        k = t.kind
+        opts = self._delete_options(request, body)
+        pre = opts.get("preconditions") or {}
+        dry = "All" in (opts.get("dryRun") or [])
+        res = self.store.delete(
+            k, t.namespace or "", t.name,
+            propagation=opts.get("propagationPolicy"),
+            uid=pre.get("uid"), resource_version=pre.get("resourceVersion"),
+            dry_run=dry,
+        )
+        obj = _as_version(res.obj, k)
+        if not res.deleted:
+            return _json(obj, status=202 if not dry else 200)
+        if k.custom or k.kind in ("Pod", "Service", "Namespace", "Node"):
+            return _json(obj)
+        return _json(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": t.name, "group": k.group, "kind": k.plural, "uid": obj["metadata"].get("uid", "")},
+            }
+        )
+
+    def _delete_collection(self, request: web.Request, t: Target, body: bytes) -> web.StreamResponse:
+        k = t.kind
+        opts = self._delete_options(request, body)
+        q = request.query
+        match = object_filter(
+            label_selector=q.get("labelSelector", ""),
+            field_selector=q.get("fieldSelector", ""),
+            kind=k.kind,
+        )
+        dry = "All" in (opts.get("dryRun") or [])
+        items, _ = self.store.list_raw(k.resource, t.namespace)
+        out = []
+        for o in items:
+            if match is not None and not match(o):
+                continue
+            m = o["metadata"]
+            try:
+                res = self.store.delete(k, m.get("namespace", ""), m["name"], propagation=opts.get("propagationPolicy"), dry_run=dry)
+            except errors.NotFound:
+                continue
+            out.append(_as_version(res.obj, k))
+        return _json({"kind": k.list_kind_name, "apiVersion": k.api_version, "metadata": {"resourceVersion": str(self.store.revision)}, "items": out})
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def close_watches(self) -> None:
+        self.store.drop_watches()
+        tasks = list(self._watch_tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+
+    def abort_connections(self) -> int:
+        n = 0
+        for tr in list(self.transports):
+            try:
+                tr.abort()
+                n += 1
+            except Exception:  # noqa: BLE001 - a transport already gone is fine
+                pass
+        return n
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _json(obj: Any, *, status: int = 200, warnings: Iterable[str] = ()) -> web.Response:
+    headers = None
+    w = list(warnings)
+    if w:
+        headers = {"Warning": ", ".join(f'299 - "{x.replace(chr(34), chr(39))}"' for x in w)}
+    return web.Response(body=_encode(obj), status=status, content_type=JSON, headers=headers)
+
+
+def _as_version(o: Obj, k: Kind) -> Obj:
+    if o.get("apiVersion") == k.api_version:
+        return o
+    return {**o, "apiVersion": k.api_version}
+
+
+def _key(o: Obj) -> str:
+    m = o["metadata"]
+    return f"{m.get('namespace', '')}/{m['name']}"
+
+
+def _encode_continue(rv: int, start: str) -> str:
+    return base64.urlsafe_b64encode(_encode({"v": "meta.k8s.io/v1", "rv": rv, "start": start})).decode()
+
+
+def _decode_continue(token: str) -> tuple[int, str]:
+    try:
+        d = _decode(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
+        return int(d["rv"]), str(d["start"])
+    except Exception:  # noqa: BLE001 - any malformed token is the same client error
+        raise errors.BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)") from None
+
+
+def _int_param(v: str, name: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise errors.BadRequest(f"{name}: Invalid value: \"{v}\": must be an integer") from None
+    if n < 0:
+        raise errors.BadRequest(f"{name}: Invalid value: \"{v}\": must be non-negative")
+    return n
+
+
+def _accepts(accept: str, version: str) -> bool:
+    for part in accept.split(","):
+        p = part.replace(" ", "")
+        if "g=apidiscovery.k8s.io" in p and f";v={version};" in p + ";" and "as=APIGroupDiscoveryList" in p:
+            return True
+    return False
+
+
+def _wants_table(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    for part in accept.split(","):
+        p = part.replace(" ", "")
+        if "as=Table" in p and "g=meta.k8s.io" in p and (";v=v1;" in p + ";" or ";v=v1beta1;" in p + ";"):
+            return True
+        if p.startswith("application/json") and "as=" not in p:
+            return False
+    return False
+
+
+def _dry_run(request: web.Request) -> bool:
+    vals = request.query.getall("dryRun", [])
+    for v in vals:
+        if v != "All":
+            raise errors.BadRequest(f'dryRun: Unsupported value: "{v}": supported values: "All"')
+    return bool(vals)
+
+
+def _patch_types(k: Kind) -> list[str]:
+    types = [JSON_PATCH, MERGE_PATCH, APPLY_PATCH]
+    if not k.custom:
+        types.insert(2, STRATEGIC_PATCH)
+    return types
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+
+
+def _unknown_paths(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """Fields present before pruning and gone after (what Strict validation reports)."""
+    out: list[str] = []
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key, v in before.items():
+            path = f"{prefix}.{key}" if prefix else key
+            if key not in after:
+                out.append(path)
+            else:
+                out.extend(_unknown_paths(v, after[key], path))
+    elif isinstance(before, list) and isinstance(after, list):
+        for i, (a, b) in enumerate(zip(before, after, strict=False)):
+            out.extend(_unknown_paths(a, b, f"{prefix}[{i}]"))
+    return out
+
+
+async def run_soon(coro: Awaitable[Any]) -> None:  # pragma: no cover - small utility
+    await coro
+
+
+_ = time

@@ -1,0 +1,287 @@
+"""A reflector with client-go semantics: keep a local copy of one resource type in sync.
+
+The loop, as in client-go's ``Reflector.ListAndWatch``:
+
+1. **List** (paged) and remember the collection's resourceVersion. The first list emits
+   every object; a later list (after 410 Gone or a failed list) emits only the
+   *differences* against the store: ``on_delete`` for objects that disappeared,
+   ``on_upsert`` for new objects and ones whose resourceVersion moved, nothing for the
+   rest. ``synced`` is set after the first successful list.
+2. **Watch** from that resourceVersion with ``allowWatchBookmarks=true`` and a jittered
+   server-side ``timeoutSeconds``. Every event, bookmarks included, advances the
+   resourceVersion, so a watch that ends normally (server timeout, dropped connection)
+   resumes where it stopped, without a list.
+3. **410 Gone** (an ``ERROR`` event or an HTTP 410) → back to 1.
+4. **Inactivity watchdog**: no line (event or bookmark) within ``inactivity_timeout`` →
+   the watch is presumed dead (a half-open connection, a partition) and restarted.
+5. Failures back off (0.8 s, doubling to 30 s, jittered, reset after a healthy period); a 429
+   waits the server's ``Retry-After`` when it gives one.
+
+Every request has a timeout (the client's for lists; connect + per-read timeouts for
+watches). Cancelling ``run()`` (or ``stop()``) closes the open response; nothing leaks.
+
+Callbacks may be plain functions or coroutines. An exception from a callback is logged
+and does not stop the reflector (the store already reflects the server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from federationd.clusters.backoff import Backoff, BackoffPolicy
+from federationd.clusters.clock import REAL_CLOCK, Clock
+from federationd.clusters.connection import ClusterClient, Query
+from federationd.clusters.discovery import ResourceInfo
+from federationd.clusters.errors import (
+    ApiError,
+    ApiGone,
+    ApiThrottled,
+    error_for_status,
+)
+from federationd.clusters.listing import list_all
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+Handler = Callable[[Obj], Awaitable[None] | None]
+ObjectKey = tuple[str, str]
+
+
+def object_key(obj: Obj) -> ObjectKey:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name", "")))
+
+
+def _rv(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+class WatchExpired(Exception):
+    """The inactivity watchdog fired: no event or bookmark in time."""
+
+
+class Reflector:
+    """One (cluster, kind[, namespace, selectors]) kept in sync. ``await run()`` or
+    ``start()``/``stop()``."""
+
+    def __init__(
+        self,
+        client: ClusterClient,
+        *,
+        api_version: str,
+        kind: str,
+        on_upsert: Handler | None = None,
+        on_delete: Handler | None = None,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = 500,
+        watch_timeout: float = 300.0,
+        inactivity_timeout: float = 120.0,
+        backoff: BackoffPolicy | None = None,
+        clock: Clock = REAL_CLOCK,
+        rand: Callable[[], float] = random.random,
+        resource: ResourceInfo | None = None,
+    ) -> None:
+        self.client = client
+        self.api_version = api_version
+        self.kind = kind
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.page_size = page_size
+        self.watch_timeout = watch_timeout
+        self.inactivity_timeout = inactivity_timeout
+        self._on_upsert = on_upsert
+        self._on_delete = on_delete
+        self._clock = clock
+        self._rand = rand
+        self._backoff = Backoff(backoff or BackoffPolicy(), clock=clock.now, rand=rand)
+        self._resource = resource
+        self.store: dict[ObjectKey, Obj] = {}
+        self.resource_version = ""
+        self.synced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        #: Counters for tests and /debug: completed lists, watches started, relists after 410, watchdog
+        #: restarts, errors, callbacks that raised.
+        self.stats = {"lists": 0, "watches": 0, "gone": 0, "watchdog": 0, "errors": 0,
+                      "throttled": 0, "bookmarks": 0, "callback_errors": 0}
+        #: The last error (redacted message), for status and /debug.
+        self.last_error = ""
+        self.name = f"{client.name}/{kind}" + (f"/{namespace}" if namespace else "")
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self.run(), name=f"reflector {self.name}")
+        return self._task
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        need_list = True
+        empty_watches = 0
+        while True:
+            try:
+                if need_list:
+                    await self._list_and_sync()
+                    need_list = False
+                started = self._clock.now()
+                lines = await self._watch()
+                if lines == 0 and self._clock.now() - started < 1.0:
+                    # Watches that keep ending at once with nothing in them (a misbehaving
+                    # proxy) must not become a hot loop; a single one just resumes.
+                    empty_watches += 1
+                    if empty_watches > 1:
+                        await self._clock.sleep(self._backoff.next())
+                else:
+                    empty_watches = 0
+            except ApiGone:
+                # Our resourceVersion is compacted away: relist at once (the relist is a
+                # consistent read and cannot be Gone itself).
+                self.stats["gone"] += 1
+                need_list = True
+            except WatchExpired:
+                self.stats["watchdog"] += 1
+                log.info("%s: no watch event for %gs, restarting the watch",
+                         self.name, self.inactivity_timeout)
+            except ApiThrottled as e:
+                self.stats["throttled"] += 1
+                self.last_error = e.message
+                delay = self._backoff.next()
+                if e.retry_after is not None:
+                    delay = e.retry_after
+                await self._clock.sleep(delay)
+            except ApiError as e:
+                self.stats["errors"] += 1
+                self.last_error = e.message
+                delay = self._backoff.next()
+                log.warning("%s: %s; retrying in %.1fs", self.name, e.message, delay)
+                await self._clock.sleep(delay)
+
+    async def _resolve(self) -> ResourceInfo:
+        if self._resource is None:
+            self._resource = await self.client.discovery.resolve(self.api_version, self.kind)
+        return self._resource
+
+    async def _list_and_sync(self) -> None:
+        info = await self._resolve()
+        items, rv = await list_all(
+            self.client, info, namespace=self.namespace, label_selector=self.label_selector,
+            field_selector=self.field_selector, page_size=self.page_size,
+            what=f"list {self.kind} on {self.client.name}")
+        self.stats["lists"] += 1
+        fresh = {object_key(o): o for o in items}
+        old = self.store
+        self.store = fresh
+        self.resource_version = rv
+        for key, obj in old.items():
+            if key not in fresh:
+                await self._call(self._on_delete, obj)
+        for key, obj in fresh.items():
+            prev = old.get(key)
+            if prev is None or _rv(prev) != _rv(obj):
+                await self._call(self._on_upsert, obj)
+        self.last_error = ""
+        self.synced.set()
+
+    async def _watch(self) -> int:
+        """Watch until the stream ends; returns how many lines it delivered."""
+        info = await self._resolve()
+        # client-go spreads watch lifetimes over [timeout, 2*timeout) so watches of many
+        # reflectors do not all end together.
+        server_timeout = max(1, int(self.watch_timeout * (1.0 + self._rand())))
+        query: Query = {
+            "watch": True,
+            "resourceVersion": self.resource_version,
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": server_timeout,
+            "labelSelector": self.label_selector,
+            "fieldSelector": self.field_selector,
+        }
+        self.stats["watches"] += 1
+        lines = 0
+        path = info.path(self.namespace if info.namespaced else None)
+        async with self.client.stream(
+            path, query=query, read_timeout=self.inactivity_timeout + 5.0,
+            what=f"watch {self.kind} on {self.client.name}",
+        ) as resp:
+            while True:
+                try:
+                    line = await asyncio.wait_for(
+                        resp.content.readline(), self.inactivity_timeout)
+                except TimeoutError:
+                    raise WatchExpired(self.name) from None
+                except (OSError, ValueError) as e:
+                    # A dropped connection mid-stream: resume from our resourceVersion.
+                    log.info("%s: watch stream ended (%s)", self.name, type(e).__name__)
+                    return lines
+                except aiohttp.ClientError as e:
+                    log.info("%s: watch stream ended (%s)", self.name, type(e).__name__)
+                    return lines
+                if not line:
+                    return lines  # the server closed the watch (timeoutSeconds): resume
+                line = line.strip()
+                if not line:
+                    continue
+                lines += 1
+                await self._handle_line(line)
+
+    async def _handle_line(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            raise ApiError(f"watch {self.kind} on {self.client.name}: malformed event") from None
+        etype = event.get("type")
+        obj = event.get("object") or {}
+        if etype == "ERROR":
+            code = int(obj.get("code") or 500)
+            raise error_for_status(code, obj, what=f"watch {self.kind} on {self.client.name}")
+        rv = _rv(obj)
+        if etype == "BOOKMARK":
+            self.stats["bookmarks"] += 1
+            if rv:
+                self.resource_version = rv
+            return
+        obj.setdefault("apiVersion", self.api_version)
+        obj.setdefault("kind", self.kind)
+        key = object_key(obj)
+        if rv:
+            self.resource_version = rv
+        if etype in ("ADDED", "MODIFIED"):
+            self.store[key] = obj
+            await self._call(self._on_upsert, obj)
+        elif etype == "DELETED":
+            self.store.pop(key, None)
+            await self._call(self._on_delete, obj)
+
+    async def _call(self, handler: Handler | None, obj: Obj) -> None:
+        if handler is None:
+            return
+        try:
+            result = handler(obj)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.stats["callback_errors"] += 1
+            log.exception("%s: handler failed for %s/%s", self.name, *object_key(obj))

@@ -1,0 +1,151 @@
+"""The converger against one simulated cluster: apply, resync, drift, delete, release."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from events import types as ev
+from events.types import Event
+from federationd.actuators.client import KubeClient
+from federationd.actuators.converge import CONTENT_HASH_ANNOTATION, ClusterConverger, contains
+from federationd.clusters.connection import connect
+from federationd.metrics import Metrics
+from federationd.projections.derive import ClusterDesired, DesiredObject, object_key
+from federationd.render.objects import content_hash, obj
+from federationd.sim import Fleet
+
+from .waiting import wait_for
+
+
+def _desired(objs: Sequence[dict[str, object]], patches: Sequence[dict[str, object]] = ()) -> ClusterDesired:
+    out = {}
+    for o in objs:
+        out[object_key(o)] = DesiredObject(key=object_key(o), obj=dict(o), content_hash=content_hash(o))
+    for p in patches:
+        out[object_key(p)] = DesiredObject(key=object_key(p), obj=dict(p), content_hash=content_hash(p), patch=True)
+    return ClusterDesired(objects=out)
+
+
+def _cm(name: str, value: str) -> dict[str, object]:
+    return obj("v1", "ConfigMap", name, component="mesh", namespace="istio-system", data={"v": value})
+
+
+def _ns_patch(name: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"istio-injection": "enabled", "federationd.io/injection": "enabled"}}}
+
+
+class Harness:
+    def __init__(self, fleet: Fleet, conv: ClusterConverger, appended: list[Event]) -> None:
+        self.fleet = fleet
+        self.conv = conv
+        self.appended = appended
+        self.store = fleet["master"].store
+
+    def cm(self, name: str) -> dict[str, object] | None:
+        return self.store.get("v1", "ConfigMap", name, "istio-system")
+
+    def verbs(self) -> list[str]:
+        return [e.verb for e in self.appended if isinstance(e, ev.ActuationApplied)]
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+    async with Fleet(["master"], directory=tmp_path) as fleet:
+        master = fleet["master"]
+        master.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
+        master.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}})
+        client = await connect(master.kubeconfig, name="master")
+        appended: list[Event] = []
+
+        async def append(events: Sequence[Event]) -> None:
+            appended.extend(events)
+
+        conv = ClusterConverger("master", KubeClient(client), append=append, metrics=Metrics())
+        conv.start()
+        try:
+            yield Harness(fleet, conv, appended)
+        finally:
+            await conv.stop()
+            await client.close()
+
+
+async def test_applies_then_a_resync_writes_nothing(h: Harness) -> None:
+    desired = _desired([_cm("a", "1"), _cm("b", "2")], [_ns_patch("apps")])
+    h.conv.set_desired(desired, {})
+    await wait_for(h.conv.converged, what="convergence")
+    a = h.cm("a")
+    assert a is not None and a["data"] == {"v": "1"}
+    assert a["metadata"]["annotations"][CONTENT_HASH_ANNOTATION] == desired.objects["v1/ConfigMap/istio-system/a"].content_hash
+    assert any(m["manager"] == "federationd" for m in a["metadata"]["managedFields"])
+    ns = h.store.get("v1", "Namespace", "apps")
+    assert ns is not None and ns["metadata"]["labels"]["istio-injection"] == "enabled"
+    assert sorted(h.verbs()) == ["apply", "apply", "apply"]
+
+    before = h.fleet["master"].requests.mutating()
+    h.conv.resync()
+    h.conv.set_desired(desired, {})  # the same desired again: nothing changes
+    await wait_for(h.conv.converged, what="resync")
+    assert h.fleet["master"].requests.mutating() == before
+    assert h.verbs() == ["apply", "apply", "apply"]
+
+
+async def test_one_changed_object_is_one_write(h: Harness) -> None:
+    h.conv.set_desired(_desired([_cm("a", "1"), _cm("b", "2")]), {})
+    await wait_for(h.conv.converged)
+    before = h.fleet["master"].requests.mutating()
+    h.conv.set_desired(_desired([_cm("a", "1"), _cm("b", "3")]), {})
+    await wait_for(lambda: (h.cm("b") or {}).get("data") == {"v": "3"} and h.conv.converged())
+    assert h.fleet["master"].requests.mutating() == before + 1
+
+
+async def test_drift_is_repaired_and_foreign_fields_stay(h: Harness) -> None:
+    h.conv.set_desired(_desired([_cm("a", "1")]), {})
+    await wait_for(h.conv.converged)
+    # a user edits our value and adds a label of their own (another field manager)
+    live = h.cm("a")
+    assert live is not None
+    live["data"] = {"v": "hand-edited"}
+    live["metadata"]["labels"]["team"] = "payments"
+    h.store.update(live)
+    await wait_for(lambda: (h.cm("a") or {}).get("data") == {"v": "1"}, what="repair")
+    restored = h.cm("a")
+    assert restored is not None and restored["metadata"]["labels"]["team"] == "payments"
+    # and a hand deletion
+    h.store.remove("v1", "ConfigMap", "a", "istio-system")
+    await wait_for(lambda: h.cm("a") is not None, what="re-creation")
+    await wait_for(h.conv.converged)
+    assert h.verbs().count("apply") == 3
+
+
+async def test_no_longer_desired_objects_are_deleted_and_patches_released(h: Harness) -> None:
+    h.conv.set_desired(_desired([_cm("a", "1"), _cm("b", "2")], [_ns_patch("apps")]), {})
+    await wait_for(h.conv.converged)
+    ns = h.store.get("v1", "Namespace", "apps")
+    assert ns is not None
+    h.conv.set_desired(_desired([_cm("a", "1")]), {})
+    await wait_for(lambda: h.cm("b") is None, what="deletion")
+    await wait_for(lambda: "istio-injection" not in ((h.store.get("v1", "Namespace", "apps") or {})["metadata"].get("labels") or {}), what="release")
+    assert h.store.get("v1", "Namespace", "apps") is not None  # never deleted
+    await wait_for(h.conv.converged)
+    assert sorted(h.verbs()).count("delete") == 1 and "release" in h.verbs()
+
+
+async def test_hold_changes_nothing(h: Harness) -> None:
+    h.conv.set_desired(_desired([_cm("a", "1")]), {})
+    await wait_for(h.conv.converged)
+    before = h.fleet["master"].requests.mutating()
+    h.conv.set_desired(ClusterDesired(hold=True, hold_reason="bad spec"), {})
+    h.conv.resync()
+    await wait_for(h.conv.converged)
+    assert h.cm("a") is not None and h.fleet["master"].requests.mutating() == before
+
+
+def test_contains_compares_quantities_by_value() -> None:
+    assert contains({"cpu": "1000m"}, {"cpu": "1", "memory": "1Gi"})
+    assert contains({"m": "1Gi"}, {"m": "1024Mi"})
+    assert not contains({"cpu": "100m"}, {"cpu": "1"})
+    assert not contains({"a": [1, 2]}, {"a": [1]})
+    assert not contains({"a": "x"}, {})

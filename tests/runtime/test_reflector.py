@@ -1,0 +1,207 @@
+"""Reflector semantics against the fake API server: list → watch from the list's RV,
+bookmarks, resume without relist, 410 → relist emitting only differences, watchdog,
+backoff and Retry-After, clean cancellation."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from federationd.clusters import BackoffPolicy, ClusterClient
+from federationd.clusters.backoff import Backoff
+from federationd.watchers.reflector import Reflector
+from tests.runtime.conftest import FakeClock, wait_for
+from tests.runtime.fakeapi import Fault, FakeApi
+
+FAST = BackoffPolicy(initial=0.01, cap=0.05, jitter=0.0)
+
+
+def ns(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    async def upsert(self, obj: dict[str, Any]) -> None:
+        self.events.append(("upsert", obj["metadata"]["name"]))
+
+    def delete(self, obj: dict[str, Any]) -> None:  # sync callbacks work too
+        self.events.append(("delete", obj["metadata"]["name"]))
+
+
+def reflector(client: ClusterClient, rec: Recorder, **kw: Any) -> Reflector:
+    kw.setdefault("backoff", FAST)
+    return Reflector(client, api_version="v1", kind="Namespace", on_upsert=rec.upsert,
+                     on_delete=rec.delete, **kw)
+
+
+async def test_list_then_watch_from_the_list_resource_version(client: ClusterClient,
+                                                              api: FakeApi) -> None:
+    for name in ("a", "b", "c"):
+        api.put("namespaces", ns(name))
+    rec = Recorder()
+    r = reflector(client, rec, page_size=2)
+    r.start()
+    await wait_for(r.synced.is_set)
+    assert sorted(rec.events) == [("upsert", "a"), ("upsert", "b"), ("upsert", "c")]
+    await wait_for(lambda: api.open_watches == 1)
+    q = api.watch_queries[0]
+    assert q["resourceVersion"] == "3" and q["allowWatchBookmarks"] == "true"
+    assert 300 <= int(q["timeoutSeconds"]) < 600
+    api.put("namespaces", ns("b", team="x"))
+    api.remove("namespaces", "", "a")
+    await wait_for(lambda: len(rec.events) == 5)
+    assert rec.events[3:] == [("upsert", "b"), ("delete", "a")]
+    assert set(r.store) == {("", "b"), ("", "c")}
+    assert r.store[("", "b")]["metadata"]["labels"] == {"team": "x"}
+    assert r.resource_version == "5"
+    await r.stop()
+    await wait_for(lambda: api.open_watches == 0)
+
+
+async def test_bookmarks_advance_the_resource_version(client: ClusterClient, api: FakeApi) -> None:
+    rec = Recorder()
+    r = reflector(client, rec)
+    r.start()
+    await wait_for(lambda: api.open_watches == 1)
+    api.put("configmaps", {"metadata": {"name": "x", "namespace": "d"}})  # another type
+    api.bookmark()
+    await wait_for(lambda: r.stats["bookmarks"] == 1)
+    assert r.resource_version == str(api.rv) and rec.events == []
+    # After a drop, the watch resumes from the bookmark, not from the list's RV.
+    api.drop_watches()
+    await wait_for(lambda: len(api.watch_queries) == 2)
+    assert api.watch_queries[1]["resourceVersion"] == str(api.rv)
+    await r.stop()
+
+
+async def test_dropped_watch_resumes_without_relisting(client: ClusterClient, api: FakeApi) -> None:
+    api.put("namespaces", ns("a"))
+    rec = Recorder()
+    r = reflector(client, rec)
+    r.start()
+    await wait_for(lambda: api.open_watches == 1)
+    api.put("namespaces", ns("b"))
+    await wait_for(lambda: len(rec.events) == 2)
+    for i in range(3):
+        api.drop_watches()
+        api.put("namespaces", ns(f"n{i}"))
+        await wait_for(lambda i=i: ("upsert", f"n{i}") in rec.events)
+    assert r.stats["lists"] == 1 and api.requests["list"] == 1
+    assert rec.events.count(("upsert", "a")) == 1
+    await r.stop()
+
+
+async def _relist_differences(client: ClusterClient, api: FakeApi, clock: FakeClock) -> None:
+    for name in ("a", "b", "c"):
+        api.put("namespaces", ns(name))
+    rec = Recorder()
+    r = reflector(client, rec, clock=clock, rand=lambda: 0.0)
+    r.start()
+    await wait_for(lambda: api.open_watches == 1)
+    # Take the watch away (it fails once, then the reflector waits on the fake clock),
+    # change things, and compact history so that resuming is impossible.
+    fault = Fault(503, 1, verb="watch")
+    api.faults.append(fault)
+    api.drop_watches()
+    await wait_for(lambda: fault.count == 0 and clock.sleepers == 1)
+    api.put("namespaces", ns("b", changed="yes"))
+    api.remove("namespaces", "", "c")
+    api.put("namespaces", ns("d"))
+    api.compact()
+    rec.events.clear()
+    clock.advance(10)
+    await wait_for(lambda: r.stats["gone"] == 1 and api.open_watches == 1)
+    assert sorted(rec.events) == [("delete", "c"), ("upsert", "b"), ("upsert", "d")]
+    assert r.stats["lists"] == 2
+    assert set(r.store) == {("", "a"), ("", "b"), ("", "d")}
+    await r.stop()
+
+
+async def test_gone_event_relists_and_emits_only_differences(
+        client: ClusterClient, api: FakeApi, clock: FakeClock) -> None:
+    await _relist_differences(client, api, clock)
+
+
+async def test_gone_http_status_relists_too(client: ClusterClient, api: FakeApi,
+                                           clock: FakeClock) -> None:
+    api.gone_as_http = True
+    await _relist_differences(client, api, clock)
+
+
+async def test_compaction_during_a_watch_relists(client: ClusterClient, api: FakeApi) -> None:
+    api.put("namespaces", ns("a"))
+    rec = Recorder()
+    r = reflector(client, rec)
+    r.start()
+    await wait_for(lambda: api.open_watches == 1)
+    api.compact()  # the server ends the open watch with ERROR 410
+    await wait_for(lambda: r.stats["gone"] == 1 and r.stats["lists"] == 2)
+    assert rec.events == [("upsert", "a")]  # unchanged objects are not re-emitted
+    await r.stop()
+
+
+async def test_inactivity_watchdog_restarts_a_silent_watch(client: ClusterClient,
+                                                           api: FakeApi) -> None:
+    api.hang_watches = True
+    rec = Recorder()
+    r = reflector(client, rec, inactivity_timeout=0.2)
+    r.start()
+    await wait_for(lambda: r.stats["watchdog"] >= 2)
+    assert r.stats["watches"] >= 3 and r.stats["lists"] == 1
+    api.hang_watches = False
+    api.put("namespaces", ns("late"))
+    await wait_for(lambda: ("upsert", "late") in rec.events)
+    await r.stop()
+
+
+async def test_backoff_doubles_and_retry_after_is_honoured(client: ClusterClient, api: FakeApi,
+                                                           clock: FakeClock) -> None:
+    api.faults.append(Fault(503, 4, verb="list"))
+    rec = Recorder()
+    r = reflector(client, rec, clock=clock, rand=lambda: 0.0, backoff=BackoffPolicy())
+    r.start()
+    for expected in (0.8, 1.6, 3.2, 6.4):
+        await wait_for(lambda: clock.sleepers == 1)
+        assert clock.slept[-1] == expected
+        clock.advance(expected)
+    await wait_for(r.synced.is_set)
+    api.faults.append(Fault(429, 1, retry_after=7, verb="watch"))
+    api.drop_watches()
+    await wait_for(lambda: clock.sleepers == 1)
+    assert clock.slept[-1] == 7.0 and r.stats["throttled"] == 1
+    clock.advance(7)
+    await wait_for(lambda: api.open_watches == 1)
+    assert r.stats["lists"] == 1  # a throttled watch resumes, no relist
+    await r.stop()
+
+
+async def test_partition_then_recovery_delivers_what_happened(
+        client: ClusterClient, api: FakeApi) -> None:
+    api.put("namespaces", ns("a"))
+    rec = Recorder()
+    r = reflector(client, rec)
+    r.start()
+    await wait_for(lambda: api.open_watches == 1)
+    api.faults.append(Fault(503, 5, verb="watch"))
+    api.drop_watches()
+    api.put("namespaces", ns("during"))
+    await wait_for(lambda: api.faults[-1].count == 0)
+    await wait_for(lambda: ("upsert", "during") in rec.events)
+    assert r.stats["errors"] == 5 and r.stats["lists"] == 1
+    assert "503" in r.last_error
+    await r.stop()
+
+
+def test_backoff_jitter_cap_and_reset_after_a_healthy_period() -> None:
+    t = [0.0]
+    b = Backoff(BackoffPolicy(), clock=lambda: t[0], rand=lambda: 1.0)
+    delays = [b.next() for _ in range(8)]
+    assert delays[0] == 0.8 * 1.1 and delays[-1] == 30.0 * 1.1
+    t[0] += 121.0  # healthy for longer than reset_after
+    assert b.next() == 0.8 * 1.1
+    rng = random.Random(1)
+    jittered = Backoff(BackoffPolicy(), clock=lambda: t[0], rand=rng.random)
+    assert 0.8 <= jittered.next() <= 0.88
