@@ -418,10 +418,8 @@ class EventLog:
                     params.append((seq, now, c, t, k, p))
                     seq += 1
             try:
-                await self._writer.executemany(_INSERT, params)
-                await self._writer.commit()
+                await self._writer._execute(_write_rows, self._writer._conn, params)
             except (sqlite3.Error, ValueError) as e:
-                await self._rollback()
                 make = await self._failure(e)
                 for _, fut in take:
                     if not fut.done():
@@ -727,6 +725,15 @@ class EventLog:
                 dropped += hi - self._dropped_through
                 self._dropped_through = hi
         return dropped
+
+
+def _write_rows(conn: sqlite3.Connection, params: list[Any]) -> None:
+    try:
+        conn.executemany(_INSERT, params)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
 
 
 # --- opening helpers ----------------------------------------------------------------------

@@ -192,7 +192,10 @@ class ClusterConverger:
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start actuating (the leader calls this; a standby only keeps its inventory)."""
+        """Start (or resume) actuating: the leader calls this; a standby only keeps its
+        inventory warm (reflectors run either way) and derives nothing onto the cluster."""
+        if self.queue.shutting_down:
+            raise RuntimeError("converger was stopped")
         self.active = True
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(
@@ -201,8 +204,13 @@ class ClusterConverger:
             )
         self.resync()
 
+    def pause(self) -> None:
+        """Stop actuating (leadership lost). A write in flight completes; nothing new
+        starts until ``start()`` again."""
+        self.active = False
+
     async def stop(self) -> None:
-        """Stop: let an in-flight write finish (bounded by the client's timeout), drop the
+        """Stop for good: let an in-flight write finish (bounded by the client's timeout), drop the
         rest, stop the reflectors."""
         self.active = False
         await self.queue.shutdown()

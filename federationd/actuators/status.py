@@ -88,6 +88,9 @@ class StatusWriter:
         for key in self._desired:
             self.queue.add(key)
 
+    def pause(self) -> None:
+        self.active = False
+
     async def stop(self) -> None:
         self.active = False
         await self.queue.shutdown()

@@ -23,6 +23,8 @@ from federationd.render.profiles import PROFILES
 
 __all__ = [
     "SUPPORTED_VERSIONS",
+    "UNSUPPORTED_MESSAGE",
+    "RenderError",
     "UnsupportedVersion",
     "profile_for",
     "remote_effective_spec",

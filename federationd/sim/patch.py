@@ -111,6 +111,7 @@ class Schema:
         "list_keys",
         "list_type",
         "map_type",
+        "name",
         "nullable",
         "patch_merge_key",
         "patch_strategies",
@@ -133,13 +134,17 @@ class Schema:
     patch_merge_key: str
     map_type: Literal["granular", "atomic"]
     builtin: bool
+    #: the upstream definition this node refers to (``io.k8s.api.apps.v1.DeploymentSpec``)
+    name: str
 
     def __init__(self, raw: Mapping[str, Any], *, defs: Mapping[str, Any] | None = None) -> None:
         self._defs = defs
         self.builtin = defs is not None
         ref = raw.get("$ref")
+        self.name = ""
         if isinstance(ref, str) and defs is not None:
-            target = defs[ref.rsplit("/", 1)[-1]]
+            self.name = ref.rsplit("/", 1)[-1]
+            target = defs[self.name]
             raw = {**target, **{k: v for k, v in raw.items() if k != "$ref"}}
         self.raw = raw
         self._children: dict[str, Schema | None] = {}
@@ -279,7 +284,7 @@ def builtin_schema(api_version: str, kind: str) -> Schema | None:
     if name is None:
         return None
     defs = _definitions()
-    return Schema(defs[name], defs=defs)
+    return Schema({"$ref": "#/$defs/" + name}, defs=defs)
 
 
 def supports_strategic(api_version: str, kind: str) -> bool:

@@ -522,10 +522,9 @@ class ApiServer:
                     await resp.write(bytes(buf))
                 if closed:
                     break
-        except (ConnectionResetError, asyncio.CancelledError):
-            if sub is not None:
-                sub.close()
-            raise
+        except ConnectionResetError:
+            # the client went away: nothing to tell it
+            return resp
         finally:
             if sub is not None:
                 sub.close()

@@ -44,6 +44,12 @@ TWO_CLUSTERS = (
 MASTER_FACTS = {
     "seed-000-minimal": RenderFacts(),
     "seed-004-cni": RenderFacts(),
+    "everything-1.2": RenderFacts(
+        network="network-master",
+        mesh_networks=TWO_CLUSTERS,
+        ca_secret_name="cacerts",
+        localities=("eu-north-1/eu-north-1a", "europe-west2/europe-west2-a"),
+    ),
     "seed-002-1.1.11": RenderFacts(network="network-master", mesh_networks=TWO_CLUSTERS),
     "seed-002-locality-failover": RenderFacts(
         network="network-master",

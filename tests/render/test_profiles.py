@@ -526,3 +526,45 @@ def test_rendering_is_deterministic() -> None:
     b = dump_yaml_stream(master(reverse(raw)))
     assert a == b
     assert dump_yaml_stream(remote(full(), full_remote())) == dump_yaml_stream(remote(full(), full_remote()))
+
+
+def test_sds_and_core_dump_reach_the_gateways() -> None:
+    objs = master(full())
+    pod = find(objs, "Deployment", "istio-ingressgateway")["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["sdsudspath"]["hostPath"] == {"path": "/var/run/sds/uds_path", "type": "Socket"}
+    assert vols["istio-token"]["projected"]["sources"][0]["serviceAccountToken"]["path"] == "istio-token"
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][1]["volumeMounts"]}
+    assert mounts["sdsudspath"] == "/var/run/sds/uds_path"
+    assert mounts["istio-token"] == "/var/run/secrets/tokens"
+    assert [c["name"] for c in pod["initContainers"]] == ["enable-core-dump"]
+    na = find(objs, "DaemonSet", "istio-nodeagent")["spec"]["template"]["spec"]
+    assert na["volumes"][0]["hostPath"]["path"] == "/var/run/sds"
+    plain = find(master(MINIMAL), "Deployment", "istio-ingressgateway")["spec"]["template"]["spec"]
+    assert "initContainers" not in plain
+    assert {v["name"] for v in plain["volumes"]} == {"istio-certs", "ingressgateway-certs", "ingressgateway-ca-certs"}
+
+
+def test_webhooks() -> None:
+    objs = master(MINIMAL)
+    hook = find(objs, "MutatingWebhookConfiguration", "istio-sidecar-injector")["webhooks"][0]
+    assert hook["clientConfig"] == {
+        "service": {"name": "istio-sidecar-injector", "namespace": NS, "path": "/inject", "port": 443}
+    }
+    assert "caBundle" not in hook["clientConfig"]  # the injector patches its own CA in
+    assert hook["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]
+    galley = yaml.safe_load(find(objs, "ConfigMap", "istio-galley-configuration")["data"]["validatingwebhookconfiguration.yaml"])
+    assert [w["name"] for w in galley["webhooks"]] == ["pilot.validation.istio.io", "mixer.validation.istio.io"]
+    no_mixer = master(set_path(MINIMAL, "mixer.enabled", False))
+    galley = yaml.safe_load(find(no_mixer, "ConfigMap", "istio-galley-configuration")["data"]["validatingwebhookconfiguration.yaml"])
+    assert [w["name"] for w in galley["webhooks"]] == ["pilot.validation.istio.io"]
+
+
+def test_remote_citadel_signs_with_the_shared_root_when_the_facts_say_so() -> None:
+    rraw = {"enabledServices": [{"name": "istio-pilot"}]}
+    shared = remote(MINIMAL, rraw, RenderFacts(cluster="r", role="remote", network="r", ca_secret_name="cacerts"))
+    args = find(shared, "Deployment", "istio-citadel")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--self-signed-ca=false" in args
+    alone = remote(MINIMAL, rraw)
+    args = find(alone, "Deployment", "istio-citadel")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--self-signed-ca=true" in args

@@ -198,7 +198,7 @@ class FakeApi:
             return web.json_response({"kind": "Status", "code": 404, "reason": "NotFound",
                                       "message": "the server could not find the requested resource"},
                                      status=404)
-        gv, res, ns, name, sub = found
+        gv, res, ns, name, _sub = found
         plural = res["name"]
         q = request.query
         if request.method == "GET" and name is None:

@@ -18,9 +18,9 @@ from federationd.actuators.client import (
     ApiUnavailable,
     KubeClient,
 )
-from federationd.clusters import ClusterClient, ClusterState, connect
+from federationd.clusters import ClusterClient, ClusterState, HealthSnapshot, connect
 from federationd.metrics import Metrics
-from tests.runtime.fakeapi import Fault, FakeApi
+from tests.runtime.fakeapi import FakeApi, Fault
 
 
 def cm(name: str, **data: str) -> dict[str, object]:
@@ -133,7 +133,7 @@ async def test_untrusted_ca_fails_verification(api: FakeApi, metrics: Metrics) -
     kc["clusters"][0]["cluster"]["certificate-authority-data"] = base64.b64encode(
         other.cert_pem.bytes()).decode()
     c = await connect(kc, name="mitm", metrics=metrics)
-    seen = []
+    seen: list[HealthSnapshot] = []
     c.health.subscribe(seen.append)
     try:
         with pytest.raises(ApiUnavailable, match="TLS certificate verification failed"):

@@ -11,7 +11,7 @@ from federationd.clusters import BackoffPolicy, ClusterClient
 from federationd.clusters.backoff import Backoff
 from federationd.watchers.reflector import Reflector
 from tests.runtime.conftest import FakeClock, wait_for
-from tests.runtime.fakeapi import Fault, FakeApi
+from tests.runtime.fakeapi import FakeApi, Fault
 
 FAST = BackoffPolicy(initial=0.01, cap=0.05, jitter=0.0)
 
@@ -88,7 +88,8 @@ async def test_dropped_watch_resumes_without_relisting(client: ClusterClient, ap
     for i in range(3):
         api.drop_watches()
         api.put("namespaces", ns(f"n{i}"))
-        await wait_for(lambda i=i: ("upsert", f"n{i}") in rec.events)
+        expected = ("upsert", f"n{i}")
+        await wait_for(lambda: expected in rec.events)  # noqa: B023 - awaited at once
     assert r.stats["lists"] == 1 and api.requests["list"] == 1
     assert rec.events.count(("upsert", "a")) == 1
     await r.stop()

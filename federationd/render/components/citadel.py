@@ -24,7 +24,8 @@ def ca_secret(ctx: Ctx) -> str:
 
 def _args(ctx: Ctx) -> list[str]:
     cit = ctx.spec.citadel
-    args = [
+    args = ["--sds-enabled=true"] if ctx.spec.sds.enabled else []
+    args += [
         "--append-dns-names=true",
         "--grpc-port=8060",
         f"--citadel-storage-namespace={ctx.ns}",
@@ -79,6 +80,7 @@ def build(ctx: Ctx) -> list[Obj]:
             ],
             initialDelaySeconds=60,
             periodSeconds=60,
+            failureThreshold=30,
         )
     template = c.pod_template(
         app_labels=APP,

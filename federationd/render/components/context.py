@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import msgspec
+from typing import Any, Protocol
 
 from federationd.api.v1beta1 import IstioSpec, ResourceRequirements
 from federationd.render.objects import Obj, RenderFacts, obj
@@ -97,20 +95,6 @@ class Ctx:
 # --- small helpers ------------------------------------------------------------------------
 
 
-def builtins(value: Any) -> Any:
-    """The wire form of an API sub-struct (camelCase keys, unset fields left out)."""
-    out = msgspec.to_builtins(value)
-    return _prune(out)
-
-
-def _prune(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _prune(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_prune(v) for v in value]
-    return value
-
-
 def resources(r: ResourceRequirements | None) -> Obj:
     if r is None:
         return {}
@@ -145,7 +129,18 @@ class Scheduling:
     tolerations: Sequence[Obj]
 
 
-def scheduling_of(c: Any) -> Scheduling:
+class _Schedulable(Protocol):
+    """Any component config with the scheduling knobs (pilot, citadel, gateways, …)."""
+
+    @property
+    def node_selector(self) -> dict[str, str]: ...
+    @property
+    def affinity(self) -> dict[str, Any] | None: ...
+    @property
+    def tolerations(self) -> list[dict[str, Any]]: ...
+
+
+def scheduling_of(c: _Schedulable) -> Scheduling:
     """``nodeSelector``/``affinity``/``tolerations`` of a component config."""
     return Scheduling(
         node_selector=dict(c.node_selector),
@@ -475,3 +470,70 @@ def proxy_sidecar(
 def certs_volume(service_account_name: str) -> Obj:
     """Citadel writes each service account's workload certificate to ``istio.<sa>``."""
     return secret_volume("istio-certs", f"istio.{service_account_name}")
+
+
+# --- SDS and core dumps, shared by gateways and the injection template -----------------------
+
+DEFAULT_SDS_UDS_PATH = "unix:/var/run/sds/uds_path"
+
+
+def sds_socket_path(ctx: Ctx) -> str:
+    """The node agent's socket on the host (``sds.udsPath`` without its ``unix:`` scheme)."""
+    path = ctx.spec.sds.uds_path or DEFAULT_SDS_UDS_PATH
+    return path.removeprefix("unix:")
+
+
+def sds_volumes(ctx: Ctx) -> list[Obj]:
+    """With SDS, proxies reach the node agent's socket on the host and, with trustworthy
+    JWTs, present a projected service-account token to it."""
+    if not ctx.spec.sds.enabled:
+        return []
+    out: list[Obj] = [
+        {"name": "sdsudspath", "hostPath": {"path": sds_socket_path(ctx), "type": "Socket"}}
+    ]
+    if ctx.spec.sds.use_trustworthy_jwt:
+        out.append(
+            {
+                "name": "istio-token",
+                "projected": {
+                    "sources": [
+                        {
+                            "serviceAccountToken": {
+                                "path": "istio-token",
+                                "expirationSeconds": 43200,
+                                "audience": "",
+                            }
+                        }
+                    ]
+                },
+            }
+        )
+    return out
+
+
+def sds_mounts(ctx: Ctx) -> list[Obj]:
+    if not ctx.spec.sds.enabled:
+        return []
+    out = [mount("sdsudspath", sds_socket_path(ctx), read_only=True)]
+    if ctx.spec.sds.use_trustworthy_jwt:
+        out.append(mount("istio-token", "/var/run/secrets/tokens"))
+    return out
+
+
+def core_dump_init(ctx: Ctx) -> list[Obj]:
+    """The privileged init container that lets Envoy write core dumps, when asked for."""
+    if not ctx.spec.proxy.enable_core_dump:
+        return []
+    return [
+        {
+            "name": "enable-core-dump",
+            "image": ctx.spec.proxy_init.image,
+            "imagePullPolicy": ctx.pull_policy,
+            "command": ["/bin/sh"],
+            "args": [
+                "-c",
+                "sysctl -w kernel.core_pattern=/var/lib/istio/core.proxy && ulimit -c unlimited",
+            ],
+            "securityContext": {"privileged": True},
+        }
+    ]

@@ -152,8 +152,7 @@ def _proxy(ctx: Ctx, kind: GatewayKind, cfg: GatewayConfiguration, ports: list[O
         c.mount(f"{short}-certs", f"/etc/istio/{short}-certs", read_only=True),
         c.mount(f"{short}-ca-certs", f"/etc/istio/{short}-ca-certs", read_only=True),
     ]
-    if spec.sds.enabled:
-        mounts.append(c.mount("sdsudspath", "/var/run/sds", read_only=True))
+    mounts += c.sds_mounts(ctx)
     if cfg.sds.enabled:
         mounts.append(c.mount(f"{short}sdsudspath", "/var/run/ingress_gateway"))
     return {
@@ -173,7 +172,6 @@ def _proxy(ctx: Ctx, kind: GatewayKind, cfg: GatewayConfiguration, ports: list[O
 
 def build_gateway(ctx: Ctx, kind: GatewayKind) -> list[Obj]:
     cfg = _config(ctx, kind)
-    spec = ctx.spec
     short = kind.istio_label
     ports = _service_ports(ctx, kind, cfg)
     containers = [_proxy(ctx, kind, cfg, ports)]
@@ -182,8 +180,7 @@ def build_gateway(ctx: Ctx, kind: GatewayKind) -> list[Obj]:
         c.secret_volume(f"{short}-certs", f"istio-{short}-certs"),
         c.secret_volume(f"{short}-ca-certs", f"istio-{short}-ca-certs"),
     ]
-    if spec.sds.enabled:
-        volumes.append({"name": "sdsudspath", "hostPath": {"path": "/var/run/sds"}})
+    volumes += c.sds_volumes(ctx)
     objs: list[Obj] = []
     if cfg.sds.enabled:
         volumes.append({"name": f"{short}sdsudspath", "emptyDir": {}})
@@ -232,6 +229,7 @@ def build_gateway(ctx: Ctx, kind: GatewayKind) -> list[Obj]:
         service_account=kind.service_account,
         scheduling=c.scheduling_of(cfg),
         volumes=volumes,
+        init_containers=c.core_dump_init(ctx),
     )
     svc_spec: Obj = {"type": cfg.service_type or "ClusterIP"}
     if cfg.service_type == "LoadBalancer" and cfg.load_balancer_ip:

@@ -190,12 +190,11 @@ def template(ctx: Ctx) -> str:
         c.mount("istio-envoy", "/etc/istio/proxy"),
         c.mount("istio-certs", "/etc/certs/", read_only=True),
     ]
-    volumes: list[object] = [
+    volumes: list[Obj] = [
         {"name": "istio-envoy", "emptyDir": {"medium": "Memory"}},
     ]
-    if spec.sds.enabled:
-        mounts.append(c.mount("sdsudspath", "/var/run/sds", read_only=True))
-        volumes.append({"name": "sdsudspath", "hostPath": {"path": "/var/run/sds"}})
+    mounts += c.sds_mounts(ctx)
+    volumes += c.sds_volumes(ctx)
     lines += [
         "containers:",
         "- name: istio-proxy",

@@ -32,14 +32,19 @@ def build(ctx: Ctx) -> list[Obj]:
         "imagePullPolicy": ctx.pull_policy,
         "env": env,
         "resources": c.resources(na.resources),
-        "volumeMounts": [c.mount("sdsudspath", "/var/run/sds")],
+        "volumeMounts": [c.mount("sdsudspath", c.sds_socket_path(ctx).rsplit("/", 1)[0])],
     }
     template = c.pod_template(
         app_labels=APP,
         containers=[container],
         service_account=SA,
         scheduling=c.scheduling_of(na),
-        volumes=[{"name": "sdsudspath", "hostPath": {"path": "/var/run/sds"}}],
+        volumes=[
+            {
+                "name": "sdsudspath",
+                "hostPath": {"path": c.sds_socket_path(ctx).rsplit("/", 1)[0], "type": "DirectoryOrCreate"},
+            }
+        ],
     )
     return [
         c.service_account(SA, ctx=ctx, component=COMPONENT, app_labels=APP),

@@ -1,0 +1,651 @@
+"""``federationd run``: the daemon — watchers → log → projections → actuators.
+
+The process wires the pieces together and owns their lifecycles; it decides nothing
+itself (that is ``projections``) and writes nothing itself (that is ``actuators``):
+
+1. **Restore.** Open the event log, fold the newest projection snapshot plus the tail
+   after it (``events.replay``): restart costs O(tail), not O(log).
+2. **Observe.** One ``ClusterRuntime`` per cluster — the master from the start, each
+   remote when the projection says it has joined (a ``RemoteIstio`` plus a usable
+   kubeconfig Secret), restarted when its kubeconfig fingerprint changes, stopped when
+   it leaves. A runtime runs the fact reflectors of its cluster (``watchers.facts``:
+   appended only when a fact changed), reports its connection health as
+   ``ClusterConnected``/``ClusterUnreachable``, and owns the cluster's converger.
+   After a restart, a reflector's first list is compared with the restored state so
+   that what disappeared while the daemon was down is recorded as removed.
+3. **Fold and derive.** One task tails the log and folds every record into the
+   projection state (saving a snapshot every ``--snapshot-every`` events); another
+   derives the desired state whenever the state moved (coalescing bursts) and hands each
+   cluster's part to its converger and the CR statuses to the status writer.
+   Nothing is pushed before the master's initial lists are folded: an empty state must
+   never look like "delete everything".
+4. **Act when leader.** With ``--leader-elect`` only the holder of the Lease actuates;
+   a standby keeps its inventory and projection warm and takes over on expiry.
+5. **Serve** ``/healthz``, ``/readyz`` (the log is open and the initial lists are
+   synced), ``/metrics`` and ``/debug/*`` — including the hash of the desired state after
+   each derived sequence number, which a replay of the log must reproduce.
+6. **Stop** on SIGTERM/SIGINT: stop writing (an in-flight write finishes or is
+   abandoned at its timeout), stop the watchers, release the Lease, flush and close the
+   log, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from events import types as ev
+from events.log import EventLog, LogError
+from events.replay import Snapshotter, replay
+from events.types import ClusterName, Event
+from federationd import config
+from federationd.actuators.client import KubeClient
+from federationd.actuators.converge import ClusterConverger
+from federationd.actuators.status import StatusWriter
+from federationd.clusters import (
+    ClusterClient,
+    ClusterState,
+    HealthSnapshot,
+    KubeconfigRejected,
+    SecretFormatError,
+    connect,
+    remotes_in_secret,
+)
+from federationd.http import Server, make_app, serve
+from federationd.inspect import SNAPSHOTS
+from federationd.leader import LeaderElector
+from federationd.metrics import METRICS, Metrics
+from federationd.projections.derive import ClusterDesired, Desired, derive, desired_hash
+from federationd.projections.state import (
+    EMPTY,
+    ProjectionState,
+    fold,
+    to_builtins,
+)
+from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL
+from federationd.watchers import facts
+from federationd.watchers.reflector import Reflector
+
+log = logging.getLogger("federationd")
+
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+#: How long a leaving remote may take to have its objects deleted before it is dropped.
+LEAVE_TIMEOUT = 30.0
+
+
+# --- one cluster ---------------------------------------------------------------------------------
+
+
+class ClusterRuntime:
+    """Everything the daemon runs for one cluster: its client, fact reflectors and
+    converger. The master's also watches the CRs and kubeconfig Secrets."""
+
+    def __init__(
+        self,
+        daemon: Daemon,
+        name: str,
+        client: ClusterClient,
+        *,
+        master: bool,
+        fingerprint: str = "",
+    ) -> None:
+        self.daemon = daemon
+        self.name = ClusterName(name)
+        self.client = client
+        self.master = master
+        self.fingerprint = fingerprint
+        s = daemon.settings
+        self._reflector_options: dict[str, Any] = {
+            "watch_timeout": s.watch_timeout,
+            "inactivity_timeout": s.inactivity_timeout,
+        }
+        self.kube = KubeClient(client)
+        self.converger = ClusterConverger(
+            name,
+            self.kube,
+            append=daemon.append,
+            metrics=daemon.metrics,
+            reflector_options=self._reflector_options,
+        )
+        self.reflectors: dict[str, Reflector] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._unsubscribe: Callable[[], None] | None = None
+        self.leaving_since: float | None = None
+
+    def _sources(self) -> dict[str, facts.FactSource]:
+        out = {
+            "namespaces": facts.NAMESPACES,
+            "nodes": facts.NODES,
+            "gateways": facts.gateway_services(None),  # type: ignore[arg-type]
+            "deployments": facts.workloads("Deployment", label_selector=MANAGED_SELECTOR),
+            "daemonsets": facts.workloads("DaemonSet", label_selector=MANAGED_SELECTOR),
+        }
+        if self.master:
+            out["istios"] = facts.ISTIO
+            out["remoteistios"] = facts.REMOTE_ISTIO
+            out["secrets"] = facts.kubeconfig_secrets(self.daemon.settings.namespace)
+        return out
+
+    def start(self) -> None:
+        self._unsubscribe = self.client.health.subscribe(self._on_health)
+        for name, source in self._sources().items():
+            r = facts.watch_facts(
+                self.client, source, self.daemon.emitter, cluster=self.name, **self._reflector_options
+            )
+            self.reflectors[name] = r
+            r.start()
+            self._spawn(self._after_first_list(name, r), f"first-list {self.name}/{name}")
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def synced(self) -> bool:
+        return all(r.synced.is_set() for r in self.reflectors.values())
+
+    def _on_health(self, snap: HealthSnapshot) -> None:
+        now = time.time()
+        e: Event
+        if snap.state == ClusterState.CONNECTED:
+            e = ev.ClusterConnected(
+                cluster=self.name,
+                key=f"Cluster//{self.name}",
+                time=now,
+                server=self.client.server,
+                fingerprint=self.client.fingerprint,
+            )
+        elif snap.state in (ClusterState.UNREACHABLE, ClusterState.UNAUTHORIZED, ClusterState.REJECTED):
+            e = ev.ClusterUnreachable(
+                cluster=self.name,
+                key=f"Cluster//{self.name}",
+                time=now,
+                reason=snap.reason or snap.state.value,
+                since=snap.since,
+            )
+        else:
+            return
+        self._spawn(self.daemon.emitter.emit(e), f"health {self.name}")
+
+    async def _after_first_list(self, name: str, r: Reflector) -> None:
+        """After the first list: record as removed what the restored state still holds
+        but the cluster no longer has (it went while the daemon was down)."""
+        await r.synced.wait()
+        state = self.daemon.state
+        c = self.name
+        now = time.time()
+        present = set(r.store)
+        gone: list[Event] = []
+        if name == "namespaces":
+            for ns in state.namespaces.get(c, {}):
+                if ("", ns) not in present:
+                    gone += facts.namespace_removed(c, {"metadata": {"name": ns}}, now)
+        elif name == "nodes":
+            for node in state.nodes.get(c, {}):
+                if ("", node) not in present:
+                    gone += facts.node_removed(c, {"metadata": {"name": node}}, now)
+        elif name == "gateways":
+            for key in state.gateways.get(c, {}):
+                ns, _, n = key.partition("/")
+                if (ns, n) not in present:
+                    gone += facts.gateway_service_removed(c, {"metadata": {"namespace": ns, "name": n}}, now)
+        elif name in ("deployments", "daemonsets"):
+            kind = "Deployment" if name == "deployments" else "DaemonSet"
+            for key in state.workloads.get(c, {}):
+                k, ns, n = key.split("/", 2)
+                if k == kind and (ns, n) not in present:
+                    gone += facts.workload_removed(c, {"kind": kind, "metadata": {"namespace": ns, "name": n}}, now)
+        elif name in ("istios", "remoteistios"):
+            crs = state.istios if name == "istios" else state.remote_istios
+            removed = facts.istio_removed if name == "istios" else facts.remote_istio_removed
+            for cr in crs.values():
+                if cr.cluster == c and (cr.namespace, cr.name) not in present:
+                    gone += removed(c, {"metadata": {"namespace": cr.namespace, "name": cr.name}}, now)
+        elif name == "secrets":
+            for key, kc in state.kubeconfigs.items():
+                _, ns, n = key.split("/", 2)
+                if (ns, n) not in present:
+                    gone.append(ev.KubeconfigRemoved(cluster=c, key=key, time=now, remote=kc.remote))
+        if gone:
+            await self.daemon.emitter.emit(gone)
+
+    def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        r = self.reflectors.get("secrets")
+        return r.store.get((namespace, name)) if r is not None else None
+
+    async def stop(self) -> None:
+        await self.converger.stop()
+        for r in self.reflectors.values():
+            await r.stop()
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        await self.client.close()
+
+
+# --- the daemon -------------------------------------------------------------------------------------
+
+
+def _in_cluster_kubeconfig() -> dict[str, Any]:
+    """A kubeconfig for the Pod's service account (token and CA embedded, not as paths:
+    the sanitiser refuses file references)."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host:
+        raise config.ConfigError("no --kubeconfig given and not running in a cluster")
+    import base64
+
+    token = (SA_DIR / "token").read_text().strip()
+    ca = (SA_DIR / "ca.crt").read_bytes()
+    server = f"https://{host}:{port}" if ":" not in host else f"https://[{host}]:{port}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "in-cluster", "cluster": {"server": server, "certificate-authority-data": base64.b64encode(ca).decode()}}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "in-cluster", "context": {"cluster": "in-cluster", "user": "sa"}}],
+        "current-context": "in-cluster",
+    }
+
+
+class Daemon:
+    """See the module docstring. ``await Daemon(settings).run()`` returns the exit code."""
+
+    def __init__(self, settings: config.Settings, *, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or METRICS
+        self.identity = settings.effective_identity()
+        self.state: ProjectionState = EMPTY
+        self.desired: Desired = Desired()
+        #: (seq, desired-state hash) after each derivation, for replay comparisons.
+        self.history: collections.deque[tuple[int, str]] = collections.deque(maxlen=100_000)
+        self.runtimes: dict[str, ClusterRuntime] = {}
+        self.events_log: EventLog | None = None
+        self.emitter = facts.FactEmitter(self.append, metrics=self.metrics)
+        self.status: StatusWriter | None = None
+        self.elector: LeaderElector | None = None
+        self.leading = False
+        self.http: Server | None = None
+        self._stop = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._synced_head: int | None = None
+        self._last_fact_time = 0.0
+        self._snapshotter: Snapshotter[ProjectionState] | None = None
+        self._joining: set[str] = set()
+        self.resyncs = 0
+
+    # --- the log ------------------------------------------------------------------------------
+
+    async def append(self, events: Sequence[Event]) -> object:
+        if self.events_log is None or self.events_log.closed:
+            return None
+        seqs = await self.events_log.append(list(events))
+        self.metrics.event_log_head.set(seqs[-1] if seqs else 0)
+        return seqs
+
+    async def _tail(self, from_seq: int) -> None:
+        assert self.events_log is not None
+        async for record in self.events_log.tail(from_seq):
+            self.state = fold(self.state, record)
+            if not isinstance(record.event, ev.ActuationApplied | ev.ActuationFailed):
+                self._last_fact_time = record.event.time
+            head = await self.events_log.head()
+            self.metrics.projection_lag_events.set(max(0, head - self.state.seq))
+            self.metrics.event_log_head.set(head)
+            self._dirty.set()
+            if self._snapshotter is not None:
+                try:
+                    await self._snapshotter.observe(record.seq, self.state)
+                except LogError as e:
+                    log.warning("snapshot not saved: %s", e)
+
+    # --- deriving and pushing ------------------------------------------------------------------
+
+    def initial_sync_done(self) -> bool:
+        return self._synced_head is not None and self.state.seq >= self._synced_head
+
+    async def _derive_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            if not self.initial_sync_done():
+                continue
+            state = self.state
+            desired = derive(state)
+            self.desired = desired
+            self.history.append((state.seq, desired_hash(desired)))
+            await self._reconcile_remotes(state, desired)
+            self._push(state, desired)
+            # Let the fold task run between derivations of a burst.
+            await asyncio.sleep(0)
+
+    def _push(self, state: ProjectionState, desired: Desired) -> None:
+        for name, rt in self.runtimes.items():
+            cd = desired.clusters.get(name)
+            if cd is None:
+                if rt.master and not rt.leaving_since:
+                    # No Istio: nothing is desired on the master (an uninstall).
+                    cd = ClusterDesired()
+                elif not rt.leaving_since:
+                    cd = ClusterDesired(hold=True, hold_reason="not part of the mesh")
+                else:
+                    cd = ClusterDesired()
+            rt.converger.set_desired(
+                cd,
+                state.actuations.get(name, {}),
+                cause_seq=state.seq,
+                cause_time=self._last_fact_time,
+            )
+        if self.status is not None:
+            self.status.set_desired(desired.statuses)
+
+    async def _master_synced(self) -> None:
+        master = self.runtimes[self.settings.cluster_name]
+        for r in list(master.reflectors.values()):
+            await r.synced.wait()
+        # Everything the first lists appended must be folded before deriving: only
+        # then does the state describe the cluster as it is now.
+        assert self.events_log is not None
+        self._synced_head = await self.events_log.head()
+        log.info("initial lists synced (log head %d)", self._synced_head)
+        self._dirty.set()
+
+    # --- remotes (per-cluster lifecycle) ------------------------------------------------------------
+
+    def _wanted_remotes(self, state: ProjectionState) -> dict[str, tuple[str, str]]:
+        """remote name → (Secret key, kubeconfig fingerprint) of every remote that should
+        be connected: a live RemoteIstio and a usable kubeconfig for it."""
+        out: dict[str, tuple[str, str]] = {}
+        kubeconfigs = {kc.remote: (key, kc) for key, kc in state.kubeconfigs.items() if not kc.problem}
+        for cr in state.remote_istios.values():
+            if cr.deleting or cr.name == self.settings.cluster_name:
+                continue
+            found = kubeconfigs.get(cr.name)
+            if found is not None:
+                out[cr.name] = (found[0], found[1].fingerprint)
+        return out
+
+    async def _reconcile_remotes(self, state: ProjectionState, desired: Desired) -> None:
+        wanted = self._wanted_remotes(state)
+        master = self.runtimes.get(self.settings.cluster_name)
+        for name, rt in list(self.runtimes.items()):
+            if rt.master:
+                continue
+            want = wanted.get(name)
+            if want is not None and want[1] == rt.fingerprint:
+                rt.leaving_since = None
+                continue
+            if want is not None:
+                # Rotated credentials: reconnect this cluster only.
+                await self._drop_remote(name, removed=False)
+                continue
+            if rt.leaving_since is None:
+                rt.leaving_since = time.monotonic()
+            if rt.converger.converged() or time.monotonic() - rt.leaving_since > LEAVE_TIMEOUT:
+                await self._drop_remote(name, removed=True)
+        if master is None:
+            return
+        for name, (secret_key, fp) in wanted.items():
+            if name in self.runtimes or name in self._joining:
+                continue
+            _, ns, secret_name = secret_key.split("/", 2)
+            secret = master.secret(ns, secret_name)
+            if secret is None:
+                continue
+            try:
+                raw = remotes_in_secret(secret).get(name)
+            except SecretFormatError:
+                continue
+            if raw is None:
+                continue
+            self._joining.add(name)
+            try:
+                client = await connect(raw, name=name, request_timeout=self.settings.request_timeout, metrics=self.metrics)
+            except KubeconfigRejected as e:
+                log.warning("remote %s: kubeconfig rejected: %s", name, e.reason)
+                continue
+            finally:
+                self._joining.discard(name)
+            rt = ClusterRuntime(self, name, client, master=False, fingerprint=fp)
+            self.runtimes[name] = rt
+            rt.start()
+            if self.leading:
+                rt.converger.start()
+            log.info("remote %s joined", name)
+
+    async def _drop_remote(self, name: str, *, removed: bool) -> None:
+        rt = self.runtimes.pop(name, None)
+        if rt is None:
+            return
+        await rt.stop()
+        self.emitter.forget_cluster(name)
+        self.metrics.forget_cluster(name)
+        if removed:
+            await self.append([ev.ClusterRemoved(cluster=ClusterName(name), key=f"Cluster//{name}", time=time.time())])
+        log.info("remote %s %s", name, "left" if removed else "disconnected for a new kubeconfig")
+        self._dirty.set()
+
+    # --- leadership ---------------------------------------------------------------------------------
+
+    async def _start_leading(self) -> None:
+        self.leading = True
+        log.info("%s is the leader", self.identity)
+        await self.append(
+            [
+                ev.LeadershipAcquired(
+                    cluster=ClusterName(self.settings.cluster_name),
+                    key=f"Lease/{self.settings.namespace}/{self.settings.lease_name}",
+                    time=time.time(),
+                    identity=self.identity,
+                )
+            ]
+        )
+        for rt in self.runtimes.values():
+            rt.converger.start()
+        if self.status is not None:
+            self.status.start()
+        self._dirty.set()
+
+    async def _stop_leading(self) -> None:
+        if not self.leading:
+            return
+        self.leading = False
+        log.info("%s stopped leading", self.identity)
+        for rt in self.runtimes.values():
+            rt.converger.pause()
+        if self.status is not None:
+            self.status.pause()
+        await self.append(
+            [
+                ev.LeadershipLost(
+                    cluster=ClusterName(self.settings.cluster_name),
+                    key=f"Lease/{self.settings.namespace}/{self.settings.lease_name}",
+                    time=time.time(),
+                    identity=self.identity,
+                )
+            ]
+        )
+
+    # --- HTTP ----------------------------------------------------------------------------------------
+
+    def ready(self) -> tuple[bool, str]:
+        if self.events_log is None or self.events_log.closed:
+            return False, "event log not open"
+        master = self.runtimes.get(self.settings.cluster_name)
+        if master is None or not master.synced():
+            return False, "initial lists not synced"
+        if not self.initial_sync_done():
+            return False, "initial lists not folded yet"
+        return True, ""
+
+    def _debug_hooks(self) -> dict[str, Callable[[], Any]]:
+        return {
+            "desired": lambda: {
+                "seq": self.desired.seq,
+                "hash": desired_hash(self.desired),
+                "history": list(self.history),
+            },
+            "state": lambda: to_builtins(self.state),
+            "converged": lambda: {
+                "leader": self.leading,
+                "seq": self.state.seq,
+                "resyncs": self.resyncs,
+                "clusters": {n: rt.converger.converged() for n, rt in self.runtimes.items()},
+                "status": self.status.idle() if self.status else True,
+            },
+            "actuators": lambda: {n: rt.converger.stats for n, rt in self.runtimes.items()},
+        }
+
+    # --- run -------------------------------------------------------------------------------------------
+
+    async def _master_client(self) -> ClusterClient:
+        s = self.settings
+        kubeconfig: bytes | dict[str, Any]
+        if s.kubeconfig:
+            kubeconfig = await asyncio.to_thread(Path(s.kubeconfig).read_bytes)
+        else:
+            kubeconfig = await asyncio.to_thread(_in_cluster_kubeconfig)
+        return await connect(
+            kubeconfig,
+            name=s.cluster_name,
+            context=s.context or None,
+            request_timeout=s.request_timeout,
+            metrics=self.metrics,
+        )
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        self.events_log = await EventLog.open(
+            s.log,
+            synchronous=s.synchronous,  # type: ignore[arg-type]
+            retention_window=s.retention_window or None,
+        )
+        try:
+            restored = await replay(self.events_log, fold, EMPTY, snapshot=SNAPSHOTS)
+            self.state = restored.state
+            self._snapshotter = Snapshotter(self.events_log, SNAPSHOTS, every=s.snapshot_every, last=restored.seq)
+            log.info(
+                "restored seq %d (snapshot %s, %d events folded)",
+                restored.seq,
+                restored.snapshot_seq,
+                restored.folded,
+            )
+            self.http = await serve(
+                make_app(metrics=self.metrics, ready=self.ready, debug=self._debug_hooks()),
+                s.http_host,
+                s.http_port,
+            )
+            print(f"federationd: serving on {self.http.url}", flush=True)
+            client = await self._master_client()
+            master = ClusterRuntime(self, s.cluster_name, client, master=True)
+            self.runtimes[s.cluster_name] = master
+            self.status = StatusWriter(s.cluster_name, master.kube, append=self.append, metrics=self.metrics)
+            self._tasks.append(asyncio.create_task(self._tail(restored.seq + 1), name="tail"))
+            self._tasks.append(asyncio.create_task(self._derive_loop(), name="derive"))
+            master.start()
+            self._tasks.append(asyncio.create_task(self._master_synced(), name="initial-sync"))
+            self._tasks.append(asyncio.create_task(self._resync_loop(), name="resync"))
+            if s.leader_elect:
+                self.elector = LeaderElector(
+                    master.kube,
+                    name=s.lease_name,
+                    namespace=s.namespace,
+                    identity=self.identity,
+                    lease_duration=s.lease_duration,
+                    renew_deadline=s.renew_deadline,
+                    retry_period=s.retry_period,
+                    on_started_leading=self._start_leading,
+                    on_stopped_leading=self._stop_leading,
+                    metrics=self.metrics,
+                )
+                self.elector.start()
+            else:
+                await self._start_leading()
+            await self._stop.wait()
+            log.info("stopping")
+        finally:
+            await self._shutdown()
+        return 0
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_period)
+            if self.leading:
+                for rt in self.runtimes.values():
+                    rt.converger.resync()
+                self.resyncs += 1
+
+    async def _shutdown(self) -> None:
+        # Stop writing first (an in-flight write finishes), then watching.
+        for rt in self.runtimes.values():
+            rt.converger.pause()
+        if self.status is not None:
+            await self.status.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for rt in list(self.runtimes.values()):
+            if rt.master and self.elector is not None:
+                continue  # the Lease is released through the master's client below
+            await rt.stop()
+        if self.elector is not None:
+            await self.elector.stop(release=True)
+            master = self.runtimes.get(self.settings.cluster_name)
+            if master is not None:
+                await master.stop()
+        if self.leading:
+            await self._stop_leading()
+        if self.http is not None:
+            await self.http.close()
+        if self.events_log is not None:
+            await self.events_log.close()
+
+
+# --- entry point ---------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str]) -> int:
+    """``argv[0]`` is ``run`` (as ``federationd.cli`` dispatches it)."""
+    try:
+        settings = config.load(list(argv[1:]))
+    except config.ConfigError as e:
+        print(f"federationd run: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return asyncio.run(Daemon(settings).run())
+    except (LogError, KubeconfigRejected, config.ConfigError, OSError) as e:
+        print(f"federationd run: {e}", file=sys.stderr)
+        return 1
+
+
+__all__ = ["ClusterRuntime", "Daemon", "main"]

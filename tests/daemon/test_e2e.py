@@ -1,0 +1,285 @@
+"""End to end: the daemon as a process, a simulated master, kubectl as the user."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from federationd.sim import Fleet
+
+from .conftest import DaemonProcess, kubectl, start_daemon
+from .waiting import wait_for
+
+ISTIO = ("istio.banzaicloud.io/v1beta1", "Istio")
+SEED_000 = """
+apiVersion: istio.banzaicloud.io/v1beta1
+kind: Istio
+metadata:
+  labels:
+    controller-tools.k8s.io: "1.0"
+  name: istio
+spec:
+  mtls: false
+  includeIPRanges: "*"
+  excludeIPRanges: ""
+  autoInjectionNamespaces:
+  - "default"
+  controlPlaneSecurityEnabled: false
+"""
+
+
+def _cr(fleet: Fleet, name: str = "istio") -> dict[str, Any]:
+    return fleet["master"].store.get(*ISTIO, name, "istio-system") or {}
+
+
+def _status(fleet: Fleet, name: str = "istio") -> dict[str, Any]:
+    return _cr(fleet, name).get("status") or {}
+
+
+def _get(fleet: Fleet, api_version: str, kind: str, name: str, namespace: str = "") -> dict[str, Any] | None:
+    return fleet["master"].store.get(api_version, kind, name, namespace)
+
+
+def _labels(o: dict[str, Any] | None) -> dict[str, str]:
+    return ((o or {}).get("metadata") or {}).get("labels") or {}
+
+
+async def _spec(fleet: Fleet, **changes: Any) -> None:
+    """Edit the Istio CR's spec the way a user would (kubectl patch)."""
+    await kubectl(
+        fleet["master"].kubeconfig_path, "patch", "istio", "istio", "-n", "istio-system",
+        "--type", "merge", "-p", json.dumps({"spec": changes}),
+    )
+
+
+async def _available(fleet: Fleet, d: DaemonProcess, generation: int | None = None) -> None:
+    def ok() -> bool:
+        st = _status(fleet)
+        return st.get("Status") == "Available" and (generation is None or st.get("observedGeneration") == generation)
+
+    await wait_for(ok, timeout=60, what="status Available")
+    await wait_for(d.converged, timeout=30, what="converged")
+
+
+async def _quiet(d: DaemonProcess, resyncs: int = 2) -> None:
+    """Wait for ``resyncs`` full resyncs to be done, converged."""
+    start = (await d.debug("converged"))["resyncs"]
+
+    async def done() -> bool:
+        c = await d.debug("converged")
+        return bool(c["resyncs"] >= start + resyncs and await d.converged())
+
+    await wait_for(done, timeout=30, what="resyncs")
+
+
+async def test_seed_000_mtls_injection_and_a_quiet_resync(
+    fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path
+) -> None:
+    kc = fleet["master"].kubeconfig_path
+    master = fleet["master"]
+    await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
+    d = await start_daemon(daemons, fleet, tmp_path / "log.db")
+    await _available(fleet, d, generation=1)
+
+    # what the seed shows: kubectl get with the printer columns
+    out = (await kubectl(kc, "get", "istios", "-n", "istio-system")).splitlines()
+    assert out[0].split() == ["NAME", "STATUS", "ERROR", "GATEWAYS", "AGE"]
+    assert out[1].split()[:3] == ["istio", "Available", _status(fleet)["GatewayAddress"][0].join("[]")]
+    cm = _get(fleet, "v1", "ConfigMap", "istio", "istio-system")
+    assert cm is not None and "mesh" in cm["data"]
+    assert _get(fleet, "apps/v1", "Deployment", "istio-pilot", "istio-system") is not None
+    assert _labels(_get(fleet, "v1", "Namespace", "default"))["istio-injection"] == "enabled"
+    mp = _get(fleet, "authentication.istio.io/v1alpha1", "MeshPolicy", "default")
+    assert mp is not None and mp["spec"]["peers"] == [{"mtls": {"mode": "PERMISSIVE"}}]
+    assert _get(fleet, "networking.istio.io/v1alpha3", "DestinationRule", "default", "istio-system") is None
+    conds = {c["type"]: c["status"] for c in _status(fleet)["conditions"]}
+    assert conds == {"Reconciled": "True", "Available": "True"}
+
+    # steady state: full resyncs send zero mutating requests
+    await _quiet(d, resyncs=1)
+    before = master.requests.mutating()
+    await _quiet(d, resyncs=2)
+    assert master.requests.mutating() == before, master.requests.snapshot()
+
+    # mTLS on: MeshPolicy STRICT, both DestinationRules
+    await _spec(fleet, mtls=True)
+    await _available(fleet, d, generation=2)
+    mp = _get(fleet, "authentication.istio.io/v1alpha1", "MeshPolicy", "default")
+    assert mp is not None and mp["spec"]["peers"] == [{"mtls": {}}]
+    assert _get(fleet, "networking.istio.io/v1alpha3", "DestinationRule", "default", "istio-system") is not None
+    assert _get(fleet, "networking.istio.io/v1alpha3", "DestinationRule", "api-server", "istio-system") is not None
+    # and off again
+    await _spec(fleet, mtls=False)
+    await _available(fleet, d, generation=3)
+    await wait_for(lambda: _get(fleet, "networking.istio.io/v1alpha3", "DestinationRule", "default", "istio-system") is None)
+    assert _get(fleet, "networking.istio.io/v1alpha3", "DestinationRule", "api-server", "istio-system") is None
+
+    # injection: a hand-labelled namespace is never touched; one that does not exist
+    # yet is labelled when it appears; one taken off the list loses both labels
+    await kubectl(kc, "create", "namespace", "handmade")
+    await kubectl(kc, "label", "namespace", "handmade", "istio-injection=disabled")
+    await _spec(fleet, autoInjectionNamespaces=["default", "later", "handmade"])
+    await _available(fleet, d, generation=4)
+    assert _labels(_get(fleet, "v1", "Namespace", "handmade"))["istio-injection"] == "disabled"
+    await kubectl(kc, "create", "namespace", "later")
+    await wait_for(lambda: _labels(_get(fleet, "v1", "Namespace", "later")).get("istio-injection") == "enabled", what="later labelled")
+    await _spec(fleet, autoInjectionNamespaces=["later", "handmade"])
+    await wait_for(lambda: "istio-injection" not in _labels(_get(fleet, "v1", "Namespace", "default")), what="default unlabelled")
+    assert not any(k.startswith("federationd.io") for k in _labels(_get(fleet, "v1", "Namespace", "default")))
+    assert _get(fleet, "v1", "Namespace", "default") is not None
+    await _available(fleet, d, generation=5)
+    assert _labels(_get(fleet, "v1", "Namespace", "handmade"))["istio-injection"] == "disabled"
+    assert await d.terminate() == 0
+
+
+async def test_drift_is_repaired(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path) -> None:
+    kc = fleet["master"].kubeconfig_path
+    await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
+    d = await start_daemon(daemons, fleet, tmp_path / "log.db")
+    await _available(fleet, d)
+    cm = _get(fleet, "v1", "ConfigMap", "istio", "istio-system")
+    assert cm is not None
+    mesh = cm["data"]["mesh"]
+    # hand-edit a managed object, adding a label of one's own
+    await kubectl(kc, "patch", "configmap", "istio", "-n", "istio-system", "--type", "merge",
+                  "-p", json.dumps({"data": {"mesh": "broken: true"}, "metadata": {"labels": {"team": "mesh"}}}))
+    await wait_for(lambda: (_get(fleet, "v1", "ConfigMap", "istio", "istio-system") or {})["data"]["mesh"] == mesh, what="edit repaired")
+    assert _labels(_get(fleet, "v1", "ConfigMap", "istio", "istio-system"))["team"] == "mesh"
+    # hand-delete one
+    await kubectl(kc, "delete", "deployment", "istio-pilot", "-n", "istio-system")
+    await wait_for(lambda: _get(fleet, "apps/v1", "Deployment", "istio-pilot", "istio-system") is not None, what="deletion repaired")
+    await _available(fleet, d)
+    events = await _events(tmp_path / "log.db", "ObjectDrifted")
+    keys = {e["key"] for e in events}
+    assert "v1/ConfigMap/istio-system/istio" in keys and "apps/v1/Deployment/istio-system/istio-pilot" in keys
+    assert await d.terminate() == 0
+
+
+async def _events(log: Path, type_: str) -> list[dict[str, Any]]:
+    out = await _cli("events", "--log", str(log), "--type", type_, "--json")
+    return [json.loads(line) for line in out.splitlines() if line]
+
+
+async def _cli(*args: str, check: bool = True) -> str:
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "federationd.cli", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"federationd {' '.join(args)}: {err.decode()}")
+    return out.decode()
+
+
+async def test_refused_specs_change_nothing(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path) -> None:
+    kc = fleet["master"].kubeconfig_path
+    master = fleet["master"]
+    await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
+    d = await start_daemon(daemons, fleet, tmp_path / "log.db")
+    await _available(fleet, d)
+    before = master.requests.mutating() - master.requests.mutating("istios")
+
+    await _spec(fleet, version="1.0.6", mtls=True)
+    await wait_for(lambda: _status(fleet).get("Status") == "ReconcileFailed", what="ReconcileFailed")
+    st = _status(fleet)
+    assert st["ErrorMessage"] == "intended Istio version is unsupported by this version of the operator"
+    assert st["observedGeneration"] == 2
+
+    await _spec(fleet, version="1.2.8", mtls=True, localityLB={"enabled": True, "distribute": [{"from": "region-0/*", "to": {"region-0/*": 90, "region-1/*": 20}}]})
+    await wait_for(lambda: "total locality weight 110 != 100" in str(_status(fleet).get("ErrorMessage")), what="locality error")
+    assert _status(fleet)["Status"] == "ReconcileFailed"
+    await _quiet(d, resyncs=1)
+    # nothing but the CR status (and its Events) was written meanwhile
+    after = master.requests.mutating() - master.requests.mutating("istios") - master.requests.mutating("events")
+    assert after == before, master.requests.snapshot()
+    assert _get(fleet, "networking.istio.io/v1alpha3", "DestinationRule", "default", "istio-system") is None
+    out = await kubectl(kc, "get", "events", "-n", "istio-system", "-o", "json")
+    reasons = {e["reason"] for e in json.loads(out)["items"] if e["involvedObject"]["kind"] == "Istio"}
+    assert {"Available", "ReconcileFailed"} <= reasons
+
+    # fixed: applied, Available again
+    await _spec(fleet, localityLB={"enabled": True, "distribute": [{"from": "region-0/*", "to": {"region-0/*": 90, "region-1/*": 10}}]})
+    await _available(fleet, d, generation=4)
+    assert _get(fleet, "networking.istio.io/v1alpha3", "DestinationRule", "default", "istio-system") is not None
+    mesh = yaml.safe_load(_get(fleet, "v1", "ConfigMap", "istio", "istio-system")["data"]["mesh"])  # type: ignore[index]
+    assert mesh["localityLbSetting"]["distribute"][0]["to"] == {"region-0/*": 90, "region-1/*": 10}
+    assert await d.terminate() == 0
+
+
+async def test_sigkill_restart_repeats_no_write_and_replay_matches(
+    fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path
+) -> None:
+    kc = fleet["master"].kubeconfig_path
+    master = fleet["master"]
+    log = tmp_path / "log.db"
+    await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
+    d = await start_daemon(daemons, fleet, log, extra=["--snapshot-every", "50"])
+    await _available(fleet, d)
+    await _spec(fleet, mtls=True)
+    await _available(fleet, d, generation=2)
+    history = (await d.debug("desired"))["history"]
+    assert await d.terminate(signal.SIGKILL) == -signal.SIGKILL
+
+    before = master.requests.mutating()
+    d2 = await start_daemon(daemons, fleet, log, name="d2", extra=["--snapshot-every", "50"])
+    await _quiet(d2, resyncs=1)
+    assert master.requests.mutating() == before, master.requests.snapshot()
+    assert "restored seq" in d2.stderr() and "snapshot None" not in d2.stderr().split("restored seq")[-1].splitlines()[0]
+
+    # replaying the log reproduces the desired state the first daemon had at each seq
+    for seq, h in history[:: max(1, len(history) // 6)] + history[-1:]:
+        out = await _cli("replay", "--log", str(log), "--until", str(seq), "--hash", "--no-snapshot")
+        assert out.split() == [str(seq), h], (seq, out)
+    # and explain names the spec change that produced a DestinationRule and its write
+    out = await _cli("explain", "--log", str(log), "master", "DestinationRule/istio-system/default")
+    assert "IstioSpecChanged" in out.split("derived from:")[1].split("desired content over time:")[0]
+    assert "ActuationApplied" in out.split("writes and drift:")[1]
+    assert await d2.terminate() == 0
+    status, _ = 0, None
+    del status
+
+
+async def test_two_daemons_one_leader_and_failover(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path) -> None:
+    kc = fleet["master"].kubeconfig_path
+    await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
+    lease = ["--leader-elect", "--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.5"]
+    a = await start_daemon(daemons, fleet, tmp_path / "a.db", name="a", extra=lease)
+    b = await start_daemon(daemons, fleet, tmp_path / "b.db", name="b", extra=lease)
+
+    async def leaders() -> list[str]:
+        out = []
+        for d in (a, b):
+            if d.proc is not None and d.proc.returncode is None and (await d.debug("converged"))["leader"]:
+                out.append(d.name)
+        return out
+
+    await wait_for(lambda: _status(fleet).get("Status") == "Available", timeout=60)
+    await wait_for(lambda: _one(leaders), timeout=30, what="one leader")
+    first = (await leaders())[0]
+    leader, standby = (a, b) if first == "a" else (b, a)
+    lease_obj = _get(fleet, "coordination.k8s.io/v1", "Lease", "federationd", "istio-system")
+    assert lease_obj is not None and lease_obj["spec"]["holderIdentity"] == first
+    assert await leader.terminate(signal.SIGKILL) == -signal.SIGKILL
+    await wait_for(lambda: _is_leader(standby), timeout=30, what="failover")
+    # the new leader actuates: a hand deletion is repaired
+    await kubectl(kc, "delete", "configmap", "istio", "-n", "istio-system")
+    await wait_for(lambda: _get(fleet, "v1", "ConfigMap", "istio", "istio-system") is not None, timeout=30)
+    assert await standby.terminate() == 0
+    # released on a clean stop
+    lease_obj = _get(fleet, "coordination.k8s.io/v1", "Lease", "federationd", "istio-system")
+    assert lease_obj is not None and not lease_obj["spec"].get("holderIdentity")
+
+
+async def _one(leaders: Any) -> bool:
+    return len(await leaders()) == 1
+
+
+async def _is_leader(d: DaemonProcess) -> bool:
+    return bool((await d.debug("converged"))["leader"])

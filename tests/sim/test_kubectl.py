@@ -1,0 +1,210 @@
+"""kubectl against a three-cluster fleet, through the merged kubeconfig and its contexts.
+
+Tested against kubectl v1.32.4 (``/usr/bin/kubectl``, the google-cloud-sdk build, which
+reports ``Client Version: v1.32.4-dispatcher``). HOME points at a temporary directory
+so kubectl's discovery cache belongs to this module alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yaml
+
+from federationd.sim import Fleet
+from tests.sim.conftest import unique, wait_for
+from tests.sim.crds import remoteistio, remoteistio_crd
+
+KUBECTL = "/usr/bin/kubectl"
+KUBECTL_VERSION = "v1.32.4"
+
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.skipif(shutil.which(KUBECTL) is None, reason=f"{KUBECTL} is not installed on this machine"),
+]
+
+
+class Kubectl:
+    def __init__(self, fleet: Fleet, home: Path) -> None:
+        self.fleet = fleet
+        self.env = {**os.environ, "HOME": str(home), "KUBECONFIG": ""}
+        self.home = home
+
+    def argv(self, context: str, *args: str) -> list[str]:
+        return [KUBECTL, "--kubeconfig", str(self.fleet.merged_kubeconfig_path), "--context", context, *args]
+
+    async def run(self, context: str, *args: str, stdin: str | None = None, check: bool = True,
+                  timeout: float = 30) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv(context, *args), env=self.env,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        rc = proc.returncode if proc.returncode is not None else -1
+        if check and rc != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({rc}): {err.decode()}")
+        return rc, out.decode(), err.decode()
+
+    def write(self, name: str, *objs: dict[str, Any]) -> str:
+        p = self.home / f"{name}.yaml"
+        p.write_text(yaml.safe_dump_all(objs, sort_keys=False))
+        return str(p)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def kubectl(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    return Kubectl(fleet, tmp_path_factory.mktemp("kubectl-home"))
+
+
+async def test_kubectl_version_is_the_one_recorded(kubectl: Kubectl) -> None:
+    _, out, _ = await kubectl.run("master", "version", "--client", "-o", "yaml")
+    assert yaml.safe_load(out)["clientVersion"]["gitVersion"].startswith(KUBECTL_VERSION)
+
+
+async def test_every_context_reaches_its_own_cluster(kubectl: Kubectl, fleet: Fleet) -> None:
+    for c in fleet:
+        _, out, _ = await kubectl.run(c.name, "get", "nodes", "-L", "topology.kubernetes.io/region")
+        assert out.splitlines()[0].split()[:2] == ["NAME", "STATUS"]
+        assert c.region in out
+        assert c.requests.total("list", "nodes") >= 1
+
+
+def _deployment(name: str, replicas: int = 1) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "app", "image": "nginx:1.25",
+                                                           "ports": [{"containerPort": 80}],
+                                                           "env": [{"name": "A", "value": "1"}]}]}}}}
+
+
+async def test_client_side_apply_create_and_configure(kubectl: Kubectl, fleet: Fleet) -> None:
+    name = unique("csa")
+    f = kubectl.write(name, _deployment(name))
+    _, out, _ = await kubectl.run("remote-eu", "apply", "-f", f)
+    assert out.strip() == f"deployment.apps/{name} created"
+    d = _deployment(name, 2)
+    d["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "B", "value": "2"})
+    f = kubectl.write(name, d)
+    _, out, _ = await kubectl.run("remote-eu", "apply", "-f", f)
+    assert out.strip() == f"deployment.apps/{name} configured"
+    live = fleet["remote-eu"].store.get("apps/v1", "Deployment", name, "default")
+    assert live is not None and live["spec"]["replicas"] == 2
+    assert live["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    assert "kubectl.kubernetes.io/last-applied-configuration" in live["metadata"]["annotations"]
+    _, out, _ = await kubectl.run("remote-eu", "apply", "-f", f)
+    assert out.strip() == f"deployment.apps/{name} unchanged"
+
+
+async def test_server_side_apply_and_get_yaml(kubectl: Kubectl, fleet: Fleet) -> None:
+    name = unique("ssa")
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}, "data": {"k": "v"}}
+    f = kubectl.write(name, cm)
+    _, out, _ = await kubectl.run("remote-us", "apply", "--server-side", "-f", f)
+    assert out.strip() == f"configmap/{name} serverside-applied"
+    _, out, _ = await kubectl.run("remote-us", "get", "configmap", name, "-o", "yaml", "--show-managed-fields")
+    got = yaml.safe_load(out)
+    assert got["data"] == {"k": "v"} and got["metadata"]["managedFields"][0]["manager"] == "kubectl"
+    assert got["metadata"]["managedFields"][0]["operation"] == "Apply"
+    # another manager owning the field makes kubectl report the conflict
+    cm["data"]["k"] = "w"
+    f = kubectl.write(name, cm)
+    rc, _, err = await kubectl.run("remote-us", "apply", "--server-side", "--field-manager", "other", "-f", f, check=False)
+    assert rc != 0 and "conflict" in err.lower() and '"kubectl"' in err and ".data.k" in err
+    _, out, _ = await kubectl.run("remote-us", "apply", "--server-side", "--field-manager", "other", "--force-conflicts", "-f", f)
+    assert "serverside-applied" in out
+
+
+async def test_get_watch_sees_a_change(kubectl: Kubectl, fleet: Fleet) -> None:
+    name = unique("w")
+    c = fleet["master"]
+    c.store.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default", "labels": {"step": "one"}}})
+    proc = await asyncio.create_subprocess_exec(
+        *kubectl.argv("master", "get", "configmaps", name, "-w", "-L", "step"), env=kubectl.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(20):
+            while not any(name in ln and "one" in ln for ln in lines):
+                lines.append((await proc.stdout.readline()).decode())
+            await wait_for(lambda: c.requests.total("watch", "configmaps") > 0, what="kubectl watching")
+            await kubectl.run("master", "label", "configmap", name, "step=two", "--overwrite")
+            while not any(name in ln and "two" in ln for ln in lines):
+                line = (await proc.stdout.readline()).decode()
+                assert line, "kubectl get -w ended early"
+                lines.append(line)
+    finally:
+        proc.kill()
+        await proc.wait()
+    assert lines[0].split()[:3] == ["NAME", "DATA", "AGE"]
+
+
+async def test_label_and_delete(kubectl: Kubectl, fleet: Fleet) -> None:
+    name = unique("l")
+    c = fleet["remote-eu"]
+    c.store.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "default"}})
+    _, out, _ = await kubectl.run("remote-eu", "label", "secret", name, "istio/multiCluster=true")
+    assert out.strip() == f"secret/{name} labeled"
+    _, out, _ = await kubectl.run("remote-eu", "get", "secrets", "-l", "istio/multiCluster=true", "-o", "name")
+    assert f"secret/{name}" in out.split()
+    _, out, _ = await kubectl.run("remote-eu", "delete", "secret", name)
+    assert out.strip() == f'secret "{name}" deleted'
+    assert c.store.get("v1", "Secret", name, "default") is None
+    rc, _, err = await kubectl.run("remote-eu", "delete", "secret", name, check=False)
+    assert rc != 0 and err.strip() == f'Error from server (NotFound): secrets "{name}" not found'
+
+
+async def test_crd_discovery_and_printer_columns(kubectl: Kubectl, fleet: Fleet) -> None:
+    f = kubectl.write("crd", remoteistio_crd())
+    await kubectl.run("master", "apply", "-f", f)
+    await kubectl.run("master", "wait", "--for=condition=Established", "crd/remoteistios.istio.banzaicloud.io", "--timeout=10s")
+    _, out, _ = await kubectl.run("master", "api-resources", "--api-group=istio.banzaicloud.io")
+    assert "remoteistios" in out and "RemoteIstio" in out
+    await kubectl.run("master", "create", "namespace", "istio-system", check=False)
+    c = fleet["master"]
+    if c.store.get("v1", "Namespace", "istio-system") is None:
+        c.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
+    f = kubectl.write("ri", remoteistio("remote-eu"), remoteistio("remote-us"))
+    _, out, _ = await kubectl.run("master", "apply", "-f", f)
+    assert "remoteistio.istio.banzaicloud.io/remote-eu created" in out
+    c.store.apply_status("istio.banzaicloud.io/v1beta1", "RemoteIstio", "remote-eu", "istio-system",
+                         {"Status": "Available", "GatewayAddress": ["35.204.1.52"]})
+    _, out, _ = await kubectl.run("master", "get", "remoteistios", "-n", "istio-system")
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "ERROR", "GATEWAYS", "AGE"]
+    # an absent cell prints as blank, as in the source documents' output
+    assert lines[1].split()[:3] == ["remote-eu", "Available", "[35.204.1.52]"]
+    assert lines[2].split()[0] == "remote-us"
+
+
+async def test_wait_for_condition(kubectl: Kubectl) -> None:
+    name = unique("wait")
+    f = kubectl.write(name, _deployment(name, 2))
+    await kubectl.run("remote-us", "apply", "-f", f)
+    _, out, _ = await kubectl.run("remote-us", "wait", "--for=condition=Available", f"deployment/{name}", "--timeout=20s")
+    assert out.strip() == f"deployment.apps/{name} condition met"
+
+
+async def test_error_message_for_an_invalid_object(kubectl: Kubectl) -> None:
+    bad = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_A_Name", "namespace": "default"}}
+    f = kubectl.write("bad", bad)
+    rc, _, err = await kubectl.run("master", "apply", "-f", f, check=False)
+    assert rc != 0
+    assert err.startswith('The ConfigMap "Not_A_Name" is invalid: metadata.name: Invalid value: "Not_A_Name"'), err
+    rc, _, err = await kubectl.run("master", "apply", "-f", kubectl.write("nons", {**bad, "metadata": {"name": "ok", "namespace": "nope"}}), check=False)
+    assert rc != 0 and 'namespaces "nope" not found' in err
