@@ -126,7 +126,7 @@ class ClusterRuntime:
         out = {
             "namespaces": facts.NAMESPACES,
             "nodes": facts.NODES,
-            "gateways": facts.gateway_services(None),  # type: ignore[arg-type]
+            "gateways": facts.gateway_services(None),
             "deployments": facts.workloads("Deployment", label_selector=MANAGED_SELECTOR),
             "daemonsets": facts.workloads("DaemonSet", label_selector=MANAGED_SELECTOR),
         }

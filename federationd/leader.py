@@ -118,8 +118,11 @@ class LeaderElector:
                 await task
         if self._leading:
             if release:
-                with contextlib.suppress(ApiError):
-                    await self._release()
+                # Best effort, bounded: a shutdown must not hang on an unreachable API
+                # server (the lease then simply expires).
+                with contextlib.suppress(ApiError, TimeoutError):
+                    async with asyncio.timeout(self.renew_deadline):
+                        await self._release()
             await self._set_leading(False)
 
     async def run(self) -> None:
@@ -135,9 +138,19 @@ class LeaderElector:
     def _jittered(self) -> float:
         return self.retry_period * (1.0 + 0.2 * self._rand())
 
+    async def _attempt(self, budget: float) -> bool:
+        """One acquire-or-renew bounded by ``budget`` seconds: a hung API server must not
+        keep a leader believing it leads after its lease could have expired."""
+        try:
+            async with asyncio.timeout(max(0.001, budget)):
+                return await self._try_acquire_or_renew()
+        except TimeoutError:
+            log.debug("lease request timed out after %.2fs", budget)
+            return False
+
     async def _acquire(self) -> None:
         while True:
-            if await self._try_acquire_or_renew():
+            if await self._attempt(self.renew_deadline):
                 log.info("%s became leader of %s/%s", self.identity, self.namespace, self.name)
                 return
             await self._clock.sleep(self._jittered())
@@ -146,7 +159,8 @@ class LeaderElector:
         last_renew = self._clock.now()
         while True:
             await self._clock.sleep(self.retry_period)
-            if await self._try_acquire_or_renew():
+            budget = self.renew_deadline - (self._clock.now() - last_renew)
+            if await self._attempt(budget):
                 last_renew = self._clock.now()
                 continue
             if self._clock.now() - last_renew >= self.renew_deadline or (

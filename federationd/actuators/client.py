@@ -24,6 +24,7 @@ from typing import Any
 from federationd.clusters.connection import ClusterClient, Query
 from federationd.clusters.discovery import ResourceInfo, UnknownKind
 from federationd.clusters.errors import (
+    ApiBadRequest,
     ApiConflict,
     ApiError,
     ApiForbidden,
@@ -37,6 +38,7 @@ from federationd.clusters.listing import list_all
 
 __all__ = [
     "FIELD_MANAGER",
+    "ApiBadRequest",
     "ApiConflict",
     "ApiError",
     "ApiForbidden",

@@ -195,7 +195,8 @@ class WorkQueue(Generic[T]):
         """The per-item backoff delay for the next failure of ``item`` (and count it)."""
         failures = self._failures.get(item, 0)
         self._failures[item] = failures + 1
-        return min(self._limit.base_delay * 2.0 ** failures, self._limit.max_delay)
+        # The exponent is capped so that thousands of failures cannot overflow a float.
+        return min(self._limit.base_delay * 2.0 ** min(failures, 64), self._limit.max_delay)
 
     def add_rate_limited(self, item: T) -> None:
         """Retry ``item`` after its backoff (or the global bucket's delay, if longer)."""

@@ -12,6 +12,7 @@ from federationd.clusters.backoff import Backoff, BackoffPolicy
 from federationd.clusters.connection import DEFAULT_REQUEST_TIMEOUT, ClusterClient, connect
 from federationd.clusters.discovery import Discovery, ResourceInfo, UnknownKind
 from federationd.clusters.errors import (
+    ApiBadRequest,
     ApiConflict,
     ApiError,
     ApiForbidden,
@@ -32,6 +33,7 @@ from federationd.clusters.secrets import (
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
+    "ApiBadRequest",
     "ApiConflict",
     "ApiError",
     "ApiForbidden",

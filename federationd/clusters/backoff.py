@@ -54,7 +54,7 @@ class Backoff:
         if self._last is not None and now - self._last > p.reset_after:
             self._steps = 0
         base = min(p.initial * p.factor ** self._steps, p.cap)
-        self._steps += 1
+        self._steps = min(self._steps + 1, 64)  # long outages must not overflow a float
         self._last = now
         return base * (1.0 + p.jitter * self._rand())
 

@@ -88,7 +88,6 @@ def unavailable_reason(exc: BaseException, *, timeout: float | None = None) -> s
 
 
 def _ssl_context(cfg: Kubeconfig, *, cert: bytes | None, key: bytes | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
     if cfg.ca_data is not None:
         # Trust exactly the kubeconfig's CA, not the system store.
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -97,7 +96,11 @@ def _ssl_context(cfg: Kubeconfig, *, cert: bytes | None, key: bytes | None) -> s
         except (ssl.SSLError, UnicodeDecodeError, ValueError):
             raise KubeconfigRejected("certificate-authority-data is not a PEM certificate") from None
     elif cfg.ca_file:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.load_verify_locations(cafile=cfg.ca_file)
+    else:
+        ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = True
     ctx.verify_mode = ssl.CERT_REQUIRED
     if cert is not None and key is not None:
@@ -337,6 +340,12 @@ class ClusterClient:
         finally:
             resp.close()
 
+    async def server_version(self) -> str:
+        """The API server's ``gitVersion`` (GET /version); also a cheap reachability probe
+        that updates ``health``."""
+        info = await self.request("GET", "/version", what=f"version of {self.name}")
+        return str((info or {}).get("gitVersion", ""))
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -354,7 +363,7 @@ async def connect(
     allow_files: bool = False,
     metrics: Metrics | None = None,
     health: ClusterHealth | None = None,
-    connector_limit: int = 32,
+    connector_limit: int = 256,
     clock: Callable[[], float] | None = None,
 ) -> ClusterClient:
     """Open a client for the kubeconfig's chosen context. No request is made here; the
@@ -389,6 +398,9 @@ async def connect(
         auth["Authorization"] = aiohttp.BasicAuth(cfg.username, cfg.password).encode()
 
     ctx = _ssl_context(cfg, cert=cert, key=key)
+    # HTTP/1.1: every open watch holds a connection for its lifetime (client-go shares
+    # one HTTP/2 connection), so the pool must fit all reflectors of a cluster plus the
+    # writers; a full pool would silently stall requests behind watches.
     connector = aiohttp.TCPConnector(ssl=ctx, limit=connector_limit)
     session = aiohttp.ClientSession(
         connector=connector, trust_env=False, read_bufsize=_READ_BUFSIZE)

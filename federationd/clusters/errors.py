@@ -32,6 +32,10 @@ class ApiError(Exception):
         self.details: dict[str, Any] = details or {}
 
 
+class ApiBadRequest(ApiError):
+    """400: the request could not be decoded (e.g. a field of the wrong JSON type)."""
+
+
 class ApiNotFound(ApiError):
     """404: the object (or, with ``resource_missing``, its whole type) does not exist."""
 
@@ -93,6 +97,8 @@ def error_for_status(
     message = f"{prefix}HTTP {status}" + (f" {reason}" if reason else "") + (
         f": {server_msg}" if server_msg else "")
     kw: dict[str, Any] = {"status": status, "reason": reason, "details": details}
+    if status == 400:
+        return ApiBadRequest(message, **kw)
     if status == 404:
         return ApiNotFound(message, **kw)
     if status == 409:

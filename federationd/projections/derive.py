@@ -28,8 +28,8 @@ from typing import Any
 
 import msgspec
 
-from federationd.api import v1beta1
 from federationd import render
+from federationd.api import v1beta1
 from federationd.projections.state import Actuation, CustomResource, Namespace, ProjectionState
 from federationd.render import injection
 from federationd.render import objects as robj

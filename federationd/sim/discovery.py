@@ -60,6 +60,18 @@ def _resource_entries(kind: Kind) -> list[Doc]:
                 "verbs": ["get", "patch", "update"],
             }
         )
+    if kind.scale:
+        out.append(
+            {
+                "name": f"{kind.plural}/scale",
+                "singularName": "",
+                "namespaced": kind.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }
+        )
     return out
 
 
@@ -119,14 +131,25 @@ def _aggregated_resource(kind: Kind) -> Doc:
         doc["shortNames"] = list(kind.short_names)
     if kind.categories:
         doc["categories"] = list(kind.categories)
+    subs = []
     if kind.status:
-        doc["subresources"] = [
+        subs.append(
             {
                 "subresource": "status",
                 "responseKind": {"group": kind.group, "version": kind.version, "kind": kind.kind},
                 "verbs": ["get", "patch", "update"],
             }
-        ]
+        )
+    if kind.scale:
+        subs.append(
+            {
+                "subresource": "scale",
+                "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                "verbs": ["get", "patch", "update"],
+            }
+        )
+    if subs:
+        doc["subresources"] = subs
     return doc
 
 

@@ -42,6 +42,8 @@ class Kind:
     categories: tuple[str, ...] = ()
     verbs: tuple[str, ...] = ALL_VERBS
     status: bool = False
+    #: serves the ``scale`` subresource (autoscaling/v1 Scale over spec.replicas)
+    scale: bool = False
     custom: bool = False
     #: openAPIV3Schema of a custom resource version (None for built-ins)
     schema: dict[str, Any] | None = None
@@ -81,6 +83,7 @@ def _k(
     namespaced: bool,
     *short: str,
     status: bool = False,
+    scale: bool = False,
     categories: tuple[str, ...] = (),
 ) -> Kind:
     return Kind(
@@ -91,6 +94,7 @@ def _k(
         namespaced=namespaced,
         short_names=short,
         status=status,
+        scale=scale,
         categories=categories,
     )
 
@@ -108,10 +112,10 @@ BUILTINS: tuple[Kind, ...] = (
     _k("", "v1", "ServiceAccount", "serviceaccounts", True, "sa"),
     _k("", "v1", "Event", "events", True, "ev"),
     _k("events.k8s.io", "v1", "Event", "events", True, "ev"),
-    _k("apps", "v1", "Deployment", "deployments", True, "deploy", status=True, categories=_ALL),
+    _k("apps", "v1", "Deployment", "deployments", True, "deploy", status=True, scale=True, categories=_ALL),
     _k("apps", "v1", "DaemonSet", "daemonsets", True, "ds", status=True, categories=_ALL),
-    _k("apps", "v1", "StatefulSet", "statefulsets", True, "sts", status=True, categories=_ALL),
-    _k("apps", "v1", "ReplicaSet", "replicasets", True, "rs", status=True, categories=_ALL),
+    _k("apps", "v1", "StatefulSet", "statefulsets", True, "sts", status=True, scale=True, categories=_ALL),
+    _k("apps", "v1", "ReplicaSet", "replicasets", True, "rs", status=True, scale=True, categories=_ALL),
     _k("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
     _k("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
     _k("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),

@@ -15,6 +15,31 @@ from typing import Any
 from federationd.sim.errors import BadRequest
 
 Predicate = Callable[[dict[str, Any]], bool]
+LabelCheck = Callable[[dict[str, str]], bool]
+
+
+def _eq(key: str, val: str, *, negate: bool) -> LabelCheck:
+    if negate:
+        return lambda lb: lb.get(key) != val
+    return lambda lb: lb.get(key) == val
+
+
+def _in(key: str, vals: frozenset[str], *, negate: bool) -> LabelCheck:
+    if negate:
+        return lambda lb: lb.get(key) not in vals
+    return lambda lb: lb.get(key) in vals
+
+
+def _exists(key: str, *, negate: bool) -> LabelCheck:
+    if negate:
+        return lambda lb: key not in lb
+    return lambda lb: key in lb
+
+
+def _field_eq(path: str, val: str, *, negate: bool) -> Predicate:
+    if negate:
+        return lambda o: _field_value(o, path) != val
+    return lambda o: _field_value(o, path) == val
 
 _SET_RE = re.compile(r"^\s*(!?)\s*([A-Za-z0-9._/-]+)\s*(?:(notin|in)\s*\(([^)]*)\))?\s*$")
 _EQ_RE = re.compile(r"^\s*([A-Za-z0-9._/-]+)\s*(==|!=|=)\s*([A-Za-z0-9._-]*)\s*$")
@@ -22,7 +47,9 @@ _KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-
 
 
 def _split_terms(s: str) -> list[str]:
-    terms, depth, cur = [], 0, []
+    terms: list[str] = []
+    depth = 0
+    cur: list[str] = []
     for ch in s:
         if ch == "(":
             depth += 1
@@ -45,10 +72,7 @@ def parse_label_selector(selector: str) -> Callable[[dict[str, str]], bool]:
         if m:
             key, op, val = m.groups()
             _check_key(key, selector)
-            if op == "!=":
-                checks.append(lambda lb, k=key, v=val: lb.get(k) != v)
-            else:
-                checks.append(lambda lb, k=key, v=val: lb.get(k) == v)
+            checks.append(_eq(key, val, negate=op == "!="))
             continue
         m = _SET_RE.match(term)
         if not m:
@@ -59,14 +83,9 @@ def parse_label_selector(selector: str) -> Callable[[dict[str, str]], bool]:
             if neg:
                 raise BadRequest(f"unable to parse requirement: {term}")
             vals = frozenset(v.strip() for v in values.split(",") if v.strip())
-            if op == "in":
-                checks.append(lambda lb, k=key, vs=vals: lb.get(k) in vs)
-            else:
-                checks.append(lambda lb, k=key, vs=vals: lb.get(k) not in vs)
-        elif neg:
-            checks.append(lambda lb, k=key: k not in lb)
+            checks.append(_in(key, vals, negate=op == "notin"))
         else:
-            checks.append(lambda lb, k=key: k in lb)
+            checks.append(_exists(key, negate=bool(neg)))
     return lambda labels: all(c(labels) for c in checks)
 
 
@@ -81,7 +100,11 @@ def _check_key(key: str, selector: str) -> None:
 _EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
     "Pod": ("spec.nodeName", "status.phase", "spec.serviceAccountName", "status.podIP"),
     "Secret": ("type",),
-    "Event": ("involvedObject.kind", "involvedObject.name", "involvedObject.namespace", "reason", "type"),
+    "Event": (
+        "involvedObject.kind", "involvedObject.name", "involvedObject.namespace", "involvedObject.uid",
+        "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+        "reason", "reportingComponent", "source", "type",
+    ),
     "Namespace": ("status.phase",),
     "Node": ("spec.unschedulable",),
 }
@@ -111,10 +134,7 @@ def parse_field_selector(selector: str, *, kind: str) -> Predicate:
         field, op, val = m.groups()
         if field not in allowed:
             raise BadRequest(f'field label not supported: {field}')
-        if op == "!=":
-            checks.append(lambda o, f=field, v=val: _field_value(o, f) != v)
-        else:
-            checks.append(lambda o, f=field, v=val: _field_value(o, f) == v)
+        checks.append(_field_eq(field, val, negate=op == "!="))
     return lambda obj: all(c(obj) for c in checks)
 
 

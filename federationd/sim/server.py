@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ import msgspec
 import yaml
 from aiohttp import web
 
-from federationd.sim import discovery, errors, patch, ssa, tables
+from federationd.sim import discovery, errors, patch, protobuf, ssa, tables, validate
 from federationd.sim.kinds import CRDError, Kind, Registry, kinds_from_crd
 from federationd.sim.selectors import object_filter
 from federationd.sim.store import Change, Obj, Store, deep_copy, rfc3339
@@ -95,26 +94,14 @@ class Target:
     subresource: str
 
 
-# ---------------------------------------------------------------------------- admission glue
-#
-# ``validate`` is written alongside this module; until it exists, names and schemas are
-# not checked (the server still works, it only accepts more than it should).
-
-try:  # pragma: no cover - exercised whichever way the tree is
-    from federationd.sim import validate as _validate
-except ImportError:  # pragma: no cover
-    _validate = None  # type: ignore[assignment]
-
-
-def _cause(fe: Any) -> dict[str, str]:
-    return {"reason": str(fe.reason), "message": str(fe.message), "field": str(fe.path)}
-
-
 # ---------------------------------------------------------------------------- server
 
 
 class ApiServer:
     """Request handling for one cluster; ``app()`` builds the aiohttp application."""
+
+    #: bytes a watcher may have unread in its socket buffer before it is dropped
+    WATCH_BUFFER_LIMIT = 16 * 1024 * 1024
 
     def __init__(
         self,
@@ -259,7 +246,11 @@ class ApiServer:
             raise errors.NotFound("the server could not find the requested resource")
         name = rest[1] if len(rest) > 1 else ""
         sub = rest[2] if len(rest) > 2 else ""
-        if sub and not (sub == "status" and kind.status) and not (sub == "finalize" and kind.kind == "Namespace"):
+        if sub and not (
+            (sub == "status" and kind.status)
+            or (sub == "scale" and kind.scale)
+            or (sub == "finalize" and kind.kind == "Namespace")
+        ):
             raise errors.NotFound("the server could not find the requested resource")
         if not kind.namespaced:
             if namespace is not None:
@@ -283,9 +274,11 @@ class ApiServer:
             return "patch"
         if m == "DELETE":
             return "delete" if t.name else "deletecollection"
-        raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource")
+        raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
 
     async def _dispatch(self, request: web.Request, verb: str, t: Target) -> web.StreamResponse:
+        if t.subresource == "scale":
+            return await self._scale(request, verb, t)
         if verb == "watch":
             return await self._watch(request, t)
         if verb == "get":
@@ -320,10 +313,11 @@ class ApiServer:
                 (discovery.AGGREGATED_V2BETA1, "apidiscovery.k8s.io/v2beta1"),
             ):
                 if _accepts(accept, av.split("/")[1]):
-                    doc = discovery.aggregated(self.registry, legacy=p == "/api", api_version=av)
-                    return web.Response(body=_encode(doc), headers={"Content-Type": ctype})
+                    agg = discovery.aggregated(self.registry, legacy=p == "/api", api_version=av)
+                    return web.Response(body=_encode(agg), headers={"Content-Type": ctype})
             return _json(discovery.api_versions() if p == "/api" else discovery.api_group_list(self.registry))
         parts = [x for x in p.split("/") if x]
+        doc: dict[str, Any] | None
         if parts[0] == "api" and len(parts) == 2:
             doc = discovery.resource_list(self.registry, "", parts[1])
             if doc is not None:
@@ -478,8 +472,14 @@ class ApiServer:
         try:
             if expired is not None:
                 await resp.write(line("ERROR", expired.status()))
+                await resp.write_eof()
                 return resp
             assert sub is not None
+            writer = resp._payload_writer
+            transport = request.transport
+            if writer is None or transport is None:
+                return resp
+            writer.send_headers()
             buf = bytearray()
             for o in initial:
                 if match is None or match(o):
@@ -487,51 +487,67 @@ class ApiServer:
             for ch in backlog:
                 buf += self._event_line(ch, match, line)
                 last_rv = ch.rv
+            # changes committed while the response was being prepared
+            while not sub.queue.empty():
+                chq = sub.queue.get_nowait()
+                if chq is None:
+                    break
+                buf += self._event_line(chq, match, line)
+                last_rv = chq.rv
+            state = {"rv": last_rv}
+
+            def send(data: bytes) -> None:
+                if transport.is_closing():
+                    sub.close()
+                    return
+                if transport.get_write_buffer_size() > self.WATCH_BUFFER_LIMIT:
+                    # a client this far behind is dropped, as the real server does
+                    sub.close()
+                    transport.abort()
+                    return
+                transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+
+            def deliver(ch: Change) -> None:
+                state["rv"] = ch.rv
+                data = self._event_line(ch, match, line)
+                if data:
+                    send(data)
+
             if buf:
-                await resp.write(bytes(buf))
+                send(bytes(buf))
+            # from here on changes go straight from the commit to the socket
+            sub.sink = deliver
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             next_bookmark = loop.time() + self.bookmark_interval if bookmarks else float("inf")
-            while True:
+            while not sub.closed:
                 now = loop.time()
                 if now >= deadline:
                     break
                 if now >= next_bookmark:
-                    bm = {"kind": k.kind, "apiVersion": k.api_version, "metadata": {"resourceVersion": str(max(last_rv, self.store.revision if sub.queue.empty() else last_rv))}}
-                    await resp.write(line("BOOKMARK", bm))
+                    bm = {"kind": k.kind, "apiVersion": k.api_version,
+                          "metadata": {"resourceVersion": str(max(state["rv"], self.store.revision))}}
+                    send(line("BOOKMARK", bm))
                     next_bookmark = now + self.bookmark_interval
                     continue
                 try:
                     async with asyncio.timeout(min(deadline, next_bookmark) - now):
-                        ch0 = await sub.queue.get()
+                        if await sub.queue.get() is None:
+                            break
                 except TimeoutError:
                     continue
-                if ch0 is None:
-                    break
-                buf = bytearray(self._event_line(ch0, match, line))
-                last_rv = ch0.rv
-                closed = False
-                while not sub.queue.empty():
-                    chn = sub.queue.get_nowait()
-                    if chn is None:
-                        closed = True
-                        break
-                    buf += self._event_line(chn, match, line)
-                    last_rv = chn.rv
-                if buf:
-                    await resp.write(bytes(buf))
-                if closed:
-                    break
         except ConnectionResetError:
             # the client went away: nothing to tell it
             return resp
         finally:
             if sub is not None:
+                sub.sink = None
                 sub.close()
             if task is not None:
                 self._watch_tasks.discard(task)
         try:
-            await resp.write_eof()
+            if not transport.is_closing():
+                await resp.write_eof()
         except ConnectionResetError:
             pass
         return resp
@@ -562,10 +578,16 @@ class ApiServer:
 
     def _decode_body(self, request: web.Request, body: bytes, t: Target) -> Obj:
         ctype = request.content_type
+        if ctype == protobuf.CONTENT_TYPE:
+            try:
+                return protobuf.decode(body)
+            except protobuf.ProtobufError:
+                # clients of kinds the emulator cannot decode see the usual 415
+                pass
         if ctype not in (JSON, "application/yaml", APPLY_PATCH, "", "application/octet-stream", "text/plain"):
             # protobuf and CBOR bodies: clients fall back to JSON on 415
             raise errors.UnsupportedMediaType(
-                f'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml'
+                'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml'
             )
         try:
             if ctype in ("application/yaml", APPLY_PATCH):
@@ -605,52 +627,55 @@ class ApiServer:
             meta["name"] = url_name
 
     def _admit(self, obj: Obj, t: Target, request: web.Request) -> list[str]:
-        """Name, schema validation, CR defaults and pruning; returns warnings."""
+        """Decode checks, names, schema validation, CR defaults and pruning; returns warnings.
+
+        The order is the real server's: what its decoder refuses (mistyped built-in
+        fields, unknown fields under ``fieldValidation=Strict``) is a 400 BadRequest
+        before validation, which answers 422 Invalid with every field error.
+        """
         k = t.kind
         mode = request.query.get("fieldValidation", "") or "Warn"
         if mode not in ("Strict", "Warn", "Ignore"):
             raise errors.BadRequest(f"fieldValidation must be one of Ignore, Warn, Strict, got {mode}")
-        meta = obj.get("metadata") or {}
-        name = str(meta.get("name") or "")
-        causes: list[dict[str, str]] = []
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        field_errors: list[validate.FieldError] = []
+        unknown: list[str] = []
         warnings: list[str] = []
-        if name and _validate is not None:
-            fe = _validate.validate_name(name)
-            if fe is not None:
-                causes.append(_cause(fe))
-        if _validate is None:
-            if causes:
-                raise errors.invalid(k.kind, name, group=k.group, causes=causes)
-            return warnings
-        unknown: list[Any] = []
         if k.custom:
             if k.schema is not None:
-                obj.update(_validate.apply_defaults(obj, schema=k.schema))
-                pruned = _validate.prune(obj, schema=k.schema)
-                unknown = _unknown_paths(obj, pruned) if mode != "Ignore" else []
+                defaulted = validate.apply_defaults(obj, schema=k.schema)
+                pruned = validate.prune(defaulted, schema=k.schema)
+                unknown = [p for p in _unknown_paths(defaulted, pruned) if not p.startswith("metadata.")]
                 obj.clear()
                 obj.update(pruned)
-                for fe in _validate.validate_custom(obj, schema=k.schema):
-                    causes.append(_cause(fe))
+                field_errors.extend(validate.validate_custom(obj, schema=k.schema))
         else:
-            errs, warns = _validate.validate_builtin(obj, field_validation=mode)
-            for fe in errs:
-                if fe.reason == "FieldValueUnknown":
-                    unknown.append(fe.path)
-                else:
-                    causes.append(_cause(fe))
-            if mode == "Warn":
-                warnings.extend(warns)
-        if causes:
-            raise errors.invalid(k.kind, name, group=k.group, causes=causes)
-        if unknown:
-            if mode == "Strict":
-                paths = ", ".join(f'unknown field "{p}"' for p in unknown)
-                raise errors.BadRequest(
-                    f'{k.kind} in version "{k.version}" cannot be handled as a {k.kind}: strict decoding error: {paths}'
-                )
-            if mode == "Warn":
-                warnings.extend(f'unknown field "{p}"' for p in unknown)
+            errs, _ = validate.validate_builtin(obj, field_validation="Strict")
+            decoding = [e for e in errs if e.decoding]
+            if decoding:
+                raise errors.BadRequest(validate.decoding_message(k.kind, k.version, decoding[0].decoding))
+            unknown = [e.path for e in errs if e.reason == validate.UNKNOWN]
+            field_errors.extend(e for e in errs if e.reason != validate.UNKNOWN)
+            if unknown:
+                pruned = validate.prune_builtin(obj)
+                obj.clear()
+                obj.update(pruned)
+        if unknown and mode == "Strict":
+            raise errors.BadRequest(
+                validate.strict_decoding_message(k.kind, k.version, [validate.FieldError.unknown(p) for p in unknown])
+            )
+        if unknown and mode == "Warn":
+            warnings.extend(f'unknown field "{p}"' for p in unknown)
+        if name:
+            field_errors[:0] = validate.name_errors(name, kind=k.kind)
+        if field_errors:
+            raise errors.Invalid(
+                validate.invalid_message(k.kind, k.group, name, field_errors),
+                name=name,
+                group=k.group,
+                kind=k.kind,
+                causes=[e.cause() for e in field_errors],
+            )
         return warnings
 
     def _manager(self, request: web.Request, default_op: str) -> str:
@@ -813,6 +838,48 @@ class ApiServer:
         out = self.store.update(new, kind=k, subresource=t.subresource, dry_run=_dry_run(request))
         return _json(_as_version(out, k), warnings=warnings)
 
+    async def _scale(self, request: web.Request, verb: str, t: Target) -> web.StreamResponse:
+        """The ``scale`` subresource: an autoscaling/v1 Scale view of spec.replicas."""
+        k = t.kind
+        cur = self._current(t)
+        scale = _scale_of(cur)
+        if verb == "get":
+            return _json(scale)
+        if verb not in ("update", "patch"):
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+        body = await request.read()
+        if verb == "update":
+            new_scale = self._decode_body(request, body, t)
+        else:
+            try:
+                doc = _decode(body)
+            except msgspec.DecodeError as e:
+                raise errors.BadRequest(f"error decoding patch: {_short(e)}") from None
+            try:
+                if request.content_type == JSON_PATCH and isinstance(doc, list):
+                    new_scale = patch.json_patch(scale, doc)
+                elif isinstance(doc, dict) and request.content_type in (MERGE_PATCH, STRATEGIC_PATCH):
+                    new_scale = patch.merge_patch(scale, doc)
+                else:
+                    raise errors.UnsupportedMediaType(
+                        f"the body of the request was in an unknown format - accepted media types include: {', '.join(_patch_types(k))}"
+                    )
+            except patch.PatchError as e:
+                raise errors.Invalid(str(e), name=t.name, group=k.group, kind=k.kind) from None
+        replicas = (new_scale.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise errors.invalid("Scale", t.name, group="autoscaling", causes=[
+                {"reason": "FieldValueInvalid", "field": "spec.replicas",
+                 "message": f"Invalid value: {replicas}: must be greater than or equal to 0"}])
+        rv = (new_scale.get("metadata") or {}).get("resourceVersion")
+        new = deep_copy(cur)
+        new["spec"] = {**(new.get("spec") or {}), "replicas": replicas}
+        if rv:
+            new["metadata"]["resourceVersion"] = rv
+        self._set_managed(request, cur, new, t)
+        out = self.store.update(new, kind=k, dry_run=_dry_run(request))
+        return _json(_scale_of(out))
+
     def _delete_options(self, request: web.Request, body: bytes) -> dict[str, Any]:
         opts: dict[str, Any] = {}
         if body.strip():
@@ -899,7 +966,7 @@ class ApiServer:
             try:
                 tr.abort()
                 n += 1
-            except Exception:  # noqa: BLE001 - a transport already gone is fine
+            except Exception:
                 pass
         return n
 
@@ -911,8 +978,25 @@ def _json(obj: Any, *, status: int = 200, warnings: Iterable[str] = ()) -> web.R
     headers = None
     w = list(warnings)
     if w:
-        headers = {"Warning": ", ".join(f'299 - "{x.replace(chr(34), chr(39))}"' for x in w)}
+        # RFC 7234 warn-text: a quoted string, backslash escapes (what client-go parses)
+        headers = {"Warning": ", ".join('299 - "' + x.replace("\\", "\\\\").replace('"', '\\"') + '"' for x in w)}
     return web.Response(body=_encode(obj), status=status, content_type=JSON, headers=headers)
+
+
+def _scale_of(o: Obj) -> Obj:
+    meta = o["metadata"]
+    spec = o.get("spec") or {}
+    labels = (spec.get("selector") or {}).get("matchLabels") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta},
+        "spec": {"replicas": spec.get("replicas", 1)},
+        "status": {
+            "replicas": (o.get("status") or {}).get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        },
+    }
 
 
 def _as_version(o: Obj, k: Kind) -> Obj:
@@ -934,7 +1018,7 @@ def _decode_continue(token: str) -> tuple[int, str]:
     try:
         d = _decode(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
         return int(d["rv"]), str(d["start"])
-    except Exception:  # noqa: BLE001 - any malformed token is the same client error
+    except Exception:
         raise errors.BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)") from None
 
 
@@ -1000,10 +1084,3 @@ def _unknown_paths(before: Any, after: Any, prefix: str = "") -> list[str]:
         for i, (a, b) in enumerate(zip(before, after, strict=False)):
             out.extend(_unknown_paths(a, b, f"{prefix}[{i}]"))
     return out
-
-
-async def run_soon(coro: Awaitable[Any]) -> None:  # pragma: no cover - small utility
-    await coro
-
-
-_ = time

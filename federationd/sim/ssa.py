@@ -167,7 +167,10 @@ def _element_order(element: str) -> tuple[Any, ...]:
 
 
 def _path_order(path: Path) -> tuple[tuple[Any, ...], ...]:
-    return tuple(_element_order(e) for e in path)
+    # structured-merge-diff iterates a set level by level, the members of a level
+    # before its children: ".status.conditions" before ".status.acceptedNames.kind".
+    last = len(path) - 1
+    return tuple((int(i != last), *_element_order(e)) for i, e in enumerate(path))
 
 
 def _go_value(value: Any) -> str:
@@ -296,6 +299,8 @@ def _list_elements(
     value: list[Any], schema: Schema, *, strict: bool, path: Path
 ) -> list[tuple[str, Any]] | None:
     """Path elements of a keyed list or set, or None to treat the list as atomic."""
+    if schema.list_type == "map" and not schema.list_keys:
+        return None  # a map list that names no keys cannot be merged by element
     elements: list[tuple[str, Any]] = []
     seen: set[str] = set()
     for item in value:
@@ -477,11 +482,12 @@ def _managed_entries(obj: Mapping[str, Any] | None) -> Any:
 
 
 def _without_managed_fields(obj: Mapping[str, Any] | None) -> dict[str, Any]:
-    result = copy.deepcopy(dict(obj or {}))
+    """A deep copy of ``obj`` minus its managedFields (which are not copied at all)."""
+    result = dict(obj or {})
     meta = result.get("metadata")
-    if isinstance(meta, dict):
-        meta.pop("managedFields", None)
-    return result
+    if isinstance(meta, Mapping):
+        result["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return copy.deepcopy(result)
 
 
 def _is_reset(entries: Any) -> bool:
@@ -516,10 +522,11 @@ def update_managed_fields(
     base = requested if isinstance(requested, list) and requested and not subresource else None
     managers = _decode_managers(base if base is not None else _managed_entries(old))
 
-    before = _without_managed_fields(old) if old is not None else _zero_value(new, node, top=True)
+    # Field collection skips metadata.managedFields, so no copies are needed here.
+    before = old if old is not None else _zero_value(new, node, top=True)
     comparison = _compare(
         _collect(before, node, strict=False),
-        _collect(_without_managed_fields(new), node, strict=False),
+        _collect(new, node, strict=False),
     )
     taken = comparison.added | comparison.modified
 

@@ -32,10 +32,12 @@ from typing import Any
 
 import msgspec
 
-from federationd.sim import errors
+from federationd.sim import defaults, errors
 from federationd.sim.kinds import Kind, Registry, ResourceKey
 
 Obj = dict[str, Any]
+# aliases: inside ``Store`` the name ``list`` is the method
+ObjList = list[Obj]
 
 #: objects a fresh cluster starts with, like kube-apiserver's bootstrap
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -95,10 +97,14 @@ class Change:
         return line
 
 
+ChangeList = list[Change]
+DependentList = list[tuple[Kind, Obj]]
+
+
 class Subscription:
     """A watcher's queue of changes for one resource (optionally one namespace)."""
 
-    __slots__ = ("closed", "namespace", "queue", "resource", "store")
+    __slots__ = ("closed", "namespace", "queue", "resource", "sink", "store")
 
     #: a watcher that falls this far behind is dropped, as the real server drops slow ones
     MAX_BACKLOG = 50_000
@@ -109,9 +115,15 @@ class Subscription:
         self.namespace = namespace
         self.queue: asyncio.Queue[Change | None] = asyncio.Queue()
         self.closed = False
+        #: when set, changes are handed to it at commit time instead of being queued
+        #: (the watch handler writes them to the socket without a task switch)
+        self.sink: Callable[[Change], None] | None = None
 
     def offer(self, change: Change) -> None:
         if self.closed:
+            return
+        if self.sink is not None:
+            self.sink(change)
             return
         if self.queue.qsize() >= self.MAX_BACKLOG:
             self.close()
@@ -209,7 +221,7 @@ class Store:
         o = self.raw(k.resource, namespace if k.namespaced else "", name)
         return None if o is None else self._as_version(deep_copy(o), k)
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None) -> list[Obj]:
+    def list(self, api_version: str, kind: str, namespace: str | None = None) -> ObjList:
         k = self.kind_for(api_version, kind)
         items, _ = self.list_raw(k.resource, namespace)
         return [self._as_version(deep_copy(o), k) for o in items]
@@ -221,7 +233,7 @@ class Store:
 
     def list_raw(
         self, resource: ResourceKey, namespace: str | None, *, at: int | None = None
-    ) -> tuple[list[Obj], int]:
+    ) -> tuple[ObjList, int]:
         """Objects sorted by (namespace, name), at the current or an older revision."""
         bucket = self._objects.get(resource, {})
         if at is not None and at < self.revision:
@@ -298,9 +310,9 @@ class Store:
 
     def subscribe(
         self, resource: ResourceKey, namespace: str | None, *, since: int | None
-    ) -> tuple[Subscription, list[Change]]:
+    ) -> tuple[Subscription, ChangeList]:
         """Register a watcher; with ``since``, also the changes after it (410 if compacted)."""
-        backlog: list[Change] = []
+        backlog: ChangeList = []
         if since is not None:
             if since < self.floor and since < self.revision:
                 raise errors.Gone(f"too old resource version: {since} ({self.floor})")
@@ -390,6 +402,7 @@ class Store:
         if kind.status and kind.kind not in ("Node",):
             obj.pop("status", None)
         self._defaults_on_create(kind, obj)
+        defaults.apply(kind.group, kind.kind, obj)
         if dry_run:
             meta["resourceVersion"] = ""
             return obj
@@ -476,6 +489,8 @@ class Store:
             if old_meta.get("deletionTimestamp"):
                 # finalizers may only be removed once deletion started
                 pass
+        if subresource != "status":
+            defaults.apply(kind.group, kind.kind, new)
         new_meta = new["metadata"]
         new_meta["resourceVersion"] = old_meta["resourceVersion"]
         if self._uses_generation(kind) and subresource != "status":
@@ -560,7 +575,7 @@ class Store:
         work = 0
         # objects whose deletion waits for dependents (foreground) or orphaning
         alive_uids: dict[str, tuple[Kind, Obj]] = {}
-        dependents: dict[str, list[tuple[Kind, Obj]]] = {}
+        dependents: dict[str, DependentList] = {}
         for resource, bucket in list(self._objects.items()):
             kind = self.registry.any_version(*resource)
             if kind is None:
@@ -571,7 +586,7 @@ class Store:
                 for ref in m.get("ownerReferences") or []:
                     dependents.setdefault(str(ref.get("uid")), []).append((kind, o))
         while self._gc_owners and work < budget:
-            uid, policy = self._gc_owners.popleft()
+            uid, _policy = self._gc_owners.popleft()
             if uid in alive_uids:
                 continue
             for kind, o in dependents.get(uid, []):

@@ -42,8 +42,10 @@ __all__ = [
     "prune",
     "prune_builtin",
     "strict_decoding_message",
+    "unknown_fields",
     "validate_builtin",
     "validate_custom",
+    "validate_metadata",
     "validate_name",
 ]
 
@@ -274,6 +276,9 @@ def validate_builtin(
             continue
         _check_builtin(value, schema.field(key) or schema, key, walk, schema.name, key)
     errors = walk.errors
+    meta = obj.get("metadata")
+    if isinstance(meta, Mapping):
+        errors.extend(validate_metadata(meta))
     warnings: list[str] = []
     if field_validation == "Strict":
         errors = errors + [FieldError.unknown(p) for p in walk.unknown]
@@ -355,15 +360,8 @@ def prune_builtin(obj: Mapping[str, Any]) -> dict[str, Any]:
     schema = builtin_schema(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
     if schema is None:
         return copy.deepcopy(dict(obj))
-    out: dict[str, Any] = {}
-    for key, value in obj.items():
-        if key in ("apiVersion", "kind"):
-            out[key] = copy.deepcopy(value)
-        elif key in schema.properties:
-            child = schema.field(key)
-            assert child is not None
-            out[key] = _prune_value(value, child, builtin=True)
-    return out
+    result: dict[str, Any] = _prune_value(obj, schema, builtin=True, root=True)
+    return result
 
 
 # ------------------------------------------------------------- custom resources
@@ -402,6 +400,9 @@ def validate_custom(
     for key in node.raw.get("required") or ():
         if key not in ("apiVersion", "kind", "metadata") and obj.get(key) is None:
             errors.append(FieldError.required(key))
+    meta = obj.get("metadata")
+    if isinstance(meta, Mapping):
+        errors.extend(validate_metadata(meta))
     return errors
 
 
@@ -623,25 +624,30 @@ def prune(obj: Mapping[str, Any], *, schema: Mapping[str, Any] | Schema) -> dict
     ``apiVersion``, ``kind`` and ``metadata`` are always kept at the root, and in
     ``x-kubernetes-embedded-resource`` objects.
     """
-    node = _compiled(schema)
-    out: dict[str, Any] = {}
-    for key, value in obj.items():
-        if key in ("apiVersion", "kind", "metadata"):
-            out[key] = copy.deepcopy(value)
-        elif key in node.properties:
-            child = node.field(key)
-            assert child is not None
-            out[key] = _prune_value(value, child, builtin=False)
-        elif node.preserve_unknown:
-            out[key] = copy.deepcopy(value)
-        elif isinstance(node.additional, Mapping):
-            out[key] = _prune_value(value, node.values(), builtin=False)
-        elif node.additional is True:
-            out[key] = copy.deepcopy(value)
-    return out
+    result: dict[str, Any] = _prune_value(obj, _compiled(schema), builtin=False, root=True)
+    return result
 
 
-def _prune_value(value: Any, node: Schema, *, builtin: bool) -> Any:
+def unknown_fields(obj: Mapping[str, Any], *, schema: Mapping[str, Any] | Schema) -> list[str]:
+    """The paths :func:`prune` drops, in document order (``spec.foo``, ``spec.l[0].x``).
+
+    What ``fieldValidation=Strict`` refuses and ``Warn`` warns about for a custom
+    resource, as ``unknown field "<path>"``.
+    """
+    dropped: list[str] = []
+    _prune_value(obj, _compiled(schema), builtin=False, root=True, dropped=dropped)
+    return dropped
+
+
+def _prune_value(
+    value: Any,
+    node: Schema,
+    *,
+    builtin: bool,
+    root: bool = False,
+    path: str = "",
+    dropped: list[str] | None = None,
+) -> Any:
     if isinstance(value, dict):
         if (
             node.preserve_unknown
@@ -651,25 +657,38 @@ def _prune_value(value: Any, node: Schema, *, builtin: bool) -> Any:
             return copy.deepcopy(value)
         out: dict[str, Any] = {}
         for key, item in value.items():
+            here = _join(path, key)
             if key in node.properties:
                 child = node.field(key)
                 assert child is not None
-                out[key] = _prune_value(item, child, builtin=builtin)
+                if root and key == "metadata" and not builtin:
+                    out[key] = copy.deepcopy(item)
+                else:
+                    out[key] = _prune_value(
+                        item, child, builtin=builtin, path=here, dropped=dropped
+                    )
             elif isinstance(node.additional, Mapping):
-                out[key] = _prune_value(item, node.values(), builtin=builtin)
+                out[key] = _prune_value(
+                    item, node.values(), builtin=builtin, path=here, dropped=dropped
+                )
             elif (
                 node.preserve_unknown
                 or node.additional is True
-                or (node.embedded and key in ("apiVersion", "kind", "metadata"))
+                or ((root or node.embedded) and key in ("apiVersion", "kind", "metadata"))
             ):
                 out[key] = copy.deepcopy(item)
             elif not builtin and not node.properties and node.additional is None and not node.types:
                 # A schema that says nothing about the value keeps it.
                 out[key] = copy.deepcopy(item)
+            elif dropped is not None:
+                dropped.append(here)
         return out
     if isinstance(value, list):
         items = node.items()
-        return [_prune_value(item, items, builtin=builtin) for item in value]
+        return [
+            _prune_value(item, items, builtin=builtin, path=f"{path}[{i}]", dropped=dropped)
+            for i, item in enumerate(value)
+        ]
     return copy.deepcopy(value)
 
 
@@ -732,6 +751,89 @@ def name_errors(name: str, *, kind: str = "") -> list[FieldError]:
         if not _SUBDOMAIN_RE.match(name):
             messages.append(_SUBDOMAIN_MESSAGE)
     return [FieldError.invalid(path, name, message) for message in messages]
+
+
+_QUALIFIED_PART: Final = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_QUALIFIED_RE: Final = re.compile(f"^{_QUALIFIED_PART}$")
+_LABEL_VALUE: Final = f"({_QUALIFIED_PART})?"
+_LABEL_VALUE_RE: Final = re.compile(f"^{_LABEL_VALUE}$")
+_QUALIFIED_MESSAGE: Final = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+    "with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex "
+    f"used for validation is '{_QUALIFIED_PART}')"
+)
+_LABEL_VALUE_MESSAGE: Final = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', "
+    "'_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  "
+    f"or 'my_value',  or '12345', regex used for validation is '{_LABEL_VALUE}')"
+)
+_ANNOTATIONS_LIMIT: Final = 256 * 1024
+
+
+def _qualified_name_messages(key: str) -> list[str]:
+    parts = key.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            return ["prefix part must be non-empty"]
+        out = []
+        if len(prefix) > 253:
+            out.append("prefix part must be no more than 253 characters")
+        if not _SUBDOMAIN_RE.match(prefix):
+            out.append("prefix part " + _SUBDOMAIN_MESSAGE)
+        if out:
+            return out
+    else:
+        return [
+            f"a qualified name {_QUALIFIED_MESSAGE} with an optional DNS subdomain prefix "
+            "and '/' (e.g. 'example.com/MyName')"
+        ]
+    if not name:
+        return ["name part must be non-empty"]
+    out = []
+    if len(name) > 63:
+        out.append("name part must be no more than 63 characters")
+    if not _QUALIFIED_RE.match(name):
+        out.append(f"name part {_QUALIFIED_MESSAGE}")
+    return out
+
+
+def validate_metadata(meta: Mapping[str, Any]) -> list[FieldError]:
+    """Label and annotation rules every object's metadata obeys."""
+    errors: list[FieldError] = []
+    labels = meta.get("labels")
+    if isinstance(labels, Mapping):
+        for key, value in labels.items():
+            for message in _qualified_name_messages(str(key)):
+                errors.append(FieldError.invalid("metadata.labels", key, message))
+            if not isinstance(value, str):
+                continue
+            if len(value) > 63:
+                errors.append(
+                    FieldError.invalid(
+                        "metadata.labels", value, "must be no more than 63 characters"
+                    )
+                )
+            if not _LABEL_VALUE_RE.match(value):
+                errors.append(FieldError.invalid("metadata.labels", value, _LABEL_VALUE_MESSAGE))
+    annotations = meta.get("annotations")
+    if isinstance(annotations, Mapping):
+        size = 0
+        for key, value in annotations.items():
+            for message in _qualified_name_messages(str(key).lower()):
+                errors.append(FieldError.invalid("metadata.annotations", key, message))
+            size += len(str(key)) + (len(value.encode()) if isinstance(value, str) else 0)
+        if size > _ANNOTATIONS_LIMIT:
+            errors.append(
+                FieldError(
+                    "metadata.annotations",
+                    TOO_LONG,
+                    f"Too long: must have at most {_ANNOTATIONS_LIMIT} bytes",
+                )
+            )
+    return errors
 
 
 def validate_name(name: str, *, kind: str = "") -> FieldError | None:

@@ -20,11 +20,11 @@ read the hash an observed object carries.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -242,8 +242,6 @@ def _recordable_server(raw: bytes) -> str:
         servers = [c.get("cluster", {}).get("server") for c in clusters if isinstance(c, dict)]
     except (KubeconfigRejected, AttributeError):
         return ""
-    from urllib.parse import urlsplit
-
     for s in servers:
         if isinstance(s, str):
             parts = urlsplit(s)
@@ -286,10 +284,16 @@ def kubeconfig_secret_fact(cluster: ClusterName, obj: Obj, now: float) -> list[E
 
 
 def kubeconfig_secret_removed(cluster: ClusterName, obj: Obj, now: float) -> list[Event]:
+    """``KubeconfigRemoved`` for each remote the deleted Secret held; deleting a Secret
+    that never held a kubeconfig says nothing. Without ``data`` (a tombstone built from
+    a name) the remote is taken to be named like the Secret."""
     key = _key("Secret", obj)
     _, name = _ns_name(obj)
-    data = obj.get("data") or {}
-    remotes = sorted(data) if is_istio_remote_secret(obj) and isinstance(data, dict) else [name]
+    if "data" not in obj:
+        remotes = [name]
+    else:
+        remotes = [e.remote for e in kubeconfig_secret_fact(cluster, obj, now)
+                   if isinstance(e, ev.KubeconfigObserved)]
     return [ev.KubeconfigRemoved(cluster=cluster, key=key, time=now, remote=r) for r in remotes]
 
 
@@ -406,7 +410,6 @@ class FactEmitter:
         self._append = append
         self._metrics = metrics or METRICS
         self._last: dict[Identity, Event] = {}
-        self._lock = asyncio.Lock()
 
     def prime(self, events: Iterable[Event]) -> None:
         for e in events:
@@ -420,29 +423,35 @@ class FactEmitter:
         if events is None:
             return []
         batch = [events] if isinstance(events, Event) else list(events)
-        async with self._lock:
-            fresh: list[Event] = []
-            previous: dict[Identity, Event | None] = {}
-            for e in batch:
-                ident = fact_identity(e)
-                t = _timeless(e)
-                if self._last.get(ident) == t:
+        # Check-and-remember happens without awaiting, so concurrent emitters (one per
+        # reflector) cannot both append the same change; appends then run concurrently
+        # (the log orders and batches them).
+        fresh: list[Event] = []
+        remembered: dict[Identity, tuple[Event | None, Event]] = {}
+        for e in batch:
+            ident = fact_identity(e)
+            t = _timeless(e)
+            if self._last.get(ident) == t:
+                continue
+            prev = remembered[ident][0] if ident in remembered else self._last.get(ident)
+            remembered[ident] = (prev, t)
+            self._last[ident] = t
+            fresh.append(e)
+        if not fresh:
+            return []
+        try:
+            await self._append(fresh)
+        except BaseException:
+            # Not recorded: forget we saw them (unless a newer fact replaced them since),
+            # so the next observation tries again.
+            for ident, (prev, mine) in remembered.items():
+                if self._last.get(ident) is not mine:
                     continue
-                previous.setdefault(ident, self._last.get(ident))
-                self._last[ident] = t
-                fresh.append(e)
-            if not fresh:
-                return []
-            try:
-                await self._append(fresh)
-            except BaseException:
-                # Not recorded: forget we saw them, so the next observation tries again.
-                for ident, prev in previous.items():
-                    if prev is None:
-                        self._last.pop(ident, None)
-                    else:
-                        self._last[ident] = prev
-                raise
+                if prev is None:
+                    self._last.pop(ident, None)
+                else:
+                    self._last[ident] = prev
+            raise
         for e in fresh:
             self._metrics.events_appended_total.labels(type=type(e).__name__).inc()
         return fresh
@@ -476,12 +485,15 @@ NAMESPACES = FactSource("v1", "Namespace", namespace_fact, namespace_removed)
 NODES = FactSource("v1", "Node", node_fact, node_removed)
 
 
-def gateway_services(namespace: str, label_selector: str = "istio=ingressgateway") -> FactSource:
+def gateway_services(namespace: str | None,
+                     label_selector: str = "istio=ingressgateway") -> FactSource:
+    """Ingress gateway Services (label ``istio=ingressgateway`` as Istio's charts set it)
+    in ``namespace`` (None: every namespace)."""
     return FactSource("v1", "Service", gateway_service_fact, gateway_service_removed,
                       namespace=namespace, label_selector=label_selector)
 
 
-def kubeconfig_secrets(namespace: str) -> FactSource:
+def kubeconfig_secrets(namespace: str | None) -> FactSource:
     return FactSource("v1", "Secret", kubeconfig_secret_fact, kubeconfig_secret_removed,
                       namespace=namespace)
 

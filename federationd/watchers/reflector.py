@@ -44,6 +44,7 @@ from federationd.clusters.discovery import ResourceInfo
 from federationd.clusters.errors import (
     ApiError,
     ApiGone,
+    ApiNotFound,
     ApiThrottled,
     error_for_status,
 )
@@ -155,9 +156,12 @@ class Reflector:
                 else:
                     empty_watches = 0
             except ApiGone:
-                # Our resourceVersion is compacted away: relist at once (the relist is a
-                # consistent read and cannot be Gone itself).
+                # Our resourceVersion is compacted away: relist at once. Gone again right
+                # after a relist (a server compacting aggressively, an expired continue
+                # token) backs off instead of looping.
                 self.stats["gone"] += 1
+                if need_list:
+                    await self._clock.sleep(self._backoff.next())
                 need_list = True
             except WatchExpired:
                 self.stats["watchdog"] += 1
@@ -166,11 +170,18 @@ class Reflector:
             except ApiThrottled as e:
                 self.stats["throttled"] += 1
                 self.last_error = e.message
+                # The server's Retry-After wins; without one (or "0", which would make a
+                # hot loop) the normal backoff applies.
                 delay = self._backoff.next()
-                if e.retry_after is not None:
+                if e.retry_after:
                     delay = e.retry_after
                 await self._clock.sleep(delay)
             except ApiError as e:
+                if isinstance(e, ApiNotFound):
+                    # The type is not served (yet, or any more): rediscover next time, so a
+                    # CRD installed later is picked up.
+                    self._resource = None
+                    self.client.discovery.invalidate(self.api_version)
                 self.stats["errors"] += 1
                 self.last_error = e.message
                 delay = self._backoff.next()

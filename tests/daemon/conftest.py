@@ -59,7 +59,7 @@ class DaemonProcess:
         self._stderr: Any = None
 
     async def start(self) -> None:
-        self._stderr = open(self.stderr_path, "ab")  # noqa: SIM115 - closed in wait()
+        self._stderr = await asyncio.to_thread(open, self.stderr_path, "ab")  # closed in terminate()
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "federationd.cli", "run",
             "--kubeconfig", str(self.kubeconfig), "--log", str(self.log),
@@ -100,7 +100,7 @@ class DaemonProcess:
             return bool(d["leader"] and d["status"] and all(d["clusters"].values()))
         return False
 
-    async def terminate(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    async def terminate(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:  # noqa: ASYNC109 - a deadline for the child's exit, not a cancel scope
         assert self.proc is not None
         if self.proc.returncode is None:
             self.proc.send_signal(sig)

@@ -9,7 +9,10 @@ from collections.abc import Awaitable, Callable
 
 
 async def wait_for(
-    cond: Callable[[], bool | Awaitable[bool]], *, timeout: float = 10.0, what: str = "condition"
+    cond: Callable[[], bool | Awaitable[bool]],
+    *,
+    timeout: float = 10.0,  # noqa: ASYNC109 - the deadline of a polled condition
+    what: str = "condition",
 ) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.005

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import yaml
 from datetime import UTC, datetime
+
+import yaml
 
 from events import types as ev
 from events.types import ClusterName

@@ -50,6 +50,7 @@ class FakeApi:
     compacted: int = 0
     faults: list[Fault] = field(default_factory=list)
     hang_watches: bool = False
+    hang_verbs: set[str] = field(default_factory=set)
     gone_as_http: bool = False
     requests: dict[str, int] = field(default_factory=dict)
     watch_queries: list[dict[str, str]] = field(default_factory=list)
@@ -207,6 +208,8 @@ class FakeApi:
             verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
                     "DELETE": "delete"}[request.method]
         self._count(verb)
+        if verb in self.hang_verbs:
+            await self._closing.wait()
         fault = self._fault(verb)
         if fault is not None:
             return fault

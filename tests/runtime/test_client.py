@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from pathlib import Path
 
 import pytest
 import trustme
@@ -18,8 +19,15 @@ from federationd.actuators.client import (
     ApiUnavailable,
     KubeClient,
 )
-from federationd.clusters import ClusterClient, ClusterState, HealthSnapshot, connect
+from federationd.clusters import (
+    ClusterClient,
+    ClusterState,
+    HealthSnapshot,
+    KubeconfigRejected,
+    connect,
+)
 from federationd.metrics import Metrics
+from tests.runtime.conftest import wait_for
 from tests.runtime.fakeapi import FakeApi, Fault
 
 
@@ -184,3 +192,93 @@ async def test_close_releases_the_session(api: FakeApi, metrics: Metrics) -> Non
     with pytest.raises(ApiUnavailable, match="closed"):
         await c.request("GET", "/api/v1")
     await asyncio.sleep(0)
+
+
+async def test_client_certificate_is_loaded_without_leaving_files(api: FakeApi, metrics: Metrics) -> None:
+    import os
+    import tempfile
+
+    leaf = api.ca.issue_cert("federationd@example")
+    kc = api.kubeconfig()
+    kc["users"][0]["user"] = {
+        "client-certificate-data": base64.b64encode(leaf.cert_chain_pems[0].bytes()).decode(),
+        "client-key-data": base64.b64encode(leaf.private_key_pem.bytes()).decode(),
+        "token": api.token,
+    }
+    before = {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("federationd-")}
+    c = await connect(kc, name="cert", metrics=metrics)
+    try:
+        after = {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("federationd-")}
+        assert after == before
+        assert await c.request("GET", "/api/v1") is not None
+    finally:
+        await c.close()
+
+
+async def test_allowed_exec_plugin_and_token_file(api: FakeApi, metrics: Metrics, tmp_path: Path) -> None:
+    import json
+    import stat
+
+    plugin = tmp_path / "get-token"
+    credential = {"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
+                  "status": {"token": api.token}}
+    plugin.write_text(f"#!/bin/sh\necho '{json.dumps(credential)}'\n")
+    plugin.chmod(plugin.stat().st_mode | stat.S_IEXEC)
+    kc = api.kubeconfig()
+    kc["users"][0]["user"] = {"exec": {"command": str(plugin),
+                                       "apiVersion": "client.authentication.k8s.io/v1"}}
+    with pytest.raises(KubeconfigRejected, match="exec"):
+        await connect(kc, name="exec", metrics=metrics)
+    c = await connect(kc, name="exec", metrics=metrics, allow_exec=True)
+    try:
+        assert await c.request("GET", "/api/v1") is not None
+    finally:
+        await c.close()
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(api.ca.cert_pem.bytes())
+    kc["clusters"][0]["cluster"] = {"server": api.url, "certificate-authority": str(ca_file)}
+    token_file = tmp_path / "token"
+    token_file.write_text(api.token + "\n")
+    kc["users"][0]["user"] = {"tokenFile": str(token_file)}
+    c = await connect(kc, name="file", metrics=metrics, allow_files=True)
+    try:
+        assert await c.request("GET", "/api/v1") is not None
+    finally:
+        await c.close()
+
+
+async def test_connect_close_cycles_leave_no_connections_behind(api: FakeApi, metrics: Metrics) -> None:
+    import gc
+    import os
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def cycle(i: int) -> None:
+        c = await connect(api.kubeconfig(), name=f"r{i % 3}", metrics=metrics)
+        kc = KubeClient(c)
+        await kc.apply(cm(f"c{i % 5}"))
+        await c.close()
+
+    await cycle(0)  # warm-up: lazily created resources of the server side
+    gc.collect()
+    baseline = fds()
+    for i in range(100):
+        await cycle(i)
+    gc.collect()
+    await wait_for(lambda: fds() <= baseline + 2, what=f"fds back to {baseline}")
+
+
+@pytest.mark.parametrize(("status", "cls"), [
+    (400, "ApiBadRequest"), (401, "ApiForbidden"), (403, "ApiForbidden"), (404, "ApiNotFound"),
+    (409, "ApiConflict"), (410, "ApiGone"), (422, "ApiInvalid"), (429, "ApiThrottled"),
+    (500, "ApiUnavailable"), (503, "ApiUnavailable"), (418, "ApiError"),
+])
+def test_status_codes_map_to_typed_errors(status: int, cls: str) -> None:
+    from federationd.clusters.errors import error_for_status, parse_retry_after
+
+    err = error_for_status(status, b'{"kind":"Status","reason":"R","message":"m"}',
+                           retry_after=parse_retry_after("2"), what="get x")
+    assert type(err).__name__ == cls and err.status == status
+    assert str(err) == f"get x: HTTP {status} R: m"
+    assert parse_retry_after("soon") is None and parse_retry_after("-3") == 0.0

@@ -209,6 +209,9 @@ def test_non_kubeconfig_secrets_are_ignored_and_istio_format_is_read() -> None:
         ("c1", ""), ("c2", "kubeconfig is not valid YAML")]
     removed = facts.kubeconfig_secret_removed(C, s, 2.0)
     assert [e.remote for e in removed if isinstance(e, ev.KubeconfigRemoved)] == ["c1", "c2"]
+    assert facts.kubeconfig_secret_removed(C, _secret("opaque", {"password": b"x"}), 1.0) == []
+    (tomb,) = facts.kubeconfig_secret_removed(C, {"metadata": {"name": "r", "namespace": "n"}}, 1.0)
+    assert isinstance(tomb, ev.KubeconfigRemoved) and tomb.remote == "r"
 
 
 async def test_two_remotes_in_one_secret_are_deduplicated_separately() -> None:
@@ -259,3 +262,21 @@ async def test_watch_facts_end_to_end(client: ClusterClient, api: FakeApi) -> No
         "NodeLocalityObserved", "NodeLocalityObserved", "NodeRemoved"]
     assert all(e.cluster == "fake" and e.time == 42.0 for e in log.events)
     await r.stop()
+
+
+async def test_concurrent_duplicates_are_appended_once() -> None:
+    import asyncio
+
+    release = asyncio.Event()
+    appended: list[Event] = []
+
+    async def slow_append(batch: Sequence[Event]) -> None:
+        await release.wait()
+        appended.extend(batch)
+
+    em = facts.FactEmitter(slow_append)
+    tasks = [asyncio.create_task(em.emit(facts.node_fact(C, node(), float(t)))) for t in range(3)]
+    await wait_for(lambda: sum(t.done() for t in tasks) == 2)  # the duplicates return at once
+    release.set()
+    results = await asyncio.gather(*tasks)
+    assert sorted(len(r) for r in results) == [0, 0, 1] and len(appended) == 1

@@ -92,3 +92,17 @@ async def test_racing_candidates_get_one_winner(client: ClusterClient, api: Fake
     assert sum(e.is_leader for e in electors) == 1
     for e in electors:
         await e.stop()
+
+
+async def test_a_hung_api_server_cannot_keep_a_leader_past_its_deadline(
+        client: ClusterClient, api: FakeApi) -> None:
+    log: list[str] = []
+    a = elector(client, "a", log, metrics=Metrics())
+    a.start()
+    await wait_for(lambda: a.is_leader)
+    hung = time.monotonic()
+    api.hang_verbs = {"get", "update"}  # requests never answer (client timeout is 5 s)
+    await wait_for(lambda: not a.is_leader, within=3)
+    assert time.monotonic() - hung < SHORT["renew_deadline"] + SHORT["retry_period"] + 0.3
+    api.hang_verbs = set()
+    await a.stop()

@@ -206,3 +206,35 @@ def test_backoff_jitter_cap_and_reset_after_a_healthy_period() -> None:
     rng = random.Random(1)
     jittered = Backoff(BackoffPolicy(), clock=lambda: t[0], rand=rng.random)
     assert 0.8 <= jittered.next() <= 0.88
+
+
+def test_backoff_survives_a_long_outage() -> None:
+    b = Backoff(BackoffPolicy(jitter=0.0), clock=lambda: 0.0, rand=lambda: 0.0)
+    assert max(b.next() for _ in range(5000)) == 30.0
+
+
+async def test_reflector_waits_for_a_kind_that_is_not_served_yet(client: ClusterClient,
+                                                                 api: FakeApi) -> None:
+    rec = Recorder()
+    r = Reflector(client, api_version="example.com/v1", kind="Widget", on_upsert=rec.upsert,
+                  on_delete=rec.delete, backoff=FAST)
+    r.start()
+    await wait_for(lambda: r.stats["errors"] >= 2)
+    assert not r.synced.is_set()
+    api.resources["example.com/v1"] = [{"name": "widgets", "kind": "Widget", "namespaced": True}]
+    api.put("widgets", {"apiVersion": "example.com/v1", "kind": "Widget",
+                        "metadata": {"name": "w", "namespace": "d"}})
+    await wait_for(lambda: rec.events == [("upsert", "w")])
+    await r.stop()
+
+
+async def test_many_watches_do_not_starve_other_requests(client: ClusterClient,
+                                                         api: FakeApi) -> None:
+    reflectors = [reflector(client, Recorder()) for _ in range(40)]
+    for r in reflectors:
+        r.start()
+    await wait_for(lambda: api.open_watches == 40)
+    assert await client.request("GET", "/api/v1", request_timeout=2.0) is not None
+    for r in reflectors:
+        await r.stop()
+    await wait_for(lambda: api.open_watches == 0)

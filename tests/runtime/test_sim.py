@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from federationd.actuators.client import ApiConflict, ApiInvalid, ApiNotFound, KubeClient
+from federationd.actuators.client import (
+    ApiBadRequest,
+    ApiConflict,
+    ApiInvalid,
+    ApiNotFound,
+    KubeClient,
+)
 from federationd.clusters import BackoffPolicy, ClusterClient, ClusterState, connect
 from federationd.leader import LeaderElector
 from federationd.metrics import Metrics
@@ -180,6 +186,7 @@ async def test_server_errors_back_off_exponentially(fleet: Fleet, sim: ClusterCl
 
 
 async def test_typed_client_on_the_emulator(fleet: Fleet, sim: ClusterClient) -> None:
+    assert (await sim.server_version()).startswith("v1.")
     kc = KubeClient(sim)
     applied = await kc.apply(cm("istio", mesh="x"))
     assert any(f.get("manager") == "federationd" for f in applied["metadata"]["managedFields"])
@@ -191,11 +198,13 @@ async def test_typed_client_on_the_emulator(fleet: Fleet, sim: ClusterClient) ->
     await kc.create(cm("dup"))
     with pytest.raises(ApiConflict):
         await kc.create(cm("dup"))
-    with pytest.raises(ApiInvalid) as invalid:
+    with pytest.raises(ApiBadRequest):
         await kc.apply({"apiVersion": "v1", "kind": "Service",
                         "metadata": {"name": "bad", "namespace": NS},
                         "spec": {"ports": [{"port": "not-a-number"}]}})
-    assert invalid.value.status == 422
+    with pytest.raises(ApiInvalid) as invalid:
+        await kc.apply(cm("Not_A_DNS_Name"))
+    assert invalid.value.status == 422 and "metadata.name" in invalid.value.message
     event = await kc.create_event(applied, reason="Applied", message="mesh config applied")
     assert event["involvedObject"]["uid"] == applied["metadata"]["uid"]
     await kc.delete("v1", "ConfigMap", NS, "istio")

@@ -73,6 +73,8 @@ async def test_per_item_backoff_grows_and_forget_resets(clock: FakeClock, metric
     assert delays[:4] == [0.005, 0.01, 0.02, 0.04]
     assert delays[-1] == 1000.0 and max(delays) == 1000.0
     assert q.num_requeues("x") == 20
+    for _ in range(2000):  # no overflow however often an item fails
+        assert q.when("x") == 1000.0
     q.forget("x")
     assert q.when("x") == 0.005
     await q.shutdown()

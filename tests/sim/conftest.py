@@ -30,12 +30,12 @@ CLUSTERS = [
 
 async def wait_for(
     cond: Callable[[], Any] | Callable[[], Awaitable[Any]],
-    timeout: float = 5.0,
+    within: float = 5.0,
     interval: float = 0.01,
     what: str = "condition",
 ) -> Any:
     """Poll ``cond`` (sync or async) until it returns something truthy, or fail."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         r = cond()
         if asyncio.iscoroutine(r):
@@ -43,7 +43,7 @@ async def wait_for(
         if r:
             return r
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(interval)
 
 

@@ -81,10 +81,10 @@ async def test_table_output_uses_printer_columns(raw: Raw) -> None:
 
 
 async def test_table_output_for_builtins_has_name_and_age(raw: Raw) -> None:
-    code, tab, _ = await raw.request("GET", "/api/v1/namespaces", headers={"Accept": TABLE})
+    _, tab, _ = await raw.request("GET", "/api/v1/namespaces", headers={"Accept": TABLE})
     assert [c["name"] for c in tab["columnDefinitions"]] == ["Name", "Status", "Age"]
     assert ["default", "Active"] == next(r["cells"][:2] for r in tab["rows"] if r["cells"][0] == "default")
-    code, tab, _ = await raw.request("GET", "/api/v1/nodes/node-0", headers={"Accept": TABLE})
+    _code, tab, _ = await raw.request("GET", "/api/v1/nodes/node-0", headers={"Accept": TABLE})
     assert tab["rows"][0]["cells"][:2] == ["node-0", "Ready"]
 
 

@@ -22,9 +22,18 @@ def _clear(master: Cluster) -> None:
 
 async def test_latency_slows_one_cluster_only(raw: Raw, master: Cluster, fleet: Fleet) -> None:
     master.faults.latency(0.2, verb="list", count=1)
+    other = fleet["remote-eu"]
+    ctx = __import__("ssl").create_default_context(cafile=str(other.ca_path))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+        t0 = time.monotonic()
+        async with s.get(other.url + "/api/v1/namespaces/default/configmaps",
+                         headers={"Authorization": f"Bearer {other.token}"}) as r:
+            assert r.status == 200
+        assert time.monotonic() - t0 < 0.2  # the other cluster is not slowed
     t0 = time.monotonic()
     await raw.request("GET", "/api/v1/namespaces/default/configmaps")
     assert time.monotonic() - t0 >= 0.2
+    assert master.faults.injected["latency"] >= 1
     t0 = time.monotonic()
     await raw.request("GET", "/api/v1/namespaces/default/configmaps")
     assert time.monotonic() - t0 < 0.2  # count=1: used up
@@ -83,7 +92,7 @@ async def test_partition_refuses_connections_then_heals(fleet: Fleet) -> None:
             except aiohttp.ClientConnectionError:
                 return False
 
-        await wait_for(back, timeout=5, what="partition healed")
+        await wait_for(back, within=5, what="partition healed")
         # heal() ends a partition early
         await c.faults.partition(60)
         await c.faults.heal()

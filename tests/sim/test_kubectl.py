@@ -40,14 +40,14 @@ class Kubectl:
         return [KUBECTL, "--kubeconfig", str(self.fleet.merged_kubeconfig_path), "--context", context, *args]
 
     async def run(self, context: str, *args: str, stdin: str | None = None, check: bool = True,
-                  timeout: float = 30) -> tuple[int, str, str]:
+                  limit: float = 30) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
             *self.argv(context, *args), env=self.env,
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
         except TimeoutError:
             proc.kill()
@@ -175,10 +175,10 @@ async def test_crd_discovery_and_printer_columns(kubectl: Kubectl, fleet: Fleet)
     await kubectl.run("master", "wait", "--for=condition=Established", "crd/remoteistios.istio.banzaicloud.io", "--timeout=10s")
     _, out, _ = await kubectl.run("master", "api-resources", "--api-group=istio.banzaicloud.io")
     assert "remoteistios" in out and "RemoteIstio" in out
-    await kubectl.run("master", "create", "namespace", "istio-system", check=False)
     c = fleet["master"]
-    if c.store.get("v1", "Namespace", "istio-system") is None:
-        c.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
+    # a generator command: kubectl sends this body as protobuf
+    _, out, _ = await kubectl.run("master", "create", "namespace", "istio-system")
+    assert out.strip() == "namespace/istio-system created"
     f = kubectl.write("ri", remoteistio("remote-eu"), remoteistio("remote-us"))
     _, out, _ = await kubectl.run("master", "apply", "-f", f)
     assert "remoteistio.istio.banzaicloud.io/remote-eu created" in out
@@ -208,3 +208,17 @@ async def test_error_message_for_an_invalid_object(kubectl: Kubectl) -> None:
     assert err.startswith('The ConfigMap "Not_A_Name" is invalid: metadata.name: Invalid value: "Not_A_Name"'), err
     rc, _, err = await kubectl.run("master", "apply", "-f", kubectl.write("nons", {**bad, "metadata": {"name": "ok", "namespace": "nope"}}), check=False)
     assert rc != 0 and 'namespaces "nope" not found' in err
+
+
+async def test_generator_commands_that_send_protobuf(kubectl: Kubectl, fleet: Fleet) -> None:
+    c = fleet["remote-eu"]
+    ns = unique("gen")
+    await kubectl.run("remote-eu", "create", "namespace", ns)
+    _, out, _ = await kubectl.run("remote-eu", "create", "configmap", "cfg", "-n", ns, "--from-literal=a=b")
+    assert out.strip() == "configmap/cfg created"
+    _, out, _ = await kubectl.run("remote-eu", "create", "secret", "generic", "kc", "-n", ns, "--from-literal=remote-eu=kubeconfig")
+    assert out.strip() == "secret/kc created"
+    await kubectl.run("remote-eu", "create", "serviceaccount", "sa", "-n", ns)
+    assert (c.store.get("v1", "ConfigMap", "cfg", ns) or {})["data"] == {"a": "b"}
+    assert (c.store.get("v1", "Secret", "kc", ns) or {})["data"] == {"remote-eu": "a3ViZWNvbmZpZw=="}
+    assert c.store.get("v1", "ServiceAccount", "sa", ns) is not None

@@ -111,13 +111,13 @@ async def test_list_resource_version_semantics(api: client.ApiClient, master: Cl
     assert e.value.status == 504
 
 
-async def _collect(raw: Raw, path: str, params: dict[str, str], until: int, timeout: float = 5) -> list[dict[str, Any]]:
+async def _collect(raw: Raw, path: str, params: dict[str, str], until: int, limit: float = 5) -> list[dict[str, Any]]:
     """Read a watch stream line by line until ``until`` events arrived."""
     events: list[dict[str, Any]] = []
     headers = {"Authorization": f"Bearer {raw.token}"}
     async with raw.session.get(raw.cluster.url + path, params={"watch": "true", **params}, headers=headers) as resp:
         assert resp.status == 200
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             async for line in resp.content:
                 if line.strip():
                     events.append(json.loads(line))

@@ -120,13 +120,13 @@ async def test_identical_apply_does_not_write(raw: Raw, master: Cluster) -> None
     name = unique("ssa")
     await _apply(raw, name, {"a": "1"}, "alice")
     rev = master.store.revision
-    code, body = await _apply(raw, name, {"a": "1"}, "alice")
+    code, _body = await _apply(raw, name, {"a": "1"}, "alice")
     assert code == 200 and master.store.revision == rev
 
 
 async def test_updates_record_managed_fields_for_their_manager(raw: Raw) -> None:
     name = await _create_cm(raw, {"a": "1"})
-    code, body, _ = await raw.request("PATCH", f"{CM}/{name}", body={"data": {"b": "2"}},
+    _code, body, _ = await raw.request("PATCH", f"{CM}/{name}", body={"data": {"b": "2"}},
                                       content_type="application/merge-patch+json", params={"fieldManager": "editor"})
     owners = {m["manager"]: m for m in body["metadata"]["managedFields"]}
     assert owners["editor"]["operation"] == "Update" and "f:b" in owners["editor"]["fieldsV1"]["f:data"]

@@ -286,6 +286,24 @@ def test_apply_conflicts_plural_form_across_managers() -> None:
     ]
 
 
+def test_conflicts_are_listed_members_before_children() -> None:
+    # structured-merge-diff walks a level's own fields before descending.
+    first: dict[str, Any] = {
+        "apiVersion": "x.io/v1",
+        "kind": "Thing",
+        "metadata": {"name": "t"},
+        "spec": {"a": {"x": 1}, "b": 2},
+    }
+    live = do_apply(None, first, "owner", now=T0)
+    second = copy.deepcopy(first)
+    second["spec"] = {"a": {"x": 2}, "b": 3}
+    with pytest.raises(ApplyConflict) as info:
+        do_apply(live, second, "other")
+    assert str(info.value) == (
+        'Apply failed with 2 conflicts: conflicts with "owner":\n- .spec.b\n- .spec.a.x'
+    )
+
+
 def test_force_takes_ownership_from_the_others() -> None:
     live = created_by_update(deployment(), "creator")
     result = do_apply(live, deployment(replicas=7), "fm", force=True)

@@ -18,6 +18,7 @@ from federationd.sim.validate import (
     prune,
     prune_builtin,
     strict_decoding_message,
+    unknown_fields,
     validate_builtin,
     validate_custom,
     validate_name,
@@ -109,20 +110,23 @@ def test_unknown_fields_follow_field_validation() -> None:
     obj = deployment()
     obj["spec"]["foo"] = 1
     containers(obj)[0]["bogus"] = True
-    expected = ["spec.foo", "spec.template.spec.containers[0].bogus"]
+    # Reported in document order, like Go's strict decoder.
+    expected = ["spec.template.spec.containers[0].bogus", "spec.foo"]
     errors, warnings = validate_builtin(obj, field_validation="Strict")
     assert [(e.reason, e.path) for e in errors] == [("FieldValueUnknown", p) for p in expected]
     assert warnings == []
     assert strict_decoding_message("Deployment", "v1", errors) == (
         'Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: '
-        'unknown field "spec.foo", unknown field "spec.template.spec.containers[0].bogus"'
+        'unknown field "spec.template.spec.containers[0].bogus", unknown field "spec.foo"'
     )
     errors, warnings = validate_builtin(obj, field_validation="Warn")
     assert errors == []
     assert warnings == [f'unknown field "{p}"' for p in expected]
     assert validate_builtin(obj, field_validation="Ignore") == ([], [])
+    obj["metadata"]["bogus"] = "x"
     pruned = prune_builtin(obj)
     assert "foo" not in pruned["spec"] and "bogus" not in containers(pruned)[0]
+    assert pruned["metadata"] == deployment()["metadata"]
     assert pruned["spec"]["template"]["spec"]["tolerations"] == [{"key": "k", "operator": "Exists"}]
     assert validate_builtin(pruned) == ([], [])
 
@@ -168,10 +172,7 @@ def test_required_fields_of_builtins() -> None:
     del containers(obj)[0]["name"]
     del obj["spec"]["selector"]
     errors, _ = validate_builtin(obj)
-    assert [(e.path, e.message) for e in errors] == [
-        ("spec.selector", "Required value"),
-        ("spec.template.spec.containers[0].name", "Required value"),
-    ] or sorted((e.path, e.message) for e in errors) == [
+    assert sorted((e.path, e.message) for e in errors) == [
         ("spec.selector", "Required value"),
         ("spec.template.spec.containers[0].name", "Required value"),
     ]
@@ -346,9 +347,9 @@ def test_custom_value_constraints() -> None:
     assert reasons["spec.gateways[1]"] == "FieldValueDuplicate"
     short = validate_custom(istio(name="a", replicas=11, gateways=[]), schema=SCHEMA)
     assert messages(short) == [
+        'spec.name: Invalid value: "a": spec.name in body should be at least 2 chars long',
         "spec.replicas: Invalid value: 11: spec.replicas in body should be less than or "
         "equal to 10",
-        'spec.name: Invalid value: "a": spec.name in body should be at least 2 chars long',
         "spec.gateways: Invalid value: []: spec.gateways in body should have at least 1 items",
     ]
 
@@ -401,6 +402,7 @@ def test_prune_drops_unknown_fields_but_keeps_preserved_ones() -> None:
     assert pruned["status"] == {"anything": "goes"}
     assert pruned["metadata"] == obj["metadata"]
     assert pruned["apiVersion"] == obj["apiVersion"]
+    assert unknown_fields(obj, schema=SCHEMA) == ["spec.unknown", "spec.gateways[0].color", "top"]
     embedded = {
         "type": "object",
         "properties": {
@@ -461,3 +463,40 @@ def test_valid_subdomain_names(name: str) -> None:
 @pytest.mark.parametrize("name", ["-a", "a-", "A", "a..b", "a_b", "x" * 254])
 def test_invalid_subdomain_names(name: str) -> None:
     assert validate_name(name, kind="ConfigMap") is not None
+
+
+def test_labels_and_annotations_follow_the_metadata_rules() -> None:
+    obj = deployment()
+    obj["metadata"]["labels"] = {
+        "good.example.com/name": "v-1.2_3",
+        "bad key": "x",
+        "app": "not valid!",
+        "empty": "",
+    }
+    obj["metadata"]["annotations"] = {"a/b/c": "x"}
+    errors, _ = validate_builtin(obj)
+    assert messages(errors) == [
+        'metadata.labels: Invalid value: "bad key": name part must consist of alphanumeric '
+        "characters, '-', '_' or '.', and must start and end with an alphanumeric character "
+        "(e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+        "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+        'metadata.labels: Invalid value: "not valid!": a valid label must be an empty string '
+        "or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+        "alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for "
+        "validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+        'metadata.annotations: Invalid value: "a/b/c": a qualified name must consist of '
+        "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
+        "character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+        "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and "
+        "'/' (e.g. 'example.com/MyName')",
+    ]
+    long_value = istio()
+    long_value["metadata"]["labels"] = {"a": "x" * 64}
+    assert messages(validate_custom(long_value, schema=SCHEMA)) == [
+        'metadata.labels: Invalid value: "' + "x" * 64 + '": must be no more than 63 characters'
+    ]
+    huge = deployment()
+    huge["metadata"]["annotations"] = {"big": "x" * (256 * 1024)}
+    assert messages(validate_builtin(huge)[0]) == [
+        "metadata.annotations: Too long: must have at most 262144 bytes"
+    ]

@@ -1,0 +1,74 @@
+"""Two clusters: a remote joins through the seed-001 workflow and leaves again."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from federationd.sim import Fleet
+
+from .conftest import DaemonProcess, install_crds, kubectl, start_daemon
+from .test_e2e import SEED_000
+from .waiting import wait_for
+
+REMOTE = "remote-eu"
+
+
+def _get(fleet: Fleet, cluster: str, api_version: str, kind: str, name: str, namespace: str = "") -> dict[str, Any] | None:
+    return fleet[cluster].store.get(api_version, kind, name, namespace)
+
+
+def _remote_status(fleet: Fleet) -> dict[str, Any]:
+    cr = _get(fleet, "master", "istio.banzaicloud.io/v1beta1", "RemoteIstio", REMOTE, "istio-system") or {}
+    return cr.get("status") or {}
+
+
+def _networks(fleet: Fleet) -> dict[str, Any]:
+    cm = _get(fleet, "master", "v1", "ConfigMap", "istio", "istio-system") or {}
+    text = (cm.get("data") or {}).get("meshNetworks") or "{}"
+    return (yaml.safe_load(text) or {}).get("networks") or {}
+
+
+async def test_a_remote_joins_and_leaves(tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    async with Fleet(["master", REMOTE], directory=tmp_path / "fleet") as fleet:
+        install_crds(fleet)
+        kc = fleet["master"].kubeconfig_path
+        await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
+        # seed 001: a Secret named like the RemoteIstio holding the remote's kubeconfig
+        secret = {
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": REMOTE, "namespace": "istio-system"},
+            "data": {REMOTE: base64.b64encode(fleet[REMOTE].kubeconfig_path.read_bytes()).decode()},
+        }
+        await kubectl(kc, "apply", "-f", "-", stdin=json.dumps(secret))
+        remote_cr = {
+            "apiVersion": "istio.banzaicloud.io/v1beta1", "kind": "RemoteIstio",
+            "metadata": {"name": REMOTE, "namespace": "istio-system"},
+            "spec": {"autoInjectionNamespaces": ["default"], "enabledServices": [{"name": "istio-pilot"}]},
+        }
+        await kubectl(kc, "apply", "-f", "-", stdin=json.dumps(remote_cr))
+        d = await start_daemon(daemons, fleet, tmp_path / "log.db")
+
+        await wait_for(lambda: _get(fleet, REMOTE, "apps/v1", "Deployment", "istio-citadel", "istio-system") is not None, timeout=60, what="remote components")
+        await wait_for(lambda: _remote_status(fleet).get("Status") == "Available" and bool(_remote_status(fleet).get("GatewayAddress")), timeout=60, what="RemoteIstio Available")
+        remote_gw = _remote_status(fleet)["GatewayAddress"]
+        await wait_for(lambda: bool(_networks(fleet).get(REMOTE, {}).get("gateways")), timeout=30, what="meshNetworks")
+        nets = _networks(fleet)
+        assert [g["address"] for g in nets[REMOTE]["gateways"]] == remote_gw
+        assert nets["master"]["gateways"], "the master announces its own gateway"
+        out = (await kubectl(kc, "get", "remoteistios", "-n", "istio-system")).splitlines()
+        assert out[0].split() == ["NAME", "STATUS", "ERROR", "GATEWAYS", "AGE"]
+        assert out[1].split()[:2] == [REMOTE, "Available"]
+        ns = _get(fleet, REMOTE, "v1", "Namespace", "default") or {}
+        assert ns["metadata"]["labels"].get("istio-injection") == "enabled"
+
+        # leaving: the remote's components go, and so does its network
+        await kubectl(kc, "delete", "remoteistio", REMOTE, "-n", "istio-system")
+        await wait_for(lambda: _get(fleet, REMOTE, "apps/v1", "Deployment", "istio-citadel", "istio-system") is None, timeout=60, what="remote cleaned up")
+        await wait_for(lambda: REMOTE not in _networks(fleet), timeout=30, what="network removed")
+        await wait_for(d.converged, timeout=30)
+        assert await d.terminate() == 0
