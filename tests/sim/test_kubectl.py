@@ -198,6 +198,12 @@ async def test_wait_for_condition(kubectl: Kubectl) -> None:
     await kubectl.run("remote-us", "apply", "-f", f)
     _, out, _ = await kubectl.run("remote-us", "wait", "--for=condition=Available", f"deployment/{name}", "--timeout=20s")
     assert out.strip() == f"deployment.apps/{name} condition met"
+    _, out, _ = await kubectl.run("remote-us", "scale", f"deployment/{name}", "--replicas=3")
+    assert out.strip() == f"deployment.apps/{name} scaled"
+    _, out, _ = await kubectl.run("remote-us", "rollout", "status", f"deployment/{name}", "--timeout=20s")
+    assert out.strip().endswith("successfully rolled out")
+    _, out, _ = await kubectl.run("remote-us", "describe", "deployment", name)
+    assert "Replicas:               3 desired | 3 updated | 3 total | 3 available | 0 unavailable" in out
 
 
 async def test_error_message_for_an_invalid_object(kubectl: Kubectl) -> None:

@@ -173,3 +173,33 @@ async def test_generate_name(raw: Raw) -> None:
     code, body, _ = await raw.request("POST", "/api/v1/namespaces/default/configmaps", body={"metadata": {"generateName": "gen-"}})
     assert code == 201 and body["metadata"]["name"].startswith("gen-") and len(body["metadata"]["name"]) == 9
     _ = json
+
+
+async def test_scale_subresource(raw: Raw, master: Cluster) -> None:
+    name = unique("sc")
+    dep = _deploy(name, 2)
+    code, _, _ = await raw.request("POST", "/apis/apps/v1/namespaces/default/deployments", body=dep)
+    assert code == 201
+    path = f"/apis/apps/v1/namespaces/default/deployments/{name}/scale"
+    code, scale, _ = await raw.request("GET", path)
+    assert code == 200 and scale["kind"] == "Scale" and scale["apiVersion"] == "autoscaling/v1"
+    assert scale["spec"] == {"replicas": 2} and scale["status"]["selector"] == f"app={name}"
+    code, scale, _ = await raw.request("PATCH", path, body={"spec": {"replicas": 4}}, content_type="application/merge-patch+json")
+    assert code == 200 and scale["spec"]["replicas"] == 4
+    live = master.store.get("apps/v1", "Deployment", name, "default")
+    assert live is not None and live["spec"]["replicas"] == 4 and live["metadata"]["generation"] == 2
+    code, body, _ = await raw.request("PATCH", path, body={"spec": {"replicas": -1}}, content_type="application/merge-patch+json")
+    assert code == 422
+
+
+async def test_builtin_workloads_get_server_defaults(raw: Raw) -> None:
+    name = unique("def")
+    dep = _deploy(name)
+    del dep["spec"]["replicas"]
+    code, body, _ = await raw.request("POST", "/apis/apps/v1/namespaces/default/deployments", body=dep)
+    assert code == 201
+    assert body["spec"]["replicas"] == 1
+    assert body["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
+    pod_spec = body["spec"]["template"]["spec"]
+    assert pod_spec["restartPolicy"] == "Always" and pod_spec["dnsPolicy"] == "ClusterFirst"
+    assert pod_spec["containers"][0]["imagePullPolicy"] == "Always"  # "busybox" has no tag
