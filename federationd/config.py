@@ -55,6 +55,10 @@ class Settings:
     inactivity_timeout: float = 120.0
     #: timeout of every single API request (seconds)
     request_timeout: float = 30.0
+    #: re-resolve load-balancer hostnames this often (seconds)
+    resolve_period: float = 30.0
+    #: an /etc/hosts-style file consulted before DNS for load-balancer hostnames
+    hosts_file: str = ""
     #: log level of the daemon's own log lines
     log_level: str = "INFO"
     #: log durability: NORMAL survives a process crash, FULL also a power loss
@@ -86,6 +90,8 @@ _HELP = {
     "watch_timeout": "server-side timeout of each watch request, seconds",
     "inactivity_timeout": "restart a watch silent for this many seconds",
     "request_timeout": "timeout of each API request, seconds",
+    "resolve_period": "seconds between re-resolutions of load-balancer hostnames",
+    "hosts_file": "/etc/hosts-style file consulted before DNS for gateway hostnames",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "synchronous": "event log durability: NORMAL or FULL",
 }
@@ -159,6 +165,6 @@ def _check(s: Settings) -> None:
         )
     if s.synchronous not in ("NORMAL", "FULL"):
         raise ConfigError("--synchronous must be NORMAL or FULL")
-    for name in ("resync_period", "watch_timeout", "inactivity_timeout", "request_timeout"):
+    for name in ("resync_period", "watch_timeout", "inactivity_timeout", "request_timeout", "resolve_period"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{_flag(name)} must be > 0")

@@ -37,6 +37,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -81,6 +82,79 @@ SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 #: How long a leaving remote may take to have its objects deleted before it is dropped.
 LEAVE_TIMEOUT = 30.0
+
+
+# --- gateway hostnames ----------------------------------------------------------------------------
+
+Resolve = Callable[[str], Awaitable[list[str]]]
+
+
+def read_hosts_file(path: str) -> dict[str, list[str]]:
+    """hostname → IPs from an /etc/hosts-style file (missing file: nothing)."""
+    out: dict[str, list[str]] = {}
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2:
+            continue
+        for host in fields[1:]:
+            out.setdefault(host.lower(), []).append(fields[0])
+    return out
+
+
+class HostnameResolver:
+    """Resolves the load-balancer hostnames of every cluster's gateways to IPs and records
+    the result as ``HostnameResolved`` facts (appended only when the answer changed).
+
+    Istio 1.1/1.2 accept only IPs as meshNetworks gateway addresses, so hostnames (AWS
+    load balancers) are resolved here, again every ``period`` seconds because their IPs
+    move. A failed resolution is a fact too (with its error), so status can say why a
+    gateway has no address. ``hosts_file`` entries win over DNS (tests, demos, split DNS).
+    """
+
+    def __init__(self, daemon: Daemon, *, period: float, hosts_file: str = "", resolve: Resolve | None = None) -> None:
+        self.daemon = daemon
+        self.period = period
+        self.hosts_file = hosts_file
+        self._resolve = resolve or self._dns
+        self.wake = asyncio.Event()
+
+    async def _dns(self, host: str) -> list[str]:
+        if self.hosts_file:
+            static = (await asyncio.to_thread(read_hosts_file, self.hosts_file)).get(host.lower())
+            if static:
+                return static
+        loop = asyncio.get_running_loop()
+        infos = await asyncio.wait_for(loop.getaddrinfo(host, None, family=socket.AF_INET), 10.0)
+        return sorted({str(i[4][0]) for i in infos})
+
+    def targets(self, state: ProjectionState) -> list[tuple[str, str]]:
+        out: set[tuple[str, str]] = set()
+        for cluster, gateways in state.gateways.items():
+            for gw in gateways.values():
+                out.update((cluster, h) for h in gw.hostnames)
+        return sorted(out)
+
+    async def run(self) -> None:
+        while True:
+            for cluster, host in self.targets(self.daemon.state):
+                try:
+                    ips = sorted(set(await self._resolve(host)))
+                    error = "" if ips else "no IPv4 address"
+                except (OSError, TimeoutError) as e:
+                    ips, error = [], f"cannot resolve: {type(e).__name__}"
+                await self.daemon.emitter.emit(
+                    ev.HostnameResolved(
+                        cluster=ClusterName(cluster), key=host, time=time.time(), hostname=host,
+                        ips=tuple(ips), error=error,
+                    )
+                )
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.period)
 
 
 # --- one cluster ---------------------------------------------------------------------------------
@@ -289,6 +363,8 @@ class Daemon:
         self._snapshotter: Snapshotter[ProjectionState] | None = None
         self._joining: set[str] = set()
         self.resyncs = 0
+        self.resolver = HostnameResolver(self, period=settings.resolve_period, hosts_file=settings.hosts_file)
+        self._hostnames: list[tuple[str, str]] = []
 
     # --- the log ------------------------------------------------------------------------------
 
@@ -330,8 +406,12 @@ class Daemon:
             desired = derive(state)
             self.desired = desired
             self.history.append((state.seq, desired_hash(desired)))
-            await self._reconcile_remotes(state, desired)
             self._push(state, desired)
+            await self._reconcile_remotes(state, desired)
+            targets = self.resolver.targets(state)
+            if targets != self._hostnames:
+                self._hostnames = targets
+                self.resolver.wake.set()
             # Let the fold task run between derivations of a burst.
             await asyncio.sleep(0)
 
@@ -339,13 +419,13 @@ class Daemon:
         for name, rt in self.runtimes.items():
             cd = desired.clusters.get(name)
             if cd is None:
-                if rt.master and not rt.leaving_since:
-                    # No Istio: nothing is desired on the master (an uninstall).
-                    cd = ClusterDesired()
-                elif not rt.leaving_since:
-                    cd = ClusterDesired(hold=True, hold_reason="not part of the mesh")
-                else:
-                    cd = ClusterDesired()
+                # Nothing desired: on the master an uninstall (the Istio is gone); on a
+                # remote, leaving the mesh — its objects are deleted, then it is dropped.
+                cd = ClusterDesired()
+                if not rt.master and rt.leaving_since is None:
+                    rt.leaving_since = time.monotonic()
+            else:
+                rt.leaving_since = None
             rt.converger.set_desired(
                 cd,
                 state.actuations.get(name, {}),
@@ -396,9 +476,15 @@ class Daemon:
                 await self._drop_remote(name, removed=False)
                 continue
             if rt.leaving_since is None:
-                rt.leaving_since = time.monotonic()
-            if rt.converger.converged() or time.monotonic() - rt.leaving_since > LEAVE_TIMEOUT:
+                continue  # not told to leave yet: _push empties its desired state first
+            if (rt.converger.converged() and rt.converger.emptied()) or (
+                time.monotonic() - rt.leaving_since > LEAVE_TIMEOUT
+            ):
                 await self._drop_remote(name, removed=True)
+            else:
+                # Look again shortly: the last deletion may still be in flight, and an
+                # unreachable remote must still be dropped after LEAVE_TIMEOUT.
+                asyncio.get_running_loop().call_later(0.25, self._dirty.set)
         if master is None:
             return
         for name, (secret_key, fp) in wanted.items():
@@ -568,6 +654,7 @@ class Daemon:
             master.start()
             self._tasks.append(asyncio.create_task(self._master_synced(), name="initial-sync"))
             self._tasks.append(asyncio.create_task(self._resync_loop(), name="resync"))
+            self._tasks.append(asyncio.create_task(self.resolver.run(), name="resolver"))
             if s.leader_elect:
                 self.elector = LeaderElector(
                     master.kube,

@@ -23,12 +23,11 @@ from collections.abc import AsyncIterator, Sequence
 from events import codec
 from events.log import EventLog, LogError, Record
 from events.replay import SnapshotSpec, replay
-from events.types import CATALOGUE, Event
+from events.types import CATALOGUE
 from federationd.projections.derive import (
     Desired,
     derive,
     desired_hash,
-    object_key,
     rfc3339,
     split_key,
 )
@@ -42,6 +41,9 @@ from federationd.projections.state import (
     to_builtins,
 )
 from federationd.render.objects import dump_yaml_stream, to_yaml
+
+#: How often ``events --follow`` looks for new events (seconds).
+FOLLOW_POLL = 0.25
 
 
 class InspectError(Exception):
@@ -120,8 +122,14 @@ def _event_types(names: Sequence[str] | None) -> list[str] | None:
 async def _records(args: argparse.Namespace, log: EventLog) -> AsyncIterator[Record]:
     types = _event_types(args.type)
     if args.follow:
-        async for r in log.tail(args.from_seq, cluster=args.cluster, types=types):
-            yield r
+        # The log's own tail is woken by appends in *this* process; the daemon appending
+        # is another process, so poll: each read is a fresh snapshot of the file.
+        nxt = args.from_seq
+        while True:
+            async for r in log.read(nxt, None, cluster=args.cluster, types=types):
+                nxt = r.seq + 1
+                yield r
+            await asyncio.sleep(FOLLOW_POLL)
     else:
         async for r in log.read(args.from_seq, args.until, cluster=args.cluster, types=types):
             yield r
@@ -196,13 +204,24 @@ async def cmd_explain(args: argparse.Namespace) -> int:
         # One pass: fold, and after each event that may change desired content, note
         # when this object's desired hash changed. Actuation events never change it.
         state = EMPTY
+        start = 1
+        if log.dropped_through > 0:
+            # The oldest events are gone (retention): start from a snapshot; history
+            # before it cannot be explained.
+            snap = await log.load_snapshot(SNAPSHOT_NAME, at_most=args.until)
+            if snap is None:
+                raise InspectError(
+                    f"{args.log}: events up to {log.dropped_through} were dropped by retention "
+                    "and no snapshot covers them"
+                )
+            state, start = decode_state(snap[1]), snap[0] + 1
         history: list[tuple[int, str]] = []  # (seq, hash or "" when not desired)
         by_seq: dict[int, Record] = {}
         writes: list[Record] = []
         key = ""
         last_hash: str | None = None
         pending_ref = args.object
-        async for page in log.read_pages(1, args.until):
+        async for page in log.read_pages(start, args.until):
             for r in page:
                 state = fold(state, r)
                 by_seq[r.seq] = r
@@ -268,14 +287,29 @@ async def cmd_explain(args: argparse.Namespace) -> int:
 
 
 _OBJECT_FACTS = frozenset({"ActuationApplied", "ActuationFailed", "ObjectDrifted"})
-_NON_DERIVING = frozenset({"ActuationApplied", "ActuationFailed", "LeadershipAcquired", "LeadershipLost"})
+#: Events that never change desired *objects* (only status), so explain skips deriving.
+_NON_DERIVING = frozenset(
+    {
+        "ActuationApplied",
+        "ActuationFailed",
+        "ObjectDrifted",
+        "LeadershipAcquired",
+        "LeadershipLost",
+        "WorkloadReadinessObserved",
+        "WorkloadRemoved",
+        "ClusterConnected",
+        "ClusterUnreachable",
+    }
+)
 
 
 async def cmd_diff(args: argparse.Namespace) -> int:
     log = await open_existing(args.log)
     try:
-        a = derive(await rebuild(log, until=args.from_seq, use_snapshot=False))
-        b = derive(await rebuild(log, until=args.to_seq, use_snapshot=False))
+        # From the first event when it is still there (no trust in old snapshots needed).
+        snapshots = log.dropped_through > 0
+        a = derive(await rebuild(log, until=args.from_seq, use_snapshot=snapshots))
+        b = derive(await rebuild(log, until=args.to_seq, use_snapshot=snapshots))
     finally:
         await log.close()
     changed = 0
@@ -373,4 +407,4 @@ def main(argv: Sequence[str]) -> int:
         return 0
 
 
-__all__ = ["Event", "InspectError", "desired_yaml", "event_line", "main", "object_key", "rebuild"]
+__all__ = ["SNAPSHOTS", "InspectError", "desired_yaml", "event_line", "main", "rebuild"]

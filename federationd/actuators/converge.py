@@ -274,6 +274,12 @@ class ClusterConverger:
                 return False
         return all(self._observed(k) is None or not self._owned(self._observed(k)) for k in self._stale_keys())
 
+    def emptied(self) -> bool:
+        """Nothing is desired and nothing federationd applied is left (a leaving cluster)."""
+        if self._desired.objects or self._desired.hold or not self.synced():
+            return False
+        return not any(self._observed(k) is not None for k in self._stale_keys())
+
     def synced(self) -> bool:
         return all(r.synced.is_set() for r in self._reflectors.values())
 
@@ -364,15 +370,22 @@ class ClusterConverger:
     async def _handle(self, key: str) -> None:
         if not self.active or self._desired.hold:
             return
-        api_version, kind, _, _ = split_key(key)
+        api_version, kind, namespace, name = split_key(key)
         r = self._reflectors.get((api_version, kind))
-        if r is not None and not r.synced.is_set():
-            # The inventory of this kind is not listed yet: look again shortly (a CRD
-            # being established, or the first list still in flight).
-            self.queue.add_after(key, 0.2)
-            return
-        observed = self._observed(key)
         d = self._desired.objects.get(key)
+        if r is not None and not r.synced.is_set():
+            if d is None:
+                # Deleting needs the listed inventory: look again shortly.
+                self.queue.add_after(key, 0.2)
+                return
+            # The inventory of this kind is not listed yet (its CRD was just created,
+            # or the first list is in flight): read the one object instead of waiting.
+            try:
+                observed: Obj | None = await self.client.get(api_version, kind, namespace or None, name)
+            except ApiNotFound:
+                observed = None
+        else:
+            observed = self._observed(key)
         if d is not None:
             if self._in_effect(key, d, observed):
                 await self._note_in_effect(key, d)

@@ -23,13 +23,14 @@ Shape, and why:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from federationd import render
 from federationd.api import v1beta1
+from federationd.projections import locality
 from federationd.projections.state import Actuation, CustomResource, Namespace, ProjectionState
 from federationd.render import injection
 from federationd.render import objects as robj
@@ -412,6 +413,7 @@ def _status(
     gateways: list[str],
     generation: int,
     time: float,
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     when = rfc3339(time)
     reconciled = v1beta1.Condition(
@@ -430,11 +432,25 @@ def _status(
         last_transition_time=when,
         observed_generation=generation,
     )
+    conditions = [reconciled, available]
+    if warnings:
+        # Legal but probably a typo: a rule naming a locality no node has. A warning,
+        # not an error — the status stays Available.
+        conditions.append(
+            v1beta1.Condition(
+                type="LocalitiesObserved",
+                status="False",
+                reason="UnknownLocality",
+                message="; ".join(warnings)[:1000],
+                last_transition_time=when,
+                observed_generation=generation,
+            )
+        )
     st = v1beta1.Status(
         status=state_value,  # type: ignore[arg-type]
         gateway_address=gateways,
         error_message=message,
-        conditions=[reconciled, available],
+        conditions=conditions,
         observed_generation=generation,
     )
     out = v1beta1.to_builtins(st)
@@ -465,6 +481,14 @@ def _cr_status(
         value, message, latest, seqs = _progress(state, cluster, desired)
         reasons.extend(seqs)
         when = max(latest, cr.time)
+    warnings: list[str] = []
+    if kind == ISTIO_KIND and cr.good_spec is not None and cr.good_spec.get("localityLB"):
+        spec = v1beta1.istio_spec(cr.good_spec, namespace=cr.namespace)
+        observed, loc_seqs = _localities(state)
+        issues = locality.unknown_localities(spec.locality_lb, observed)
+        if issues:
+            warnings = [str(i) for i in issues]
+            reasons.extend(loc_seqs)
     return DesiredStatus(
         kind=kind,
         cluster=cr.cluster,
@@ -476,6 +500,7 @@ def _cr_status(
             gateways=gateways,
             generation=cr.generation,
             time=when,
+            warnings=warnings,
         ),
         reasons=tuple(sorted(set(reasons) - {0})),
     )

@@ -1,7 +1,37 @@
-"""The simulated fleet: a Kubernetes API emulator that real clients cannot tell apart.
+"""The simulated fleet: Kubernetes API servers that real clients cannot tell apart.
 
-``Fleet`` starts any number of clusters in one process (see ``fleet``); ``federationd
-sim`` serves one from the command line (see ``cli``).
+``Fleet`` starts any number of clusters in one process; ``federationd sim`` serves one
+from the command line (``cli``). For tests::
+
+    async with Fleet(["master", ClusterSpec("remote-us", lb="hostname")], directory=d) as fleet:
+        c = fleet["master"]
+        c.kubeconfig_path, c.kubeconfig, fleet.merged_kubeconfig_path
+        c.url, c.ca_path, c.token          # c.viewer_token may read but not write (403)
+
+        # direct store access (no HTTP; same rules as the API: metadata, generation, ...)
+        c.store.create(obj); c.store.update(obj); c.store.get("v1", "Secret", name, ns)
+        c.store.list("apps/v1", "Deployment", ns); c.store.remove("v1", "Pod", name, ns)
+        c.store.apply_status("v1", "Service", name, ns, {"loadBalancer": {...}})
+        c.store.revision, c.store.compact()
+
+        c.requests.total("list", "secrets"); c.requests.mutating(); c.requests.reset()
+
+        c.faults.latency(0.2, verb="list")       # "slow cluster" without a verb
+        c.faults.error_rate(rate=0.5, code=503, verb="patch", count=10, duration=5)
+        c.faults.throttle(retry_after=2)         # 429 + Retry-After
+        c.faults.drop_watches(); c.faults.compact()
+        c.faults.partition(5); c.faults.heal()   # refuse connections; may be awaited
+        c.faults.clear()
+
+        c.behaviours.lb_enabled = False; c.behaviours.set_load_balancer(ns, svc, [{"ip": ...}])
+        c.behaviours.kubelet_enabled = False; c.behaviours.run_pods(ns, deployment)
+        c.behaviours.restart_pod(ns, pod)        # new pod IP (Endpoints follow)
+        c.region, c.zones                        # on the Nodes' topology labels
+
+Modules: ``kinds`` (what is served), ``store`` (MVCC, lifecycle, watch fan-out),
+``server`` (HTTP, verbs, admission), ``discovery``, ``tables``, ``selectors``,
+``defaults``, ``protobuf``, ``behaviours``, ``faults``, ``fleet``, ``control``;
+``patch``, ``ssa`` and ``validate`` hold patch semantics, server-side apply and schemas.
 """
 
 from federationd.sim.fleet import Cluster, ClusterSpec, Fleet

@@ -5,10 +5,11 @@ store's change listener and the event loop's timers (one pending timer per objec
 polling loop): a Service of type LoadBalancer receives an address after ``lb_delay``;
 Deployments, DaemonSets and StatefulSets report ready replicas after ``ready_delay``;
 selected workloads get Pods with IPs (which ``restart_pod`` changes, as a rescheduled
-pod would); Nodes carry the cluster's region and zone labels and addresses.
+pod would); the Endpoints of selector Services list their ready Pods, as the endpoints
+controller does; Nodes carry the cluster's region and zone labels and addresses.
 
-Each behaviour can be switched off (``lb_enabled``, ``kubelet_enabled``) so a test can
-show that a result really came from it.
+Each behaviour can be switched off (``lb_enabled``, ``kubelet_enabled``,
+``endpoints_enabled``) so a test can show that a result really came from it.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Behaviours:
         self.ready_delay = ready_delay
         self.lb_enabled = True
         self.kubelet_enabled = True
+        #: the endpoints controller: Endpoints of selector Services list their ready Pods
+        self.endpoints_enabled = True
         #: workloads (namespace, name) or a predicate that get Pods with IPs
         self._pod_workloads: set[tuple[str, str]] = set()
         self._pod_predicate: Callable[[Obj], bool] | None = None
@@ -131,6 +134,9 @@ class Behaviours:
         return len(self._timers)
 
     def _on_change(self, ch: Change) -> None:
+        if ch.resource in (("", "services"), ("", "pods")) and self.endpoints_enabled:
+            # coalesced: one recomputation per namespace per loop iteration
+            self._schedule(("endpoints", ch.namespace, "", ""), 0.0, lambda: self.sync_endpoints(ch.namespace))
         if ch.type == "DELETED":
             return
         if ch.resource == ("", "services"):
@@ -183,6 +189,57 @@ class Behaviours:
         cur = self.store.get("v1", "Service", name, namespace)
         ing = ((cur or {}).get("status") or {}).get("loadBalancer", {}).get("ingress") or []
         return (ing[0].get("ip") or ing[0].get("hostname")) if ing else None
+
+    # ------------------------------------------------------------------ endpoints
+
+    def sync_endpoints(self, namespace: str) -> None:
+        """Write the Endpoints of every selector Service in ``namespace`` from its ready Pods."""
+        if not self.endpoints_enabled:
+            return
+        pods = self.store.list_raw(("", "pods"), namespace)[0]
+        for svc in self.store.list_raw(("", "services"), namespace)[0]:
+            spec = svc.get("spec") or {}
+            selector = spec.get("selector") or {}
+            if not selector:
+                continue  # Endpoints of selector-less Services belong to their users
+            name = svc["metadata"]["name"]
+            ready = [
+                p for p in pods
+                if all(((p["metadata"].get("labels") or {}).get(k) == v) for k, v in selector.items())
+                and (p.get("status") or {}).get("podIP")
+                and not p["metadata"].get("deletionTimestamp")
+                and any(c.get("type") == "Ready" and c.get("status") == "True" for c in (p.get("status") or {}).get("conditions") or [])
+            ]
+            subsets: list[Obj] = []
+            if ready:
+                ports = []
+                for sp in spec.get("ports") or []:
+                    port = _target_port(sp, ready[0])
+                    entry: Obj = {"port": port, "protocol": sp.get("protocol", "TCP")}
+                    if sp.get("name"):
+                        entry["name"] = sp["name"]
+                    ports.append(entry)
+                addresses = [
+                    {"ip": p["status"]["podIP"], "nodeName": (p.get("spec") or {}).get("nodeName", ""),
+                     "targetRef": {"kind": "Pod", "name": p["metadata"]["name"], "namespace": namespace,
+                                   "uid": p["metadata"]["uid"]}}
+                    for p in sorted(ready, key=lambda p: str(p["status"]["podIP"]))
+                ]
+                subsets = [{"addresses": addresses, "ports": ports}]
+            desired: Obj = {"apiVersion": "v1", "kind": "Endpoints",
+                            "metadata": {"name": name, "namespace": namespace,
+                                         "labels": dict(svc["metadata"].get("labels") or {})}}
+            if subsets:
+                desired["subsets"] = subsets
+            cur = self.store.get("v1", "Endpoints", name, namespace)
+            if cur is None:
+                self.store.create(desired)
+            elif cur.get("subsets") != desired.get("subsets") or cur["metadata"].get("labels") != desired["metadata"]["labels"]:
+                cur["metadata"]["labels"] = desired["metadata"]["labels"]
+                cur.pop("subsets", None)
+                if subsets:
+                    cur["subsets"] = subsets
+                self.store.update(cur, check_version=False)
 
     # ------------------------------------------------------------------ kubelet-lite
 
@@ -343,3 +400,15 @@ class Behaviours:
         """A workload predicate from a label selector (for ``run_pods_matching``)."""
         match = parse_label_selector(selector)
         return lambda o: match((o.get("metadata") or {}).get("labels") or {})
+
+
+def _target_port(service_port: Obj, pod: Obj) -> int:
+    """A Service port's target on a Pod: a number, or a named container port."""
+    target = service_port.get("targetPort", service_port.get("port"))
+    if isinstance(target, int):
+        return target
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for p in c.get("ports") or []:
+            if p.get("name") == target:
+                return int(p.get("containerPort", 0))
+    return int(service_port.get("port", 0))

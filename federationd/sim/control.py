@@ -72,9 +72,9 @@ def control_app(fleet: Fleet) -> web.Application:
             elif action == "drop-watches":
                 result = f.drop_watches()
             elif action == "partition":
-                await f.partition(float(body.get("seconds", 1.0)))
+                f.partition(float(body.get("seconds", 1.0)))
             elif action == "heal":
-                await f.heal()
+                f.heal()
             elif action == "compact":
                 result = f.compact()
             else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from federationd.sim import errors
@@ -54,8 +54,8 @@ class Faults:
         seed: int = 0,
         drop_watches: Callable[[], int],
         compact: Callable[[], int],
-        partition: Callable[[float], Awaitable[None]],
-        heal: Callable[[], Awaitable[None]],
+        partition: Callable[[float], None],
+        heal: Callable[[], None],
     ) -> None:
         self._rules: list[_Rule] = []
         self._random = random.Random(seed)
@@ -134,13 +134,19 @@ class Faults:
         """Forget the history window; returns the new floor revision."""
         return self._compact()
 
-    async def partition(self, seconds: float) -> None:
-        """Refuse connections (listener closed, open connections reset) for ``seconds``."""
-        await self._partition(min(max(seconds, 0.0), MAX_FAULT_SECONDS))
+    def partition(self, seconds: float) -> asyncio.Future[None]:
+        """Refuse connections (listener closed, open connections reset) for ``seconds``.
 
-    async def heal(self) -> None:
-        """End a partition early."""
-        await self._heal()
+        Takes effect before it returns; the returned (already completed) future may be
+        awaited or ignored. A new partition replaces the running one's duration.
+        """
+        self._partition(min(max(seconds, 0.0), MAX_FAULT_SECONDS))
+        return _done()
+
+    def heal(self) -> asyncio.Future[None]:
+        """End a partition now (same calling convention as ``partition``)."""
+        self._heal()
+        return _done()
 
     # ------------------------------------------------------------------ hook
 
@@ -183,3 +189,9 @@ class Faults:
                 code=r.code,
                 reason="InternalError",
             )
+
+
+def _done() -> asyncio.Future[None]:
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut

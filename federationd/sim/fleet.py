@@ -29,6 +29,7 @@ import trustme
 import yaml
 from aiohttp import web
 
+from events.types import ClusterName
 from federationd.sim.behaviours import Behaviours
 from federationd.sim.faults import Faults
 from federationd.sim.kinds import Registry
@@ -61,7 +62,7 @@ def _default_region(name: str, index: int) -> str:
 class Cluster:
     """One simulated cluster; see the module docstring of ``federationd.sim.fleet``."""
 
-    name: str
+    name: ClusterName
     index: int
     region: str
     zones: tuple[str, ...]
@@ -77,11 +78,13 @@ class Cluster:
     port: int = 0
     _sock_ssl: ssl.SSLContext | None = None
     _runner: web.AppRunner | None = None
-    _site: web.SockSite | None = None
+    _serving: asyncio.Task[asyncio.AbstractServer] | None = None
     _gc_task: asyncio.Task[None] | None = None
     _gc_wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _heal_task: asyncio.Task[None] | None = None
+    _heal_handle: asyncio.TimerHandle | None = None
     partitioned: bool = False
+    #: seconds between a deletion and the background collection it triggers
+    gc_delay: float = 0.05
 
     @property
     def url(self) -> str:
@@ -127,7 +130,12 @@ class Cluster:
 
     # ------------------------------------------------------------------ serving
 
-    async def _listen(self) -> None:
+    def _listen(self) -> None:
+        """Listen on the cluster's port (the first time: any free port).
+
+        The socket listens before this returns, so connections made right after a
+        partition heals wait in the backlog instead of being refused.
+        """
         assert self._runner is not None and self._sock_ssl is not None
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -135,40 +143,52 @@ class Cluster:
         sock.listen(512)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
-        self._site = web.SockSite(self._runner, sock, ssl_context=self._sock_ssl)
-        await self._site.start()
+        loop = asyncio.get_running_loop()
+        self._serving = loop.create_task(
+            loop.create_server(self._runner.server, sock=sock, ssl=self._sock_ssl),  # type: ignore[arg-type]
+            name=f"sim-listen-{self.name}",
+        )
 
-    async def _unlisten(self) -> None:
-        if self._site is not None:
-            site, self._site = self._site, None
-            await site.stop()
+    async def _server(self) -> asyncio.AbstractServer | None:
+        if self._serving is None:
+            return None
+        return await self._serving
 
-    async def _partition(self, seconds: float) -> None:
-        await self._heal_now(cancel=True)
-        self.partitioned = True
-        await self._unlisten()
-        self.server.store.drop_watches()
-        self.server.abort_connections()
+    def _unlisten(self) -> None:
+        task, self._serving = self._serving, None
+        if task is None:
+            return
+        if task.done() and not task.cancelled() and task.exception() is None:
+            task.result().close()
+        else:
+            task.add_done_callback(lambda t: t.cancelled() or t.exception() or t.result().close())
 
-        async def heal_later() -> None:
-            await asyncio.sleep(seconds)
-            await self._heal_now(cancel=False)
+    def _partition(self, seconds: float) -> None:
+        if self._heal_handle is not None:
+            self._heal_handle.cancel()
+        if not self.partitioned:
+            self.partitioned = True
+            self._unlisten()
+            self.server.store.drop_watches()
+            self.server.abort_connections()
+        loop = asyncio.get_running_loop()
+        self._heal_handle = loop.call_later(seconds, self._heal_now)
 
-        self._heal_task = asyncio.create_task(heal_later(), name=f"sim-heal-{self.name}")
-
-    async def _heal_now(self, *, cancel: bool = True) -> None:
-        if cancel and self._heal_task is not None:
-            self._heal_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heal_task
-        self._heal_task = None
+    def _heal_now(self) -> None:
+        if self._heal_handle is not None:
+            self._heal_handle.cancel()
+            self._heal_handle = None
         if self.partitioned:
             self.partitioned = False
-            await self._listen()
+            self._listen()
 
     async def _gc_loop(self) -> None:
         while True:
             await self._gc_wake.wait()
+            # like the real namespace and garbage collectors, act a moment later: a
+            # client deleting a namespace and then its contents (kubectl delete -f)
+            # finds them still there
+            await asyncio.sleep(self.gc_delay)
             self._gc_wake.clear()
             # bounded passes: each pass has a work budget; yield between them
             for _ in range(100):
@@ -181,17 +201,19 @@ class Cluster:
         self._gc_task = asyncio.create_task(self._gc_loop(), name=f"sim-gc-{self.name}")
         self._runner = web.AppRunner(self.server.app(), access_log=None, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
-        await self._listen()
+        self._listen()
+        await self._server()
 
     async def stop(self) -> None:
-        if self._heal_task is not None:
-            self._heal_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heal_task
+        if self._heal_handle is not None:
+            self._heal_handle.cancel()
         self.behaviours.close()
+        server = await self._server()
+        self._serving = None
+        if server is not None:
+            server.close()
         await self.server.close_watches()
         self.server.abort_connections()
-        await self._unlisten()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._gc_task is not None:
@@ -212,6 +234,7 @@ class Fleet:
         history: int = 20_000,
         lb_delay: float = 0.05,
         ready_delay: float = 0.05,
+        gc_delay: float = 0.05,
         seed: int = 0,
     ) -> None:
         specs = [c if isinstance(c, ClusterSpec) else ClusterSpec(name=c) for c in clusters]
@@ -224,6 +247,7 @@ class Fleet:
         self.history = history
         self.lb_delay = lb_delay
         self.ready_delay = ready_delay
+        self.gc_delay = gc_delay
         self.seed = seed
         self._clusters: dict[str, Cluster] = {}
         self.ca_path = self.directory / "ca.pem"
@@ -239,8 +263,8 @@ class Fleet:
         return len(self._clusters)
 
     @property
-    def names(self) -> list[str]:
-        return list(self._clusters)
+    def names(self) -> list[ClusterName]:
+        return [c.name for c in self._clusters.values()]
 
     async def __aenter__(self) -> Fleet:
         await self.start()
@@ -264,7 +288,7 @@ class Fleet:
                 store = Store(Registry.with_builtins(), history=self.history)
                 token, viewer = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
                 c = Cluster(
-                    name=spec.name,
+                    name=ClusterName(spec.name),
                     index=i,
                     region=region,
                     zones=tuple(zones),
@@ -280,6 +304,7 @@ class Fleet:
                     ca_pem=ca_pem,
                     ca_path=self.ca_path,
                     kubeconfig_path=self.directory / f"{spec.name}.kubeconfig",
+                    gc_delay=self.gc_delay,
                 )
                 c.faults = Faults(
                     seed=self.seed * 1000 + i,

@@ -52,6 +52,9 @@ class Kind:
     #: the CRD that defines this kind, or ""
     crd_name: str = ""
     storage_version: str = ""
+    #: the resource this kind is stored under when it is not its own (events.k8s.io
+    #: Events share core/v1's storage)
+    storage: ResourceKey | None = None
 
     @property
     def api_version(self) -> str:
@@ -59,7 +62,7 @@ class Kind:
 
     @property
     def resource(self) -> ResourceKey:
-        return (self.group, self.plural)
+        return self.storage or (self.group, self.plural)
 
     @property
     def singular_name(self) -> str:
@@ -111,7 +114,15 @@ BUILTINS: tuple[Kind, ...] = (
     _k("", "v1", "Pod", "pods", True, "po", status=True, categories=_ALL),
     _k("", "v1", "ServiceAccount", "serviceaccounts", True, "sa"),
     _k("", "v1", "Event", "events", True, "ev"),
-    _k("events.k8s.io", "v1", "Event", "events", True, "ev"),
+    Kind(
+        group="events.k8s.io",
+        version="v1",
+        kind="Event",
+        plural="events",
+        namespaced=True,
+        short_names=("ev",),
+        storage=("", "events"),
+    ),
     _k("apps", "v1", "Deployment", "deployments", True, "deploy", status=True, scale=True, categories=_ALL),
     _k("apps", "v1", "DaemonSet", "daemonsets", True, "ds", status=True, categories=_ALL),
     _k("apps", "v1", "StatefulSet", "statefulsets", True, "sts", status=True, scale=True, categories=_ALL),
@@ -145,6 +156,15 @@ BUILTINS: tuple[Kind, ...] = (
         status=True,
     ),
     _k("coordination.k8s.io", "v1", "Lease", "leases", True),
+    # not stored: answered from the caller's token (kubectl auth can-i)
+    Kind(
+        group="authorization.k8s.io",
+        version="v1",
+        kind="SelfSubjectAccessReview",
+        plural="selfsubjectaccessreviews",
+        namespaced=False,
+        verbs=("create",),
+    ),
     _k("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, "pdb", status=True),
     _k(
         "autoscaling",
@@ -161,6 +181,28 @@ BUILTINS: tuple[Kind, ...] = (
 
 class CRDError(ValueError):
     """A CRD that cannot be served (missing names, no served version...)."""
+
+
+def crd_errors(crd: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """What the real server refuses in a CRD: ``(field, reason, message)`` triples."""
+    out: list[tuple[str, str, str]] = []
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    group, plural = spec.get("group") or "", names.get("plural") or ""
+    name = (crd.get("metadata") or {}).get("name", "")
+    for path, value in (("spec.group", group), ("spec.names.plural", plural), ("spec.names.kind", names.get("kind"))):
+        if not value:
+            out.append((path, "FieldValueRequired", "Required value"))
+    if group and plural and name != f"{plural}.{group}":
+        out.append(("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": must be spec.names.plural+"."+spec.group'))
+    if spec.get("scope") not in ("Namespaced", "Cluster"):
+        out.append(("spec.scope", "FieldValueNotSupported", f'Unsupported value: "{spec.get("scope", "")}": supported values: "Cluster", "Namespaced"'))
+    versions = spec.get("versions") or []
+    if not versions:
+        out.append(("spec.versions", "FieldValueInvalid", "Invalid value: null: must have exactly one version marked as storage version"))
+    elif sum(1 for v in versions if v.get("storage")) != 1:
+        out.append(("spec.versions", "FieldValueInvalid", "Invalid value: " + str([v.get("name") for v in versions]).replace("'", '"') + ": must have exactly one version marked as storage version"))
+    return out
 
 
 def kinds_from_crd(crd: dict[str, Any]) -> list[Kind]:

@@ -1,7 +1,7 @@
 """Decoding of the few protobuf request bodies kubectl sends, into the JSON form.
 
 kubectl's generator commands (``kubectl create namespace|configmap|secret|
-serviceaccount``) use typed clients that send ``application/vnd.kubernetes.protobuf``
+serviceaccount``) and ``kubectl auth can-i`` use typed clients that send ``application/vnd.kubernetes.protobuf``
 and do not fall back to JSON. The real server decodes those with generated code; the
 emulator knows the handful of messages those commands produce (field numbers from
 the upstream ``generated.proto``) and answers 415 for any other protobuf body. Reading
@@ -80,6 +80,34 @@ KINDS: dict[tuple[str, str], Schema] = {
         3: ("type", "str"),
         4: ("stringData", ("map", "str")),
         5: ("immutable", "bool"),
+    },
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): {
+        1: _META,
+        2: (
+            "spec",
+            (
+                "msg",
+                {
+                    1: (
+                        "resourceAttributes",
+                        (
+                            "msg",
+                            {
+                                1: ("namespace", "str"),
+                                2: ("verb", "str"),
+                                3: ("group", "str"),
+                                4: ("version", "str"),
+                                5: ("resource", "str"),
+                                6: ("subresource", "str"),
+                                7: ("name", "str"),
+                            },
+                        ),
+                    ),
+                    2: ("nonResourceAttributes", ("msg", {1: ("path", "str"), 2: ("verb", "str")})),
+                },
+            ),
+        ),
+        3: ("status", "skip"),
     },
     ("v1", "ServiceAccount"): {
         1: _META,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -26,13 +27,15 @@ import msgspec
 import yaml
 from aiohttp import web
 
-from federationd.sim import discovery, errors, patch, protobuf, ssa, tables, validate
-from federationd.sim.kinds import CRDError, Kind, Registry, kinds_from_crd
+from federationd.sim import convert, defaults, discovery, errors, patch, protobuf, ssa, tables, validate
+from federationd.sim.kinds import CRDError, Kind, Registry, crd_errors, kinds_from_crd
 from federationd.sim.selectors import object_filter
 from federationd.sim.store import Change, Obj, Store, deep_copy, rfc3339
 
 if TYPE_CHECKING:
     from federationd.sim.faults import Faults
+
+log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -147,6 +150,8 @@ class ApiServer:
                         self.store.delete(k, m.get("namespace", ""), m["name"])
                     except errors.ApiError:
                         pass
+                # the resource is gone: its watchers see their streams end
+                self.store.drop_watches(k.resource)
             return
         try:
             kinds = kinds_from_crd(ch.obj)
@@ -192,6 +197,8 @@ class ApiServer:
                     if self.faults is not None:
                         await self.faults.before(verb, resource)
                     self.requests.record(verb, resource)
+                    if resource == "selfsubjectaccessreviews" and verb == "create":
+                        return await self._access_review(request, target, role)
                     if verb in MUTATING and role != "admin":
                         raise self._forbidden(target, verb, role)
                     return await self._dispatch(request, verb, target)
@@ -201,6 +208,12 @@ class ApiServer:
         except errors.ApiError as e:
             headers = {"Retry-After": str(e.retry_after)} if e.retry_after is not None else None
             return web.Response(body=_encode(e.status()), status=e.code, content_type=JSON, headers=headers)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:  # a bug must still answer like a server
+            log.exception("%s: internal error serving %s %s", self.name, request.method, request.path)
+            err = errors.InternalError(f"an error on the server ({type(e).__name__}) has prevented the request from succeeding")
+            return web.Response(body=_encode(err.status()), status=500, content_type=JSON)
 
     def _authenticate(self, request: web.Request) -> str:
         auth = request.headers.get("Authorization", "")
@@ -209,6 +222,16 @@ class ApiServer:
             if role is not None:
                 return role
         raise errors.Unauthorized("Unauthorized")
+
+    async def _access_review(self, request: web.Request, t: Target, role: str) -> web.StreamResponse:
+        """``kubectl auth can-i``: admins may do anything, viewers only read."""
+        review = self._decode_body(request, await request.read(), t)
+        attrs = (review.get("spec") or {}).get("resourceAttributes") or {}
+        verb = str(attrs.get("verb", ""))
+        allowed = role == "admin" or verb in ("get", "list", "watch")
+        review["status"] = {"allowed": allowed}
+        review.setdefault("metadata", {})["creationTimestamp"] = None
+        return _json(review, status=201)
 
     def _forbidden(self, target: Target, verb: str, role: str) -> errors.Forbidden:
         k = target.kind
@@ -427,13 +450,16 @@ class ApiServer:
         )
         rv_param = q.get("resourceVersion", "")
         bookmarks = q.get("allowWatchBookmarks", "") in ("true", "1")
-        timeout = min(float(q.get("timeoutSeconds", "0") or 0) or self.watch_timeout_max, self.watch_timeout_max)
+        timeout = min(_int_param(q.get("timeoutSeconds", "0") or "0", "timeoutSeconds") or self.watch_timeout_max,
+                      self.watch_timeout_max)
         as_table = _wants_table(request)
         include_object = q.get("includeObject", "Metadata")
         initial: list[Obj] = []
         expired: errors.Gone | None = None
         since: int | None = None
-        if rv_param and rv_param != "0":
+        # the WatchList protocol: initial state as ADDED events, then a marked BOOKMARK
+        initial_events = q.get("sendInitialEvents", "") in ("true", "1")
+        if rv_param and rv_param != "0" and not initial_events:
             since = _int_param(rv_param, "resourceVersion")
         try:
             sub, backlog = self.store.subscribe(k.resource, t.namespace, since=since)
@@ -457,16 +483,14 @@ class ApiServer:
                     tab = tables.table(k, [], resource_version=obj["metadata"]["resourceVersion"], now=self.store.clock())
                     tab["rows"] = []
                 else:
-                    tab = tables.table(k, [obj], resource_version=obj["metadata"].get("resourceVersion", ""),
+                    tab = tables.table(k, [_as_version(obj, k)], resource_version=obj["metadata"].get("resourceVersion", ""),
                                        include_object=include_object, now=self.store.clock())
                 if not first_table[0]:
                     tab["columnDefinitions"] = []
                 first_table[0] = False
                 return _encode({"type": type_, "object": tab}) + b"\n"
-            if ch is not None and type_ == ch.type:
-                return ch.encoded(k.api_version)
-            if ch is not None:
-                return ch.encoded(k.api_version, type_)
+            if ch is not None and k.storage is None:
+                return ch.encoded(k.api_version) if type_ == ch.type else ch.encoded(k.api_version, type_)
             return _encode({"type": type_, "object": _as_version(obj, k)}) + b"\n"
 
         try:
@@ -475,11 +499,11 @@ class ApiServer:
                 await resp.write_eof()
                 return resp
             assert sub is not None
-            writer = resp._payload_writer
             transport = request.transport
-            if writer is None or transport is None:
+            if transport is None:
                 return resp
-            writer.send_headers()
+            # an empty write sends the buffered status line and headers
+            await resp.write(b"")
             buf = bytearray()
             for o in initial:
                 if match is None or match(o):
@@ -513,6 +537,11 @@ class ApiServer:
                 if data:
                     send(data)
 
+            if initial_events and bookmarks:
+                end = {"kind": k.kind, "apiVersion": k.api_version,
+                       "metadata": {"resourceVersion": str(state["rv"]),
+                                    "annotations": {"k8s.io/initial-events-end": "true"}}}
+                buf += line("BOOKMARK", end)
             if buf:
                 send(bytes(buf))
             # from here on changes go straight from the commit to the socket
@@ -585,7 +614,7 @@ class ApiServer:
                 # clients of kinds the emulator cannot decode see the usual 415
                 pass
         if ctype not in (JSON, "application/yaml", APPLY_PATCH, "", "application/octet-stream", "text/plain"):
-            # protobuf and CBOR bodies: clients fall back to JSON on 415
+            # other encodings (CBOR, protobuf of other kinds): what a server without them says
             raise errors.UnsupportedMediaType(
                 'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml'
             )
@@ -666,6 +695,8 @@ class ApiServer:
             )
         if unknown and mode == "Warn":
             warnings.extend(f'unknown field "{p}"' for p in unknown)
+        if k.group == "apiextensions.k8s.io" and k.kind == "CustomResourceDefinition":
+            field_errors.extend(validate.FieldError(f, r, m) for f, r, m in crd_errors(obj))
         if name:
             field_errors[:0] = validate.name_errors(name, kind=k.kind)
         if field_errors:
@@ -676,9 +707,15 @@ class ApiServer:
                 kind=k.kind,
                 causes=[e.cause() for e in field_errors],
             )
+        if not k.custom:
+            # defaulted before managedFields are computed: an Update owns what the
+            # server defaulted, as on a real server (an Apply does not)
+            defaults.apply(k.group, k.kind, obj)
         return warnings
 
-    def _manager(self, request: web.Request, default_op: str) -> str:
+    @staticmethod
+    def _manager(request: web.Request) -> str:
+        """The field manager of a write: the parameter, else the client's program name."""
         fm = request.query.get("fieldManager", "")
         if fm:
             if len(fm) > 128:
@@ -692,7 +729,7 @@ class ApiServer:
     ) -> None:
         now = rfc3339(self.store.clock())
         mf = ssa.update_managed_fields(
-            old, new, manager=self._manager(request, operation), operation=operation,
+            old, new, manager=self._manager(request), operation=operation,
             api_version=t.kind.api_version, now=now, subresource=t.subresource,
             schema=t.kind.schema if t.kind.custom else None,
         )
@@ -708,8 +745,17 @@ class ApiServer:
         self._check_identity(obj, t)
         warnings = self._admit(obj, t, request)
         self._set_managed(request, None, obj, t)
-        out = self.store.create(obj, kind=t.kind, dry_run=_dry_run(request))
+        stored, sk = self._stored(obj, t.kind)
+        out = self.store.create(stored, kind=sk, dry_run=_dry_run(request), copy_result=False)
         return _json(_as_version(out, t.kind), status=201, warnings=warnings)
+
+    def _stored(self, obj: Obj, k: Kind) -> tuple[Obj, Kind]:
+        """The object in its storage form, and the kind it is stored as."""
+        if k.storage is None:
+            return obj, k
+        stored = self.registry.any_version(*k.storage)
+        assert stored is not None
+        return convert.to_storage(k, obj), stored
 
     def _current(self, t: Target) -> Obj:
         k = t.kind
@@ -726,8 +772,9 @@ class ApiServer:
             warnings = self._admit(obj, t, request)
         else:
             warnings = self._admit_status(obj, old, t, request)
-        self._set_managed(request, old, obj, t)
-        out = self.store.update(obj, kind=t.kind, subresource=t.subresource, dry_run=_dry_run(request))
+        self._set_managed(request, _as_version(old, t.kind), obj, t)
+        stored, sk = self._stored(obj, t.kind)
+        out = self.store.update(stored, kind=sk, subresource=t.subresource, dry_run=_dry_run(request), copy_result=False)
         return _json(_as_version(out, t.kind), warnings=warnings)
 
     def _admit_status(self, obj: Obj, old: Obj, t: Target, request: web.Request) -> list[str]:
@@ -786,8 +833,9 @@ class ApiServer:
             warnings = self._admit_status(new, old, t, request)
         else:
             warnings = self._admit(new, t, request)
-        self._set_managed(request, old, new, t)
-        out = self.store.update(new, kind=k, subresource=t.subresource, dry_run=dry)
+        self._set_managed(request, current, new, t)
+        stored, sk = self._stored(new, k)
+        out = self.store.update(stored, kind=sk, subresource=t.subresource, dry_run=dry, copy_result=False)
         return _json(_as_version(out, k), warnings=warnings)
 
     def _apply(self, request: web.Request, t: Target, body: bytes) -> web.StreamResponse:
@@ -828,14 +876,16 @@ class ApiServer:
             if t.subresource:
                 raise errors.not_found(k.plural, t.name, group=k.group)
             warnings = self._admit(new, t, request)
-            out = self.store.create(new, kind=k, dry_run=_dry_run(request))
+            stored, sk = self._stored(new, k)
+            out = self.store.create(stored, kind=sk, dry_run=_dry_run(request), copy_result=False)
             return _json(_as_version(out, k), status=201, warnings=warnings)
         new.setdefault("metadata", {})["resourceVersion"] = live["metadata"]["resourceVersion"]
         if t.subresource == "status":
             warnings = self._admit_status(new, live, t, request)
         else:
             warnings = self._admit(new, t, request)
-        out = self.store.update(new, kind=k, subresource=t.subresource, dry_run=_dry_run(request))
+        stored, sk = self._stored(new, k)
+        out = self.store.update(stored, kind=sk, subresource=t.subresource, dry_run=_dry_run(request), copy_result=False)
         return _json(_as_version(out, k), warnings=warnings)
 
     async def _scale(self, request: web.Request, verb: str, t: Target) -> web.StreamResponse:
@@ -877,7 +927,7 @@ class ApiServer:
         if rv:
             new["metadata"]["resourceVersion"] = rv
         self._set_managed(request, cur, new, t)
-        out = self.store.update(new, kind=k, dry_run=_dry_run(request))
+        out = self.store.update(new, kind=k, dry_run=_dry_run(request), copy_result=False)
         return _json(_scale_of(out))
 
     def _delete_options(self, request: web.Request, body: bytes) -> dict[str, Any]:
@@ -1000,6 +1050,9 @@ def _scale_of(o: Obj) -> Obj:
 
 
 def _as_version(o: Obj, k: Kind) -> Obj:
+    """A stored object as ``k`` serves it (its apiVersion; converted if stored otherwise)."""
+    if k.storage is not None:
+        return convert.from_storage(k, o)
     if o.get("apiVersion") == k.api_version:
         return o
     return {**o, "apiVersion": k.api_version}

@@ -32,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from federationd.sim import defaults, errors
+from federationd.sim import convert, defaults, errors
 from federationd.sim.kinds import Kind, Registry, ResourceKey
 
 Obj = dict[str, Any]
@@ -98,7 +98,8 @@ class Change:
 
 
 ChangeList = list[Change]
-DependentList = list[tuple[Kind, Obj]]
+#: where an object lives: (resource, namespace, name)
+ObjKey = tuple[ResourceKey, str, str]
 
 
 class Subscription:
@@ -188,6 +189,9 @@ class Store:
         self.floor = 1
         self._subs: dict[ResourceKey, set[Subscription]] = {}
         self._gc_owners: deque[tuple[str, str]] = deque()  # (uid, policy)
+        self._by_uid: dict[str, ObjKey] = {}
+        self._dependents: dict[str, set[ObjKey]] = {}
+        self._terminating: set[ObjKey] = set()
         self._next_ip = 1
         self._next_node_port = 30000
         #: called whenever background work (namespace termination, GC) is pending
@@ -228,6 +232,8 @@ class Store:
 
     @staticmethod
     def _as_version(obj: Obj, kind: Kind) -> Obj:
+        if kind.storage is not None:
+            return convert.from_storage(kind, obj)
         obj["apiVersion"] = kind.api_version
         return obj
 
@@ -276,11 +282,13 @@ class Store:
         if type_ != "DELETED":
             meta["resourceVersion"] = str(self.revision)
             self._objects.setdefault(kind.resource, {})[(ns, name)] = obj
+            self._index(kind.resource, obj, prev)
         else:
             obj = {**obj, "metadata": {**meta, "resourceVersion": str(self.revision)}}
             bucket = self._objects.get(kind.resource)
             if bucket is not None:
                 bucket.pop((ns, name), None)
+            self._index(kind.resource, None, prev if prev is not None else obj)
         ch = Change(self.revision, type_, kind.resource, ns, name, obj, prev)
         self._history.append(ch)
         if len(self._history) > self._history_max:
@@ -330,9 +338,12 @@ class Store:
         if subs is not None:
             subs.discard(sub)
 
-    def drop_watches(self) -> int:
+    def drop_watches(self, resource: ResourceKey | None = None) -> int:
+        """End open watches (of one resource, or all); returns how many."""
         n = 0
-        for subs in list(self._subs.values()):
+        for key, subs in list(self._subs.items()):
+            if resource is not None and key != resource:
+                continue
             for s in list(subs):
                 s.close()
                 n += 1
@@ -366,8 +377,14 @@ class Store:
     def _uses_generation(self, kind: Kind) -> bool:
         return kind.custom or (kind.status and kind.kind not in ("Namespace", "Node", "Pod"))
 
-    def create(self, obj: Obj, *, kind: Kind | None = None, dry_run: bool = False) -> Obj:
-        """Store a new object (metadata filled in). The argument is not kept."""
+    def create(
+        self, obj: Obj, *, kind: Kind | None = None, dry_run: bool = False, copy_result: bool = True
+    ) -> Obj:
+        """Store a new object (metadata filled in) and return it.
+
+        The argument is not kept. The result is a copy unless ``copy_result=False``
+        (the server, which only serialises it, saves the copy).
+        """
         kind = kind or self._kind_of(obj)
         obj = deep_copy(obj)
         obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
@@ -407,7 +424,7 @@ class Store:
             meta["resourceVersion"] = ""
             return obj
         self._commit(kind, "ADDED", obj, None)
-        return obj
+        return deep_copy(obj) if copy_result else obj
 
     def _defaults_on_create(self, kind: Kind, obj: Obj) -> None:
         # the handful of server-side defaults clients rely on (clusterIP, nodePorts, phases)
@@ -444,8 +461,12 @@ class Store:
         subresource: str = "",
         dry_run: bool = False,
         check_version: bool = True,
+        copy_result: bool = True,
     ) -> Obj:
-        """Replace an object (or only its status); 409 Conflict on a stale resourceVersion."""
+        """Replace an object (or only its status); 409 Conflict on a stale resourceVersion.
+
+        Returns the stored result (a copy unless ``copy_result=False``).
+        """
         kind = kind or self._kind_of(obj)
         obj = deep_copy(obj)
         obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
@@ -487,8 +508,12 @@ class Store:
             if kind.namespaced:
                 new_meta["namespace"] = ns
             if old_meta.get("deletionTimestamp"):
-                # finalizers may only be removed once deletion started
-                pass
+                added = [f for f in new_meta.get("finalizers") or [] if f not in (old_meta.get("finalizers") or [])]
+                if added:
+                    quoted = ", ".join(f'"{f}"' for f in added)
+                    msg = f"Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{quoted}}}"
+                    raise errors.invalid(kind.kind, name, group=kind.group, causes=[
+                        {"reason": "FieldValueForbidden", "message": msg, "field": "metadata.finalizers"}])
         if subresource != "status":
             defaults.apply(kind.group, kind.kind, new)
         new_meta = new["metadata"]
@@ -498,15 +523,15 @@ class Store:
             if _without(new, *skip) != _without(old, *skip):
                 new_meta["generation"] = int(old_meta.get("generation", 1)) + 1
         if _comparable(new) == _comparable(old):
-            return old if dry_run else deep_copy(old)
+            return deep_copy(old) if copy_result else old
         if dry_run:
             return new
         if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
-            self._commit(kind, "DELETED", new, old)
+            ch = self._commit(kind, "DELETED", new, old)
             self._after_delete(kind, new, "Background")
-            return new
+            return deep_copy(ch.obj) if copy_result else ch.obj
         self._commit(kind, "MODIFIED", new, old)
-        return new
+        return deep_copy(new) if copy_result else new
 
     def delete(
         self,
@@ -533,7 +558,7 @@ class Store:
                 group=kind.group,
                 kind=kind.plural,
             )
-        policy = propagation or ("Background")
+        policy = propagation or "Background"
         finalizers = list(ometa.get("finalizers") or [])
         is_namespace = kind.group == "" and kind.kind == "Namespace"
         if policy == "Foreground" and "foregroundDeletion" not in finalizers and not ometa.get("deletionTimestamp"):
@@ -545,6 +570,9 @@ class Store:
                 return DeleteResult(deep_copy(old), False)
             new = deep_copy(old)
             meta = new["metadata"]
+            if not meta.get("deletionTimestamp") and meta.get("generation"):
+                # the real server counts the start of a deletion as a spec change
+                meta["generation"] = int(meta["generation"]) + 1
             meta.setdefault("deletionTimestamp", rfc3339(self.clock()))
             meta.setdefault("deletionGracePeriodSeconds", 0)
             if finalizers:
@@ -560,7 +588,7 @@ class Store:
             return DeleteResult(deep_copy(old), True)
         ch = self._commit(kind, "DELETED", deep_copy(old), old)
         self._after_delete(kind, ch.obj, policy)
-        return DeleteResult(ch.obj, True)
+        return DeleteResult(deep_copy(ch.obj), True)
 
     def _after_delete(self, kind: Kind, obj: Obj, policy: str) -> None:
         uid = obj["metadata"].get("uid")
@@ -571,52 +599,53 @@ class Store:
     # ------------------------------------------------------------------ background
 
     def collect_garbage(self, *, budget: int = 10_000) -> bool:
-        """One pass of namespace termination and ownerReference GC; True if work remains."""
+        """One pass of namespace termination and ownerReference GC; True if work remains.
+
+        Driven by indexes kept at commit time (owner uid -> dependents, objects being
+        deleted), so a pass costs what it deletes, not the size of the store.
+        """
         work = 0
-        # objects whose deletion waits for dependents (foreground) or orphaning
-        alive_uids: dict[str, tuple[Kind, Obj]] = {}
-        dependents: dict[str, DependentList] = {}
-        for resource, bucket in list(self._objects.items()):
-            kind = self.registry.any_version(*resource)
-            if kind is None:
-                continue
-            for o in list(bucket.values()):
-                m = o["metadata"]
-                alive_uids[m["uid"]] = (kind, o)
-                for ref in m.get("ownerReferences") or []:
-                    dependents.setdefault(str(ref.get("uid")), []).append((kind, o))
         while self._gc_owners and work < budget:
             uid, _policy = self._gc_owners.popleft()
-            if uid in alive_uids:
+            if uid in self._by_uid:
                 continue
-            for kind, o in dependents.get(uid, []):
-                work += 1
-                self._gc_dependent(kind, o, uid, alive_uids)
-        for uid, (kind, o) in list(alive_uids.items()):
+            for key in list(self._dependents.get(uid, ())):
+                o = self.raw(*key)
+                kind = self.registry.any_version(*key[0])
+                if o is not None and kind is not None:
+                    work += 1
+                    self._gc_dependent(kind, o, uid)
+        for key in list(self._terminating):
+            o = self.raw(*key)
+            kind = self.registry.any_version(*key[0])
+            if o is None or kind is None:
+                self._terminating.discard(key)
+                continue
             m = o["metadata"]
-            if not m.get("deletionTimestamp"):
-                continue
+            uid = str(m.get("uid"))
             fins = m.get("finalizers") or []
             if "foregroundDeletion" in fins or "orphan" in fins:
-                deps = [
-                    (k, d)
-                    for k, d in dependents.get(uid, [])
-                    if self.raw(k.resource, d["metadata"].get("namespace", ""), d["metadata"]["name"]) is not None
-                ]
+                deps = [(d, self.raw(*d)) for d in list(self._dependents.get(uid, ()))]
+                live = [(d, dep) for d, dep in deps if dep is not None]
                 if "orphan" in fins:
-                    for k, d in deps:
-                        nd = deep_copy(d)
+                    for d, dep in live:
+                        k = self.registry.any_version(*d[0])
+                        if k is None:
+                            continue
+                        nd = deep_copy(dep)
                         nd["metadata"]["ownerReferences"] = [
                             r for r in nd["metadata"].get("ownerReferences", []) if r.get("uid") != uid
                         ]
-                        self.update(nd, kind=k, check_version=False)
-                    deps = []
-                for k, d in deps:
-                    if not d["metadata"].get("deletionTimestamp"):
                         work += 1
-                        self._try_delete(k, d, "Foreground")
-                if not deps:
-                    cur = self.raw(kind.resource, m.get("namespace", ""), m["name"])
+                        self.update(nd, kind=k, check_version=False)
+                    live = []
+                for d, dep in live:
+                    k = self.registry.any_version(*d[0])
+                    if k is not None and not dep["metadata"].get("deletionTimestamp"):
+                        work += 1
+                        self._try_delete(k, dep, "Foreground")
+                if not live:
+                    cur = self.raw(*key)
                     if cur is not None:
                         nd = deep_copy(cur)
                         nd["metadata"]["finalizers"] = [
@@ -628,13 +657,33 @@ class Store:
                 work += self._terminate_namespace(kind, o)
         return bool(self._gc_owners) or work >= budget
 
-    def _gc_dependent(
-        self, kind: Kind, o: Obj, owner_uid: str, alive: dict[str, tuple[Kind, Obj]]
-    ) -> None:
+    def _index(self, resource: ResourceKey, new: Obj | None, prev: Obj | None) -> None:
+        """Keep the GC indexes (uid, owner -> dependents, being deleted) current."""
+        src = new if new is not None else prev
+        assert src is not None
+        meta = src["metadata"]
+        key = (resource, meta.get("namespace", ""), meta["name"])
+        if prev is not None:
+            pm = prev["metadata"]
+            self._by_uid.pop(str(pm.get("uid")), None)
+            for ref in pm.get("ownerReferences") or []:
+                deps = self._dependents.get(str(ref.get("uid")))
+                if deps is not None:
+                    deps.discard(key)
+                    if not deps:
+                        del self._dependents[str(ref.get("uid"))]
+            self._terminating.discard(key)
+        if new is not None:
+            nm = new["metadata"]
+            self._by_uid[str(nm.get("uid"))] = key
+            for ref in nm.get("ownerReferences") or []:
+                self._dependents.setdefault(str(ref.get("uid")), set()).add(key)
+            if nm.get("deletionTimestamp"):
+                self._terminating.add(key)
+
+    def _gc_dependent(self, kind: Kind, o: Obj, owner_uid: str) -> None:
         m = o["metadata"]
-        if self.raw(kind.resource, m.get("namespace", ""), m["name"]) is None:
-            return
-        remaining = [r for r in m.get("ownerReferences") or [] if str(r.get("uid")) in alive]
+        remaining = [r for r in m.get("ownerReferences") or [] if str(r.get("uid")) in self._by_uid]
         if remaining:
             # other owners still alive: only drop the reference to the deleted one
             nd = deep_copy(o)

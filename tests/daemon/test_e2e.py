@@ -124,16 +124,33 @@ async def test_seed_000_mtls_injection_and_a_quiet_resync(
     await _quiet(d, resyncs=2)
     assert master.requests.mutating() == before, master.requests.snapshot()
 
+    # one changed fact, one write: a new namespace to inject is one namespace patch
+    def object_writes() -> int:
+        r = master.requests
+        return r.mutating() - r.mutating("istios") - r.mutating("events")
+
+    await _namespace(kc, "extra")
+    await wait_for(lambda: _get(fleet, "v1", "Namespace", "extra") is not None)
+    before = object_writes()
+    await _spec(fleet, autoInjectionNamespaces=["default", "extra"])
+    await wait_for(lambda: _labels(_get(fleet, "v1", "Namespace", "extra")).get("istio-injection") == "enabled", what="extra labelled")
+    await _available(fleet, d, generation=2)
+    await _quiet(d, resyncs=1)
+    assert object_writes() == before + 1, master.requests.snapshot()
+    await _spec(fleet, autoInjectionNamespaces=["default"])
+    await _available(fleet, d, generation=3)
+    await wait_for(lambda: "istio-injection" not in _labels(_get(fleet, "v1", "Namespace", "extra")), what="extra released")
+
     # mTLS on: MeshPolicy STRICT, both DestinationRules
     await _spec(fleet, mtls=True)
-    await _available(fleet, d, generation=2)
+    await _available(fleet, d, generation=4)
     mp = _get(fleet, "authentication.istio.io/v1alpha1", "MeshPolicy", "default")
     assert mp is not None and mp["spec"]["peers"] == [{"mtls": {}}]
     assert _get(fleet, "networking.istio.io/v1alpha3", "DestinationRule", "default", "istio-system") is not None
     assert _get(fleet, "networking.istio.io/v1alpha3", "DestinationRule", "api-server", "istio-system") is not None
     # and off again
     await _spec(fleet, mtls=False)
-    await _available(fleet, d, generation=3)
+    await _available(fleet, d, generation=5)
     await wait_for(lambda: _get(fleet, "networking.istio.io/v1alpha3", "DestinationRule", "default", "istio-system") is None)
     assert _get(fleet, "networking.istio.io/v1alpha3", "DestinationRule", "api-server", "istio-system") is None
 
@@ -142,7 +159,7 @@ async def test_seed_000_mtls_injection_and_a_quiet_resync(
     await _namespace(kc, "handmade")
     await kubectl(kc, "label", "namespace", "handmade", "istio-injection=disabled")
     await _spec(fleet, autoInjectionNamespaces=["default", "later", "handmade"])
-    await _available(fleet, d, generation=4)
+    await _available(fleet, d, generation=6)
     assert _labels(_get(fleet, "v1", "Namespace", "handmade"))["istio-injection"] == "disabled"
     await _namespace(kc, "later")
     await wait_for(lambda: _labels(_get(fleet, "v1", "Namespace", "later")).get("istio-injection") == "enabled", what="later labelled")
@@ -150,7 +167,7 @@ async def test_seed_000_mtls_injection_and_a_quiet_resync(
     await wait_for(lambda: "istio-injection" not in _labels(_get(fleet, "v1", "Namespace", "default")), what="default unlabelled")
     assert not any(k.startswith("federationd.io") for k in _labels(_get(fleet, "v1", "Namespace", "default")))
     assert _get(fleet, "v1", "Namespace", "default") is not None
-    await _available(fleet, d, generation=5)
+    await _available(fleet, d, generation=7)
     assert _labels(_get(fleet, "v1", "Namespace", "handmade"))["istio-injection"] == "disabled"
     assert await d.terminate() == 0
 
@@ -232,6 +249,14 @@ async def test_refused_specs_change_nothing(fleet: Fleet, daemons: list[DaemonPr
     assert _get(fleet, "networking.istio.io/v1alpha3", "DestinationRule", "default", "istio-system") is not None
     mesh = yaml.safe_load(_get(fleet, "v1", "ConfigMap", "istio", "istio-system")["data"]["mesh"])  # type: ignore[index]
     assert mesh["localityLbSetting"]["distribute"][0]["to"] == {"region-0/*": 90, "region-1/*": 10}
+
+    # deleting the Istio uninstalls: managed objects go, injection labels are released
+    await kubectl(kc, "delete", "istio", "istio", "-n", "istio-system")
+    await wait_for(lambda: _get(fleet, "v1", "ConfigMap", "istio", "istio-system") is None, timeout=30, what="uninstalled")
+    await wait_for(lambda: "istio-injection" not in _labels(_get(fleet, "v1", "Namespace", "default")), what="labels released")
+    await wait_for(d.converged, timeout=30)
+    assert _get(fleet, "apps/v1", "Deployment", "istio-pilot", "istio-system") is None
+    assert _get(fleet, "v1", "Namespace", "istio-system") is not None  # not ours to delete
     assert await d.terminate() == 0
 
 
@@ -305,3 +330,29 @@ async def _one(leaders: Any) -> bool:
 
 async def _is_leader(d: DaemonProcess) -> bool:
     return bool((await d.debug("converged"))["leader"])
+
+
+async def test_hostname_load_balancers_are_resolved(tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    from federationd.sim import ClusterSpec
+
+    from .conftest import install_crds
+
+    hosts = tmp_path / "hosts"
+    async with Fleet([ClusterSpec(name="master", lb="hostname")], directory=tmp_path / "fleet") as fleet:
+        install_crds(fleet)
+        kc = fleet["master"].kubeconfig_path
+        await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
+        d = await start_daemon(daemons, fleet, tmp_path / "log.db", extra=["--hosts-file", str(hosts), "--resolve-period", "0.3"])
+
+        def lb_hostname() -> str | None:
+            return fleet["master"].behaviours.load_balancer_address("istio-system", "istio-ingressgateway")
+
+        await wait_for(lambda: lb_hostname() is not None, timeout=30, what="a load-balancer hostname")
+        host = lb_hostname()
+        assert host is not None and not host[0].isdigit()
+        await asyncio.to_thread(hosts.write_text, f"203.0.113.7 {host}\n")
+        await wait_for(lambda: _status(fleet).get("GatewayAddress") == ["203.0.113.7"], timeout=30, what="resolved gateway address")
+        # the load balancer's IP moves: the status follows at the next re-resolution
+        await asyncio.to_thread(hosts.write_text, f"203.0.113.8 {host}\n")
+        await wait_for(lambda: _status(fleet).get("GatewayAddress") == ["203.0.113.8"], timeout=30, what="re-resolved")
+        assert await d.terminate() == 0

@@ -33,28 +33,37 @@ def _networks(fleet: Fleet) -> dict[str, Any]:
     return (yaml.safe_load(text) or {}).get("networks") or {}
 
 
+def _secret(fleet: Fleet, raw: bytes) -> str:
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": REMOTE, "namespace": "istio-system"},
+        "data": {REMOTE: base64.b64encode(raw).decode()},
+    })
+
+
+async def _join(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path) -> DaemonProcess:
+    """Seed 001: the Istio, a Secret named like the RemoteIstio holding the remote's
+    kubeconfig, the RemoteIstio; then the daemon, until the remote is Available."""
+    install_crds(fleet)
+    kc = fleet["master"].kubeconfig_path
+    await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
+    await kubectl(kc, "apply", "-f", "-", stdin=_secret(fleet, fleet[REMOTE].kubeconfig_path.read_bytes()))
+    remote_cr = {
+        "apiVersion": "istio.banzaicloud.io/v1beta1", "kind": "RemoteIstio",
+        "metadata": {"name": REMOTE, "namespace": "istio-system"},
+        "spec": {"autoInjectionNamespaces": ["default"], "enabledServices": [{"name": "istio-pilot"}]},
+    }
+    await kubectl(kc, "apply", "-f", "-", stdin=json.dumps(remote_cr))
+    d = await start_daemon(daemons, fleet, tmp_path / "log.db")
+    await wait_for(lambda: _get(fleet, REMOTE, "apps/v1", "Deployment", "istio-citadel", "istio-system") is not None, timeout=60, what="remote components")
+    await wait_for(lambda: _remote_status(fleet).get("Status") == "Available" and bool(_remote_status(fleet).get("GatewayAddress")), timeout=60, what="RemoteIstio Available")
+    return d
+
+
 async def test_a_remote_joins_and_leaves(tmp_path: Path, daemons: list[DaemonProcess]) -> None:
     async with Fleet(["master", REMOTE], directory=tmp_path / "fleet") as fleet:
-        install_crds(fleet)
         kc = fleet["master"].kubeconfig_path
-        await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
-        # seed 001: a Secret named like the RemoteIstio holding the remote's kubeconfig
-        secret = {
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": REMOTE, "namespace": "istio-system"},
-            "data": {REMOTE: base64.b64encode(fleet[REMOTE].kubeconfig_path.read_bytes()).decode()},
-        }
-        await kubectl(kc, "apply", "-f", "-", stdin=json.dumps(secret))
-        remote_cr = {
-            "apiVersion": "istio.banzaicloud.io/v1beta1", "kind": "RemoteIstio",
-            "metadata": {"name": REMOTE, "namespace": "istio-system"},
-            "spec": {"autoInjectionNamespaces": ["default"], "enabledServices": [{"name": "istio-pilot"}]},
-        }
-        await kubectl(kc, "apply", "-f", "-", stdin=json.dumps(remote_cr))
-        d = await start_daemon(daemons, fleet, tmp_path / "log.db")
-
-        await wait_for(lambda: _get(fleet, REMOTE, "apps/v1", "Deployment", "istio-citadel", "istio-system") is not None, timeout=60, what="remote components")
-        await wait_for(lambda: _remote_status(fleet).get("Status") == "Available" and bool(_remote_status(fleet).get("GatewayAddress")), timeout=60, what="RemoteIstio Available")
+        d = await _join(fleet, daemons, tmp_path)
         remote_gw = _remote_status(fleet)["GatewayAddress"]
         await wait_for(lambda: bool(_networks(fleet).get(REMOTE, {}).get("gateways")), timeout=30, what="meshNetworks")
         nets = _networks(fleet)
@@ -71,4 +80,46 @@ async def test_a_remote_joins_and_leaves(tmp_path: Path, daemons: list[DaemonPro
         await wait_for(lambda: _get(fleet, REMOTE, "apps/v1", "Deployment", "istio-citadel", "istio-system") is None, timeout=60, what="remote cleaned up")
         await wait_for(lambda: REMOTE not in _networks(fleet), timeout=30, what="network removed")
         await wait_for(d.converged, timeout=30)
+        await wait_for(lambda: "remote remote-eu left" in d.stderr(), timeout=30, what="remote dropped")
+        assert await d.terminate() == 0
+
+
+async def test_a_partitioned_remote_does_not_hold_up_the_master(tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    async with Fleet(["master", REMOTE], directory=tmp_path / "fleet") as fleet:
+        kc = fleet["master"].kubeconfig_path
+        d = await _join(fleet, daemons, tmp_path)
+        await fleet[REMOTE].faults.partition(120)
+        await wait_for(lambda: "unreachable" in str(_remote_status(fleet).get("ErrorMessage")), timeout=60, what="remote reported unreachable")
+        assert _remote_status(fleet)["Status"] == "ReconcileFailed"
+        # the master converges as usual meanwhile, and the daemon stays ready
+        await kubectl(kc, "patch", "istio", "istio", "-n", "istio-system", "--type", "merge", "-p", '{"spec": {"mtls": true}}')
+        await wait_for(lambda: _get(fleet, "master", "networking.istio.io/v1alpha3", "DestinationRule", "default", "istio-system") is not None, timeout=15, what="master converged")
+        cr = _get(fleet, "master", "istio.banzaicloud.io/v1beta1", "Istio", "istio", "istio-system") or {}
+        await wait_for(lambda: ((_get(fleet, "master", "istio.banzaicloud.io/v1beta1", "Istio", "istio", "istio-system") or {}).get("status") or {}).get("Status") == "Available", timeout=15)
+        del cr
+        assert await d.ready()
+        # healed: the remote catches up and is Available again
+        await fleet[REMOTE].faults.heal()
+        await wait_for(lambda: _remote_status(fleet).get("Status") == "Available", timeout=90, what="remote recovered")
+        assert await d.terminate() == 0
+
+
+async def test_credential_rotation_reconnects_without_rewriting(tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    async with Fleet(["master", REMOTE], directory=tmp_path / "fleet") as fleet:
+        kc = fleet["master"].kubeconfig_path
+        d = await _join(fleet, daemons, tmp_path)
+        await wait_for(d.converged, timeout=30)
+        remote = fleet[REMOTE]
+        before = remote.requests.mutating()
+        # the same credentials written differently: a new fingerprint, a reconnection
+        raw = json.dumps(yaml.safe_load(remote.kubeconfig_path.read_text())).encode()
+        await kubectl(kc, "apply", "-f", "-", stdin=_secret(fleet, raw))
+        await wait_for(lambda: "disconnected for a new kubeconfig" in d.stderr(), timeout=30, what="reconnection")
+        await wait_for(lambda: "remote-eu joined" in d.stderr().split("disconnected for a new kubeconfig")[-1], timeout=30)
+        await wait_for(d.converged, timeout=30)
+        assert remote.requests.mutating() == before, remote.requests.snapshot()
+        # an unchanged re-write does nothing at all
+        await kubectl(kc, "apply", "-f", "-", stdin=_secret(fleet, raw))
+        await wait_for(d.converged, timeout=30)
+        assert d.stderr().count("disconnected for a new kubeconfig") == 1
         assert await d.terminate() == 0

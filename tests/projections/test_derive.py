@@ -190,3 +190,64 @@ def test_invalid_locality_weights_change_nothing_and_say_why() -> None:
     st = after.statuses["Istio/istio-system/istio"].status
     assert st["Status"] == d.RECONCILE_FAILED
     assert "total locality weight 110 != 100" in str(st["ErrorMessage"])
+
+
+def _remote(log: Log, spec: dict[str, object] | None = None) -> None:
+    log.add(
+        ev.RemoteIstioSpecChanged(cluster=MASTER, key="RemoteIstio/istio-system/remote-eu", time=1, namespace="istio-system", name="remote-eu", uid="r", generation=1, spec=spec or {"enabledServices": [{"name": "istio-pilot"}]}),
+        ev.KubeconfigObserved(cluster=MASTER, key="Secret/istio-system/remote-eu", time=1, remote="remote-eu", server="https://r", fingerprint="f"),
+    )
+
+
+def _images(objs: dict[str, d.DesiredObject]) -> set[str]:
+    out = set()
+    for o in objs.values():
+        if o.obj["kind"] == "Deployment":
+            out.update(c["image"] for c in o.obj["spec"]["template"]["spec"]["containers"])
+    return out
+
+
+def test_an_upgrade_propagates_to_remotes_and_an_unsupported_one_nowhere() -> None:
+    log = Log()
+    log.add(istio({**SEED_000, "version": "1.1.14"}))
+    _remote(log)
+    remote = derive(log.state).clusters["remote-eu"]
+    assert remote.objects and all(i.endswith(":1.1.14") for i in _images(remote.objects))
+    log.add(istio({**SEED_000, "version": "1.2.8"}, generation=2))
+    out = derive(log.state)
+    assert all(i.endswith(":1.2.8") for i in _images(out.clusters["remote-eu"].objects))
+    assert all(i.endswith(":1.2.8") for i in _images(out.clusters["master"].objects))
+    log.add(istio({**SEED_000, "version": "1.3.0"}, generation=3))
+    assert derive(log.state).clusters == out.clusters
+
+
+def test_remote_status_says_what_it_waits_for() -> None:
+    log = Log()
+    log.add(istio(SEED_000))
+    log.add(ev.RemoteIstioSpecChanged(cluster=MASTER, key="", time=1, namespace="istio-system", name="remote-eu", uid="r", generation=1, spec={"enabledServices": []}))
+    st = derive(log.state).statuses["RemoteIstio/istio-system/remote-eu"].status
+    assert st["Status"] == d.RECONCILE_FAILED and "kubeconfig Secret istio-system/remote-eu" in str(st["ErrorMessage"])
+    log.add(ev.KubeconfigObserved(cluster=MASTER, key="Secret/istio-system/remote-eu", time=1, remote="remote-eu", server="", fingerprint="f", problem="uses exec"))
+    st = derive(log.state).statuses["RemoteIstio/istio-system/remote-eu"].status
+    assert "kubeconfig rejected: uses exec" in str(st["ErrorMessage"])
+    log.add(ev.KubeconfigObserved(cluster=MASTER, key="Secret/istio-system/remote-eu", time=1, remote="remote-eu", server="https://r", fingerprint="g"))
+    log.add(ev.ClusterUnreachable(cluster=ClusterName("remote-eu"), key="", time=5, reason="connection refused or host unreachable"))
+    st = derive(log.state).statuses["RemoteIstio/istio-system/remote-eu"].status
+    assert st["ErrorMessage"] == "cluster unreachable: connection refused or host unreachable"
+    log.add(ev.ClusterConnected(cluster=ClusterName("remote-eu"), key="", time=6, server="https://r"))
+    st = derive(log.state).statuses["RemoteIstio/istio-system/remote-eu"].status
+    assert st["Status"] == d.CREATED
+
+
+def test_a_rule_naming_an_unobserved_locality_is_a_warning() -> None:
+    log = Log()
+    lb = {"enabled": True, "failover": [{"from": "europe-west1", "to": "us-central1"}]}
+    log.add(istio({**SEED_000, "localityLB": lb}))
+    log.add(ev.NodeLocalityObserved(cluster=MASTER, key="Node//n", time=1, node="n", region="europe-west1", zone="europe-west1-b"))
+    _converge(log)
+    st = _status(log)
+    assert st["Status"] == d.AVAILABLE
+    (warning,) = [c for c in st["conditions"] if c["type"] == "LocalitiesObserved"]  # type: ignore[attr-defined]
+    assert "us-central1" in warning["message"] and warning["status"] == "False"
+    log.add(ev.NodeLocalityObserved(cluster=ClusterName("remote-us"), key="Node//m", time=1, node="m", region="us-central1", zone="us-central1-a"))
+    assert [c["type"] for c in _status(log)["conditions"]] == ["Reconciled", "Available"]  # type: ignore[attr-defined]

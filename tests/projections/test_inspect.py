@@ -108,3 +108,48 @@ async def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     junk.write_bytes(b"this is not a database at all" * 100)
     code, _, err = await _run(["events", "--log", str(junk)], capsys)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+
+
+async def test_events_follow_prints_new_events(tmp_path: Path) -> None:
+    import asyncio
+    import sys
+
+    path = tmp_path / "log.db"
+    await _write(path)
+    async with await EventLog.open(path) as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "federationd.cli", "events", "--log", str(path), "--follow",
+            "--type", "NamespaceObserved", stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert proc.stdout is not None
+            first = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert b"NamespaceObserved" in first and b"default" in first
+            await log.append(namespace("brand-new"))
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert b"brand-new" in line
+        finally:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_a_log_trimmed_by_retention_is_still_replayed_from_its_snapshot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from federationd.projections.state import EMPTY, encode_state, fold
+
+    path = tmp_path / "log.db"
+    mem = await _write(path)
+    cut = len(mem.records) - 3
+    state = EMPTY
+    for r in mem.records[:cut]:
+        state = fold(state, r)
+    async with await EventLog.open(path, retention_window=0) as log:
+        await log.save_snapshot(inspect.SNAPSHOTS.name, cut, encode_state(state))
+        assert log.dropped_through == cut
+    code, out, _ = await _run(["replay", "--log", str(path), "--hash"], capsys)
+    assert code == 0 and out.split() == [str(len(mem.records)), desired_hash(derive(mem.state))]
+    code, out, _ = await _run(["explain", "--log", str(path), "master", "DestinationRule/istio-system/default"], capsys)
+    assert code == 0 and "(dropped by retention)" in out
+    code, out, err = await _run(["replay", "--log", str(path), "--until", "2", "--no-snapshot"], capsys)
+    assert code == 2 and "retention" in err

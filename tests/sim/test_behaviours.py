@@ -151,3 +151,50 @@ async def test_nodes_carry_region_zone_and_addresses(fleet: Fleet) -> None:
         types = {a["type"] for a in nodes[0]["status"]["addresses"]}
         assert {"InternalIP", "ExternalIP"} <= types
     assert fleet["master"].zones == ("europe-west1-b", "europe-west1-c")
+
+
+async def test_endpoints_follow_ready_pods(api: client.ApiClient, master: Cluster) -> None:
+    v1 = client.CoreV1Api(api)
+    name = unique("ep")
+    master.behaviours.run_pods("default", name)
+    dep = _deploy(name, 2)
+    dep["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"name": "http", "containerPort": 8080}]
+    await client.AppsV1Api(api).create_namespaced_deployment("default", dep)
+    await v1.create_namespaced_service("default", {"metadata": {"name": name}, "spec": {
+        "selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
+
+    async def endpoints() -> Any:
+        ep = master.store.get("v1", "Endpoints", name, "default")
+        subsets = (ep or {}).get("subsets") or []
+        return subsets if subsets and len(subsets[0]["addresses"]) == 2 else None
+
+    subsets = await wait_for(endpoints, what="endpoints with both pods")
+    assert subsets[0]["ports"] == [{"port": 8080, "protocol": "TCP", "name": "http"}]
+    pods = master.store.list("v1", "Pod", "default")
+    ips = {p["status"]["podIP"] for p in pods if p["metadata"]["labels"].get("app") == name}
+    assert {a["ip"] for a in subsets[0]["addresses"]} == ips
+    # a restarted pod's new IP shows up
+    pod = next(p for p in pods if p["metadata"]["labels"].get("app") == name)
+    new_ip = master.behaviours.restart_pod("default", pod["metadata"]["name"])
+
+    async def moved() -> bool:
+        subsets = await endpoints()
+        return bool(subsets) and new_ip in {a["ip"] for a in subsets[0]["addresses"]}
+
+    await wait_for(moved, what="endpoints follow the restart")
+
+
+async def test_no_endpoints_without_the_controller(api: client.ApiClient, master: Cluster) -> None:
+    v1 = client.CoreV1Api(api)
+    master.behaviours.endpoints_enabled = False
+    try:
+        name = unique("noep")
+        await v1.create_namespaced_service("default", {"metadata": {"name": name}, "spec": {
+            "selector": {"app": name}, "ports": [{"port": 80}]}})
+        master.behaviours.sync_endpoints("default")
+        assert master.store.get("v1", "Endpoints", name, "default") is None
+    finally:
+        master.behaviours.endpoints_enabled = True
+    master.behaviours.sync_endpoints("default")
+    ep = master.store.get("v1", "Endpoints", name, "default")
+    assert ep is not None and "subsets" not in ep  # no pods match yet

@@ -116,3 +116,29 @@ async def test_cluster_scoped_crd(raw: Raw, api: client.ApiClient) -> None:
                                       body={"apiVersion": "scoped.example.com/v1beta1", "kind": "Global",
                                             "metadata": {"name": "g"}, "spec": {"version": "1.2"}})
     assert code == 201 and "namespace" not in body["metadata"]
+
+
+async def test_invalid_crds_are_refused(raw: Raw) -> None:
+    crd = remoteistio_crd(group="bad.example.com", plural="things", kind="Thing")
+    crd["metadata"]["name"] = "wrong"
+    code, body, _ = await raw.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body=crd)
+    assert code == 422 and body["details"]["causes"][0]["field"] == "metadata.name"
+    crd = remoteistio_crd(group="bad.example.com", plural="things", kind="Thing")
+    crd["spec"]["versions"][0]["storage"] = False
+    code, body, _ = await raw.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body=crd)
+    assert code == 422 and "exactly one version marked as storage version" in body["message"]
+
+
+async def test_deletion_with_finalizers_bumps_generation(raw: Raw) -> None:
+    name = unique("ri")
+    obj = remoteistio(name)
+    obj["metadata"]["finalizers"] = ["istio-operator.finalizer.banzaicloud.io"]
+    code, created, _ = await raw.request("POST", RI, body=obj)
+    assert code == 201 and created["metadata"]["generation"] == 1
+    code, body, _ = await raw.request("DELETE", f"{RI}/{name}")
+    assert code == 202 and body["metadata"]["deletionTimestamp"] and body["metadata"]["generation"] == 2
+    code, body, _ = await raw.request("PATCH", f"{RI}/{name}", body={"metadata": {"finalizers": None}},
+                                      content_type=MERGE)
+    assert code == 200
+    code, _, _ = await raw.request("GET", f"{RI}/{name}")
+    assert code == 404

@@ -228,3 +228,15 @@ async def test_generator_commands_that_send_protobuf(kubectl: Kubectl, fleet: Fl
     assert (c.store.get("v1", "ConfigMap", "cfg", ns) or {})["data"] == {"a": "b"}
     assert (c.store.get("v1", "Secret", "kc", ns) or {})["data"] == {"remote-eu": "a3ViZWNvbmZpZw=="}
     assert c.store.get("v1", "ServiceAccount", "sa", ns) is not None
+
+
+async def test_auth_can_i_follows_the_token(kubectl: Kubectl, fleet: Fleet, tmp_path: Path) -> None:
+    rc, out, _ = await kubectl.run("master", "auth", "can-i", "create", "pods", check=False)
+    assert rc == 0 and out.strip() == "yes"
+    viewer = tmp_path / "viewer.kubeconfig"
+    viewer.write_text(yaml.safe_dump(fleet["master"].kubeconfig_for(viewer=True)))
+    argv = [KUBECTL, "--kubeconfig", str(viewer), "auth", "can-i", "create", "pods"]
+    proc = await asyncio.create_subprocess_exec(*argv, env=kubectl.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(30):
+        out_b, _ = await proc.communicate()
+    assert proc.returncode == 1 and out_b.decode().strip() == "no"

@@ -189,7 +189,7 @@ async def test_scale_subresource(raw: Raw, master: Cluster) -> None:
     live = master.store.get("apps/v1", "Deployment", name, "default")
     assert live is not None and live["spec"]["replicas"] == 4 and live["metadata"]["generation"] == 2
     code, body, _ = await raw.request("PATCH", path, body={"spec": {"replicas": -1}}, content_type="application/merge-patch+json")
-    assert code == 422
+    assert code == 422 and body["details"]["causes"][0]["field"] == "spec.replicas"
 
 
 async def test_builtin_workloads_get_server_defaults(raw: Raw) -> None:
@@ -203,3 +203,14 @@ async def test_builtin_workloads_get_server_defaults(raw: Raw) -> None:
     pod_spec = body["spec"]["template"]["spec"]
     assert pod_spec["restartPolicy"] == "Always" and pod_spec["dnsPolicy"] == "ClusterFirst"
     assert pod_spec["containers"][0]["imagePullPolicy"] == "Always"  # "busybox" has no tag
+
+
+async def test_no_new_finalizers_once_deleting(api: client.ApiClient) -> None:
+    v1 = client.CoreV1Api(api)
+    name = unique("fin")
+    await v1.create_namespaced_config_map("default", {"metadata": {"name": name, "finalizers": ["example.com/a"]}})
+    await v1.delete_namespaced_config_map(name, "default")
+    with pytest.raises(client.ApiException) as e:
+        await v1.patch_namespaced_config_map(name, "default", {"metadata": {"finalizers": ["example.com/a", "example.com/b"]}})
+    assert e.value.status == 422 and "no new finalizers can be added" in json.loads(e.value.body)["message"]
+    await v1.patch_namespaced_config_map(name, "default", {"metadata": {"finalizers": None}})

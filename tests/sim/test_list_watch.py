@@ -213,7 +213,6 @@ async def test_kubernetes_asyncio_watch_sees_live_changes(api: client.ApiClient)
     v1 = client.CoreV1Api(api)
     ns = await _ns(api)
     cm = await _cm(v1, ns, "live")
-    w = watch.Watch()
     seen: list[tuple[str, str]] = []
 
     async def writer() -> None:
@@ -221,12 +220,11 @@ async def test_kubernetes_asyncio_watch_sees_live_changes(api: client.ApiClient)
         await v1.delete_namespaced_config_map("live", ns)
 
     task = asyncio.create_task(writer())
-    async with asyncio.timeout(5):
+    async with watch.Watch() as w, asyncio.timeout(5):
         async for ev in w.stream(v1.list_namespaced_config_map, ns, resource_version=cm.metadata.resource_version, timeout_seconds=5):
             seen.append((ev["type"], ev["object"].metadata.name))
             if ev["type"] == "DELETED":
                 break
-    w.stop()
     await task
     assert seen == [("MODIFIED", "live"), ("DELETED", "live")]
 
@@ -237,5 +235,31 @@ async def test_drop_watches_ends_open_streams(api: client.ApiClient, raw: Raw, m
                                params={"watch": "1", "resourceVersion": str(master.store.revision)}, headers=headers) as resp:
         await wait_for(lambda: master.store.watcher_count() > 0, what="watch registered")
         assert master.faults.drop_watches() >= 1
+        async with asyncio.timeout(5):
+            assert await resp.read() == b""
+
+
+async def test_watch_list_protocol_marks_the_end_of_initial_events(api: client.ApiClient, raw: Raw) -> None:
+    v1 = client.CoreV1Api(api)
+    ns = await _ns(api)
+    await _cm(v1, ns, "one")
+    evs = await _collect(raw, f"/api/v1/namespaces/{ns}/configmaps",
+                         {"sendInitialEvents": "true", "allowWatchBookmarks": "true",
+                          "resourceVersionMatch": "NotOlderThan", "resourceVersion": ""}, 2)
+    assert evs[0]["type"] == "ADDED" and evs[0]["object"]["metadata"]["name"] == "one"
+    assert evs[1]["type"] == "BOOKMARK"
+    assert evs[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+async def test_deleting_a_crd_ends_its_watches(api: client.ApiClient, raw: Raw, master: Cluster) -> None:
+    from tests.sim.crds import remoteistio_crd
+
+    ext = client.ApiextensionsV1Api(api)
+    await ext.create_custom_resource_definition(remoteistio_crd(group="gone.example.com", plural="gizmos", kind="Gizmo"))
+    headers = {"Authorization": f"Bearer {raw.token}"}
+    async with raw.session.get(raw.cluster.url + "/apis/gone.example.com/v1beta1/gizmos",
+                               params={"watch": "1", "resourceVersion": str(master.store.revision)}, headers=headers) as resp:
+        await wait_for(lambda: master.store.watcher_count() > 0, what="watching gizmos")
+        await ext.delete_custom_resource_definition("gizmos.gone.example.com")
         async with asyncio.timeout(5):
             assert await resp.read() == b""

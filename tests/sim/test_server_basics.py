@@ -175,11 +175,10 @@ async def test_all_listed_kinds_are_served_with_their_scope(api: client.ApiClien
 
 async def test_dry_run_validates_but_does_not_store(raw: Raw, master: Cluster) -> None:
     name = unique()
-    rev = master.store.revision
     code, body, _ = await raw.request("POST", "/api/v1/namespaces/default/configmaps", params={"dryRun": "All"},
                                       body={"metadata": {"name": name}, "data": {"a": "b"}})
     assert code == 201 and body["metadata"]["name"] == name and body["metadata"]["uid"]
-    assert master.store.revision == rev
+    assert body["metadata"]["resourceVersion"] == ""
     assert master.store.get("v1", "ConfigMap", name, "default") is None
     code, body, _ = await raw.request("POST", "/api/v1/namespaces/default/configmaps", params={"dryRun": "Bogus"},
                                       body={"metadata": {"name": name}})
@@ -218,3 +217,44 @@ async def test_wrong_body_identity_is_a_bad_request(raw: Raw) -> None:
     assert code == 400 and "does not match the namespace" in body["message"]
     code, body, _ = await raw.request("POST", "/api/v1/namespaces/default/configmaps", data=b"{not json")
     assert code == 400 and body["reason"] == "BadRequest"
+
+
+async def test_dry_run_patch_update_and_delete_change_nothing(raw: Raw, master: Cluster) -> None:
+    name = unique()
+    path = f"/api/v1/namespaces/default/configmaps/{name}"
+    _, created, _ = await raw.request("POST", "/api/v1/namespaces/default/configmaps", body={"metadata": {"name": name}, "data": {"a": "1"}})
+    code, body, _ = await raw.request("PATCH", path, body={"data": {"a": "2"}}, content_type="application/merge-patch+json",
+                                      params={"dryRun": "All"})
+    assert code == 200 and body["data"] == {"a": "2"}
+    code, body, _ = await raw.request("PUT", path, body={"metadata": {"name": name}, "data": {"a": "3"}}, params={"dryRun": "All"})
+    assert code == 200 and body["data"] == {"a": "3"}
+    code, _, _ = await raw.request("DELETE", path, params={"dryRun": "All"})
+    assert code == 200
+    live = master.store.get("v1", "ConfigMap", name, "default")
+    assert live is not None and live["data"] == {"a": "1"}
+    assert live["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+
+
+async def test_both_event_apis_share_one_storage(api: client.ApiClient, master: Cluster) -> None:
+    ev = client.EventsV1Api(api)
+    core = client.CoreV1Api(api)
+    name = unique("ev")
+    await ev.create_namespaced_event("default", {
+        "metadata": {"name": name}, "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "federationd",
+        "reportingInstance": "federationd-0", "action": "Apply", "reason": "Applied", "type": "Normal",
+        "note": "applied 3 objects", "regarding": {"kind": "Istio", "name": "mesh", "namespace": "istio-system"}})
+    got = await core.read_namespaced_event(name, "default")
+    assert got.message == "applied 3 objects" and got.involved_object.kind == "Istio"
+    assert got.reporting_component == "federationd"
+    listed = await core.list_namespaced_event("default", field_selector="involvedObject.name=mesh")
+    assert [e.metadata.name for e in listed.items] == [name]
+    # and back: a core event written the old way reads through events.k8s.io
+    old = unique("ev")
+    await core.create_namespaced_event("default", {
+        "metadata": {"name": old}, "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Started",
+        "message": "started", "type": "Normal", "source": {"component": "kubelet", "host": "node-0"}, "count": 2})
+    back = await ev.read_namespaced_event(old, "default")
+    assert back.note == "started" and back.regarding.name == "p" and back.deprecated_count == 2
+    assert back.reporting_controller == "kubelet" and back.reporting_instance == "node-0"
+    stored = master.store.get("events.k8s.io/v1", "Event", old, "default")
+    assert stored is not None and stored["apiVersion"] == "events.k8s.io/v1" and stored["note"] == "started"

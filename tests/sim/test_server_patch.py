@@ -118,10 +118,12 @@ async def test_apply_requires_a_field_manager(raw: Raw) -> None:
 
 async def test_identical_apply_does_not_write(raw: Raw, master: Cluster) -> None:
     name = unique("ssa")
-    await _apply(raw, name, {"a": "1"}, "alice")
-    rev = master.store.revision
-    code, _body = await _apply(raw, name, {"a": "1"}, "alice")
-    assert code == 200 and master.store.revision == rev
+    _, first = await _apply(raw, name, {"a": "1"}, "alice")
+    code, again = await _apply(raw, name, {"a": "1"}, "alice")
+    # the object's own version is the test: other objects may be written meanwhile
+    assert code == 200 and again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    live = master.store.get("v1", "ConfigMap", name, "default")
+    assert live is not None and live["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
 
 
 async def test_updates_record_managed_fields_for_their_manager(raw: Raw) -> None:
@@ -131,3 +133,22 @@ async def test_updates_record_managed_fields_for_their_manager(raw: Raw) -> None
     owners = {m["manager"]: m for m in body["metadata"]["managedFields"]}
     assert owners["editor"]["operation"] == "Update" and "f:b" in owners["editor"]["fieldsV1"]["f:data"]
     _ = json
+
+
+async def test_defaulted_fields_belong_to_update_managers_not_appliers(raw: Raw) -> None:
+    def dep(name: str) -> dict[str, Any]:
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "default"},
+                "spec": {"selector": {"matchLabels": {"a": name}}, "template": {"metadata": {"labels": {"a": name}},
+                         "spec": {"containers": [{"name": "c", "image": "img:1"}]}}}}
+
+    created = unique("upd")
+    code, body, _ = await raw.request("POST", DEP, body=dep(created), params={"fieldManager": "creator"})
+    assert code == 201
+    owned = body["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
+    assert "f:replicas" in owned and "f:revisionHistoryLimit" in owned
+    applied = unique("app")
+    code, body, _ = await raw.request("PATCH", f"{DEP}/{applied}", data=yaml.safe_dump(dep(applied)),
+                                      content_type="application/apply-patch+yaml", params={"fieldManager": "applier"})
+    assert code == 201 and body["spec"]["replicas"] == 1
+    owned = body["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
+    assert "f:replicas" not in owned and "f:selector" in owned
