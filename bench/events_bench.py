@@ -53,6 +53,7 @@ from events.types import (
     IstioSpecChanged,
     NodeLocalityObserved,
     PodAddressesObserved,
+    Seq,
     WorkloadReadinessObserved,
 )
 
@@ -154,6 +155,28 @@ def fold(state: dict[tuple[str, str], float], record: Record) -> dict[tuple[str,
     return state
 
 
+class Meter:
+    """Wall-clock rate and CPU time (all threads of the process) of one workload."""
+
+    def __init__(self, out: dict[str, tuple[float, float]], name: str) -> None:
+        self.out, self.name = out, name
+
+    def __enter__(self) -> Meter:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def done(self, events: int) -> None:
+        wall = time.perf_counter() - self.wall
+        cpu = time.process_time() - self.cpu
+        self.out[self.name] = (events / wall, cpu / events * 1e6)
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+Figures = dict[str, tuple[float, float]]  # workload -> (events/s, CPU µs per event)
+
+
 def fresh(directory: Path, name: str) -> str:
     path = directory / name
     for suffix in ("", "-wal", "-shm"):
@@ -164,14 +187,14 @@ def fresh(directory: Path, name: str) -> str:
 # --- federationd -------------------------------------------------------------------------------
 
 
-async def ours(path: str, events: list[Event], synchronous: str) -> dict[str, float]:
+async def ours(path: str, events: list[Event], synchronous: str) -> Figures:
     n = len(events)
-    out: dict[str, float] = {}
+    out: Figures = {}
     async with await EventLog.open(path, synchronous=synchronous) as log:  # type: ignore[arg-type]
-        t = time.perf_counter()
-        for i in range(0, n, BATCH):
-            await log.append(events[i : i + BATCH])
-        out["append_batched"] = n / (time.perf_counter() - t)
+        with Meter(out, "append_batched") as m:
+            for i in range(0, n, BATCH):
+                await log.append(events[i : i + BATCH])
+            m.done(n)
 
         per = n // APPENDERS // 2
         concurrent = events[: per * APPENDERS]
@@ -180,13 +203,14 @@ async def ours(path: str, events: list[Event], synchronous: str) -> dict[str, fl
             for e in concurrent[k * per : (k + 1) * per]:
                 await log.append(e)
 
-        t = time.perf_counter()
-        await asyncio.gather(*(appender(k) for k in range(APPENDERS)))
-        out["append_concurrent"] = len(concurrent) / (time.perf_counter() - t)
+        with Meter(out, "append_concurrent") as m:
+            await asyncio.gather(*(appender(k) for k in range(APPENDERS)))
+            m.done(len(concurrent))
 
-        t = time.perf_counter()
-        done = await replay(log, fold, {})
-        out["replay"] = done.folded / (time.perf_counter() - t)
+        with Meter(out, "replay") as m:
+            initial: dict[tuple[str, str], float] = {}
+            done = await replay(log, fold, initial)
+            m.done(done.folded)
         assert done.folded == n + len(concurrent)
     return out
 
@@ -194,7 +218,7 @@ async def ours(path: str, events: list[Event], synchronous: str) -> dict[str, fl
 # --- the limit: plain sqlite3, pre-encoded ------------------------------------------------------
 
 
-def limit(path: str, events: list[Event], synchronous: str) -> dict[str, float]:
+def limit(path: str, events: list[Event], synchronous: str) -> Figures:
     n = len(events)
     rows = [
         (i + 1, 1.0, e.cluster, codec.tag_of(e), e.key, codec.encode(e))
@@ -205,22 +229,22 @@ def limit(path: str, events: list[Event], synchronous: str) -> dict[str, float]:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA cache_size = -16384")
-    out: dict[str, float] = {}
-    t = time.perf_counter()
-    for i in range(0, n, BATCH):
-        conn.executemany(_INSERT, rows[i : i + BATCH])
-        conn.commit()
-    out["append_batched"] = n / (time.perf_counter() - t)
+    out: Figures = {}
+    with Meter(out, "append_batched") as m:
+        for i in range(0, n, BATCH):
+            conn.executemany(_INSERT, rows[i : i + BATCH])
+            conn.commit()
+        m.done(n)
 
-    t = time.perf_counter()
-    state: dict[tuple[str, str], float] = {}
-    count = 0
-    for seq, recorded, payload in conn.execute(
-        "SELECT seq, recorded, payload FROM events ORDER BY seq"
-    ):
-        state = fold(state, Record(seq, recorded, codec.decode(payload)))
-        count += 1
-    out["replay"] = count / (time.perf_counter() - t)
+    with Meter(out, "replay") as m:
+        state: dict[tuple[str, str], float] = {}
+        count = 0
+        for seq, recorded, payload in conn.execute(
+            "SELECT seq, recorded, payload FROM events ORDER BY seq"
+        ):
+            state = fold(state, Record(seq, recorded, codec.decode(payload)))
+            count += 1
+        m.done(count)
     conn.close()
     return out
 
@@ -239,7 +263,7 @@ class _Pool(SQLiteConnectionPool):
         return conn
 
 
-def peer(path: str, events: list[Event], synchronous: str, one_by_one: int) -> dict[str, float]:
+def peer(path: str, events: list[Event], synchronous: str, one_by_one: int) -> Figures:
     _Pool.synchronous = synchronous
     datastore = SQLiteDatastore(path, pool_size=PEER_THREADS)
     datastore.pool = _Pool(db_name=path, pool_size=PEER_THREADS)
@@ -264,11 +288,11 @@ def peer(path: str, events: list[Event], synchronous: str, one_by_one: int) -> d
         )
 
     n = len(events)
-    out: dict[str, float] = {}
-    t = time.perf_counter()
-    for i in range(0, n, BATCH):
-        recorder.insert_events([stored(e) for e in events[i : i + BATCH]])
-    out["append_batched"] = n / (time.perf_counter() - t)
+    out: Figures = {}
+    with Meter(out, "append_batched") as m:
+        for i in range(0, n, BATCH):
+            recorder.insert_events([stored(e) for e in events[i : i + BATCH]])
+        m.done(n)
 
     singles = events[:one_by_one]
     per = len(singles) // PEER_THREADS
@@ -278,25 +302,25 @@ def peer(path: str, events: list[Event], synchronous: str, one_by_one: int) -> d
             recorder.insert_events([stored(e)])
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(PEER_THREADS)]
-    t = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    out["append_concurrent"] = per * PEER_THREADS / (time.perf_counter() - t)
+    with Meter(out, "append_concurrent") as m:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        m.done(per * PEER_THREADS)
 
-    t = time.perf_counter()
-    state: dict[tuple[str, str], float] = {}
-    start, count = 1, 0
-    while True:
-        page = recorder.select_notifications(start, 4_096)
-        if not page:
-            break
-        for note in page:
-            state = fold(state, Record(note.id, 0.0, codec.decode(note.state)))
-        count += len(page)
-        start = page[-1].id + 1
-    out["replay"] = count / (time.perf_counter() - t)
+    with Meter(out, "replay") as m:
+        state: dict[tuple[str, str], float] = {}
+        start, count = 1, 0
+        while True:
+            page = recorder.select_notifications(start, 4_096)
+            if not page:
+                break
+            for note in page:
+                state = fold(state, Record(Seq(note.id), 0.0, codec.decode(note.state)))
+            count += len(page)
+            start = page[-1].id + 1
+        m.done(count)
     datastore.close()
     return out
 
@@ -315,12 +339,16 @@ def main() -> int:
 
     events = [make_event(i) for i in range(args.events)]
     sizes = [len(codec.encode(e)) for e in events]
-    runs: dict[str, dict[str, list[float]]] = {"federationd": {}, "limit": {}, "peer": {}}
+    runs: dict[str, dict[str, list[tuple[float, float]]]] = {
+        "federationd": {},
+        "limit": {},
+        "peer": {},
+    }
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="events-bench-", dir=args.dir) as tmp:
         d = Path(tmp)
         for _ in range(args.rounds):
-            measured: dict[str, Callable[[], dict[str, float]]] = {
+            measured: dict[str, Callable[[], Figures]] = {
                 "federationd": lambda: asyncio.run(
                     ours(fresh(d, "ours.db"), events, args.synchronous)
                 ),
@@ -333,7 +361,14 @@ def main() -> int:
                 for metric, value in run().items():
                     runs[who].setdefault(metric, []).append(value)
 
-    med = {who: {m: statistics.median(v) for m, v in r.items()} for who, r in runs.items()}
+    med = {
+        who: {m: statistics.median(rate for rate, _ in v) for m, v in r.items()}
+        for who, r in runs.items()
+    }
+    cpu = {
+        who: {m: round(statistics.median(us for _, us in v), 2) for m, v in r.items()}
+        for who, r in runs.items()
+    }
     ours_, limit_, peer_ = med["federationd"], med["limit"], med["peer"]
 
     def rounded(x: float) -> float:
@@ -360,8 +395,9 @@ def main() -> int:
             "replay_vs_limit": rounded(ours_["replay"] / limit_["replay"]),
             "replay_vs_peer": rounded(ours_["replay"] / peer_["replay"]),
         },
+        "cpu_us_per_event": cpu,
         "spread": {
-            who: {m: [rounded(x) for x in sorted(v)] for m, v in r.items()}
+            who: {m: [rounded(rate) for rate, _ in sorted(v)] for m, v in r.items()}
             for who, r in runs.items()
         },
         "seconds": round(time.perf_counter() - started, 1),

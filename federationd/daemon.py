@@ -312,6 +312,42 @@ class ClusterRuntime:
         await self.client.close()
 
 
+# --- restoring the watchers' memory ----------------------------------------------------------------
+
+
+def known_facts(state: ProjectionState, *, master: str) -> list[Event]:
+    """The facts the restored state holds, as the watchers would report them now, so the
+    fact emitter can be primed with them: after a restart, re-listing an unchanged
+    cluster appends nothing."""
+    out: list[Event] = []
+    for c, info in state.clusters.items():
+        if info.state == "connected":
+            out.append(ev.ClusterConnected(cluster=ClusterName(c), key=f"Cluster//{c}", time=0.0, server=info.server, fingerprint=info.fingerprint, version=info.version))
+    for key, kc in state.kubeconfigs.items():
+        out.append(ev.KubeconfigObserved(cluster=ClusterName(master), key=key, time=0.0, remote=kc.remote, server=kc.server, fingerprint=kc.fingerprint, problem=kc.problem))
+    for crs, cls in ((state.istios, ev.IstioSpecChanged), (state.remote_istios, ev.RemoteIstioSpecChanged)):
+        kind = "Istio" if cls is ev.IstioSpecChanged else "RemoteIstio"
+        for cr in crs.values():
+            out.append(cls(cluster=ClusterName(cr.cluster), key=f"{kind}/{cr.namespace}/{cr.name}", time=0.0, namespace=cr.namespace, name=cr.name, uid=cr.uid, generation=cr.generation, spec=cr.spec, creation_timestamp=cr.creation_timestamp, deleting=cr.deleting))
+    for c, namespaces in state.namespaces.items():
+        for name, n in namespaces.items():
+            out.append(ev.NamespaceObserved(cluster=ClusterName(c), key=f"Namespace//{name}", time=0.0, name=name, labels=dict(n.labels), terminating=n.terminating))
+    for c, nodes in state.nodes.items():
+        for name, node in nodes.items():
+            out.append(ev.NodeLocalityObserved(cluster=ClusterName(c), key=f"Node//{name}", time=0.0, node=name, region=node.region, zone=node.zone, subzone=node.subzone, addresses=node.addresses))
+    for c, gateways in state.gateways.items():
+        for gw in gateways.values():
+            out.append(ev.GatewayAddressesObserved(cluster=ClusterName(c), key=f"Service/{gw.namespace}/{gw.name}", time=0.0, namespace=gw.namespace, name=gw.name, service_type=gw.service_type, ips=gw.ips, hostnames=gw.hostnames, node_ports=dict(gw.node_ports), ports=dict(gw.ports)))
+    for c, resolutions in state.resolutions.items():
+        for host, res in resolutions.items():
+            out.append(ev.HostnameResolved(cluster=ClusterName(c), key=host, time=0.0, hostname=host, ips=res.ips, error=res.error))
+    for c, workloads in state.workloads.items():
+        for key, wl in workloads.items():
+            kind, ns, name = key.split("/", 2)
+            out.append(ev.WorkloadReadinessObserved(cluster=ClusterName(c), key=key, time=0.0, kind=kind, namespace=ns, name=name, ready=wl.ready, desired=wl.desired, available=wl.available, image=wl.image))
+    return out
+
+
 # --- the daemon -------------------------------------------------------------------------------------
 
 
@@ -407,6 +443,7 @@ class Daemon:
             self.desired = desired
             self.history.append((state.seq, desired_hash(desired)))
             self._push(state, desired)
+            self._gateway_metrics(desired)
             await self._reconcile_remotes(state, desired)
             targets = self.resolver.targets(state)
             if targets != self._hostnames:
@@ -434,6 +471,13 @@ class Daemon:
             )
         if self.status is not None:
             self.status.set_desired(desired.statuses)
+
+    def _gateway_metrics(self, desired: Desired) -> None:
+        for st in desired.statuses.values():
+            if st.status.get("Status") == "Unmanaged":
+                continue
+            cluster = st.name if st.kind == "RemoteIstio" else st.cluster
+            self.metrics.gateway_addresses.labels(cluster=cluster).set(len(st.status.get("GatewayAddress") or []))
 
     async def _master_synced(self) -> None:
         master = self.runtimes[self.settings.cluster_name]
@@ -632,6 +676,7 @@ class Daemon:
         try:
             restored = await replay(self.events_log, fold, EMPTY, snapshot=SNAPSHOTS)
             self.state = restored.state
+            self.emitter.prime(known_facts(self.state, master=s.cluster_name))
             self._snapshotter = Snapshotter(self.events_log, SNAPSHOTS, every=s.snapshot_every, last=restored.seq)
             log.info(
                 "restored seq %d (snapshot %s, %d events folded)",
@@ -710,6 +755,14 @@ class Daemon:
         if self.http is not None:
             await self.http.close()
         if self.events_log is not None:
+            with contextlib.suppress(LogError):
+                async for record in self.events_log.read(self.state.seq + 1):
+                    self.state = fold(self.state, record)
+            if self._snapshotter is not None and self.state.seq > self._snapshotter.last:
+                # A clean stop leaves a snapshot of everything folded: the next start
+                # folds nothing it has seen.
+                with contextlib.suppress(LogError):
+                    await self.events_log.save_snapshot(SNAPSHOTS.name, self.state.seq, SNAPSHOTS.encode(self.state))
             await self.events_log.close()
 
 

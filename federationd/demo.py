@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
+import yaml
 
 from events.log import EventLog, LogError, Record
 from federationd.inspect import event_line
@@ -78,6 +79,8 @@ CLUSTER_ADD = "cluster-add"
 DAEMON_LOG = "federationd.log"
 EVENT_LOG = "events.db"
 HOSTS_FILE = "hosts"
+#: Ctrl-C, kill, and a closed terminal all stop everything cleanly.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: The daemon's first stdout line names its HTTP address.
 SERVING = "federationd: serving on "
 
@@ -269,6 +272,9 @@ class Daemon:
             stdout=asyncio.subprocess.PIPE,
             stderr=self._file,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # its own process group: a Ctrl-C on the terminal reaches only the demo, which
+            # stops the daemon (SIGTERM, then waits) before the fleet it talks to
+            process_group=0,
         )
         assert self.proc.stdout is not None
         stdout = self.proc.stdout
@@ -448,6 +454,9 @@ class Snapshot:
     head: int
     events: tuple[str, ...]
     kubectl_get: str
+    #: meshNetworks of the master's ``istio`` ConfigMap: network → (registries, gateways)
+    networks: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = dataclasses.field(default_factory=dict)
+    dns_error: str = ""
 
     def pending(self) -> list[str]:
         """What stands between now and "everything is Available", in words."""
@@ -474,6 +483,14 @@ class Snapshot:
                 out.append(f"{c.name}: {kind} status {c.status or '(none yet)'}{err}")
             elif not c.cr_gateways:
                 out.append(f"{c.name}: {kind} status has no GATEWAYS yet")
+        for c in self.clusters:
+            net = self.networks.get(c.name)
+            if net is None:
+                out.append(f"meshNetworks: no network for {c.name} yet")
+            elif not net[1]:
+                out.append(f"meshNetworks: network {c.name} has no gateway yet")
+        if self.dns_error:
+            out.append(f"simulated DNS: {self.dns_error}")
         report = self.converged_report
         if report:
             if not report.get("leader"):
@@ -543,6 +560,25 @@ def gateway(fleet: Fleet, cluster: str, resolutions: dict[str, Any]) -> Gateway 
     addr = str(ingress[0].get("ip") or ingress[0].get("hostname") or "")
     res = resolutions.get(addr) or {}
     return Gateway(address=addr, resolved=tuple(res.get("ips") or ()), resolve_error=str(res.get("error") or ""))
+
+
+def mesh_networks(fleet: Fleet) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The networks federationd announced in the master's mesh config: network →
+    (registries its endpoints come from, gateway ``address:port``)."""
+    cm = fleet[MASTER].store.get("v1", "ConfigMap", "istio", NAMESPACE)
+    text = ((cm or {}).get("data") or {}).get("meshNetworks") or ""
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return {}
+    out: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    networks = doc.get("networks") if isinstance(doc, dict) else None
+    for name, net in (networks or {}).items():
+        net = net or {}
+        registries = tuple(str(e.get("fromRegistry")) for e in net.get("endpoints") or () if e.get("fromRegistry"))
+        gateways = tuple(f"{g.get('address')}:{g.get('port')}" for g in net.get("gateways") or () if g.get("address"))
+        out[str(name)] = (registries, gateways)
+    return out
 
 
 # --- the demo ----------------------------------------------------------------------------------------
@@ -705,6 +741,8 @@ class Demo:
                 )
             )
         return Snapshot(
+            networks=mesh_networks(fleet),
+            dns_error=self.dns.error if self.dns is not None else "",
             at=time.monotonic(),
             clusters=tuple(views),
             ready=status == 200,
@@ -754,6 +792,13 @@ class Demo:
             ]
             lines.extend(_wrap(tokens or [s.dim("no components yet")], width=width, indent="  "))
         lines.append("")
+        lines.append(s.bold(f"meshNetworks (ConfigMap {NAMESPACE}/istio on the master: one network per cluster)"))
+        for name, (registries, gateways) in sorted(snap.networks.items()):
+            gws = ", ".join(gateways) or s.wait("no gateway yet")
+            lines.append(f"  {name:<11} endpoints from {','.join(registries) or '-':<11} gateways {gws}")
+        if not snap.networks:
+            lines.append("  " + s.wait("(none yet)"))
+        lines.append("")
         lines.append(s.bold(f"event log (newest of {snap.head})"))
         for ev_line in snap.events[-events:] if events > 0 else ():
             lines.append("  " + _clip(ev_line, width - 2))
@@ -799,7 +844,7 @@ class Demo:
     async def run(self) -> int:
         """The whole demo; always leaves nothing running, whatever happened."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self.stop.set)
         main = asyncio.create_task(self._run(), name="demo")
         stopper = asyncio.create_task(self.stop.wait(), name="demo-stop")
@@ -830,7 +875,7 @@ class Demo:
             with contextlib.suppress(asyncio.CancelledError):
                 await stopper
             await self._shutdown()
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
         return code
 

@@ -27,7 +27,17 @@ import msgspec
 import yaml
 from aiohttp import web
 
-from federationd.sim import convert, defaults, discovery, errors, patch, protobuf, ssa, tables, validate
+from federationd.sim import (
+    convert,
+    defaults,
+    discovery,
+    errors,
+    patch,
+    protobuf,
+    ssa,
+    tables,
+    validate,
+)
 from federationd.sim.kinds import CRDError, Kind, Registry, crd_errors, kinds_from_crd
 from federationd.sim.selectors import object_filter
 from federationd.sim.store import Change, Obj, Store, deep_copy, rfc3339

@@ -115,6 +115,7 @@ async def test_seed_000_mtls_injection_and_a_quiet_resync(
         'federationd_actuations_total{cluster="master",result="success"}',
         'federationd_cluster_state{cluster="master",state="connected"} 1.0',
         "federationd_events_appended_total",
+        'federationd_gateway_addresses{cluster="master"} 1.0',
     ):
         assert name in text, name
 
@@ -200,6 +201,11 @@ async def _events(log: Path, type_: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line]
 
 
+async def _events_all(log: Path) -> list[dict[str, Any]]:
+    out = await _cli("events", "--log", str(log), "--json")
+    return [json.loads(line) for line in out.splitlines() if line]
+
+
 async def _cli(*args: str, check: bool = True) -> str:
     import sys
 
@@ -275,9 +281,12 @@ async def test_sigkill_restart_repeats_no_write_and_replay_matches(
     assert await d.terminate(signal.SIGKILL) == -signal.SIGKILL
 
     before = master.requests.mutating()
+    head = len(await _events_all(log))
     d2 = await start_daemon(daemons, fleet, log, name="d2", extra=["--snapshot-every", "50"])
     await _quiet(d2, resyncs=1)
     assert master.requests.mutating() == before, master.requests.snapshot()
+    # re-listing an unchanged cluster appends nothing: only the new leadership
+    assert [e["type"] for e in (await _events_all(log))[head:]] == ["LeadershipAcquired"]
     assert "restored seq" in d2.stderr() and "snapshot None" not in d2.stderr().split("restored seq")[-1].splitlines()[0]
 
     # replaying the log reproduces the desired state the first daemon had at each seq
@@ -289,8 +298,12 @@ async def test_sigkill_restart_repeats_no_write_and_replay_matches(
     assert "IstioSpecChanged" in out.split("derived from:")[1].split("desired content over time:")[0]
     assert "ActuationApplied" in out.split("writes and drift:")[1]
     assert await d2.terminate() == 0
-    status, _ = 0, None
-    del status
+    # a clean stop leaves a snapshot of everything: the next start folds nothing
+    d3 = await start_daemon(daemons, fleet, log, name="d3")
+    restored = d3.stderr().split("restored seq ")[-1].splitlines()[0]
+    seq = restored.split()[0]
+    assert restored.startswith(f"{seq} (snapshot {seq}, 0 events folded)"), restored
+    assert await d3.terminate() == 0
 
 
 async def test_two_daemons_one_leader_and_failover(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path) -> None:
@@ -313,6 +326,9 @@ async def test_two_daemons_one_leader_and_failover(fleet: Fleet, daemons: list[D
     leader, standby = (a, b) if first == "a" else (b, a)
     lease_obj = _get(fleet, "coordination.k8s.io/v1", "Lease", "federationd", "istio-system")
     assert lease_obj is not None and lease_obj["spec"]["holderIdentity"] == first
+    await wait_for(leader.converged, timeout=30)
+    # only the leader writes: the standby's log holds facts, no actuation
+    assert not [e for e in await _events_all(standby.log) if e["type"].startswith("Actuation")]
     assert await leader.terminate(signal.SIGKILL) == -signal.SIGKILL
     await wait_for(lambda: _is_leader(standby), timeout=30, what="failover")
     # the new leader actuates: a hand deletion is repaired

@@ -165,7 +165,9 @@ async def test_not_converging_in_time_says_what_is_pending(tmp_path: Path) -> No
             await proc.wait()
     out = out_b.decode()
     assert proc.returncode == 1, out[-4000:]
-    message = out[out.index("federationd demo: not converged 0 s after the Istio resource was applied; still pending:"):]
+    head = "federationd demo: not converged 0 s after the Istio resource was applied; still pending:"
+    assert head in out, out[-4000:]
+    message = out[out.index(head):]
     assert re.search(r"^  - (master|remote-gke|remote-eks): ", message, re.M), message
     assert "last lines of the daemon's log" in message
     _assert_nothing_left(out, directory)

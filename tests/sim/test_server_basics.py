@@ -252,7 +252,9 @@ async def test_both_event_apis_share_one_storage(api: client.ApiClient, master: 
     old = unique("ev")
     await core.create_namespaced_event("default", {
         "metadata": {"name": old}, "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Started",
-        "message": "started", "type": "Normal", "source": {"component": "kubelet", "host": "node-0"}, "count": 2})
+        "message": "started", "type": "Normal", "source": {"component": "kubelet", "host": "node-0"}, "count": 2,
+        # kubernetes_asyncio's events.k8s.io model refuses a null eventTime (as with a real server)
+        "eventTime": "2026-01-01T00:00:00.000000Z"})
     back = await ev.read_namespaced_event(old, "default")
     assert back.note == "started" and back.regarding.name == "p" and back.deprecated_count == 2
     assert back.reporting_controller == "kubelet" and back.reporting_instance == "node-0"
