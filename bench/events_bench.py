@@ -19,7 +19,7 @@ References, same file system, same pragmas (WAL, ``synchronous`` as chosen):
 Each workload runs ``--rounds`` times on fresh files and the median is reported, so the
 ratios compare figures taken minutes apart at most. Prints one JSON object.
 
-    .venv/bin/python bench/events_bench.py [--rounds 3] [--synchronous NORMAL|FULL]
+    .venv/bin/python bench/events_bench.py [--rounds 5] [--synchronous NORMAL|FULL]
 """
 
 from __future__ import annotations
@@ -330,9 +330,9 @@ def peer(path: str, events: list[Event], synchronous: str, one_by_one: int) -> F
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--peer-one-by-one", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--peer-one-by-one", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--synchronous", choices=("NORMAL", "FULL"), default="NORMAL")
     parser.add_argument("--dir", help="where to put the files (default: a temporary dir)")
     args = parser.parse_args()
@@ -396,6 +396,21 @@ def main() -> int:
             "replay_vs_peer": rounded(ours_["replay"] / peer_["replay"]),
         },
         "cpu_us_per_event": cpu,
+        # The same ratios from CPU time (all threads) per event: on a shared machine the
+        # wall-clock ratios swing with the neighbours' load, these barely do.
+        "ratios_by_cpu": {
+            "append_batched_vs_limit": rounded(
+                cpu["limit"]["append_batched"] / cpu["federationd"]["append_batched"]
+            ),
+            "append_batched_vs_peer": rounded(
+                cpu["peer"]["append_batched"] / cpu["federationd"]["append_batched"]
+            ),
+            "append_concurrent_vs_peer": rounded(
+                cpu["peer"]["append_concurrent"] / cpu["federationd"]["append_concurrent"]
+            ),
+            "replay_vs_limit": rounded(cpu["limit"]["replay"] / cpu["federationd"]["replay"]),
+            "replay_vs_peer": rounded(cpu["peer"]["replay"] / cpu["federationd"]["replay"]),
+        },
         "spread": {
             who: {m: [rounded(rate) for rate, _ in sorted(v)] for m, v in r.items()}
             for who, r in runs.items()

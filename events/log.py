@@ -16,9 +16,10 @@ what is here, so the log is shaped around three promises:
   notification that the head moved (no polling).
 * **Many small appends cost one transaction.** Concurrent ``append`` calls are queued
   (payloads are encoded by the caller, outside any lock) and a single flusher commits
-  everything queued in one ``executemany`` + ``COMMIT``; whatever arrives meanwhile goes
-  into the next transaction. No append waits for a timer, only for at most the commit in
-  progress and its own.
+  everything queued (up to ``max_batch_rows``) as one ``executemany`` + ``COMMIT``, run
+  as a single job on the writer's thread; whatever arrives meanwhile goes into the next
+  transaction. No append waits for a timer, only for at most the commit in progress
+  and its own.
 
 Reads go through a second, read-only connection (so a long replay never holds up the
 writer) and are paged by ``seq`` (keyset pagination): memory is bounded by one page,
@@ -262,6 +263,8 @@ class EventLog:
         # wait on it instead of polling.
         self._advanced = asyncio.Event()
         self._closed = False
+        # Set when a commit was interrupted half way: re-read the head before the next.
+        self._head_uncertain = False
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -289,6 +292,8 @@ class EventLog:
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
         if retention_window is not None and retention_window < 0:
             raise ValueError("retention_window must be >= 0")
+        if min(retention_chunk, max_batch_rows, page_size) < 1:
+            raise ValueError("retention_chunk, max_batch_rows and page_size must be >= 1")
         spath = os.fspath(path)
         if await asyncio.to_thread(os.path.isdir, spath):
             raise LogError(spath, "is a directory, not a file")
@@ -331,7 +336,8 @@ class EventLog:
             return
         self._closed = True
         if self._flusher is not None:
-            await asyncio.shield(self._flusher)
+            # Its failures went to the appenders; close() only waits for it to finish.
+            await asyncio.wait([self._flusher])
         self._wake()
         async with self._write_lock:
             await _close_quietly(self._writer, self._reader)
@@ -392,7 +398,7 @@ class EventLog:
             ) from None
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append((rows, fut))
-        if self._flusher is None:
+        if self._flusher is None or self._flusher.done():  # done: cancelled before it ran
             self._flusher = asyncio.create_task(self._flush(), name="event-log-flusher")
         first = await fut
         if single:
@@ -408,12 +414,34 @@ class EventLog:
                     item = self._pending.popleft()
                     take.append(item)
                     n += len(item[0])
-                await self._commit(take)
+                try:
+                    await self._commit(take)
+                except BaseException:
+                    for _, fut in take:
+                        if not fut.done():
+                            fut.set_exception(self._interrupted())
+                    raise
+        except BaseException:
+            # Cancelled (the event loop is shutting down) or a bug: nobody is left to
+            # commit what is queued, so nobody may wait for it.
+            while self._pending:
+                _, fut = self._pending.popleft()
+                if not fut.done():
+                    fut.set_exception(self._interrupted())
+            raise
         finally:
             self._flusher = None
 
+    def _interrupted(self) -> LogWriteError:
+        return LogWriteError(
+            self.path, "append interrupted; the events may or may not have been recorded"
+        )
+
     async def _commit(self, take: list[_Pending]) -> None:
         async with self._write_lock:
+            if self._head_uncertain:
+                await self._resync_head()
+                self._head_uncertain = False
             first = self._head + 1
             now = time.time()
             params: list[tuple[int, float, str, str, str, bytes]] = []
@@ -430,6 +458,10 @@ class EventLog:
                     if not fut.done():
                         fut.set_exception(make())
                 return
+            except BaseException:
+                # The transaction may still have committed on the writer's thread.
+                self._head_uncertain = True
+                raise
             self._head = seq - 1
         for rows, fut in take:
             if not fut.done():
@@ -449,9 +481,9 @@ class EventLog:
         writer = self._writer
         try:
             raw = writer._conn
-        except ValueError:  # aiosqlite: no active connection
+            result: _R = await writer._execute(_in_transaction, raw, job, arg)  # type: ignore[no-untyped-call]
+        except ValueError:  # aiosqlite: "no active connection" / "Connection closed"
             raise LogClosed(self.path, "closed") from None
-        result: _R = await writer._execute(_in_transaction, raw, job, arg)  # type: ignore[no-untyped-call]
         return result
 
     async def _failure(self, error: sqlite3.Error | LogClosed) -> Callable[[], LogError]:
@@ -558,13 +590,6 @@ class EventLog:
                 pending.cancel()
             elif not pending.cancelled():
                 pending.exception()  # consumed: an abandoned prefetch's error is moot
-
-    def decode_row(self, seq: int, payload: bytes) -> Event:
-        """Decode one payload from :meth:`raw_pages`; errors name the file and the seq."""
-        try:
-            return codec.decode(payload)
-        except codec.CodecError as e:
-            raise EventDecodeError(self.path, seq=seq, error=e) from e
 
     async def tail(
         self,

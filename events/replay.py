@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 S = TypeVar("S")
 
-#: ``progress(seq_reached, until)``, called after every page and once at the end.
+#: ``progress(seq_reached, until)``, called after every page (once if nothing was folded).
 Progress = Callable[[Seq, Seq], None]
 
 
@@ -98,7 +98,7 @@ async def replay(
     until: int | None = None,
     snapshot: SnapshotSpec[S] | None = None,
     progress: Progress | None = None,
-    page_size: int = 4_096,
+    page_size: int = 1_024,
 ) -> Replayed[S]:
     """Fold the events up to ``until`` (default: the head now) into ``initial``.
 

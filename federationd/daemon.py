@@ -32,6 +32,7 @@ itself (that is ``projections``) and writes nothing itself (that is ``actuators`
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import logging
@@ -80,8 +81,6 @@ log = logging.getLogger("federationd")
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-#: How long a leaving remote may take to have its objects deleted before it is dropped.
-LEAVE_TIMEOUT = 30.0
 
 
 # --- gateway hostnames ----------------------------------------------------------------------------
@@ -358,8 +357,6 @@ def _in_cluster_kubeconfig() -> dict[str, Any]:
     port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     if not host:
         raise config.ConfigError("no --kubeconfig given and not running in a cluster")
-    import base64
-
     token = (SA_DIR / "token").read_text().strip()
     ca = (SA_DIR / "ca.crt").read_bytes()
     server = f"https://{host}:{port}" if ":" not in host else f"https://[{host}]:{port}"
@@ -492,17 +489,19 @@ class Daemon:
 
     # --- remotes (per-cluster lifecycle) ------------------------------------------------------------
 
-    def _wanted_remotes(self, state: ProjectionState) -> dict[str, tuple[str, str]]:
-        """remote name → (Secret key, kubeconfig fingerprint) of every remote that should
-        be connected: a live RemoteIstio and a usable kubeconfig for it."""
-        out: dict[str, tuple[str, str]] = {}
+    def _wanted_remotes(self, state: ProjectionState) -> dict[str, tuple[str, str, bool]]:
+        """remote name → (Secret key, kubeconfig fingerprint, member) of every remote to
+        connect: members have a live RemoteIstio; non-members only have objects of ours
+        left on them (their RemoteIstio went while the daemon was down) to clean up."""
+        out: dict[str, tuple[str, str, bool]] = {}
         kubeconfigs = {kc.remote: (key, kc) for key, kc in state.kubeconfigs.items() if not kc.problem}
-        for cr in state.remote_istios.values():
-            if cr.deleting or cr.name == self.settings.cluster_name:
+        members = {cr.name for cr in state.remote_istios.values() if not cr.deleting}
+        for name in members | set(state.actuations):
+            if name == self.settings.cluster_name:
                 continue
-            found = kubeconfigs.get(cr.name)
+            found = kubeconfigs.get(name)
             if found is not None:
-                out[cr.name] = (found[0], found[1].fingerprint)
+                out[name] = (found[0], found[1].fingerprint, name in members)
         return out
 
     async def _reconcile_remotes(self, state: ProjectionState, desired: Desired) -> None:
@@ -513,25 +512,25 @@ class Daemon:
                 continue
             want = wanted.get(name)
             if want is not None and want[1] == rt.fingerprint:
-                rt.leaving_since = None
-                continue
-            if want is not None:
+                if want[2]:
+                    continue  # a member, connected with the current kubeconfig
+            elif want is not None:
                 # Rotated credentials: reconnect this cluster only.
                 await self._drop_remote(name, removed=False)
                 continue
             if rt.leaving_since is None:
                 continue  # not told to leave yet: _push empties its desired state first
             if (rt.converger.converged() and rt.converger.emptied()) or (
-                time.monotonic() - rt.leaving_since > LEAVE_TIMEOUT
+                time.monotonic() - rt.leaving_since > self.settings.leave_timeout
             ):
                 await self._drop_remote(name, removed=True)
             else:
                 # Look again shortly: the last deletion may still be in flight, and an
-                # unreachable remote must still be dropped after LEAVE_TIMEOUT.
+                # unreachable remote must still be dropped after --leave-timeout.
                 asyncio.get_running_loop().call_later(0.25, self._dirty.set)
         if master is None:
             return
-        for name, (secret_key, fp) in wanted.items():
+        for name, (secret_key, fp, member) in wanted.items():
             if name in self.runtimes or name in self._joining:
                 continue
             _, ns, secret_name = secret_key.split("/", 2)
@@ -557,7 +556,8 @@ class Daemon:
             rt.start()
             if self.leading:
                 rt.converger.start()
-            log.info("remote %s joined", name)
+            log.info("remote %s %s", name, "joined" if member else "connected to clean up")
+            self._dirty.set()  # push its desired state at the next derivation
 
     async def _drop_remote(self, name: str, *, removed: bool) -> None:
         rt = self.runtimes.pop(name, None)

@@ -16,9 +16,12 @@ hostname load balancers — and shows federationd converging it:
    gateway addresses, regions), what the daemon reports (connections, ``/readyz``, its
    event log) and what a user would type (``kubectl get istios,remoteistios -A``).
 
-Everything the demo shows comes through the interfaces a user has: the daemon is never
-imported, only run; the clusters are only read. On a terminal the view refreshes in
-place; otherwise snapshots are appended every few seconds, without colour codes.
+The daemon is never imported, only run and asked over HTTP; the clusters are changed only
+through kubectl, as a user would, and otherwise only read. The one thing the demo plays
+itself is the clouds' DNS (``SimulatedDns``): the daemon resolves the AWS-like
+load-balancer hostnames through a hosts file, never through the network. On a terminal
+the view refreshes in place; otherwise snapshots are appended every few seconds, without
+colour codes.
 ``--once`` (implied when stdin is not a terminal, or ``CI`` is set) exits after
 convergence: 0, or 1 with what is still pending after ``--timeout`` seconds. Ctrl-C or
 SIGTERM stops the daemon, then the fleet; nothing keeps running.
@@ -30,7 +33,9 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import json
+import math
 import os
 import re
 import shlex
@@ -39,7 +44,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -79,6 +84,10 @@ CLUSTER_ADD = "cluster-add"
 DAEMON_LOG = "federationd.log"
 EVENT_LOG = "events.db"
 HOSTS_FILE = "hosts"
+#: Seconds between looks at the fleet and the daemon while the view is up.
+POLL = 0.5
+#: Event types that record the daemon's own writes (the rest are facts it observed).
+WRITES = frozenset({"ActuationApplied", "ActuationFailed"})
 #: Ctrl-C, kill, and a closed terminal all stop everything cleanly.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: The daemon's first stdout line names its HTTP address.
@@ -398,10 +407,12 @@ class Component:
     ready: int
     desired: int
     images: tuple[str, ...]
+    #: the status describes the newest spec (not the replicas of an older one)
+    current: bool = True
 
     @property
     def ok(self) -> bool:
-        return self.desired > 0 and self.ready >= self.desired
+        return self.current and self.desired > 0 and self.ready >= self.desired
 
 
 @dataclasses.dataclass(frozen=True)
@@ -453,10 +464,13 @@ class Snapshot:
     converged_report: dict[str, Any]
     head: int
     events: tuple[str, ...]
+    counts: dict[str, int]
     kubectl_get: str
     #: meshNetworks of the master's ``istio`` ConfigMap: network → (registries, gateways)
     networks: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = dataclasses.field(default_factory=dict)
     dns_error: str = ""
+    #: simulated hostname → the hosts file that lists it
+    hosts: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def pending(self) -> list[str]:
         """What stands between now and "everything is Available", in words."""
@@ -471,11 +485,15 @@ class Snapshot:
                 out.append(f"{c.name}: no Istio components yet")
             for comp in c.components:
                 if not comp.ok:
-                    out.append(f"{c.name}: {comp.kind} {comp.name} ready {comp.ready}/{comp.desired}")
+                    stale = "" if comp.current else " (status of an older spec)"
+                    out.append(f"{c.name}: {comp.kind} {comp.name} ready {comp.ready}/{comp.desired}{stale}")
             if c.gateway is None or not c.gateway.address:
                 out.append(f"{c.name}: ingress gateway has no load-balancer address yet")
             elif not c.gateway.reachable_at:
                 why = c.gateway.resolve_error or "no resolution of the hostname recorded by the daemon"
+                if c.gateway.resolve_error and c.gateway.address in self.hosts:
+                    # the answer was in the hosts file the daemon was given: say so
+                    why += f", although {self.hosts[c.gateway.address]} lists it (is --hosts-file read only at start?)"
                 out.append(f"{c.name}: gateway hostname {c.gateway.address} pending ({why})")
             kind = "Istio" if c.role == "master" else "RemoteIstio"
             if c.status != AVAILABLE:
@@ -510,8 +528,6 @@ class Snapshot:
 
 
 def _is_ip(s: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(s)
     except ValueError:
@@ -546,7 +562,9 @@ def components(fleet: Fleet, cluster: str) -> tuple[Component, ...]:
                 ready = int(st.get("readyReplicas") or 0)
                 replicas = (o.get("spec") or {}).get("replicas")
                 desired = 1 if replicas is None else int(replicas)
-            out.append(Component(o["metadata"]["name"], kind, ready, desired, _images(o)))
+            meta = o["metadata"]
+            current = int(st.get("observedGeneration") or 0) >= int(meta.get("generation") or 1)
+            out.append(Component(meta["name"], kind, ready, desired, _images(o), current=current))
     return tuple(sorted(out, key=lambda c: c.name))
 
 
@@ -585,6 +603,11 @@ def mesh_networks(fleet: Fleet) -> dict[str, tuple[tuple[str, ...], tuple[str, .
 
 
 class Demo:
+    """One run of the demo: set up (fleet, CRDs, daemon, samples), watch, tear down.
+
+    ``run`` owns every resource it starts and stops them in reverse order whatever
+    happens — a failure, Ctrl-C in the middle of setting up, or the end of ``--once``."""
+
     def __init__(self, *, directory: Path, once: bool, timeout: float, interval: float, console: Console) -> None:
         self.directory = directory
         self.once = once
@@ -599,7 +622,9 @@ class Demo:
         self.kubectl: Kubectl | None = None
         self.session: aiohttp.ClientSession | None = None
         self.events: EventLog | None = None
+        #: the newest facts (what the daemon saw), and how many events of each type
         self._recent: deque[str] = deque(maxlen=6)
+        self._counts: Counter[str] = Counter()
         self._next_seq = 1
         self.started = time.monotonic()
         self.applied_at: float | None = None
@@ -628,7 +653,7 @@ class Demo:
 
     async def _deploy(self, kubectl: Kubectl) -> None:
         """What ``make deploy`` does in the seeds: the CRDs and the operator's namespace."""
-        self.console.line(s_bold(self.style, "Install the CRDs on the master (as `make deploy` does in the seeds)"))
+        self.console.line(self.style.bold("Install the CRDs on the master (as `make deploy` does in the seeds)"))
         await kubectl("--context", MASTER, "apply", "-f", _rel(CRDS))
         await kubectl("--context", MASTER, "create", "namespace", NAMESPACE)
         self.console.line()
@@ -636,7 +661,7 @@ class Demo:
     async def _start_daemon(self, fleet: Fleet) -> Daemon:
         d = Daemon(directory=self.directory, kubeconfig=fleet[MASTER].kubeconfig_path)
         self.daemon = d
-        self.console.line(s_bold(self.style, "Start the daemon against the master"))
+        self.console.line(self.style.bold("Start the daemon against the master"))
         self.console.line(self.style.dim("$ " + " ".join(shlex.quote(a) for a in ["federationd", *d.args])))
         await d.start()
         self.console.line(f"  pid {d.pid}, serving {d.url} (/readyz /metrics /debug/)")
@@ -655,6 +680,10 @@ class Demo:
             self.console.line(s.bold(f"Seed 001: add {remote} to the mesh"))
             await kubectl("--context", remote, "apply", "-f", _rel(SAMPLES / CLUSTER_ADD))
             kc = fleet[remote].kubeconfig_path
+            self.console.line(s.dim(
+                f"  (the simulated clusters issue no service-account tokens: {kc.name}, written by the fleet,"
+                " stands in for the kubeconfig generate-kubeconfig.sh would make)"
+            ))
             await kubectl(
                 "--context", MASTER, "-n", NAMESPACE, "create", "secret", "generic", remote,
                 f"--from-file={remote}={kc}",
@@ -695,22 +724,32 @@ class Demo:
         rec: Record | None = None
         with contextlib.suppress(LogError):
             async for rec in self.events.read(self._next_seq):
-                self._recent.append(event_line(rec))
+                kind = type(rec.event).__name__
+                self._counts[kind] += 1
+                # writes are counted, not listed: they outnumber the facts that caused them
+                if kind not in WRITES:
+                    self._recent.append(event_line(rec))
         if rec is not None:
             self._next_seq = rec.seq + 1
         return self._next_seq - 1
 
+    async def kubectl_get(self) -> str:
+        """``kubectl get istios,remoteistios -A`` on the master, as the seeds show it."""
+        assert self.kubectl is not None
+        try:
+            return await self.kubectl("get", "istios,remoteistios", "-A", "--context", MASTER, quiet=True)
+        except DemoError as e:
+            return str(e)
+
     async def snapshot(self) -> Snapshot:
-        fleet, kubectl = self.fleet, self.kubectl
-        assert fleet is not None and kubectl is not None
+        """Everything the view shows but the kubectl output (a child process per look is
+        too dear for the fast convergence check; ``kubectl_get`` adds it when drawn)."""
+        fleet = self.fleet
+        assert fleet is not None
         status, body = await self._http("/readyz")
         state = await self._json("/debug/state")
         report = await self._json("/debug/converged")
         head = await self._read_events()
-        try:
-            get = await kubectl("get", "istios,remoteistios", "-A", "--context", MASTER, quiet=True)
-        except DemoError as e:
-            get = str(e)
         known = state.get("clusters") or {}
         resolutions = state.get("resolutions") or {}
         views = []
@@ -743,6 +782,7 @@ class Demo:
         return Snapshot(
             networks=mesh_networks(fleet),
             dns_error=self.dns.error if self.dns is not None else "",
+            hosts={h: str(self.dns.path) for h in self.dns.entries} if self.dns is not None else {},
             at=time.monotonic(),
             clusters=tuple(views),
             ready=status == 200,
@@ -750,7 +790,8 @@ class Demo:
             converged_report=report,
             head=head,
             events=tuple(self._recent),
-            kubectl_get=get.rstrip(),
+            counts=dict(self._counts),
+            kubectl_get="",
         )
 
     # -- drawing -----------------------------------------------------------------------------------
@@ -765,16 +806,21 @@ class Demo:
             s.bold("federationd demo")
             + f"  ·  {time.strftime('%H:%M:%S')}  ·  {since:.1f} s since the Istio resource was applied"
         )
+        lines.append(s.dim(
+            "one Istio mesh over three simulated clusters: the master runs the control plane, "
+            "each remote joins through its kubeconfig Secret and RemoteIstio (seed 001)"
+        ))
         ready = s.good("ready") if snap.ready else s.wait(f"not ready ({snap.ready_reason})")
         leader = "leader" if snap.converged_report.get("leader") else "not leading"
         lines.append(f"daemon  pid {d.pid}  {d.url}  /readyz: {ready}  {leader}  event log head {snap.head}")
         lines.append(f"        log {d.log_path}")
         lines.append("")
-        header = f"{'CLUSTER':<11} {'ROLE':<6} {'REGION':<13} {'ZONES':<30} {'CONNECTION':<11} INGRESS GATEWAY"
+        header = f"{'CLUSTER':<11} {'ROLE':<6} {'REGION / ZONES':<19} {'CONNECTION':<11} INGRESS GATEWAY"
         lines.append(s.bold(header))
         for c in snap.clusters:
             conn = (s.good if c.connection == "connected" else s.wait)(f"{c.connection:<11}")
-            lines.append(f"{c.name:<11} {c.role:<6} {c.region:<13} {','.join(c.zones):<30} {conn} {self._gateway(c)}")
+            where = f"{c.region} {','.join(z.removeprefix(c.region).lstrip('-') for z in c.zones)}"
+            lines.append(f"{c.name:<11} {c.role:<6} {where:<19} {conn} {self._gateway(c)}")
         lines.append("")
         for c in snap.clusters:
             kind = "Istio" if c.role == "master" else "RemoteIstio"
@@ -799,7 +845,12 @@ class Demo:
         if not snap.networks:
             lines.append("  " + s.wait("(none yet)"))
         lines.append("")
-        lines.append(s.bold(f"event log (newest of {snap.head})"))
+        applied, failed = snap.counts.get("ActuationApplied", 0), snap.counts.get("ActuationFailed", 0)
+        facts = sum(snap.counts.values()) - applied - failed
+        lines.append(
+            s.bold("event log") + f"  head {snap.head}: {facts} facts observed, {applied} actuations applied, "
+            + (s.bad(f"{failed} failed") if failed else "0 failed") + s.dim("  (newest facts:)")
+        )
         for ev_line in snap.events[-events:] if events > 0 else ():
             lines.append("  " + _clip(ev_line, width - 2))
         if not snap.events:
@@ -813,8 +864,8 @@ class Demo:
             took, total = at - (self.applied_at or self.started), at - self.started
             lines.append(s.good(s.bold(
                 f"converged: every cluster connected, every resource {AVAILABLE}, in {took:.1f} s"
-                f" (from applying the Istio resource; {total:.1f} s from the start of the demo)"
             )))
+            lines.append(f"  ({took:.1f} s from applying the Istio resource, {total:.1f} s from the start of the demo)")
             if self.console.tty and not self.once:
                 lines.append(s.dim("live view; Ctrl-C stops the daemon and the fleet"))
         else:
@@ -901,14 +952,14 @@ class Demo:
         return text
 
     async def _watch(self) -> int:
-        """Draw the view until converged (``--once``) or stopped; on a terminal every
-        second, otherwise every ``interval`` until converged, then on every change of
-        convergence."""
+        """Look every ``POLL`` seconds (so the convergence time is measured to that), and
+        draw: on a terminal every second; otherwise every ``interval`` until converged,
+        then whenever convergence is lost or regained."""
         d = self.daemon
         assert d is not None
         deadline = (self.applied_at or time.monotonic()) + self.timeout
-        period = 1.0 if self.console.tty else self.interval
-        last_print = 0.0
+        every = 1.0 if self.console.tty else self.interval
+        last_draw = -math.inf
         was_converged = False
         while not self.stop.is_set():
             if not d.running:
@@ -918,19 +969,17 @@ class Demo:
             now = time.monotonic()
             if snap.converged and self.converged_at is None:
                 self.converged_at = now
-            text = self._frame(snap)
             flipped = snap.converged != was_converged
             was_converged = snap.converged
-            if self.console.tty:
-                self.console.draw(text)
-            elif flipped or (not snap.converged and now - last_print >= self.interval):
-                self.console.draw(text + "\n")
-                last_print = now
+            late = self.converged_at is None and now > deadline
+            due = now - last_draw >= every and (self.console.tty or not snap.converged)
+            if flipped or due or late:
+                snap = dataclasses.replace(snap, kubectl_get=(await self.kubectl_get()).rstrip())
+                self.console.draw(self._frame(snap) + ("" if self.console.tty else "\n"))
+                last_draw = now
             if snap.converged and self.once:
                 return 0
-            if self.converged_at is None and now > deadline:
-                if not self.console.tty and last_print != now:
-                    self.console.draw(text + "\n")
+            if late:
                 raise NotConverged(
                     f"not converged {self.timeout:.0f} s after the Istio resource was applied; still pending:\n  - "
                     + "\n  - ".join(snap.pending())
@@ -939,7 +988,7 @@ class Demo:
             if flipped and snap.converged and not self.console.tty:
                 self.console.line("(still running: Ctrl-C stops the daemon and the fleet)")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), period)
+                await asyncio.wait_for(self.stop.wait(), POLL)
         self.console.line()
         self.console.line("stopping …")
         return 0
@@ -973,10 +1022,6 @@ class Demo:
                 self.console.line(f"  federationd explain --log {log} remote-gke Deployment/{NAMESPACE}/istio-citadel")
         elif fleet is not None:
             self.console.line("fleet stopped; nothing is left running.")
-
-
-def s_bold(style: Style, text: str) -> str:
-    return style.bold(text)
 
 
 def _rel(path: Path) -> str:
@@ -1021,7 +1066,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", type=Path, default=None, help="directory for kubeconfigs and logs (default: a new temporary one)")
     p.add_argument("--once", action="store_true", default=None, help="exit after convergence (the default when stdin is not a terminal or CI is set)")
     p.add_argument("--keep-running", dest="once", action="store_false", help="keep the live view after convergence even without a terminal")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for convergence after the samples are applied (default 60)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for convergence after the Istio resource is applied (default 60)")
     p.add_argument("--interval", type=float, default=3.0, help="seconds between appended snapshots when stdout is not a terminal (default 3)")
     return p
 

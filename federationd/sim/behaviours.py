@@ -9,7 +9,9 @@ pod would); the Endpoints of selector Services list their ready Pods, as the end
 controller does; Nodes carry the cluster's region and zone labels and addresses.
 
 Each behaviour can be switched off (``lb_enabled``, ``kubelet_enabled``,
-``endpoints_enabled``) so a test can show that a result really came from it.
+``endpoints_enabled``) so a test can show that a result really came from it; one
+workload can be kept unready (``hold_ready``/``release_ready``), as a pod that never
+passes its readiness probe would keep it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class Behaviours:
         #: workloads (namespace, name) or a predicate that get Pods with IPs
         self._pod_workloads: set[tuple[str, str]] = set()
         self._pod_predicate: Callable[[Obj], bool] | None = None
+        #: workloads (namespace, name) whose status kubelet-lite leaves alone
+        self._held: set[tuple[str, str]] = set()
         self._timers: dict[tuple[str, str, str, str], asyncio.TimerHandle] = {}
         self._next_lb = 1
         self._next_pod_ip = 1
@@ -243,8 +247,23 @@ class Behaviours:
 
     # ------------------------------------------------------------------ kubelet-lite
 
+    def hold_ready(self, namespace: str, name: str) -> None:
+        """Leave this workload's status as it is (unready once its spec changes) until
+        :meth:`release_ready`."""
+        self._held.add((namespace, name))
+
+    def release_ready(self, namespace: str, name: str) -> None:
+        self._held.discard((namespace, name))
+        for res in _WORKLOADS:
+            if self.store.raw(res, namespace, name) is not None:
+                self._schedule((res[1], namespace, name, ""), self.ready_delay,
+                               self._ready_later(res, namespace, name))
+
+    def _ready_later(self, resource: tuple[str, str], namespace: str, name: str) -> Callable[[], None]:
+        return lambda: self._make_ready(resource, namespace, name)
+
     def _on_workload(self, ch: Change) -> None:
-        if not self.kubelet_enabled:
+        if not self.kubelet_enabled or (ch.namespace, ch.name) in self._held:
             return
         o = ch.obj
         gen = (o.get("metadata") or {}).get("generation", 1)
@@ -269,7 +288,7 @@ class Behaviours:
 
     def _make_ready(self, resource: tuple[str, str], namespace: str, name: str) -> None:
         kind = self.store.registry.any_version(*resource)
-        if kind is None or not self.kubelet_enabled:
+        if kind is None or not self.kubelet_enabled or (namespace, name) in self._held:
             return
         cur = self.store.raw(resource, namespace, name)
         if cur is None or cur["metadata"].get("deletionTimestamp"):

@@ -123,3 +123,17 @@ async def test_credential_rotation_reconnects_without_rewriting(tmp_path: Path, 
         await wait_for(d.converged, timeout=30)
         assert d.stderr().count("disconnected for a new kubeconfig") == 1
         assert await d.terminate() == 0
+
+
+async def test_a_remote_removed_while_the_daemon_was_down_is_cleaned_up(tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    async with Fleet(["master", REMOTE], directory=tmp_path / "fleet") as fleet:
+        kc = fleet["master"].kubeconfig_path
+        d = await _join(fleet, daemons, tmp_path)
+        await wait_for(d.converged, timeout=30)
+        assert await d.terminate() == 0
+        await kubectl(kc, "delete", "remoteistio", REMOTE, "-n", "istio-system")
+        d2 = await start_daemon(daemons, fleet, tmp_path / "log.db", name="d2")
+        await wait_for(lambda: _get(fleet, REMOTE, "apps/v1", "Deployment", "istio-citadel", "istio-system") is None, timeout=60, what="remote cleaned up")
+        await wait_for(lambda: "remote remote-eu left" in d2.stderr(), timeout=30, what="remote dropped")
+        await wait_for(lambda: REMOTE not in _networks(fleet), timeout=30)
+        assert await d2.terminate() == 0

@@ -120,6 +120,11 @@ async def test_demo_once_converges_and_leaves_nothing_running(tmp_path: Path) ->
         assert "pending" not in row, row
     assert "/readyz: ready" in view
     assert re.search(r"elb\.amazonaws\.com → \d+\.\d+\.\d+\.\d+", view), "the hostname gateway shows its resolved address"
+    # meshNetworks on the master: one network per cluster, the master's own included
+    start = view.index("meshNetworks (")
+    nets = view[start:view.index("\nevent log", start)]
+    for name in CLUSTERS:
+        assert re.search(rf"^  {name} +endpoints from \S+ +gateways \d+\.\d+\.\d+\.\d+:\d+", nets, re.M), nets
     # kubectl get istios,remoteistios -A: every resource Available with its gateways
     get = view[view.index("get istios,remoteistios -A"):]
     crs = [ln.split() for ln in get.splitlines() if ln.startswith("istio-system ")]

@@ -41,10 +41,20 @@ async def test_append_returns_dense_seqs_and_read_gives_them_back(log: EventLog)
     assert [r.seq async for r in log.read(4)] == []
 
 
+async def _pragma(log: EventLog, name: str) -> object:
+    (value,) = next(iter(await log._writer.execute_fetchall(f"PRAGMA {name}")))
+    return value
+
+
 async def test_reopen_keeps_events_and_continues_the_sequence(log_path: Path) -> None:
     async with await EventLog.open(log_path) as log:
+        assert (await _pragma(log, "journal_mode"), await _pragma(log, "synchronous")) == (
+            "wal",
+            1,  # NORMAL
+        )
         await log.append(mixed(10))
     async with await EventLog.open(log_path, synchronous="FULL") as log:
+        assert await _pragma(log, "synchronous") == 2  # FULL
         assert await log.head() == 10
         assert await log.append(gateway(99)) == 11
         assert [r.event async for r in log.read(to_seq=10)] == mixed(10)
@@ -144,6 +154,19 @@ async def test_concurrent_appenders_and_a_tail_see_every_event_exactly_once(
     # Group commit: many appends share a transaction (one recorded time per commit).
     commits = len({r.recorded for r in seen})
     assert commits < total / 10, commits
+
+
+async def test_group_commit_transactions_are_bounded(log_path: Path) -> None:
+    """No append waits behind an unbounded transaction: at most ``max_batch_rows`` rows
+    of queued appends go into one commit (a single larger append still goes whole)."""
+    async with await EventLog.open(log_path, max_batch_rows=10) as log:
+        await asyncio.gather(*(log.append(gateway(i)) for i in range(100)))
+        await log.append(mixed(25))
+        sizes: dict[float, int] = {}
+        async for r in log.read():
+            sizes[r.recorded] = sizes.get(r.recorded, 0) + 1
+    assert sorted(sizes.values())[-1] == 25
+    assert max(sorted(sizes.values())[:-1]) <= 10 and sum(sizes.values()) == 125
 
 
 async def test_tail_waits_for_new_events_and_ends_when_the_log_closes(log_path: Path) -> None:
@@ -368,3 +391,24 @@ async def test_a_directory_is_not_a_log(tmp_path: Path) -> None:
         await EventLog.open(tmp_path)
     with pytest.raises(LogError, match="cannot be opened"):
         await EventLog.open(tmp_path / "missing" / "events.db")
+
+
+async def test_an_interrupted_commit_fails_its_waiters_and_the_log_goes_on(log: EventLog) -> None:
+    await log.append(mixed(3))
+    async with log._write_lock:  # the flusher queues behind this "retention chunk"
+        tasks = [asyncio.create_task(log.append(gateway(i))) for i in range(20)]
+        await wait_for(lambda: len(log._pending) == 0 and log._flusher is not None)
+        assert log._flusher is not None
+        log._flusher.cancel()  # what the event loop does to leftover tasks at shutdown
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, LogWriteError) and "interrupted" in str(r) for r in results)
+    # Nothing of it was recorded, and the log goes on without a gap.
+    assert await log.append(gateway(99)) == 4
+    assert [r.seq async for r in log.read()] == [1, 2, 3, 4]
+
+    # Interrupted inside the transaction: it may or may not have committed; the next
+    # append finds out instead of colliding or leaving a gap.
+    log._head_uncertain = True
+    log._head = 2  # as if the interrupted commit's outcome were unknown
+    assert await log.append(gateway(100)) == 5
+    assert [r.seq async for r in log.read()] == [1, 2, 3, 4, 5]

@@ -120,6 +120,23 @@ async def test_no_readiness_without_kubelet(api: client.ApiClient, master: Clust
         master.behaviours.kubelet_enabled = True
 
 
+async def test_a_held_workload_stays_unready_until_released(api: client.ApiClient, master: Cluster) -> None:
+    apps = client.AppsV1Api(api)
+    held, other = unique("held"), unique("other")
+    master.behaviours.hold_ready("default", held)
+    await apps.create_namespaced_deployment("default", _deploy(held, 1))
+    await apps.create_namespaced_deployment("default", _deploy(other, 1))
+
+    async def ready(name: str) -> bool:
+        d = await apps.read_namespaced_deployment(name, "default")
+        return bool(d.status and d.status.ready_replicas == 1)
+
+    await wait_for(lambda: ready(other), what="the other workload ready")
+    assert master.behaviours.pending() == 0 and not await ready(held)
+    master.behaviours.release_ready("default", held)
+    await wait_for(lambda: ready(held), what="released workload ready")
+
+
 async def test_selected_workloads_get_pods_with_ips_and_restarts_change_them(api: client.ApiClient, master: Cluster) -> None:
     v1 = client.CoreV1Api(api)
     name = unique("web")
