@@ -720,6 +720,7 @@ class Daemon:
             log.info("stopping")
         finally:
             await self._shutdown()
+        log.info("stopped")
         return 0
 
     async def _resync_loop(self) -> None:
@@ -753,8 +754,11 @@ class Daemon:
         if self.leading:
             await self._stop_leading()
         if self.http is not None:
-            await self.http.close()
+            log.debug("closing the HTTP server")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.http.close(), 5.0)
         if self.events_log is not None:
+            log.debug("flushing the event log")
             with contextlib.suppress(LogError):
                 async for record in self.events_log.read(self.state.seq + 1):
                     self.state = fold(self.state, record)

@@ -11,11 +11,13 @@ follow the profiles instead of restating them.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from federationd.api.v1beta1 import DEFAULT_VERSION, image_tag_for
 from federationd.render.objects import COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from federationd.sim.server import MUTATING
 from tests.daemon.conftest import kubectl
@@ -53,24 +55,8 @@ SEED_PODS = {
     "istio-ingressgateway": "1/1", "istio-pilot": "2/2", "istio-policy": "2/2",
     "istio-sidecar-injector": "1/1", "istio-telemetry": "2/2",
 }
-SEED_004 = """
-apiVersion: istio.banzaicloud.io/v1beta1
-kind: Istio
-metadata:
-  labels:
-    controller-tools.k8s.io: "1.0"
-  name: istio-sample
-spec:
-  mtls: true
-  autoInjectionNamespaces:
-  - "default"
-  sidecarInjector:
-    initCNIConfiguration:
-      enabled: true
-      excludeNamespaces:
-      - "istio-system"
-  imagePullPolicy: Always
-"""
+#: Seed 004's CR as the golden files take it (the seed's own sample, verbatim).
+SEED_004 = (Path(__file__).resolve().parents[1] / "golden" / "inputs" / "seed-004-cni.yaml").read_text()
 
 
 def _deployment(mesh: Mesh, name: str) -> Obj | None:
@@ -135,7 +121,9 @@ async def test_seed_000_installs_the_full_control_plane(mesh: Mesh) -> None:
     assert hook["webhooks"][0]["clientConfig"]["service"]["name"] == "istio-sidecar-injector"
     mesh_cm = mesh.master.store.get("v1", "ConfigMap", "istio", NAMESPACE)
     assert mesh_cm is not None and "mesh" in mesh_cm["data"] and "meshNetworks" in mesh_cm["data"]
-    assert all(c.endswith(":1.2.8") for d in SEED_PODS for c in _images(mesh, d)), {d: _images(mesh, d) for d in SEED_PODS}
+    tag = image_tag_for(DEFAULT_VERSION)  # no version in the CR: the newest supported
+    assert tag.startswith("1.2.")
+    assert {i.rsplit(":", 1)[1] for d in SEED_PODS for i in _images(mesh, d)} == {tag}
 
 
 async def _pod_count(pods: Any, n: int) -> bool:
@@ -256,6 +244,34 @@ async def test_component_off_and_on_again(mesh: Mesh, toggle: str) -> None:
     await _switch(mesh, flipped, BASE, components)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="federationd/projections/derive.py:390-399 (_progress) judges a workload by its last "
+    "readiness fact even when that fact predates the write that changed it: with the "
+    "Deployment watch lagging, the status says Available for a rollout nobody has seen",
+)
+async def test_available_waits_for_the_rollout_even_when_the_watch_lags(mesh: Mesh) -> None:
+    """Readiness observed before a workload's last write says nothing about that write."""
+    b = mesh.master.behaviours
+    gen = await apply(mesh, BASE)
+    await settled(mesh, NAME, gen)
+    b.hold_ready(NAMESPACE, "istio-pilot")
+    with StatusLog(mesh.master, NAME) as log:
+        try:
+            # the Deployment watch is re-established late (a slow apiserver, a reconnect)
+            mesh.master.faults.latency(2.5, verb="watch", resource="deployments", duration=2.0)
+            assert mesh.master.store.drop_watches(("apps", "deployments")) >= 1
+            gen = await apply(mesh, with_spec(BASE, pilot={"resources": {"requests": {"cpu": "11m"}}}))
+            await settled(mesh, NAME, gen, "Reconciling")
+            assert "Available" not in log.statuses(gen), log.seen
+        finally:
+            b.release_ready(NAMESPACE, "istio-pilot")
+            mesh.master.faults.clear()
+    await settled(mesh, NAME, gen)
+    gen = await apply(mesh, BASE)
+    await settled(mesh, NAME, gen)
+
+
 # --- CNI ---------------------------------------------------------------------------------------------
 
 
@@ -267,7 +283,7 @@ def _injector_template(mesh: Mesh) -> str:
 
 async def test_cni_plugin_replaces_istio_init(mesh: Mesh) -> None:
     # seed 004's CR has its own name: the seed-000 Istio goes first (one Istio per mesh)
-    await kubectl(mesh.kubeconfig, "delete", "istio", NAME, "-n", NAMESPACE)
+    await kubectl(mesh.kubeconfig, "delete", "istio", NAME, "-n", NAMESPACE, "--ignore-not-found")
     await wait_for(lambda: not inventory(mesh.master), timeout=30, what="seed-000 control plane uninstalled")
     doc = yaml.safe_load(SEED_004)
     name = doc["metadata"]["name"]
@@ -294,25 +310,3 @@ async def test_cni_plugin_replaces_istio_init(mesh: Mesh) -> None:
     assert "istio-init" not in _injector_template(mesh)
     assert cr(mesh.master, name)["status"]["Status"] == "Available"
 
-
-async def test_scratch_lagging_watch(mesh: Mesh) -> None:
-    b = mesh.master.behaviours
-    name = "istio-sample"
-    doc = yaml.safe_load(SEED_004)
-    gen = await apply(mesh, doc)
-    await settled(mesh, name, gen)
-    b.hold_ready(NAMESPACE, "istio-pilot")
-    with StatusLog(mesh.master, name) as log:
-        try:
-            mesh.master.faults.latency(3.0, verb="watch", resource="deployments", count=1)
-            mesh.master.store.drop_watches(("apps", "deployments"))
-            gen = await apply(mesh, with_spec(doc, pilot={"resources": {"requests": {"cpu": "11m"}}}))
-            await wait_for(lambda: status(mesh.master, name).get("observedGeneration") == gen, timeout=10)
-            await wait_for(mesh.daemon.converged, timeout=10)
-            print("SEEN", log.seen)
-            await settled(mesh, name, gen, "Reconciling", timeout=10)
-            print("SEEN", log.seen)
-            assert "Available" not in log.statuses(gen), log.seen
-        finally:
-            b.release_ready(NAMESPACE, "istio-pilot")
-            mesh.master.faults.clear()
