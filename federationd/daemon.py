@@ -35,11 +35,13 @@ import asyncio
 import base64
 import collections
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -53,6 +55,7 @@ from federationd import config
 from federationd.actuators.client import KubeClient
 from federationd.actuators.converge import ClusterConverger
 from federationd.actuators.status import StatusWriter
+from federationd.actuators.tasks import raise_if_cancelled, reap
 from federationd.clusters import (
     ClusterClient,
     ClusterState,
@@ -298,17 +301,16 @@ class ClusterRuntime:
         return r.store.get((namespace, name)) if r is not None else None
 
     async def stop(self) -> None:
-        await self.converger.stop()
-        for r in self.reflectors.values():
-            await r.stop()
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        await self.client.close()
+        try:
+            await self.converger.stop()
+            for r in self.reflectors.values():
+                await r.stop()
+                raise_if_cancelled()
+            await reap(list(self._tasks))
+        finally:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            await self.client.close()
 
 
 # --- restoring the watchers' memory ----------------------------------------------------------------
@@ -345,6 +347,22 @@ def known_facts(state: ProjectionState, *, master: str) -> list[Event]:
             kind, ns, name = key.split("/", 2)
             out.append(ev.WorkloadReadinessObserved(cluster=ClusterName(c), key=key, time=0.0, kind=kind, namespace=ns, name=name, ready=wl.ready, desired=wl.desired, available=wl.available, image=wl.image))
     return out
+
+
+#: Seconds a stop may take before the process gives up on a clean shutdown.
+SHUTDOWN_GRACE = 25.0
+
+
+def _abandon(loop: asyncio.AbstractEventLoop) -> None:
+    """Runs in the watchdog thread: the clean shutdown is stuck."""
+    print(f"federationd: shutdown took longer than {SHUTDOWN_GRACE:g}s; abandoning", file=sys.stderr)
+    with contextlib.suppress(Exception):
+        for task in asyncio.all_tasks(loop):
+            task.print_stack(limit=8, file=sys.stderr)
+    with contextlib.suppress(Exception):
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    sys.stderr.flush()
+    os._exit(3)
 
 
 # --- the daemon -------------------------------------------------------------------------------------
@@ -395,6 +413,8 @@ class Daemon:
         self._last_fact_time = 0.0
         self._snapshotter: Snapshotter[ProjectionState] | None = None
         self._joining: set[str] = set()
+        #: remote → seq of the ClusterRemoved appended when it was cleaned up
+        self._removed_at: dict[str, int] = {}
         self.resyncs = 0
         self.resolver = HostnameResolver(self, period=settings.resolve_period, hosts_file=settings.hosts_file)
         self._hostnames: list[tuple[str, str]] = []
@@ -499,6 +519,8 @@ class Daemon:
         for name in members | set(state.actuations):
             if name == self.settings.cluster_name:
                 continue
+            if name not in members and state.seq < self._removed_at.get(name, 0):
+                continue  # just cleaned up; its ClusterRemoved is not folded yet
             found = kubeconfigs.get(name)
             if found is not None:
                 out[name] = (found[0], found[1].fingerprint, name in members)
@@ -530,6 +552,7 @@ class Daemon:
                 asyncio.get_running_loop().call_later(0.25, self._dirty.set)
         if master is None:
             return
+        wanted = self._wanted_remotes(state)  # again: a remote dropped above stays dropped
         for name, (secret_key, fp, member) in wanted.items():
             if name in self.runtimes or name in self._joining:
                 continue
@@ -567,7 +590,9 @@ class Daemon:
         self.emitter.forget_cluster(name)
         self.metrics.forget_cluster(name)
         if removed:
-            await self.append([ev.ClusterRemoved(cluster=ClusterName(name), key=f"Cluster//{name}", time=time.time())])
+            seqs = await self.append([ev.ClusterRemoved(cluster=ClusterName(name), key=f"Cluster//{name}", time=time.time())])
+            if isinstance(seqs, list) and seqs:
+                self._removed_at[name] = int(seqs[-1])
         log.info("remote %s %s", name, "left" if removed else "disconnected for a new kubeconfig")
         self._dirty.set()
 
@@ -640,6 +665,23 @@ class Daemon:
                 "status": self.status.idle() if self.status else True,
             },
             "actuators": lambda: {n: rt.converger.stats for n, rt in self.runtimes.items()},
+            "runtime": self._runtime_stats,
+        }
+
+    def _runtime_stats(self) -> dict[str, Any]:
+        """Process resources, for leak checks: tasks, open files, memory, clusters."""
+        try:
+            fds = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            fds = -1
+        rss = 0
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return {
+            "tasks": len(asyncio.all_tasks()),
+            "open_files": fds,
+            "rss_bytes": rss,
+            "clusters": sorted(self.runtimes),
         }
 
     # --- run -------------------------------------------------------------------------------------------
@@ -660,7 +702,16 @@ class Daemon:
         )
 
     def request_stop(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
+        # A stop must end the process even if some cleanup step hangs (a cluster that
+        # never answers, a bug): after the grace period, report where it was stuck and
+        # leave with a non-zero code rather than linger until SIGKILL.
+        loop = asyncio.get_running_loop()
+        timer = threading.Timer(SHUTDOWN_GRACE, _abandon, args=(loop,))
+        timer.daemon = True
+        timer.start()
 
     async def run(self) -> int:
         s = self.settings
@@ -737,11 +788,7 @@ class Daemon:
             rt.converger.pause()
         if self.status is not None:
             await self.status.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await reap(self._tasks)
         for rt in list(self.runtimes.values()):
             if rt.master and self.elector is not None:
                 continue  # the Lease is released through the master's client below

@@ -31,7 +31,6 @@ fails and is retried with backoff.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -42,6 +41,7 @@ from typing import Any
 from events import types as ev
 from events.types import ClusterName, Event
 from federationd.actuators.client import ApiError, ApiNotFound, KubeClient
+from federationd.actuators.tasks import raise_if_cancelled, reap
 from federationd.actuators.workqueue import RateLimit, WorkQueue, run_worker
 from federationd.metrics import METRICS, Metrics
 from federationd.projections.derive import ClusterDesired, DesiredObject, split_key
@@ -216,13 +216,10 @@ class ClusterConverger:
         await self.queue.shutdown()
         task, self._worker = self._worker, None
         if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                try:
-                    await asyncio.wait_for(task, timeout=10.0)
-                except TimeoutError:
-                    pass
+            await reap([task], cancel=False, grace=10.0)
         for r in self._reflectors.values():
             await r.stop()
+            raise_if_cancelled()
         self._reflectors.clear()
 
     # --- inputs -------------------------------------------------------------------------------

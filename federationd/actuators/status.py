@@ -19,7 +19,6 @@ is appended to the log as ``ActuationApplied``/``ActuationFailed`` with verb ``s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -29,6 +28,7 @@ from events import types as ev
 from events.types import ClusterName, Event
 from federationd.actuators.client import ApiError, ApiNotFound, KubeClient
 from federationd.actuators.converge import redact
+from federationd.actuators.tasks import reap
 from federationd.actuators.workqueue import RateLimit, WorkQueue, run_worker
 from federationd.api import v1beta1
 from federationd.metrics import METRICS, Metrics
@@ -96,8 +96,7 @@ class StatusWriter:
         await self.queue.shutdown()
         task, self._worker = self._worker, None
         if task is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, timeout=10.0)
+            await reap([task], cancel=False, grace=10.0)
 
     def set_desired(self, statuses: Mapping[str, DesiredStatus]) -> None:
         mine = {k: s for k, s in statuses.items() if s.cluster == self.cluster}

@@ -161,8 +161,10 @@ def gateway_addresses(state: ProjectionState, cluster: str, namespace: str) -> t
     if not addrs and gw.service_type == "NodePort":
         for node in sorted(state.nodes.get(cluster, {})):
             n = state.nodes[cluster][node]
-            seqs.append(n.seq)
-            addrs.extend(n.addresses)
+            if n.addresses:
+                # the node's most reachable address (ExternalIP before InternalIP)
+                seqs.append(n.seq)
+                addrs.append(n.addresses[0])
         port = gw.node_ports.get("tls", gw.node_ports.get("https", port))
     return sorted(set(addrs)), port, tuple(seqs)
 

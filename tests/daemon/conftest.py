@@ -65,7 +65,7 @@ class DaemonProcess:
             "--kubeconfig", str(self.kubeconfig), "--log", str(self.log),
             "--http-port", "0", "--namespace", "istio-system", "--identity", self.name,
             "--resync-period", "2", "--watch-timeout", "30", "--inactivity-timeout", "20",
-            "--request-timeout", "5", "--log-level", "DEBUG", *self.extra,
+            "--request-timeout", "5", "--log-level", "INFO", *self.extra,
             stdout=asyncio.subprocess.PIPE, stderr=self._stderr,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

@@ -176,7 +176,11 @@ async def test_seed_000_mtls_injection_and_a_quiet_resync(
 async def test_drift_is_repaired(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path) -> None:
     kc = fleet["master"].kubeconfig_path
     await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
-    d = await start_daemon(daemons, fleet, tmp_path / "log.db")
+    # a kubeconfig with several contexts: --context picks the master
+    d = DaemonProcess(kubeconfig=fleet.merged_kubeconfig_path, log=tmp_path / "log.db", extra=["--context", "master"])
+    daemons.append(d)
+    await d.start()
+    await wait_for(d.ready, timeout=30, what="ready")
     await _available(fleet, d)
     cm = _get(fleet, "v1", "ConfigMap", "istio", "istio-system")
     assert cm is not None

@@ -137,3 +137,40 @@ async def test_a_remote_removed_while_the_daemon_was_down_is_cleaned_up(tmp_path
         await wait_for(lambda: "remote remote-eu left" in d2.stderr(), timeout=30, what="remote dropped")
         await wait_for(lambda: REMOTE not in _networks(fleet), timeout=30)
         assert await d2.terminate() == 0
+
+
+async def test_join_leave_cycles_leave_no_tasks_or_connections_behind(tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    cycles = 5
+    async with Fleet(["master", REMOTE], directory=tmp_path / "fleet") as fleet:
+        kc = fleet["master"].kubeconfig_path
+        d = await _join(fleet, daemons, tmp_path)
+        remote_cr = json.dumps({
+            "apiVersion": "istio.banzaicloud.io/v1beta1", "kind": "RemoteIstio",
+            "metadata": {"name": REMOTE, "namespace": "istio-system"},
+            "spec": {"enabledServices": [{"name": "istio-pilot"}]},
+        })
+
+        async def leave(n: int) -> None:
+            await kubectl(kc, "delete", "remoteistio", REMOTE, "-n", "istio-system")
+            await wait_for(lambda: d.stderr().count("remote remote-eu left") == n, timeout=60, what=f"leave {n}")
+            assert _get(fleet, REMOTE, "apps/v1", "Deployment", "istio-citadel", "istio-system") is None
+            await wait_for(d.converged, timeout=30)
+
+        async def join(n: int) -> None:
+            await kubectl(kc, "apply", "-f", "-", stdin=remote_cr)
+            await wait_for(lambda: d.stderr().count("remote remote-eu joined") == n, timeout=60, what=f"join {n}")
+            await wait_for(lambda: _remote_status(fleet).get("Status") == "Available", timeout=60)
+
+        await leave(1)
+        baseline = await d.debug("runtime")
+        assert baseline["clusters"] == ["master"]
+        for i in range(cycles):
+            await join(i + 2)
+            await leave(i + 2)
+        after = await d.debug("runtime")
+        assert after["clusters"] == ["master"]
+        assert "connected to clean up" not in d.stderr()
+        assert after["tasks"] <= baseline["tasks"], (baseline, after)
+        assert after["open_files"] <= baseline["open_files"] + 1, (baseline, after)
+        assert after["rss_bytes"] < baseline["rss_bytes"] + 32 * 2**20, (baseline, after)
+        assert await d.terminate() == 0

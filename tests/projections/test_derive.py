@@ -251,3 +251,15 @@ def test_a_rule_naming_an_unobserved_locality_is_a_warning() -> None:
     assert "us-central1" in warning["message"] and warning["status"] == "False"
     log.add(ev.NodeLocalityObserved(cluster=ClusterName("remote-us"), key="Node//m", time=1, node="m", region="us-central1", zone="us-central1-a"))
     assert [c["type"] for c in _status(log)["conditions"]] == ["Reconciled", "Available"]  # type: ignore[attr-defined]
+
+
+def test_a_nodeport_gateway_is_reached_through_its_nodes() -> None:
+    log = Log()
+    log.add(istio(SEED_000))
+    log.add(
+        ev.NodeLocalityObserved(cluster=MASTER, key="Node//n1", time=1, node="n1", region="r", addresses=("192.0.2.10", "10.0.0.10")),
+        ev.GatewayAddressesObserved(cluster=MASTER, key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="NodePort", node_ports={"tls": 31450, "https": 31390}, ports={"tls": 15443}),
+    )
+    addrs, port, seqs = d.gateway_addresses(log.state, "master", "istio-system")
+    assert addrs == ["192.0.2.10"] and port == 31450 and seqs == (3, 2)
+    assert derive(log.state).statuses["Istio/istio-system/istio"].status["GatewayAddress"] == addrs
