@@ -187,6 +187,11 @@ class WorkloadReadinessObserved(Event, frozen=True, tag=True):
     desired: int = 0
     available: int = 0
     image: str = ""
+    #: ``metadata.generation`` of the object observed and the ``status.observedGeneration``
+    #: its controller reported: readiness says something about a write only once the
+    #: controller has observed the generation that write produced.
+    generation: int = 0
+    observed_generation: int = 0
 
 
 class WorkloadRemoved(Event, frozen=True, tag=True):
@@ -222,6 +227,9 @@ class ActuationApplied(Event, frozen=True, tag=True):
     content_hash: str
     latency: float
     cause_seq: int = 0
+    #: ``metadata.generation`` of the object after the write (0 when unknown, e.g. a
+    #: delete): a workload's readiness counts only once observed at this generation.
+    generation: int = 0
 
 
 class ActuationFailed(Event, frozen=True, tag=True):
@@ -243,6 +251,37 @@ class LeadershipAcquired(Event, frozen=True, tag=True):
 class LeadershipLost(Event, frozen=True, tag=True):
     identity: str
 
+
+
+# --- the shared root of trust ----------------------------------------------------------------
+
+
+class CaSecretObserved(Event, frozen=True, tag=True):
+    """A plug-in CA Secret (``cacerts``) on a cluster, by its PUBLIC fingerprint only
+    (``federationd.trust.public_fingerprint``: sha256 over the certificates, never the
+    key). ``key`` is ``Secret/<namespace>/<name>``; ``managed`` says federationd's trust
+    manager wrote it; ``problem`` is why its certificates cannot be read (no fingerprint)."""
+
+    namespace: str
+    name: str
+    fingerprint: str = ""
+    managed: bool = False
+    problem: str = ""
+
+
+class CaSecretRemoved(Event, frozen=True, tag=True):
+    namespace: str
+    name: str
+
+
+class TrustObserved(Event, frozen=True, tag=True):
+    """Whether a cluster could be given a ``cacerts`` chained to the mesh's root
+    (``key`` is ``Trust//<cluster>``): ``root_fingerprint`` is the root's public
+    fingerprint; ``problem`` (empty when in place) why not — a malformed root Secret, a
+    ``cacerts`` federationd did not create. Never key or certificate data."""
+
+    root_fingerprint: str = ""
+    problem: str = ""
 
 #: Every event type, in order of introduction. The decoder accepts exactly these tags.
 CATALOGUE: tuple[type[Event], ...] = (
@@ -270,4 +309,7 @@ CATALOGUE: tuple[type[Event], ...] = (
     ActuationFailed,
     LeadershipAcquired,
     LeadershipLost,
+    CaSecretObserved,
+    CaSecretRemoved,
+    TrustObserved,
 )

@@ -55,8 +55,9 @@ class Settings:
     inactivity_timeout: float = 120.0
     #: timeout of every single API request (seconds)
     request_timeout: float = 30.0
-    #: how long a leaving remote may take to have its objects deleted (seconds)
-    leave_timeout: float = 30.0
+    #: how long a leaving remote may take to have its objects deleted (seconds); an
+    #: unreachable remote is then given up (a Warning Event says what was left behind)
+    remote_cleanup_timeout: float = 60.0
     #: re-resolve load-balancer hostnames this often (seconds)
     resolve_period: float = 30.0
     #: an /etc/hosts-style file consulted before DNS for load-balancer hostnames
@@ -92,7 +93,7 @@ _HELP = {
     "watch_timeout": "server-side timeout of each watch request, seconds",
     "inactivity_timeout": "restart a watch silent for this many seconds",
     "request_timeout": "timeout of each API request, seconds",
-    "leave_timeout": "seconds a leaving remote gets to have its objects deleted before it is dropped",
+    "remote_cleanup_timeout": "seconds a leaving remote gets to have its objects deleted before it is given up",
     "resolve_period": "seconds between re-resolutions of load-balancer hostnames",
     "hosts_file": "/etc/hosts-style file consulted before DNS for gateway hostnames",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
@@ -168,6 +169,6 @@ def _check(s: Settings) -> None:
         )
     if s.synchronous not in ("NORMAL", "FULL"):
         raise ConfigError("--synchronous must be NORMAL or FULL")
-    for name in ("resync_period", "watch_timeout", "inactivity_timeout", "request_timeout", "resolve_period", "leave_timeout"):
+    for name in ("resync_period", "watch_timeout", "inactivity_timeout", "request_timeout", "resolve_period", "remote_cleanup_timeout"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{_flag(name)} must be > 0")

@@ -39,7 +39,6 @@ import faulthandler
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -52,7 +51,9 @@ from events.log import EventLog, LogError
 from events.replay import Snapshotter, replay
 from events.types import ClusterName, Event
 from federationd import config
-from federationd.actuators.client import KubeClient
+from federationd.actuators import finalizers
+from federationd.actuators import trust as trust_actuator
+from federationd.actuators.client import ApiError, KubeClient
 from federationd.actuators.converge import ClusterConverger
 from federationd.actuators.status import StatusWriter
 from federationd.actuators.tasks import raise_if_cancelled, reap
@@ -79,6 +80,7 @@ from federationd.projections.state import (
 from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL
 from federationd.watchers import facts
 from federationd.watchers.reflector import Reflector
+from federationd.watchers.resolver import HostnameResolver, hostname_key, hosts_file_resolver
 
 log = logging.getLogger("federationd")
 
@@ -88,75 +90,26 @@ MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
 # --- gateway hostnames ----------------------------------------------------------------------------
 
-Resolve = Callable[[str], Awaitable[list[str]]]
+
+class _ResolutionLog:
+    """The log as the hostname resolver sees it: one fact per append. The resolver
+    filters unchanged answers itself, so the facts bypass the fact emitter."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    async def append(self, event: Event, /) -> object:
+        seqs = await self._daemon.append([event])
+        self._daemon.metrics.events_appended_total.labels(type=type(event).__name__).inc()
+        return seqs
 
 
-def read_hosts_file(path: str) -> dict[str, list[str]]:
-    """hostname → IPs from an /etc/hosts-style file (missing file: nothing)."""
-    out: dict[str, list[str]] = {}
-    try:
-        text = Path(path).read_text()
-    except OSError:
-        return out
-    for line in text.splitlines():
-        fields = line.split("#", 1)[0].split()
-        if len(fields) < 2:
-            continue
-        for host in fields[1:]:
-            out.setdefault(host.lower(), []).append(fields[0])
-    return out
-
-
-class HostnameResolver:
-    """Resolves the load-balancer hostnames of every cluster's gateways to IPs and records
-    the result as ``HostnameResolved`` facts (appended only when the answer changed).
-
-    Istio 1.1/1.2 accept only IPs as meshNetworks gateway addresses, so hostnames (AWS
-    load balancers) are resolved here, again every ``period`` seconds because their IPs
-    move. A failed resolution is a fact too (with its error), so status can say why a
-    gateway has no address. ``hosts_file`` entries win over DNS (tests, demos, split DNS).
-    """
-
-    def __init__(self, daemon: Daemon, *, period: float, hosts_file: str = "", resolve: Resolve | None = None) -> None:
-        self.daemon = daemon
-        self.period = period
-        self.hosts_file = hosts_file
-        self._resolve = resolve or self._dns
-        self.wake = asyncio.Event()
-
-    async def _dns(self, host: str) -> list[str]:
-        if self.hosts_file:
-            static = (await asyncio.to_thread(read_hosts_file, self.hosts_file)).get(host.lower())
-            if static:
-                return static
-        loop = asyncio.get_running_loop()
-        infos = await asyncio.wait_for(loop.getaddrinfo(host, None, family=socket.AF_INET), 10.0)
-        return sorted({str(i[4][0]) for i in infos})
-
-    def targets(self, state: ProjectionState) -> list[tuple[str, str]]:
-        out: set[tuple[str, str]] = set()
-        for cluster, gateways in state.gateways.items():
-            for gw in gateways.values():
-                out.update((cluster, h) for h in gw.hostnames)
-        return sorted(out)
-
-    async def run(self) -> None:
-        while True:
-            for cluster, host in self.targets(self.daemon.state):
-                try:
-                    ips = sorted(set(await self._resolve(host)))
-                    error = "" if ips else "no IPv4 address"
-                except (OSError, TimeoutError) as e:
-                    ips, error = [], f"cannot resolve: {type(e).__name__}"
-                await self.daemon.emitter.emit(
-                    ev.HostnameResolved(
-                        cluster=ClusterName(cluster), key=host, time=time.time(), hostname=host,
-                        ips=tuple(ips), error=error,
-                    )
-                )
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.period)
+def gateway_hostnames(state: ProjectionState) -> dict[str, set[str]]:
+    """cluster → the load-balancer hostnames its gateways announce (to keep resolved)."""
+    return {
+        cluster: {h for gw in gateways.values() for h in gw.hostnames}
+        for cluster, gateways in state.gateways.items()
+    }
 
 
 # --- one cluster ---------------------------------------------------------------------------------
@@ -205,11 +158,15 @@ class ClusterRuntime:
             "gateways": facts.gateway_services(None),
             "deployments": facts.workloads("Deployment", label_selector=MANAGED_SELECTOR),
             "daemonsets": facts.workloads("DaemonSet", label_selector=MANAGED_SELECTOR),
+            # public fingerprints of the plug-in CA Secrets (the shared root of trust)
+            "cacerts": trust_actuator.CACERTS,
         }
         if self.master:
             out["istios"] = facts.ISTIO
             out["remoteistios"] = facts.REMOTE_ISTIO
             out["secrets"] = facts.kubeconfig_secrets(self.daemon.settings.namespace)
+            # the master's ready pod IPs per Service, for remotes' enabledServices
+            out["endpoints"] = facts.endpoints(self.daemon.settings.namespace)
         return out
 
     def start(self) -> None:
@@ -288,6 +245,16 @@ class ClusterRuntime:
             for cr in crs.values():
                 if cr.cluster == c and (cr.namespace, cr.name) not in present:
                     gone += removed(c, {"metadata": {"namespace": cr.namespace, "name": cr.name}}, now)
+        elif name == "endpoints":
+            for key in state.pods.get(c, {}):
+                ns, _, n = key.partition("/")
+                if (ns, n) not in present:
+                    gone += facts.endpoints_removed(c, {"metadata": {"namespace": ns, "name": n}}, now)
+        elif name == "cacerts":
+            for key in state.ca_secrets.get(c, {}):
+                ns, _, n = key.partition("/")
+                if (ns, n) not in present:
+                    gone += trust_actuator.cacerts_removed(c, {"metadata": {"namespace": ns, "name": n}}, now)
         elif name == "secrets":
             for key, kc in state.kubeconfigs.items():
                 _, ns, n = key.split("/", 2)
@@ -341,12 +308,28 @@ def known_facts(state: ProjectionState, *, master: str) -> list[Event]:
             out.append(ev.GatewayAddressesObserved(cluster=ClusterName(c), key=f"Service/{gw.namespace}/{gw.name}", time=0.0, namespace=gw.namespace, name=gw.name, service_type=gw.service_type, ips=gw.ips, hostnames=gw.hostnames, node_ports=dict(gw.node_ports), ports=dict(gw.ports)))
     for c, resolutions in state.resolutions.items():
         for host, res in resolutions.items():
-            out.append(ev.HostnameResolved(cluster=ClusterName(c), key=host, time=0.0, hostname=host, ips=res.ips, error=res.error))
+            out.append(ev.HostnameResolved(cluster=ClusterName(c), key=hostname_key(host), time=0.0, hostname=host, ips=res.ips, error=res.error))
+    for c, pods in state.pods.items():
+        for key, pa in pods.items():
+            ns, _, svc = key.partition("/")
+            out.append(ev.PodAddressesObserved(cluster=ClusterName(c), key=f"Endpoints/{ns}/{svc}", time=0.0, namespace=ns, service=svc, ips=pa.ips, ports=dict(pa.ports)))
+    for c, cas in state.ca_secrets.items():
+        for key, ca in cas.items():
+            ns, _, name = key.partition("/")
+            out.append(ev.CaSecretObserved(cluster=ClusterName(c), key=f"Secret/{ns}/{name}", time=0.0, namespace=ns, name=name, fingerprint=ca.fingerprint, managed=ca.managed, problem=ca.problem))
+    for c, tr in state.trust.items():
+        out.append(ev.TrustObserved(cluster=ClusterName(c), key=trust_actuator.trust_key(c), time=0.0, root_fingerprint=tr.root_fingerprint, problem=tr.problem))
     for c, workloads in state.workloads.items():
         for key, wl in workloads.items():
             kind, ns, name = key.split("/", 2)
-            out.append(ev.WorkloadReadinessObserved(cluster=ClusterName(c), key=key, time=0.0, kind=kind, namespace=ns, name=name, ready=wl.ready, desired=wl.desired, available=wl.available, image=wl.image))
+            out.append(ev.WorkloadReadinessObserved(cluster=ClusterName(c), key=key, time=0.0, kind=kind, namespace=ns, name=name, ready=wl.ready, desired=wl.desired, available=wl.available, image=wl.image, generation=wl.generation, observed_generation=wl.observed_generation))
     return out
+
+
+def _task_kind(task: asyncio.Task[Any]) -> str:
+    """A task's name without its cluster or sequence part (``Task-123`` → ``unnamed``)."""
+    name = task.get_name().split(" ")[0]
+    return "unnamed" if name.startswith("Task-") else name
 
 
 #: Seconds a stop may take before the process gives up on a clean shutdown.
@@ -410,14 +393,31 @@ class Daemon:
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._synced_head: int | None = None
+        #: the last seq this process appended: until a derivation has seen it, what the
+        #: converger and the status writer hold may be older than the log (``converged``)
+        self._appended = 0
         self._last_fact_time = 0.0
         self._snapshotter: Snapshotter[ProjectionState] | None = None
         self._joining: set[str] = set()
         #: remote → seq of the ClusterRemoved appended when it was cleaned up
         self._removed_at: dict[str, int] = {}
+        #: remote → the Warning Event message, when it was given up while leaving
+        self._left_behind: dict[str, str] = {}
+        #: remote → when its RemoteIstio was first seen being deleted (monotonic)
+        self._finalizing_since: dict[str, float] = {}
         self.resyncs = 0
-        self.resolver = HostnameResolver(self, period=settings.resolve_period, hosts_file=settings.hosts_file)
-        self._hostnames: list[tuple[str, str]] = []
+        # Re-read at every lookup (not loaded once): a demo or a test rewrites the file
+        # while the daemon runs, as new load balancers appear and their IPs move.
+        self.resolver = HostnameResolver(
+            _ResolutionLog(self),
+            resolve=hosts_file_resolver(settings.hosts_file) if settings.hosts_file else None,
+            interval=settings.resolve_period,
+        )
+        # The shared root of trust: leader-only, outside derive (keys never enter the
+        # desired state or the log); its facts go through the change-filtering emitter.
+        self.trust = trust_actuator.TrustActuator(kube=self._kube_for, record=self.emitter.emit)
+        #: clusters whose gateway hostnames the resolver was last told about
+        self._resolving: set[str] = set()
 
     # --- the log ------------------------------------------------------------------------------
 
@@ -426,6 +426,8 @@ class Daemon:
             return None
         seqs = await self.events_log.append(list(events))
         self.metrics.event_log_head.set(seqs[-1] if seqs else 0)
+        if seqs:
+            self._appended = max(self._appended, seqs[-1])
         return seqs
 
     async def _tail(self, from_seq: int) -> None:
@@ -462,12 +464,33 @@ class Daemon:
             self._push(state, desired)
             self._gateway_metrics(desired)
             await self._reconcile_remotes(state, desired)
-            targets = self.resolver.targets(state)
-            if targets != self._hostnames:
-                self._hostnames = targets
-                self.resolver.wake.set()
+            if self.leading:
+                await self._manage_finalizers(state)
+            self._feed_resolver(state)
+            self.trust.set_plan(
+                trust_actuator.trust_plan(state, remotes=self._member_remotes(), leaving=self._leaving_remotes())
+            )
             # Let the fold task run between derivations of a burst.
             await asyncio.sleep(0)
+
+    def _kube_for(self, cluster: str) -> KubeClient | None:
+        rt = self.runtimes.get(cluster)
+        return rt.kube if rt is not None else None
+
+    def _member_remotes(self) -> list[str]:
+        """Connected remotes that are not leaving (those get the shared root of trust)."""
+        return [n for n, rt in self.runtimes.items() if not rt.master and rt.leaving_since is None]
+
+    def _leaving_remotes(self) -> list[str]:
+        return [n for n, rt in self.runtimes.items() if not rt.master and rt.leaving_since is not None]
+
+    def _feed_resolver(self, state: ProjectionState) -> None:
+        hostnames = gateway_hostnames(state)
+        for cluster in self._resolving - set(hostnames):
+            self.resolver.set_hostnames(ClusterName(cluster), ())
+        for cluster, hosts in hostnames.items():
+            self.resolver.set_hostnames(ClusterName(cluster), hosts)
+        self._resolving = set(hostnames)
 
     def _push(self, state: ProjectionState, desired: Desired) -> None:
         for name, rt in self.runtimes.items():
@@ -542,13 +565,15 @@ class Daemon:
                 continue
             if rt.leaving_since is None:
                 continue  # not told to leave yet: _push empties its desired state first
-            if (rt.converger.converged() and rt.converger.emptied()) or (
-                time.monotonic() - rt.leaving_since > self.settings.leave_timeout
-            ):
+            if rt.converger.converged() and rt.converger.emptied() and not trust_actuator.holds_trust(state, name):
+                await self._drop_remote(name, removed=True)
+            elif time.monotonic() - rt.leaving_since > self.settings.remote_cleanup_timeout:
+                self._left_behind[name] = self._left_behind_message(state, name, rt)
+                log.warning("remote %s: %s", name, self._left_behind[name])
                 await self._drop_remote(name, removed=True)
             else:
                 # Look again shortly: the last deletion may still be in flight, and an
-                # unreachable remote must still be dropped after --leave-timeout.
+                # unreachable remote must still be dropped after --remote-cleanup-timeout.
                 asyncio.get_running_loop().call_later(0.25, self._dirty.set)
         if master is None:
             return
@@ -582,6 +607,63 @@ class Daemon:
             log.info("remote %s %s", name, "joined" if member else "connected to clean up")
             self._dirty.set()  # push its desired state at the next derivation
 
+    def _left_behind_message(self, state: ProjectionState, name: str, rt: ClusterRuntime) -> str:
+        c = state.clusters.get(name)
+        reason = c.reason if c is not None and c.state == "unreachable" else ""
+        left = sorted(state.actuations.get(name, {}))
+        return finalizers.left_behind_message(
+            name, reason=reason, waited=self.settings.remote_cleanup_timeout, left=left
+        )
+
+    async def _manage_finalizers(self, state: ProjectionState) -> None:
+        """Leader only: put the finalizer on every live RemoteIstio; take it off a
+        deleted one once its remote has left — nothing of ours known on it (or given up
+        after --remote-cleanup-timeout, with a Warning Event) and the master converged
+        without its network."""
+        master = self.runtimes.get(self.settings.cluster_name)
+        r = master.reflectors.get("remoteistios") if master is not None else None
+        if master is None or r is None:
+            return
+        being_deleted = {n for (_, n), cr in r.store.items() if (cr.get("metadata") or {}).get("deletionTimestamp")}
+        for gone in set(self._finalizing_since) - being_deleted:
+            del self._finalizing_since[gone]
+        for (ns, name), cr in list(r.store.items()):
+            deleting = name in being_deleted
+            try:
+                if not deleting:
+                    await finalizers.add_finalizer(master.kube, cr)
+                    continue
+                if not finalizers.has_finalizer(cr):
+                    continue
+                since = self._finalizing_since.setdefault(name, time.monotonic())
+                if name in self.runtimes or name in self._joining:
+                    continue  # still leaving: its objects are being deleted
+                if name in state.actuations:
+                    # Objects of ours are known on a remote it cannot connect to (its
+                    # kubeconfig went first): give up on them after the same bound.
+                    if time.monotonic() - since <= self.settings.remote_cleanup_timeout:
+                        asyncio.get_running_loop().call_later(0.5, self._dirty.set)
+                        continue
+                    self._left_behind.setdefault(name, finalizers.left_behind_message(
+                        name, reason="no usable kubeconfig", waited=self.settings.remote_cleanup_timeout,
+                        left=sorted(state.actuations[name]),
+                    ))
+                if not master.converger.converged():
+                    asyncio.get_running_loop().call_later(0.25, self._dirty.set)
+                    continue  # the master still announces its network
+                message = self._left_behind.get(name)
+                if message is not None:
+                    await finalizers.warn_left_behind(master.kube, cr, message)
+                await finalizers.remove_finalizer(master.kube, cr)
+                self._left_behind.pop(name, None)
+                self._finalizing_since.pop(name, None)
+                log.info("remote %s: finalizer removed from RemoteIstio %s/%s", name, ns, name)
+            except ApiError as e:
+                # Conflicts (the CR changed meanwhile) and outages: the next derivation
+                # looks again with the CR as it is then.
+                log.debug("RemoteIstio %s/%s: finalizer not updated: %s", ns, name, e.message)
+                asyncio.get_running_loop().call_later(0.5, self._dirty.set)
+
     async def _drop_remote(self, name: str, *, removed: bool) -> None:
         rt = self.runtimes.pop(name, None)
         if rt is None:
@@ -589,6 +671,9 @@ class Daemon:
         await rt.stop()
         self.emitter.forget_cluster(name)
         self.metrics.forget_cluster(name)
+        if removed:
+            self.resolver.forget_cluster(ClusterName(name))
+            self._resolving.discard(name)
         if removed:
             seqs = await self.append([ev.ClusterRemoved(cluster=ClusterName(name), key=f"Cluster//{name}", time=time.time())])
             if isinstance(seqs, list) and seqs:
@@ -615,6 +700,7 @@ class Daemon:
             rt.converger.start()
         if self.status is not None:
             self.status.start()
+        self.trust.start()
         self._dirty.set()
 
     async def _stop_leading(self) -> None:
@@ -626,6 +712,7 @@ class Daemon:
             rt.converger.pause()
         if self.status is not None:
             self.status.pause()
+        await self.trust.pause()
         await self.append(
             [
                 ev.LeadershipLost(
@@ -663,6 +750,8 @@ class Daemon:
                 "resyncs": self.resyncs,
                 "clusters": {n: rt.converger.converged() for n, rt in self.runtimes.items()},
                 "status": self.status.idle() if self.status else True,
+                "trust": self.trust.idle(),
+                "derived": self.desired.seq >= self._appended,
             },
             "actuators": lambda: {n: rt.converger.stats for n, rt in self.runtimes.items()},
             "runtime": self._runtime_stats,
@@ -679,6 +768,8 @@ class Daemon:
             rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         return {
             "tasks": len(asyncio.all_tasks()),
+            # by name prefix (before a cluster name), so a leak says what leaks
+            "task_kinds": dict(sorted(collections.Counter(_task_kind(t) for t in asyncio.all_tasks()).items())),
             "open_files": fds,
             "rss_bytes": rss,
             "clusters": sorted(self.runtimes),
@@ -727,7 +818,9 @@ class Daemon:
         try:
             restored = await replay(self.events_log, fold, EMPTY, snapshot=SNAPSHOTS)
             self.state = restored.state
-            self.emitter.prime(known_facts(self.state, master=s.cluster_name))
+            known = known_facts(self.state, master=s.cluster_name)
+            self.emitter.prime(known)
+            self.resolver.prime(known)
             self._snapshotter = Snapshotter(self.events_log, SNAPSHOTS, every=s.snapshot_every, last=restored.seq)
             log.info(
                 "restored seq %d (snapshot %s, %d events folded)",
@@ -750,7 +843,7 @@ class Daemon:
             master.start()
             self._tasks.append(asyncio.create_task(self._master_synced(), name="initial-sync"))
             self._tasks.append(asyncio.create_task(self._resync_loop(), name="resync"))
-            self._tasks.append(asyncio.create_task(self.resolver.run(), name="resolver"))
+            await self.resolver.start()
             if s.leader_elect:
                 self.elector = LeaderElector(
                     master.kube,
@@ -780,15 +873,18 @@ class Daemon:
             if self.leading:
                 for rt in self.runtimes.values():
                     rt.converger.resync()
+                self.trust.resync()
                 self.resyncs += 1
 
     async def _shutdown(self) -> None:
         # Stop writing first (an in-flight write finishes), then watching.
         for rt in self.runtimes.values():
             rt.converger.pause()
+        await self.trust.stop()
         if self.status is not None:
             await self.status.stop()
         await reap(self._tasks)
+        await self.resolver.stop()
         for rt in list(self.runtimes.values()):
             if rt.master and self.elector is not None:
                 continue  # the Lease is released through the master's client below

@@ -493,7 +493,7 @@ class Snapshot:
                 why = c.gateway.resolve_error or "no resolution of the hostname recorded by the daemon"
                 if c.gateway.resolve_error and c.gateway.address in self.hosts:
                     # the answer was in the hosts file the daemon was given: say so
-                    why += f", although {self.hosts[c.gateway.address]} lists it (is --hosts-file read only at start?)"
+                    why += f", although {self.hosts[c.gateway.address]} lists it: see the daemon's log"
                 out.append(f"{c.name}: gateway hostname {c.gateway.address} pending ({why})")
             kind = "Istio" if c.role == "master" else "RemoteIstio"
             if c.status != AVAILABLE:

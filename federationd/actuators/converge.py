@@ -145,6 +145,14 @@ def with_hash(obj: Obj, h: str) -> Obj:
     return body
 
 
+def generation_of(obj: Obj | None) -> int:
+    """``metadata.generation`` of an object as the server returned it (0 if absent)."""
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("generation") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def observed_hash(obj: Obj | None) -> str:
     if obj is None:
         return ""
@@ -385,7 +393,7 @@ class ClusterConverger:
             observed = self._observed(key)
         if d is not None:
             if self._in_effect(key, d, observed):
-                await self._note_in_effect(key, d)
+                await self._note_in_effect(key, d, generation=generation_of(observed))
                 return
             await self._apply(key, d, observed)
             return
@@ -398,7 +406,7 @@ class ClusterConverger:
             # projection stops waiting for the deletion.
             await self._record(ev.ActuationApplied, key, verb=DELETE, content_hash="", latency=0.0)
 
-    async def _note_in_effect(self, key: str, d: DesiredObject) -> None:
+    async def _note_in_effect(self, key: str, d: DesiredObject, *, generation: int) -> None:
         prev = self._acts.get(key)
         if prev is not None and prev.ok and prev.content_hash == d.content_hash and not prev.drifted:
             return
@@ -406,7 +414,10 @@ class ClusterConverger:
             return
         self._recorded[key] = d.content_hash
         self.stats["verify"] += 1
-        await self._record(ev.ActuationApplied, key, verb=VERIFY, content_hash=d.content_hash, latency=0.0)
+        await self._record(
+            ev.ActuationApplied, key, verb=VERIFY, content_hash=d.content_hash, latency=0.0,
+            generation=generation,
+        )
 
     async def _apply(self, key: str, d: DesiredObject, observed: Obj | None) -> None:
         prev = self._acts.get(key)
@@ -436,7 +447,10 @@ class ClusterConverger:
             self._normalised[key] = (d.content_hash, content_hash(project(body, answer)))
         self._recorded[key] = d.content_hash
         self.stats["apply"] += 1
-        await self._record(ev.ActuationApplied, key, verb=APPLY, content_hash=d.content_hash, latency=latency)
+        await self._record(
+            ev.ActuationApplied, key, verb=APPLY, content_hash=d.content_hash, latency=latency,
+            generation=generation_of(answer),
+        )
 
     async def _delete(self, key: str, observed: Obj) -> None:
         api_version, kind, namespace, name = split_key(key)
@@ -509,6 +523,7 @@ class ClusterConverger:
         verb: str,
         content_hash: str,
         latency: float,
+        generation: int = 0,
     ) -> None:
         cause_seq, cause_time = self._cause.pop(key, (0, 0.0))
         now = self._clock()
@@ -526,6 +541,7 @@ class ClusterConverger:
                     content_hash=content_hash,
                     latency=round(latency, 6),
                     cause_seq=cause_seq,
+                    generation=generation,
                 )
             ]
         )

@@ -31,8 +31,14 @@ import msgspec
 from federationd import render
 from federationd.api import v1beta1
 from federationd.projections import locality
-from federationd.projections.state import Actuation, CustomResource, Namespace, ProjectionState
-from federationd.render import injection
+from federationd.projections.state import (
+    Actuation,
+    CustomResource,
+    Namespace,
+    ProjectionState,
+    Workload,
+)
+from federationd.render import flat, injection
 from federationd.render import objects as robj
 from federationd.render.objects import MeshNetwork, NetworkGateway, RenderFacts
 
@@ -151,12 +157,16 @@ def gateway_addresses(state: ProjectionState, cluster: str, namespace: str) -> t
     if gw is None:
         return [], GATEWAY_PORT, ()
     seqs = [gw.seq]
-    addrs: list[str] = list(gw.ips)
-    for host in gw.hostnames:
-        res = state.resolutions.get(cluster, {}).get(host)
-        if res is not None:
-            seqs.append(res.seq)
-            addrs.extend(res.ips)
+    addrs: list[str] = []
+    # A NodePort Service's load-balancer status is a leftover of an earlier type (the
+    # cloud tears that balancer down): only a LoadBalancer's addresses are announced.
+    if gw.service_type != "NodePort":
+        addrs.extend(gw.ips)
+        for host in gw.hostnames:
+            res = state.resolutions.get(cluster, {}).get(host)
+            if res is not None:
+                seqs.append(res.seq)
+                addrs.extend(res.ips)
     port = gw.ports.get("tls", gw.ports.get("https", GATEWAY_PORT))
     if not addrs and gw.service_type == "NodePort":
         for node in sorted(state.nodes.get(cluster, {})):
@@ -167,6 +177,28 @@ def gateway_addresses(state: ProjectionState, cluster: str, namespace: str) -> t
                 addrs.append(n.addresses[0])
         port = gw.node_ports.get("tls", gw.node_ports.get("https", port))
     return sorted(set(addrs)), port, tuple(seqs)
+
+
+def gateway_pending(state: ProjectionState, cluster: str, namespace: str) -> str:
+    """Why ``cluster``'s ingress gateway has no address yet (for status), or "" when it
+    has one. A pending gateway is shown, never waited for: the cluster's network is
+    announced without gateways meanwhile and every other cluster converges as usual."""
+    addrs, _, _ = gateway_addresses(state, cluster, namespace)
+    if addrs:
+        return ""
+    where = f"{namespace}/{INGRESS_GATEWAY}"
+    gw = state.gateways.get(cluster, {}).get(where)
+    if gw is None:
+        return f"pending: ingress gateway Service {where} not observed yet"
+    if gw.service_type == "NodePort":
+        return f"pending: ingress gateway {where} is a NodePort and no node has an address yet"
+    unresolved = [
+        f"{h} ({r.error})" if (r := state.resolutions.get(cluster, {}).get(h)) is not None and r.error else h
+        for h in gw.hostnames
+    ]
+    if unresolved:
+        return f"pending: load balancer hostname of {where} not resolved yet: {', '.join(unresolved)}"
+    return f"pending: ingress gateway {where} has no load balancer address yet"
 
 
 # --- facts for render ---------------------------------------------------------------------
@@ -223,6 +255,29 @@ def _localities(state: ProjectionState) -> tuple[tuple[str, ...], tuple[int, ...
                 locs.add(f"{n.region}/{n.zone}" if n.zone else n.region)
                 seqs.append(n.seq)
     return tuple(sorted(locs)), tuple(seqs)
+
+
+#: ``Kind/name`` of citadel's Deployment (how ``_desired_objects`` finds extra reasons).
+CITADEL_KEY = "Deployment/istio-citadel"
+#: The plug-in CA Secret citadel reads (Istio's name for it).
+CACERTS = "cacerts"
+
+
+def _ca_facts(state: ProjectionState, cluster: str, namespace: str) -> tuple[str, str, tuple[int, ...]]:
+    """``(ca_secret_name, ca_fingerprint, seqs)`` for render: ``cacerts`` once federationd's
+    trust manager has placed it on the cluster (observed, readable, ours). A ``cacerts``
+    someone else put there is not used: the trust side reports it in status instead.
+    Only the public fingerprint is known here; key material never passes through."""
+    ca = state.ca_secrets.get(cluster, {}).get(f"{namespace}/{CACERTS}")
+    if ca is None or not ca.managed or not ca.fingerprint:
+        return "", "", ()
+    return CACERTS, ca.fingerprint, (ca.seq,)
+
+
+def _trust_blocker(state: ProjectionState, cluster: str) -> str:
+    """Why ``cluster`` does not share the mesh's root of trust ("" when it does)."""
+    tr = state.trust.get(cluster)
+    return f"shared root of trust: {tr.problem}" if tr is not None and tr.problem else ""
 
 
 # --- render (the one seam between projections and the object builders) -----------------------
@@ -298,12 +353,15 @@ def _master_desired(
     spec = v1beta1.istio_spec(istio.good_spec, namespace=istio.namespace)
     networks, net_seqs = _mesh_networks(state, master, istio)
     localities, loc_seqs = _localities(state)
+    ca_name, ca_fingerprint, ca_seqs = _ca_facts(state, master, istio.namespace)
     facts = RenderFacts(
         cluster=master,
         role="master",
         network=master if networks else "",
         mesh_networks=networks,
         localities=localities,
+        ca_secret_name=ca_name,
+        ca_fingerprint=ca_fingerprint,
     )
     try:
         rendered = _render_master(spec, namespace=istio.namespace, facts=facts)
@@ -318,7 +376,7 @@ def _master_desired(
             rendered,
             patches,
             base=(istio.good_seq,),
-            extra={"ConfigMap/istio": net_seqs + loc_seqs},
+            extra={"ConfigMap/istio": net_seqs + loc_seqs, CITADEL_KEY: ca_seqs},
             ns_seqs={n: existing[n].seq for n in existing},
         )
     )
@@ -335,12 +393,15 @@ def _remote_desired(
     rspec = v1beta1.remote_istio_spec(remote.good_spec, namespace=remote.namespace)
     networks, _ = _mesh_networks(state, istio.cluster, istio)
     localities, _ = _localities(state)
+    ca_name, ca_fingerprint, ca_seqs = _ca_facts(state, remote.name, remote.namespace)
     facts = RenderFacts(
         cluster=remote.name,
         role="remote",
         network=remote.name,
         mesh_networks=networks,
         localities=localities,
+        ca_secret_name=ca_name,
+        ca_fingerprint=ca_fingerprint,
     )
     try:
         rendered = _render_remote(spec, rspec, namespace=remote.namespace, facts=facts)
@@ -348,16 +409,82 @@ def _remote_desired(
         return ClusterDesired(hold=True, hold_reason=str(e))
     except Exception as e:
         return ClusterDesired(hold=True, hold_reason=f"render failed: {type(e).__name__}: {e}")
+    try:
+        flat_objs, flat_seqs = _enabled_services(state, istio, spec, rspec, namespace=remote.namespace)
+    except flat.EnabledServiceError as e:
+        return ClusterDesired(hold=True, hold_reason=f"enabledServices: {e}")
+    clash = _name_clash(rendered, flat_objs)
+    if clash:
+        return ClusterDesired(hold=True, hold_reason=clash)
     existing = state.namespaces.get(remote.name, {})
     patches = _injection_patches(rspec.auto_injection_namespaces, existing)
     return ClusterDesired(
         objects=_desired_objects(
-            rendered,
+            [*rendered, *flat_objs],
             patches,
             base=(istio.good_seq, remote.good_seq),
-            extra={},
+            extra={**flat_seqs, CITADEL_KEY: ca_seqs},
             ns_seqs={n: existing[n].seq for n in existing},
         )
+    )
+
+
+# --- flat network (seed 000) ------------------------------------------------------------------
+
+
+def _enabled_services(
+    state: ProjectionState,
+    istio: CustomResource,
+    spec: v1beta1.IstioSpec,
+    rspec: v1beta1.RemoteIstioSpec,
+    *,
+    namespace: str,
+) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
+    """The remote's selector-less Services + Endpoints for ``enabledServices``, and the
+    seqs each was derived from (keyed ``Kind/name``, as ``_desired_objects`` reads them).
+
+    The addresses are the master's ready pod IPs of the service of that name in the
+    master Istio's namespace (its Endpoints, observed as ``PodAddressesObserved``), or in
+    gateway mode — the master Istio has ``meshExpansion``, the source's rule: the master
+    is reached only through its ingress gateway — the master's gateway addresses."""
+    if not rspec.enabled_services:
+        return [], {}
+    master_pods = state.pods.get(istio.cluster, {})
+    observed: dict[str, flat.ServiceAddresses] = {}
+    seqs: dict[str, tuple[int, ...]] = {}
+    gw_addrs, _, gw_seqs = gateway_addresses(state, istio.cluster, istio.namespace)
+    for svc in rspec.enabled_services:
+        pa = master_pods.get(f"{istio.namespace}/{svc.name}")
+        used: tuple[int, ...] = gw_seqs if spec.mesh_expansion else ()
+        if pa is not None:
+            observed[svc.name] = flat.ServiceAddresses(ips=pa.ips, ports=dict(pa.ports))
+            used = (*used, pa.seq)
+        seqs[f"Service/{svc.name}"] = seqs[f"Endpoints/{svc.name}"] = used
+    objs = flat.render_enabled_services(
+        rspec,
+        namespace=namespace,
+        observed=observed,
+        gateway_addresses=gw_addrs,
+        gateway_mode=spec.mesh_expansion,
+    )
+    return objs, seqs
+
+
+def _name_clash(rendered: Iterable[Mapping[str, Any]], flat_objs: Iterable[Mapping[str, Any]]) -> str:
+    """Why ``enabledServices`` cannot be applied next to the remote's own components: an
+    entry named like a Service (or Endpoints) federationd already renders there would
+    make two desired objects of one name fight."""
+    own = {object_key(o) for o in rendered}
+    clashes = sorted(
+        f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
+        for o in flat_objs
+        if o["kind"] == "Service" and object_key(o) in own
+    )
+    if not clashes:
+        return ""
+    return (
+        "enabledServices: " + ", ".join(clashes)
+        + " clashes with a Service of the remote's own components; rename or remove the entry"
     )
 
 
@@ -390,22 +517,54 @@ def _progress(
     # applied once and no longer desired: its deletion (or release) is pending
     pending.extend(key for key in acts if key not in desired.objects)
     not_ready = []
-    for d in desired.objects.values():
+    for key, d in desired.objects.items():
         kind = d.obj["kind"]
         if kind in WORKLOAD_KINDS:
             meta = d.obj["metadata"]
             wl = state.workloads.get(cluster, {}).get(f"{kind}/{meta.get('namespace', '')}/{meta['name']}")
             if wl is not None:
                 seqs.append(wl.seq)
-                if not wl.ready:
-                    not_ready.append(f"{kind}/{meta['name']}")
+            waiting = _workload_waiting(kind, meta["name"], wl, acts.get(key))
+            if waiting:
+                not_ready.append(waiting)
     if failed:
         return RECONCILE_FAILED, "; ".join(sorted(failed))[:1000], latest, tuple(seqs)
     if pending:
         return (RECONCILING if any_applied else CREATED), "", latest, tuple(seqs)
     if not_ready:
-        return RECONCILING, "", latest, tuple(seqs)
+        return RECONCILING, _waiting_message(not_ready), latest, tuple(seqs)
     return AVAILABLE, "", latest, tuple(seqs)
+
+
+#: How many unready workloads a Reconciling message names before it counts the rest.
+WAITING_NAMED = 5
+
+
+def _workload_waiting(kind: str, name: str, wl: Workload | None, act: Actuation | None) -> str:
+    """Why one desired workload is not ready yet ("" when it is).
+
+    Readiness observed before the write that changed the workload says nothing about that
+    write: the workload counts only once its controller has observed the generation our
+    last write produced (``Actuation.generation``; 0 when unknown, e.g. a log written
+    before generations were recorded). A write that did not change the spec keeps the
+    generation, so the fact already in the state still satisfies it and status cannot be
+    held in Reconciling by it. No fact at all means nobody has seen it ready."""
+    if wl is None:
+        return f"{kind} {name} (not observed yet)"
+    needed = act.generation if act is not None else 0
+    if wl.observed_generation < needed:
+        return f"{kind} {name} (update not observed yet, {wl.available}/{wl.desired} ready)"
+    if not wl.ready or wl.available < wl.desired:
+        return f"{kind} {name} ({wl.available}/{wl.desired} ready)"
+    return ""
+
+
+def _waiting_message(not_ready: Sequence[str]) -> str:
+    """``waiting for: A, B`` — sorted, and short: at most ``WAITING_NAMED`` names."""
+    names = sorted(not_ready)
+    shown = ", ".join(names[:WAITING_NAMED])
+    rest = len(names) - WAITING_NAMED
+    return f"waiting for: {shown}" + (f" and {rest} more" if rest > 0 else "")
 
 
 def _status(
@@ -416,6 +575,7 @@ def _status(
     generation: int,
     time: float,
     warnings: Sequence[str] = (),
+    gateway_pending: str = "",
 ) -> dict[str, Any]:
     when = rfc3339(time)
     reconciled = v1beta1.Condition(
@@ -444,6 +604,18 @@ def _status(
                 status="False",
                 reason="UnknownLocality",
                 message="; ".join(warnings)[:1000],
+                last_transition_time=when,
+                observed_generation=generation,
+            )
+        )
+    if gateway_pending:
+        # Shown, not waited for: the status value does not depend on it.
+        conditions.append(
+            v1beta1.Condition(
+                type="GatewayAddressAssigned",
+                status="False",
+                reason="Pending",
+                message=gateway_pending[:1000],
                 last_transition_time=when,
                 observed_generation=generation,
             )
@@ -491,6 +663,10 @@ def _cr_status(
         if issues:
             warnings = [str(i) for i in issues]
             reasons.extend(loc_seqs)
+    pending = ""
+    ingress = f"v1/Service/{cr.namespace}/{INGRESS_GATEWAY}"
+    if not gateways and desired is not None and ingress in desired.objects:
+        pending = gateway_pending(state, cluster, cr.namespace)
     return DesiredStatus(
         kind=kind,
         cluster=cr.cluster,
@@ -503,6 +679,7 @@ def _cr_status(
             generation=cr.generation,
             time=when,
             warnings=warnings,
+            gateway_pending=pending,
         ),
         reasons=tuple(sorted(set(reasons) - {0})),
     )
@@ -558,11 +735,12 @@ def derive(state: ProjectionState) -> Desired:
             )
             continue
         statuses[status_key(ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
-            state, cr, cr.cluster, clusters.get(cr.cluster), kind=ISTIO_KIND
+            state, cr, cr.cluster, clusters.get(cr.cluster), kind=ISTIO_KIND,
+            blocker=_trust_blocker(state, cr.cluster),
         )
     for cr in _remote_crs(state):
         blocker = "" if istio is not None else "no Istio resource to federate with"
-        blocker = blocker or _remote_blocker(state, cr)
+        blocker = blocker or _remote_blocker(state, cr) or _trust_blocker(state, cr.name)
         statuses[status_key(REMOTE_ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
             state, cr, cr.name, clusters.get(cr.name), blocker=blocker, kind=REMOTE_ISTIO_KIND
         )

@@ -136,6 +136,8 @@ class Workload(msgspec.Struct, frozen=True, kw_only=True):
     available: int = 0
     image: str = ""
     seq: int = 0
+    generation: int = 0
+    observed_generation: int = 0
 
 
 class PodAddresses(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,6 +157,25 @@ class Actuation(msgspec.Struct, frozen=True, kw_only=True):
     time: float = 0.0
     seq: int = 0
     drifted: bool = False
+    #: ``metadata.generation`` the last successful write produced (0: unknown).
+    generation: int = 0
+
+
+class CaSecret(msgspec.Struct, frozen=True, kw_only=True):
+    """A ``cacerts`` Secret on a cluster: its public fingerprint, never its content."""
+
+    fingerprint: str = ""
+    managed: bool = False
+    problem: str = ""
+    seq: int = 0
+
+
+class Trust(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether a cluster's ``cacerts`` is chained to the mesh's root (``problem`` empty)."""
+
+    root_fingerprint: str = ""
+    problem: str = ""
+    seq: int = 0
 
 
 class Leader(msgspec.Struct, frozen=True, kw_only=True):
@@ -178,6 +199,10 @@ class ProjectionState(msgspec.Struct, frozen=True, kw_only=True):
     pods: dict[str, dict[str, PodAddresses]] = {}
     actuations: dict[str, dict[str, Actuation]] = {}
     leader: Leader = Leader()
+    #: cluster → ``<namespace>/<name>`` → the plug-in CA Secret observed there
+    ca_secrets: dict[str, dict[str, CaSecret]] = {}
+    #: cluster → whether it shares the mesh's root of trust
+    trust: dict[str, Trust] = {}
 
 
 EMPTY = ProjectionState()
@@ -336,6 +361,8 @@ def fold(state: ProjectionState, record: RecordLike) -> ProjectionState:
                 workloads=_drop(s.workloads, c),
                 pods=_drop(s.pods, c),
                 actuations=_drop(s.actuations, c),
+                ca_secrets=_drop(s.ca_secrets, c),
+                trust=_drop(s.trust, c),
             )
         case ev.KubeconfigObserved():
             s = rep(
@@ -397,7 +424,8 @@ def fold(state: ProjectionState, record: RecordLike) -> ProjectionState:
             s = rep(s, resolutions=_put2(s.resolutions, c, e.hostname, res))
         case ev.WorkloadReadinessObserved():
             wl = Workload(
-                ready=e.ready, desired=e.desired, available=e.available, image=e.image, seq=seq
+                ready=e.ready, desired=e.desired, available=e.available, image=e.image, seq=seq,
+                generation=e.generation, observed_generation=e.observed_generation,
             )
             key = f"{e.kind}/{e.namespace}/{e.name}"
             s = rep(s, workloads=_put2(s.workloads, c, key, wl))
@@ -414,7 +442,8 @@ def fold(state: ProjectionState, record: RecordLike) -> ProjectionState:
             pass  # status writes and Kubernetes Events are not part of the inventory
         case ev.ActuationApplied():
             act = Actuation(
-                verb=e.verb, content_hash=e.content_hash, ok=True, time=e.time, seq=seq
+                verb=e.verb, content_hash=e.content_hash, ok=True, time=e.time, seq=seq,
+                generation=e.generation,
             )
             if e.verb in GONE_VERBS:
                 s = rep(s, actuations=_drop2(s.actuations, c, e.key))
@@ -432,8 +461,17 @@ def fold(state: ProjectionState, record: RecordLike) -> ProjectionState:
                 failed_hash=e.content_hash,
                 time=e.time,
                 seq=seq,
+                generation=prev_a.generation if prev_a else 0,
             )
             s = rep(s, actuations=_put2(s.actuations, c, e.key, act))
+        case ev.CaSecretObserved():
+            ca = CaSecret(fingerprint=e.fingerprint, managed=e.managed, problem=e.problem, seq=seq)
+            s = rep(s, ca_secrets=_put2(s.ca_secrets, c, cr_key(e.namespace, e.name), ca))
+        case ev.CaSecretRemoved():
+            s = rep(s, ca_secrets=_drop2(s.ca_secrets, c, cr_key(e.namespace, e.name)))
+        case ev.TrustObserved():
+            tr = Trust(root_fingerprint=e.root_fingerprint, problem=e.problem, seq=seq)
+            s = rep(s, trust=_put(s.trust, c, tr))
         case ev.LeadershipAcquired():
             s = rep(s, leader=Leader(identity=e.identity, seq=seq))
         case ev.LeadershipLost():
@@ -477,6 +515,7 @@ __all__ = [
     "UNKNOWN",
     "UNREACHABLE",
     "Actuation",
+    "CaSecret",
     "Cluster",
     "ClusterName",
     "CustomResource",
@@ -490,6 +529,7 @@ __all__ = [
     "RecordLike",
     "Resolution",
     "Seq",
+    "Trust",
     "Workload",
     "cr_key",
     "decode_state",

@@ -68,8 +68,9 @@ class RenderFacts(msgspec.Struct, frozen=True, kw_only=True):
     whole mesh's network list in a stable order. ``ca_secret_name`` names a Secret with
     plugged-in CA material (``ca-cert.pem``, ``ca-key.pem``, ``root-cert.pem``,
     ``cert-chain.pem``) known to exist on the cluster; empty means citadel runs a
-    self-signed CA unless the spec names one. ``localities`` are the ``region/zone``
-    pairs observed on the mesh's nodes, sorted.
+    self-signed CA unless the spec names one. ``ca_fingerprint`` is that Secret's public
+    fingerprint: it goes into citadel's pod-template hash, so a new CA restarts citadel.
+    ``localities`` are the ``region/zone`` pairs observed on the mesh's nodes, sorted.
     """
 
     cluster: str = "master"
@@ -78,6 +79,7 @@ class RenderFacts(msgspec.Struct, frozen=True, kw_only=True):
     mesh_networks: tuple[MeshNetwork, ...] = ()
     ca_secret_name: str = ""
     localities: tuple[str, ...] = ()
+    ca_fingerprint: str = ""
 
 
 # --- metadata ------------------------------------------------------------------------

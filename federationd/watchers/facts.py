@@ -309,7 +309,9 @@ def workload_fact(cluster: ClusterName, obj: Obj, now: float) -> list[Event]:
     spec = obj.get("spec") or {}
     st = obj.get("status") or {}
     ns, name = _ns_name(obj)
-    observed = int(st.get("observedGeneration") or 0) >= int(m.get("generation") or 0)
+    generation = int(m.get("generation") or 0)
+    observed_generation = int(st.get("observedGeneration") or 0)
+    observed = observed_generation >= generation
     if kind == "DaemonSet":
         desired = int(st.get("desiredNumberScheduled") or 0)
         available = int(st.get("numberAvailable") or 0)
@@ -327,7 +329,8 @@ def workload_fact(cluster: ClusterName, obj: Obj, now: float) -> list[Event]:
     image = str(containers[0].get("image", "")) if containers and isinstance(containers[0], dict) else ""
     return [ev.WorkloadReadinessObserved(
         cluster=cluster, key=_key(kind, obj), time=now, kind=kind, namespace=ns, name=name,
-        ready=ready, desired=desired, available=available, image=image)]
+        ready=ready, desired=desired, available=available, image=image,
+        generation=generation, observed_generation=observed_generation)]
 
 
 def workload_removed(cluster: ClusterName, obj: Obj, now: float) -> list[Event]:
@@ -383,6 +386,7 @@ _FAMILY: dict[type[Event], str] = {
     ev.NodeLocalityObserved: "node", ev.NodeRemoved: "node",
     ev.GatewayAddressesObserved: "gateway", ev.GatewayRemoved: "gateway",
     ev.WorkloadReadinessObserved: "workload", ev.WorkloadRemoved: "workload",
+    ev.CaSecretObserved: "cacerts", ev.CaSecretRemoved: "cacerts",
 }
 
 Identity = tuple[str, str, str, str]

@@ -27,7 +27,6 @@ and does not stop the reflector (the store already reflects the server).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import json
 import logging
@@ -129,11 +128,20 @@ class Reflector:
         return self._task
 
     async def stop(self) -> None:
+        """Cancel the reflector's task and wait for it to end. Only that task's own
+        cancellation is absorbed: if the caller is cancelled meanwhile, the
+        ``CancelledError`` propagates (a blanket ``suppress`` would swallow it and
+        leave the caller running on as if nothing had happened)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if (current is not None and current.cancelling()) or not task.cancelled():
+                raise
 
     # --- the loop -------------------------------------------------------------------------
 

@@ -25,8 +25,9 @@ Shape, and why:
 * **Injectable everything.** The lookup (``resolve``; by default the event loop's
   ``getaddrinfo``, IPv4, unique, sorted), the clock that schedules re-resolution, the
   wall clock stamped on events, and the jitter source. A static ``hosts`` map (like
-  ``/etc/hosts``, see :func:`load_hosts`) answers simulated hostnames without DNS, for
-  ``make demo`` and tests.
+  ``/etc/hosts``, see :func:`load_hosts`) answers simulated hostnames without DNS;
+  :func:`hosts_file_resolver` does the same from a file that changes while it runs
+  (``--hosts-file``, used by ``make demo`` and the end-to-end tests).
 * **Bounded.** Every lookup has a timeout; at most ``concurrency`` lookups run at once;
   a hostname watched in several clusters is looked up once per pass. ``start``/``stop``
   own one task and leave nothing behind.
@@ -64,6 +65,7 @@ __all__ = [
     "ResolveFn",
     "default_resolve",
     "hostname_key",
+    "hosts_file_resolver",
     "load_hosts",
 ]
 
@@ -144,6 +146,41 @@ def load_hosts(path: str | PathLike[str]) -> dict[str, tuple[str, ...]]:
             for name in fields[1:]:
                 out.setdefault(_normalise(name), set()).add(str(ip))
     return {name: _ipv4_sorted(ips) for name, ips in sorted(out.items())}
+
+
+def hosts_file_resolver(
+    path: str | PathLike[str], *, fallback: ResolveFn | None = None
+) -> ResolveFn:
+    """A lookup answering from a hosts file (see :func:`load_hosts`) that is read again
+    at every lookup, then from ``fallback`` (DNS by default) for names it does not list.
+
+    For a file rewritten while the daemon runs (``federationd run --hosts-file``: the
+    demo and tests add load-balancer names as they appear and move their IPs), where a
+    map loaded once at start would go stale. The file is tiny and looked at once per
+    hostname per pass. A missing file lists nothing; a malformed one keeps the last map
+    that loaded (and says so once per change of problem)."""
+    ask = fallback or default_resolve
+    last: dict[str, tuple[str, ...]] = {}
+    problem = ""
+
+    async def resolve(hostname: str) -> Sequence[str]:
+        nonlocal last, problem
+        try:
+            last = await asyncio.to_thread(load_hosts, path)
+            problem = ""
+        except FileNotFoundError:
+            last, problem = {}, ""
+        except (HostsFileError, OSError, UnicodeDecodeError) as e:
+            text = str(e) if isinstance(e, HostsFileError) else f"{path}: {type(e).__name__}"
+            if text != problem:
+                log.warning("hosts file not read, keeping its last content: %s", text)
+            problem = text
+        ips = last.get(_normalise(hostname))
+        if ips:
+            return ips
+        return await ask(hostname)
+
+    return resolve
 
 
 def _check_hosts(hosts: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:

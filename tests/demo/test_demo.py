@@ -4,6 +4,7 @@ by what it leaves behind (nothing: no process, no listening port)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -138,6 +139,16 @@ async def test_demo_once_converges_and_leaves_nothing_running(tmp_path: Path) ->
 
     assert "federationd events --log" in out and "federationd explain --log" in out
     _assert_nothing_left(out, directory)
+
+    # the hostname was answered from the demo's hosts file, first time: no DNS was asked
+    events = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "federationd.cli", "events", "--log", str(directory / "events.db"),
+        "--type", "HostnameResolved", "--json", stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+    )
+    listed, _ = await asyncio.wait_for(events.communicate(), 30)
+    resolved = [json.loads(ln) for ln in listed.decode().splitlines() if ln.strip()]
+    assert resolved, "the hostname gateway was resolved"
+    assert all(r["ips"] and not r.get("error") for r in resolved), resolved
 
 
 async def test_sigint_stops_the_daemon_and_the_fleet(tmp_path: Path) -> None:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from federationd.sim import Cluster, Fleet
+from federationd.sim import Cluster, ClusterSpec, Fleet
 from tests.daemon.conftest import DaemonProcess, install_crds, start_daemon
 
 
@@ -39,11 +39,12 @@ class Mesh:
         return self.master.kubeconfig_path
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
-    directory = tmp_path_factory.mktemp("e2e")
+@contextlib.asynccontextmanager
+async def open_mesh(directory: Path, clusters: Sequence[str | ClusterSpec] = ("master",)) -> AsyncIterator[Mesh]:
+    """A fleet (its first cluster the master, with the CRDs) and the daemon watching it;
+    the daemon must stop cleanly at the end."""
     started: list[DaemonProcess] = []
-    async with Fleet(["master"], directory=directory / "fleet") as fleet:
+    async with Fleet(list(clusters), directory=directory / "fleet") as fleet:
         install_crds(fleet)
         try:
             d = await start_daemon(started, fleet, directory / "log.db")
@@ -54,3 +55,9 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
                 if p.proc is not None and p.proc.returncode is None:
                     with contextlib.suppress(Exception):
                         await p.terminate(signal.SIGKILL, timeout=10)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
+    async with open_mesh(tmp_path_factory.mktemp("e2e")) as m:
+        yield m

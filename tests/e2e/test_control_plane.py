@@ -135,11 +135,6 @@ def _images(mesh: Mesh, name: str) -> list[str]:
     return [c["image"] for c in d["spec"]["template"]["spec"]["containers"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="federationd/projections/derive.py:404-405 (_progress) returns Reconciling with an "
-    "empty message when workloads are not ready; their names are computed but dropped",
-)
 async def test_reconciling_names_the_workloads_not_ready(mesh: Mesh) -> None:
     """Issue 5: "otherwise Reconciling with the names of what is not ready yet"."""
     b = mesh.master.behaviours
@@ -244,12 +239,6 @@ async def test_component_off_and_on_again(mesh: Mesh, toggle: str) -> None:
     await _switch(mesh, flipped, BASE, components)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="federationd/projections/derive.py:390-399 (_progress) judges a workload by its last "
-    "readiness fact even when that fact predates the write that changed it: with the "
-    "Deployment watch lagging, the status says Available for a rollout nobody has seen",
-)
 async def test_available_waits_for_the_rollout_even_when_the_watch_lags(mesh: Mesh) -> None:
     """Readiness observed before a workload's last write says nothing about that write."""
     b = mesh.master.behaviours

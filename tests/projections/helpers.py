@@ -60,10 +60,39 @@ def namespace(name: str, labels: dict[str, str] | None = None, *, cluster: str =
     )
 
 
-def applied(key: str, content_hash: str, *, verb: str = "apply", t: float = 2000.0) -> ev.ActuationApplied:
+def applied(
+    key: str, content_hash: str, *, verb: str = "apply", t: float = 2000.0, generation: int = 0,
+    cluster: str = "master",
+) -> ev.ActuationApplied:
     return ev.ActuationApplied(
-        cluster=MASTER, key=key, time=t, verb=verb, content_hash=content_hash, latency=0.01
+        cluster=ClusterName(cluster), key=key, time=t, verb=verb, content_hash=content_hash, latency=0.01,
+        generation=generation,
     )
+
+
+def workload(
+    kind: str, name: str, *, ready: bool = True, desired: int = 1, generation: int = 1,
+    observed_generation: int | None = None, namespace: str = "istio-system", cluster: str = "master",
+    t: float = 2500.0,
+) -> ev.WorkloadReadinessObserved:
+    """A workload's readiness fact as the watcher reports it (by default: rolled out)."""
+    return ev.WorkloadReadinessObserved(
+        cluster=ClusterName(cluster), key=f"{kind}/{namespace}/{name}", time=t, kind=kind,
+        namespace=namespace, name=name, ready=ready, desired=desired,
+        available=desired if ready else 0, generation=generation,
+        observed_generation=generation if observed_generation is None else observed_generation,
+    )
+
+
+def workloads_ready(objects: Any, *, cluster: str = "master", generation: int = 1) -> list[ev.WorkloadReadinessObserved]:
+    """Ready facts for every Deployment/DaemonSet among desired ``objects`` (a dict of
+    ``DesiredObject``): what the watchers report once a rollout completed."""
+    return [
+        workload(d.obj["kind"], d.obj["metadata"]["name"], namespace=d.obj["metadata"].get("namespace", ""),
+                 cluster=cluster, generation=generation)
+        for d in objects.values()
+        if d.obj["kind"] in ("Deployment", "DaemonSet", "StatefulSet")
+    ]
 
 
 SEED_000 = {

@@ -12,7 +12,7 @@ from federationd.projections import derive as d
 from federationd.projections.derive import derive, desired_hash, rfc3339
 from federationd.projections.validate import UNSUPPORTED_VERSION
 
-from .helpers import MASTER, SEED_000, Log, applied, istio, namespace
+from .helpers import MASTER, SEED_000, Log, applied, istio, namespace, workloads_ready
 
 CM = "v1/ConfigMap/istio-system/istio"
 MP = "authentication.istio.io/v1alpha1/MeshPolicy//default"
@@ -21,10 +21,12 @@ NS_DEFAULT = "v1/Namespace//default"
 
 
 def _converge(log: Log) -> None:
-    """Record every desired master object as applied with its current hash."""
+    """Record every desired master object as applied with its current hash, and its
+    workloads as rolled out."""
     desired = derive(log.state).clusters["master"]
     for key, obj in desired.objects.items():
         log.add(applied(key, obj.content_hash))
+    log.add(*workloads_ready(desired.objects))
 
 
 def _status(log: Log, name: str = "istio") -> dict[str, object]:
@@ -200,7 +202,7 @@ def _remote(log: Log, spec: dict[str, object] | None = None) -> None:
 
 
 def _images(objs: dict[str, d.DesiredObject]) -> set[str]:
-    out = set()
+    out: set[str] = set()
     for o in objs.values():
         if o.obj["kind"] == "Deployment":
             out.update(c["image"] for c in o.obj["spec"]["template"]["spec"]["containers"])

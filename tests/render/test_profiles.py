@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
 
@@ -568,3 +569,20 @@ def test_remote_citadel_signs_with_the_shared_root_when_the_facts_say_so() -> No
     alone = remote(MINIMAL, rraw)
     args = find(alone, "Deployment", "istio-citadel")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--self-signed-ca=true" in args
+
+
+def test_a_new_ca_fingerprint_restarts_citadel() -> None:
+    rraw = {"enabledServices": [{"name": "istio-pilot"}]}
+
+    def template_annotations(facts: RenderFacts) -> dict[str, str]:
+        dep = find(remote(MINIMAL, rraw, facts), "Deployment", "istio-citadel")
+        return dict(dep["spec"]["template"]["metadata"]["annotations"])
+
+    base = RenderFacts(cluster="r", role="remote", network="r", ca_secret_name="cacerts")
+    one = template_annotations(msgspec.structs.replace(base, ca_fingerprint="sha256:aa"))
+    two = template_annotations(msgspec.structs.replace(base, ca_fingerprint="sha256:bb"))
+    assert one[CONFIG_HASH_ANNOTATION] != two[CONFIG_HASH_ANNOTATION]
+    assert "sha256:aa" not in str(one)  # a hash of it, like every other config hash
+    # without a fingerprint (or without the Secret) the template is as before
+    assert CONFIG_HASH_ANNOTATION not in template_annotations(base)
+    assert CONFIG_HASH_ANNOTATION not in template_annotations(RenderFacts(cluster="r", role="remote", ca_fingerprint="sha256:aa"))

@@ -4,8 +4,11 @@ backoff and Retry-After, clean cancellation."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
+
+import pytest
 
 from federationd.clusters import BackoffPolicy, ClusterClient
 from federationd.clusters.backoff import Backoff
@@ -238,3 +241,41 @@ async def test_many_watches_do_not_starve_other_requests(client: ClusterClient,
     for r in reflectors:
         await r.stop()
     await wait_for(lambda: api.open_watches == 0)
+
+
+async def test_stop_propagates_the_callers_own_cancellation(client: ClusterClient, api: FakeApi) -> None:
+    """``stop()`` absorbs the reflector task's cancellation, never its caller's."""
+    api.put("namespaces", ns("a"))
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_upsert(obj: dict[str, Any]) -> None:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await release.wait()  # a clean-up that takes a while
+            raise
+
+    r = Reflector(client, api_version="v1", kind="Namespace", on_upsert=slow_upsert,
+                  on_delete=lambda obj: None, backoff=FAST)
+    r.start()
+    await entered.wait()
+    reached: list[bool] = []
+
+    async def caller() -> None:
+        await r.stop()
+        reached.append(True)  # must not run: the caller was cancelled
+
+    stopper = asyncio.create_task(caller())
+    await wait_for(lambda: r._task is None)  # stop() has begun and awaits the task
+    stopper.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await stopper
+    assert reached == []
+    # and a plain stop() of a reflector still returns normally
+    r2 = reflector(client, Recorder())
+    r2.start()
+    await wait_for(r2.synced.is_set)
+    await r2.stop()

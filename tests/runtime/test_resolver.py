@@ -20,6 +20,7 @@ from federationd.watchers.resolver import (
     HostsFileError,
     ResolveError,
     hostname_key,
+    hosts_file_resolver,
     load_hosts,
 )
 from tests.runtime.conftest import FakeClock, wait_for
@@ -363,3 +364,38 @@ async def test_stop_cancels_an_in_flight_lookup(clock: FakeClock) -> None:
     await r.stop()
     assert dns.in_flight == 0
     await r.stop()  # idempotent
+
+
+async def test_hosts_file_resolver_follows_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "hosts"
+    dns = FakeDNS({"real.example": ["3.8.50.24"]})
+    resolve = hosts_file_resolver(path, fallback=dns)
+    # no file yet: everything goes to DNS
+    assert list(await resolve("real.example")) == ["3.8.50.24"]
+    with pytest.raises(socket.gaierror):
+        await resolve("lb.sim.local")
+    await asyncio.to_thread(path.write_text, "203.0.113.7 lb.sim.local\n")
+    assert list(await resolve("LB.sim.local.")) == ["203.0.113.7"]
+    # rewritten while in use: the next lookup sees it
+    await asyncio.to_thread(path.write_text, "203.0.113.8 lb.sim.local\n")
+    assert list(await resolve("lb.sim.local")) == ["203.0.113.8"]
+    # a malformed rewrite keeps the last good content
+    await asyncio.to_thread(path.write_text, "garbage lb.sim.local\n")
+    assert list(await resolve("lb.sim.local")) == ["203.0.113.8"]
+    assert dns.calls == ["real.example", "lb.sim.local"]
+
+
+async def test_a_resolver_reading_a_hosts_file_appends_its_changes(tmp_path: Path) -> None:
+    path = tmp_path / "hosts"
+    log = FakeLog()
+    r = HostnameResolver(log, resolve=hosts_file_resolver(path, fallback=FakeDNS()), wall=lambda: 1.0)
+    r.watch(EU, "lb.sim.local")
+    await r.refresh_once()
+    assert log.resolved()[-1].error and log.resolved()[-1].ips == ()
+    await asyncio.to_thread(path.write_text, "203.0.113.7 lb.sim.local\n")
+    await r.refresh_once()
+    assert log.resolved()[-1] == HostnameResolved(
+        cluster=EU, key=hostname_key("lb.sim.local"), time=1.0, hostname="lb.sim.local", ips=("203.0.113.7",)
+    )
+    await r.refresh_once()
+    assert len(log.resolved()) == 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from federationd.render.components import context as c
 from federationd.render.components.context import Ctx
-from federationd.render.objects import Obj
+from federationd.render.objects import CONFIG_HASH_ANNOTATION, Obj, content_hash
 
 COMPONENT = "citadel"
 NAME = "istio-citadel"
@@ -88,6 +88,12 @@ def build(ctx: Ctx) -> list[Obj]:
         service_account=SA,
         scheduling=c.scheduling_of(cit),
         volumes=volumes,
+        # citadel reads its CA files once, at start: a new CA must restart it
+        annotations=(
+            {CONFIG_HASH_ANNOTATION: content_hash({"ca": ctx.facts.ca_fingerprint})}
+            if ctx.facts.ca_fingerprint and secret
+            else None
+        ),
     )
     return [
         c.service_account(SA, ctx=ctx, component=COMPONENT, app_labels=APP),
