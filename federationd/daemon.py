@@ -75,6 +75,7 @@ from federationd.projections.state import (
     EMPTY,
     ProjectionState,
     fold,
+    secret_of,
     to_builtins,
 )
 from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL
@@ -257,9 +258,9 @@ class ClusterRuntime:
                     gone += trust_actuator.cacerts_removed(c, {"metadata": {"namespace": ns, "name": n}}, now)
         elif name == "secrets":
             for key, kc in state.kubeconfigs.items():
-                _, ns, n = key.split("/", 2)
+                kind, ns, n = secret_of(key)
                 if (ns, n) not in present:
-                    gone.append(ev.KubeconfigRemoved(cluster=c, key=key, time=now, remote=kc.remote))
+                    gone.append(ev.KubeconfigRemoved(cluster=c, key=f"{kind}/{ns}/{n}", time=now, remote=kc.remote))
         if gone:
             await self.daemon.emitter.emit(gone)
 
@@ -292,7 +293,7 @@ def known_facts(state: ProjectionState, *, master: str) -> list[Event]:
         if info.state == "connected":
             out.append(ev.ClusterConnected(cluster=ClusterName(c), key=f"Cluster//{c}", time=0.0, server=info.server, fingerprint=info.fingerprint, version=info.version))
     for key, kc in state.kubeconfigs.items():
-        out.append(ev.KubeconfigObserved(cluster=ClusterName(master), key=key, time=0.0, remote=kc.remote, server=kc.server, fingerprint=kc.fingerprint, problem=kc.problem))
+        out.append(ev.KubeconfigObserved(cluster=ClusterName(master), key="/".join(secret_of(key)), time=0.0, remote=kc.remote, server=kc.server, fingerprint=kc.fingerprint, problem=kc.problem))
     for crs, cls in ((state.istios, ev.IstioSpecChanged), (state.remote_istios, ev.RemoteIstioSpecChanged)):
         kind = "Istio" if cls is ev.IstioSpecChanged else "RemoteIstio"
         for cr in crs.values():
@@ -581,7 +582,7 @@ class Daemon:
         for name, (secret_key, fp, member) in wanted.items():
             if name in self.runtimes or name in self._joining:
                 continue
-            _, ns, secret_name = secret_key.split("/", 2)
+            _, ns, secret_name = secret_of(secret_key)
             secret = master.secret(ns, secret_name)
             if secret is None:
                 continue

@@ -665,7 +665,8 @@ def _cr_status(
             reasons.extend(loc_seqs)
     pending = ""
     ingress = f"v1/Service/{cr.namespace}/{INGRESS_GATEWAY}"
-    if not gateways and desired is not None and ingress in desired.objects:
+    # Only a federated mesh announces gateways (single-cluster meshes have no networks).
+    if not gateways and desired is not None and ingress in desired.objects and _remote_crs(state):
         pending = gateway_pending(state, cluster, cr.namespace)
     return DesiredStatus(
         kind=kind,

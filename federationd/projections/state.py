@@ -216,6 +216,20 @@ def cr_key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
+def kubeconfig_key(secret_key: str, remote: str) -> str:
+    """Key of one remote's kubeconfig in ``ProjectionState.kubeconfigs``: the Secret's key
+    (``Secret/<namespace>/<name>``) when the Secret is named like the remote (the source
+    format), else ``Secret/<namespace>/<name>/<remote>`` — Istio's remote-secret format
+    may hold several remotes in one Secret, each its own entry."""
+    return secret_key if secret_key.endswith(f"/{remote}") else f"{secret_key}/{remote}"
+
+
+def secret_of(key: str) -> tuple[str, str, str]:
+    """``Secret``, namespace, name of the Secret a ``kubeconfigs`` key refers to."""
+    kind, namespace, name = key.split("/")[:3]
+    return kind, namespace, name
+
+
 _V = TypeVar("_V")
 
 
@@ -369,7 +383,7 @@ def fold(state: ProjectionState, record: RecordLike) -> ProjectionState:
                 s,
                 kubeconfigs=_put(
                     s.kubeconfigs,
-                    e.key,
+                    kubeconfig_key(e.key, e.remote),
                     Kubeconfig(
                         remote=e.remote,
                         server=e.server,
@@ -380,7 +394,7 @@ def fold(state: ProjectionState, record: RecordLike) -> ProjectionState:
                 ),
             )
         case ev.KubeconfigRemoved():
-            s = rep(s, kubeconfigs=_drop(s.kubeconfigs, e.key))
+            s = rep(s, kubeconfigs=_drop(s.kubeconfigs, kubeconfig_key(e.key, e.remote)))
         case ev.IstioSpecChanged():
             s = rep(s, istios=_fold_cr(s.istios, e, seq, "Istio"))
         case ev.IstioRemoved():
@@ -536,5 +550,7 @@ __all__ = [
     "encode_state",
     "fold",
     "fold_all",
+    "kubeconfig_key",
+    "secret_of",
     "to_builtins",
 ]

@@ -97,7 +97,10 @@ class DaemonProcess:
     async def converged(self) -> bool:
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             d = await self.debug("converged")
-            return bool(d["leader"] and d["status"] and d.get("derived", True) and all(d["clusters"].values()))
+            return bool(
+                d["leader"] and d["status"] and d.get("derived", True) and d.get("trust", True)
+                and all(d["clusters"].values())
+            )
         return False
 
     async def terminate(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:  # noqa: ASYNC109 - a deadline for the child's exit, not a cancel scope

@@ -15,7 +15,7 @@ breaks something restores it before it ends). What is checked:
 from __future__ import annotations
 
 import base64
-import contextlib
+import functools
 import json
 import signal
 from collections.abc import AsyncIterator
@@ -82,13 +82,6 @@ def _uses_cacerts(fleet: Fleet, cluster: str) -> bool:
     return any((v.get("secret") or {}).get("secretName") == "cacerts" for v in volumes)
 
 
-async def _settled(d: DaemonProcess) -> bool:
-    with contextlib.suppress(Exception):
-        c = await d.debug("converged")
-        return bool(c["leader"] and c["status"] and c.get("trust") and all(c["clusters"].values()))
-    return False
-
-
 def _all_available(fleet: Fleet) -> bool:
     return _status(fleet, "Istio", "istio").get("Status") == "Available" and all(
         _status(fleet, "RemoteIstio", r).get("Status") == "Available" for r in REMOTES
@@ -119,9 +112,9 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
         await d.start()
         try:
             for c in (MASTER, *REMOTES):
-                await wait_for(lambda c=c: _uses_cacerts(fleet, c), timeout=40, what=f"citadel of {c} on cacerts")
+                await wait_for(functools.partial(_uses_cacerts, fleet, c), timeout=40, what=f"citadel of {c} on cacerts")
             await wait_for(lambda: _all_available(fleet), timeout=30, what="every CR Available")
-            await wait_for(lambda: _settled(d), timeout=30, what="converged")
+            await wait_for(d.converged, timeout=30, what="converged")
             yield Mesh(fleet=fleet, daemon=d, log=log)
         finally:
             if d.proc is not None and d.proc.returncode is None:
@@ -180,7 +173,7 @@ async def test_remote_citadel_signs_with_the_shared_root(mesh: Mesh) -> None:
 
 async def test_a_resync_writes_nothing(mesh: Mesh) -> None:
     fleet, d = mesh.fleet, mesh.daemon
-    await wait_for(lambda: _settled(d), timeout=30, what="converged")
+    await wait_for(d.converged, timeout=30, what="converged")
     before = {c: fleet[c].requests.mutating() for c in (MASTER, *REMOTES)}
     reads = {c: fleet[c].requests.total("get", "secrets") for c in (MASTER, *REMOTES)}
     resyncs = (await d.debug("converged"))["resyncs"]
@@ -189,7 +182,7 @@ async def test_a_resync_writes_nothing(mesh: Mesh) -> None:
         return bool((await d.debug("converged"))["resyncs"] >= resyncs + 2)
 
     await wait_for(resynced_twice, timeout=15, what="two resyncs")
-    await wait_for(lambda: _settled(d), timeout=30, what="converged")
+    await wait_for(d.converged, timeout=30, what="converged")
     # the trust side looked (it read every cacerts again) and wrote nothing anywhere
     for c in (MASTER, *REMOTES):
         assert fleet[c].requests.total("get", "secrets") > reads[c], c
@@ -241,7 +234,7 @@ async def test_a_foreign_cacerts_is_reported_and_left_alone(mesh: Mesh) -> None:
     )
     assert _status(fleet, "RemoteIstio", US)["Status"] == "ReconcileFailed"
     assert _status(fleet, "RemoteIstio", EU)["Status"] == "Available"
-    await wait_for(lambda: _settled(d), timeout=30, what="converged")
+    await wait_for(d.converged, timeout=30, what="converged")
     left = _secret(fleet, US, "cacerts")
     assert left is not None and not _ours(left) and left["data"] == foreign["data"]
     assert not _uses_cacerts(fleet, US)  # citadel is not pointed at a CA that is not ours
@@ -268,7 +261,7 @@ async def test_a_malformed_root_is_reported_and_nothing_is_replaced(mesh: Mesh) 
     message = _status(fleet, "Istio", "istio")["ErrorMessage"]
     assert trust.ROOT_SECRET_NAME in message and "nope" not in message
     assert _status(fleet, "Istio", "istio")["Status"] == "ReconcileFailed"
-    await wait_for(lambda: _settled(d), timeout=30, what="converged")
+    await wait_for(d.converged, timeout=30, what="converged")
     kept = _secret(fleet, MASTER, trust.ROOT_SECRET_NAME)
     assert kept is not None and kept["data"] == broken["data"]
     for c, s in cacerts_before.items():
@@ -299,5 +292,5 @@ async def test_a_leaving_remote_loses_its_key(mesh: Mesh) -> None:
     # the others keep theirs, under the same root
     assert _secret(fleet, MASTER, trust.ROOT_SECRET_NAME) == root
     assert _ours(_secret(fleet, US, "cacerts"))
-    await wait_for(lambda: _settled(d), timeout=30, what="converged")
+    await wait_for(d.converged, timeout=30, what="converged")
     assert _status(fleet, "RemoteIstio", US)["Status"] == "Available"

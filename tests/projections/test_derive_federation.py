@@ -9,6 +9,7 @@ from events import types as ev
 from events.types import ClusterName
 from federationd.projections import derive as d
 from federationd.projections.derive import derive
+from federationd.projections.state import secret_of
 
 from .helpers import MASTER, SEED_000, Log, istio
 
@@ -103,3 +104,20 @@ def test_a_gateway_without_an_address_is_pending_in_status() -> None:
     assert cond["reason"] == "Pending" and "lb.eu (cannot resolve: gaierror)" in cond["message"]
     log.add(ev.HostnameResolved(cluster=REMOTE, key="", time=1, hostname="lb.eu", ips=("198.51.100.7",)))
     assert "GatewayAddressAssigned" not in _conditions(log, key)
+
+
+def test_one_istio_remote_secret_may_hold_several_remotes() -> None:
+    log = Log()
+    key = "Secret/istio-system/istio-remote-secrets"
+    log.add(
+        ev.KubeconfigObserved(cluster=MASTER, key=key, time=1, remote="remote-eu", server="https://eu", fingerprint="e"),
+        ev.KubeconfigObserved(cluster=MASTER, key=key, time=1, remote="remote-us", server="https://us", fingerprint="u"),
+        ev.KubeconfigObserved(cluster=MASTER, key="Secret/istio-system/remote-ap", time=1, remote="remote-ap", server="https://ap", fingerprint="a"),
+    )
+    assert sorted(kc.remote for kc in log.state.kubeconfigs.values()) == ["remote-ap", "remote-eu", "remote-us"]
+    assert "Secret/istio-system/remote-ap" in log.state.kubeconfigs  # the source format keeps the Secret's key
+    assert {secret_of(k) for k in log.state.kubeconfigs} == {
+        ("Secret", "istio-system", "istio-remote-secrets"), ("Secret", "istio-system", "remote-ap"),
+    }
+    log.add(ev.KubeconfigRemoved(cluster=MASTER, key=key, time=2, remote="remote-eu"))
+    assert sorted(kc.remote for kc in log.state.kubeconfigs.values()) == ["remote-ap", "remote-us"]
