@@ -117,6 +117,7 @@ class Reflector:
                       "throttled": 0, "bookmarks": 0, "callback_errors": 0}
         #: The last error (redacted message), for status and /debug.
         self.last_error = ""
+        self._waiting_for_kind = False
         self.name = f"{client.name}/{kind}" + (f"/{namespace}" if namespace else "")
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -193,7 +194,15 @@ class Reflector:
                 self.stats["errors"] += 1
                 self.last_error = e.message
                 delay = self._backoff.next()
-                log.warning("%s: %s; retrying in %.1fs", self.name, e.message, delay)
+                if isinstance(e, ApiNotFound):
+                    # Expected while federationd itself is about to install the CRD (Istio's
+                    # own kinds on a fresh cluster): say so once, not as a warning per retry.
+                    level = logging.DEBUG if self._waiting_for_kind else logging.INFO
+                    self._waiting_for_kind = True
+                    log.log(level, "%s: %s is not served yet (waiting for its CRD); retrying in %.1fs",
+                            self.name, self.api_version, delay)
+                else:
+                    log.warning("%s: %s; retrying in %.1fs", self.name, e.message, delay)
                 await self._clock.sleep(delay)
 
     async def _resolve(self) -> ResourceInfo:
@@ -220,6 +229,9 @@ class Reflector:
             if prev is None or _rv(prev) != _rv(obj):
                 await self._call(self._on_upsert, obj)
         self.last_error = ""
+        if self._waiting_for_kind:
+            self._waiting_for_kind = False
+            log.info("%s: %s is served now; watching", self.name, self.api_version)
         self.synced.set()
 
     async def _watch(self) -> int:
