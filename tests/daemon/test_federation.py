@@ -91,16 +91,21 @@ async def test_a_partitioned_remote_does_not_hold_up_the_master(tmp_path: Path, 
         await fleet[REMOTE].faults.partition(120)
         await wait_for(lambda: "unreachable" in str(_remote_status(fleet).get("ErrorMessage")), timeout=60, what="remote reported unreachable")
         assert _remote_status(fleet)["Status"] == "ReconcileFailed"
+
+        async def cluster_state(state: str) -> bool:
+            code, text = await d.get("/metrics")
+            return code == 200 and f'federationd_cluster_state{{cluster="{REMOTE}",state="{state}"}} 1.0' in text
+
+        await wait_for(lambda: cluster_state("unreachable"), timeout=15, what="federationd_cluster_state says unreachable")
         # the master converges as usual meanwhile, and the daemon stays ready
         await kubectl(kc, "patch", "istio", "istio", "-n", "istio-system", "--type", "merge", "-p", '{"spec": {"mtls": true}}')
         await wait_for(lambda: _get(fleet, "master", "networking.istio.io/v1alpha3", "DestinationRule", "default", "istio-system") is not None, timeout=15, what="master converged")
-        cr = _get(fleet, "master", "istio.banzaicloud.io/v1beta1", "Istio", "istio", "istio-system") or {}
         await wait_for(lambda: ((_get(fleet, "master", "istio.banzaicloud.io/v1beta1", "Istio", "istio", "istio-system") or {}).get("status") or {}).get("Status") == "Available", timeout=15)
-        del cr
         assert await d.ready()
         # healed: the remote catches up and is Available again
         await fleet[REMOTE].faults.heal()
         await wait_for(lambda: _remote_status(fleet).get("Status") == "Available", timeout=90, what="remote recovered")
+        await wait_for(lambda: cluster_state("connected"), timeout=15, what="federationd_cluster_state says connected")
         assert await d.terminate() == 0
 
 
