@@ -23,23 +23,66 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--clusters", default="master,remote-eu,remote-us", help="comma-separated cluster names")
     p.add_argument("--dir", required=True, type=Path, help="directory for kubeconfigs and the CA")
     p.add_argument("--lb", default="", help="comma-separated name=ip|hostname load-balancer styles (default ip)")
+    p.add_argument("--region", action="append", default=[], metavar="NAME=REGION",
+                   help="a cluster's region, e.g. remote-us=us-east-1 (repeatable; default from the name)")
+    p.add_argument("--zones", action="append", default=[], metavar="NAME=Z1,Z2",
+                   help="a cluster's zones, e.g. remote-us=a,b (repeatable)")
+    p.add_argument("--nodes", action="append", default=[], metavar="NAME=N",
+                   help="a cluster's node count (repeatable; default 3)")
     p.add_argument("--bookmark-interval", type=float, default=5.0)
     p.add_argument("--history", type=int, default=20_000, help="changes kept for watch resume")
     p.add_argument("--control-port", type=int, default=None, help="serve the fault-control API on this port (0: any)")
     return p
 
 
-async def _serve(args: argparse.Namespace) -> int:
+class UsageError(Exception):
+    """A flag names a cluster that is not in --clusters, or has a malformed value."""
+
+
+def _per_cluster(values: Sequence[str], *, flag: str, names: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        name, sep, value = v.partition("=")
+        if not sep or not value:
+            raise UsageError(f"{flag} {v!r}: expected NAME=VALUE")
+        if name not in names:
+            raise UsageError(f"{flag} {v!r}: no cluster {name!r} in --clusters ({', '.join(names)})")
+        out[name] = value
+    return out
+
+
+def cluster_specs(args: argparse.Namespace) -> list[ClusterSpec]:
+    """The fleet described by the command line (raises ``UsageError``)."""
     names = [n.strip() for n in args.clusters.split(",") if n.strip()]
-    styles = dict(x.split("=", 1) for x in args.lb.split(",") if "=" in x)
-    specs = [ClusterSpec(name=n, lb=styles.get(n, "ip")) for n in names]
+    if not names:
+        raise UsageError("--clusters names no cluster")
+    styles = _per_cluster([x for x in args.lb.split(",") if x], flag="--lb", names=names)
+    for name, style in styles.items():
+        if style not in ("ip", "hostname"):
+            raise UsageError(f"--lb {name}={style}: expected ip or hostname")
+    regions = _per_cluster(args.region, flag="--region", names=names)
+    zones = _per_cluster(args.zones, flag="--zones", names=names)
+    nodes = _per_cluster(args.nodes, flag="--nodes", names=names)
+    specs = []
+    for n in names:
+        count = nodes.get(n, "3")
+        if not count.isdigit() or int(count) < 1:
+            raise UsageError(f"--nodes {n}={count}: expected a whole number ≥ 1")
+        specs.append(ClusterSpec(
+            name=n, lb=styles.get(n, "ip"), region=regions.get(n, ""),
+            zones=tuple(z for z in zones.get(n, "").split(",") if z), nodes=int(count)))
+    return specs
+
+
+async def _serve(args: argparse.Namespace, specs: list[ClusterSpec]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with Fleet(specs, directory=args.dir, bookmark_interval=args.bookmark_interval, history=args.history) as fleet:
         for c in fleet:
-            print(f"{c.name}: {c.url} kubeconfig={c.kubeconfig_path}", flush=True)
+            where = f"{c.region} ({','.join(c.zones)})" if c.zones else c.region
+            print(f"{c.name}: {c.url} region={where} kubeconfig={c.kubeconfig_path}", flush=True)
         print(f"merged kubeconfig: {fleet.merged_kubeconfig_path}", flush=True)
         runner = None
         if args.control_port is not None:
@@ -63,7 +106,12 @@ async def _serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv[1:]))
     try:
-        return asyncio.run(_serve(args))
+        specs = cluster_specs(args)
+    except UsageError as e:
+        print(f"federationd sim: {e}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve(args, specs))
     except OSError as e:
         print(f"federationd sim: {e}", file=sys.stderr)
         return 1

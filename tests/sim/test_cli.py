@@ -40,3 +40,57 @@ async def test_sim_command_serves_until_signalled(tmp_path: Path, sig: signal.Si
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_sim_command_sets_regions_zones_nodes_and_load_balancers(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "federationd.cli", "sim", "--clusters", "master,remote-us", "--dir", str(tmp_path),
+        "--region", "remote-us=us-east-1", "--zones", "remote-us=us-east-1a,us-east-1b", "--nodes", "remote-us=2",
+        "--lb", "remote-us=hostname",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            out = ""
+            while "serving" not in out:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "exited early"
+                out += line
+        assert "remote-us: https://127.0.0.1:" in out and "region=us-east-1 (us-east-1a,us-east-1b)" in out
+        kube = await asyncio.create_subprocess_exec(
+            "kubectl", "--kubeconfig", str(tmp_path / "kubeconfig"), "--context", "remote-us", "get", "nodes",
+            "-L", "topology.kubernetes.io/region,topology.kubernetes.io/zone", "--no-headers",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        )
+        async with asyncio.timeout(30):
+            nodes, err = await kube.communicate()
+        rows = [ln.split() for ln in nodes.decode().splitlines()]
+        assert kube.returncode == 0, err.decode()
+        assert len(rows) == 2 and {r[-2] for r in rows} == {"us-east-1"}
+        assert {r[-1] for r in rows} == {"us-east-1a", "us-east-1b"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            await proc.communicate()
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--region", "nowhere=us-east-1"], "no cluster 'nowhere' in --clusters"),
+        (["--lb", "master=elb"], "expected ip or hostname"),
+        (["--nodes", "master=zero"], "expected a whole number"),
+        (["--zones", "master"], "expected NAME=VALUE"),
+    ],
+)
+async def test_sim_command_refuses_bad_cluster_flags(tmp_path: Path, flags: list[str], message: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "federationd.cli", "sim", "--clusters", "master", "--dir", str(tmp_path), *flags,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert message in err.decode()
