@@ -50,7 +50,7 @@ from events import types as ev
 from events.log import EventLog, LogError
 from events.replay import Snapshotter, replay
 from events.types import ClusterName, Event
-from federationd import config
+from federationd import config, secretref
 from federationd.actuators import finalizers
 from federationd.actuators import trust as trust_actuator
 from federationd.actuators.client import ApiError, KubeClient
@@ -146,6 +146,7 @@ class ClusterRuntime:
             append=daemon.append,
             metrics=daemon.metrics,
             reflector_options=self._reflector_options,
+            lookup=daemon.secret_lookup,
         )
         self.reflectors: dict[str, Reflector] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -419,6 +420,17 @@ class Daemon:
         self.trust = trust_actuator.TrustActuator(kube=self._kube_for, record=self.emitter.emit)
         #: clusters whose gateway hostnames the resolver was last told about
         self._resolving: set[str] = set()
+
+    def secret_lookup(self, ref: str) -> str | None:
+        """The value behind a ``secretref`` placeholder, from the live Istio CRs the master's
+        reflector holds in memory (the log holds only the placeholder; remotes too are
+        rendered from the master's CR)."""
+        for rt in self.runtimes.values():
+            r = rt.reflectors.get("istios") if rt.master else None
+            if r is not None:
+                specs = (cr.get("spec") for cr in r.store.values())
+                return secretref.resolve(ref, (s for s in specs if isinstance(s, dict)))
+        return None
 
     # --- the log ------------------------------------------------------------------------------
 

@@ -17,6 +17,10 @@ federationd does not own). Each object key goes through a per-cluster deduplicat
 * Owned and no longer desired → delete. A *patch* no longer desired (injection labels on
   a namespace) → apply an empty patch, which releases the fields federationd owned.
 * A held cluster (invalid spec, render error) is left exactly as it is.
+* Credentials are in the desired state only as ``federationd.secretref`` placeholders:
+  the body is completed with the values from ``lookup`` right before the apply, and the
+  in-effect comparison uses the completed body (the content hash stays the placeholder
+  one). A value that is not available fails that object with a secret-free error.
 
 Every outcome is appended to the log — ``ActuationApplied`` / ``ActuationFailed`` with the
 cluster, object key, content hash, latency and (redacted) error — and failures are retried
@@ -40,6 +44,7 @@ from typing import Any
 
 from events import types as ev
 from events.types import ClusterName, Event
+from federationd import secretref
 from federationd.actuators.client import ApiError, ApiNotFound, KubeClient
 from federationd.actuators.tasks import raise_if_cancelled, reap
 from federationd.actuators.workqueue import RateLimit, WorkQueue, run_worker
@@ -159,6 +164,10 @@ def observed_hash(obj: Obj | None) -> str:
     return str(((obj.get("metadata") or {}).get("annotations") or {}).get(CONTENT_HASH_ANNOTATION, ""))
 
 
+def _message(error: ApiError | secretref.SecretUnavailable) -> str:
+    return error.message if isinstance(error, ApiError) else str(error)
+
+
 # --- the converger -----------------------------------------------------------------------------
 
 
@@ -175,6 +184,7 @@ class ClusterConverger:
         rate_limit: RateLimit | None = None,
         metrics: Metrics | None = None,
         reflector_options: Mapping[str, Any] | None = None,
+        lookup: secretref.Lookup | None = None,
     ) -> None:
         self.cluster = ClusterName(cluster)
         self.client = client
@@ -183,6 +193,7 @@ class ClusterConverger:
         self._metrics = metrics or METRICS
         self.queue: WorkQueue[str] = WorkQueue(f"actuator-{cluster}", rate_limit=rate_limit, metrics=self._metrics)
         self._reflector_options = dict(reflector_options or {})
+        self._lookup: secretref.Lookup = lookup or (lambda ref: None)
         self._reflectors: dict[Kind, Reflector] = {}
         self._desired = ClusterDesired()
         self._acts: Mapping[str, Actuation] = {}
@@ -366,7 +377,10 @@ class ClusterConverger:
     def _in_effect(self, key: str, d: DesiredObject, observed: Obj | None) -> bool:
         if observed is None or observed_hash(observed) != d.content_hash:
             return False
-        body = with_hash(d.obj, d.content_hash)
+        try:
+            body = secretref.substitute(with_hash(d.obj, d.content_hash), self._lookup)
+        except secretref.SecretUnavailable:
+            return False
         if contains(body, observed):
             return True
         learnt = self._normalised.get(key)
@@ -420,6 +434,21 @@ class ClusterConverger:
         )
 
     async def _apply(self, key: str, d: DesiredObject, observed: Obj | None) -> None:
+        used: list[str] = []
+
+        def lookup(ref: str) -> str | None:
+            value = self._lookup(ref)
+            if value is not None:
+                used.append(value)
+            return value
+
+        started = time.monotonic()
+        try:
+            body = secretref.substitute(with_hash(d.obj, d.content_hash), lookup)
+        except secretref.SecretUnavailable as e:
+            # Not drift: the value to compare with is what is missing.
+            await self._failed(key, verb=APPLY, content_hash=d.content_hash, started=started, error=e)
+            raise
         prev = self._acts.get(key)
         if prev is not None and prev.ok and prev.content_hash == d.content_hash and not prev.drifted:
             # We had this content in effect and it is gone or different: drift.
@@ -435,12 +464,11 @@ class ClusterConverger:
                     )
                 ]
             )
-        body = with_hash(d.obj, d.content_hash)
         started = time.monotonic()
         try:
             answer = await self.client.apply(body)
         except ApiError as e:
-            await self._failed(key, verb=APPLY, content_hash=d.content_hash, started=started, error=e)
+            await self._failed(key, verb=APPLY, content_hash=d.content_hash, started=started, error=e, secrets=used)
             raise
         latency = time.monotonic() - started
         if not contains(body, answer):
@@ -493,7 +521,16 @@ class ClusterConverger:
 
     # --- recording ---------------------------------------------------------------------------------
 
-    async def _failed(self, key: str, *, verb: str, content_hash: str, started: float, error: ApiError) -> None:
+    async def _failed(
+        self,
+        key: str,
+        *,
+        verb: str,
+        content_hash: str,
+        started: float,
+        error: ApiError | secretref.SecretUnavailable,
+        secrets: Sequence[str] = (),
+    ) -> None:
         self.stats["failed"] += 1
         self._metrics.actuations_total.labels(cluster=self.cluster, result="error").inc()
         # The backoff run_worker is about to apply (the queue counts the failure itself).
@@ -508,7 +545,8 @@ class ClusterConverger:
                     verb=verb,
                     content_hash=content_hash,
                     latency=time.monotonic() - started,
-                    error=redact(f"{type(error).__name__}: {error.message}"),
+                    # A server's error may echo the body we sent, credentials included.
+                    error=redact(secretref.scrub(f"{type(error).__name__}: {_message(error)}", secrets)),
                     retry_in=max(0.0, float(retry_in)),
                     cause_seq=cause_seq,
                 )
@@ -550,5 +588,7 @@ class ClusterConverger:
         await self._append(events)
 
     def _on_error(self, key: str, error: Exception) -> None:
-        if not isinstance(error, ApiError):
+        if isinstance(error, secretref.SecretUnavailable):
+            log.warning("%s: converging %s failed: %s", self.cluster, key, error)
+        elif not isinstance(error, ApiError):
             log.exception("%s: converging %s failed", self.cluster, key, exc_info=error)

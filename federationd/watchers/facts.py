@@ -11,7 +11,8 @@ Extractors are pure functions ``(cluster, obj, now) -> list[Event]`` (usually ze
 one event); ``FactSource`` pairs an upsert and a delete extractor with what to watch, and
 ``watch_facts`` wires a source to a ``Reflector`` and an emitter. No secret enters a
 fact: a kubeconfig Secret becomes its server URL, sha256 fingerprint and, if it cannot be
-used, the sanitiser's (credential-free) reason.
+used, the sanitiser's (credential-free) reason; a credential in an Istio spec becomes a
+fingerprinted placeholder (``federationd.secretref``).
 
 Drift of managed objects needs to know what was applied, which only the actuator knows:
 ``DriftDetector`` takes that as a hook (``applied_hash(key) -> str | None``) plus how to
@@ -30,6 +31,7 @@ import msgspec
 
 from events import types as ev
 from events.types import ClusterName, Event
+from federationd import secretref
 from federationd.clusters.connection import ClusterClient
 from federationd.clusters.kubeconfig import KubeconfigRejected, fingerprint, parse, sanitise
 from federationd.clusters.secrets import (
@@ -83,7 +85,8 @@ def istio_fact(cluster: ClusterName, obj: Obj, now: float) -> list[Event]:
     return [ev.IstioSpecChanged(
         cluster=cluster, key=_key("Istio", obj), time=now, namespace=ns, name=name,
         uid=str(m.get("uid", "")), generation=int(m.get("generation") or 0),
-        spec=spec if isinstance(spec, dict) else {},
+        # The credential in the spec is recorded as a fingerprinted placeholder (secretref).
+        spec=secretref.redact_istio_spec(spec) if isinstance(spec, dict) else {},
         creation_timestamp=str(m.get("creationTimestamp") or ""),
         deleting=bool(m.get("deletionTimestamp")))]
 

@@ -9,6 +9,7 @@ import pytest
 
 from events import types as ev
 from events.types import Event
+from federationd import secretref
 from federationd.actuators.client import KubeClient
 from federationd.actuators.converge import CONTENT_HASH_ANNOTATION, ClusterConverger, contains
 from federationd.clusters.connection import connect
@@ -149,3 +150,42 @@ def test_contains_compares_quantities_by_value() -> None:
     assert not contains({"cpu": "100m"}, {"cpu": "1"})
     assert not contains({"a": [1, 2]}, {"a": [1]})
     assert not contains({"a": "x"}, {})
+
+
+async def test_secret_placeholders_are_completed_only_on_the_wire(tmp_path: Path) -> None:
+    token = "tok-SECRET-123"
+    ref = secretref.placeholder(secretref.LIGHTSTEP_ACCESS_TOKEN, token)
+    values: dict[str, str] = {}
+    async with Fleet(["master"], directory=tmp_path) as fleet:
+        master = fleet["master"]
+        master.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
+        client = await connect(master.kubeconfig, name="master")
+        appended: list[Event] = []
+
+        async def append(events: Sequence[Event]) -> None:
+            appended.extend(events)
+
+        conv = ClusterConverger("master", KubeClient(client), append=append, metrics=Metrics(), lookup=values.get)
+        conv.start()
+        try:
+            # the value is not available: that object fails, with an error naming the reference only
+            conv.set_desired(_desired([_cm("traced", f"token: {ref}"), _cm("plain", "1")]), {})
+            await wait_for(lambda: any(isinstance(e, ev.ActuationFailed) for e in appended), what="failure")
+            failed = next(e for e in appended if isinstance(e, ev.ActuationFailed))
+            assert failed.key.endswith("/traced") and "SecretUnavailable" in failed.error and ref in failed.error
+            await wait_for(lambda: master.store.get("v1", "ConfigMap", "plain", "istio-system") is not None)
+            assert master.store.get("v1", "ConfigMap", "traced", "istio-system") is None
+            # available: applied with the value, then in effect (a resync writes nothing)
+            values[ref] = token
+            conv.resync()
+            await wait_for(conv.converged, what="convergence")
+            cm = master.store.get("v1", "ConfigMap", "traced", "istio-system")
+            assert cm is not None and cm["data"] == {"v": f"token: {token}"}
+            before = master.requests.mutating()
+            conv.resync()
+            await wait_for(conv.converged, what="quiet resync")
+            assert master.requests.mutating() == before
+            assert all(token not in str(e) for e in appended)
+        finally:
+            await conv.stop()
+            await client.close()
