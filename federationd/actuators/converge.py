@@ -218,7 +218,7 @@ class ClusterConverger:
         self.active = True
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(
-                run_worker(self.queue, self._handle, on_error=self._on_error),
+                run_worker(self.queue, self._reconcile, on_error=self._on_error),
                 name=f"converger {self.cluster}",
             )
         self.resync()
@@ -385,6 +385,23 @@ class ClusterConverger:
             return True
         learnt = self._normalised.get(key)
         return learnt is not None and learnt == (d.content_hash, content_hash(project(body, observed)))
+
+    async def _reconcile(self, key: str) -> None:
+        """One reconcile of one object, counted and timed the way controller-runtime counts
+        its reconciles (``controller_runtime_reconcile_*``; one controller per cluster, so
+        the label stays bounded)."""
+        controller = f"converge-{self.cluster}"
+        started = time.monotonic()
+        try:
+            await self._handle(key)
+        except Exception:
+            self._metrics.reconcile_total.labels(controller=controller, result="error").inc()
+            self._metrics.reconcile_errors_total.labels(controller=controller).inc()
+            raise
+        else:
+            self._metrics.reconcile_total.labels(controller=controller, result="success").inc()
+        finally:
+            self._metrics.reconcile_time_seconds.labels(controller=controller).observe(time.monotonic() - started)
 
     async def _handle(self, key: str) -> None:
         if not self.active or self._desired.hold:

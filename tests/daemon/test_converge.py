@@ -39,10 +39,11 @@ def _ns_patch(name: str) -> dict[str, object]:
 
 
 class Harness:
-    def __init__(self, fleet: Fleet, conv: ClusterConverger, appended: list[Event]) -> None:
+    def __init__(self, fleet: Fleet, conv: ClusterConverger, appended: list[Event], metrics: Metrics) -> None:
         self.fleet = fleet
         self.conv = conv
         self.appended = appended
+        self.metrics = metrics
         self.store = fleet["master"].store
 
     def cm(self, name: str) -> dict[str, object] | None:
@@ -64,10 +65,11 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
         async def append(events: Sequence[Event]) -> None:
             appended.extend(events)
 
-        conv = ClusterConverger("master", KubeClient(client), append=append, metrics=Metrics())
+        metrics = Metrics()
+        conv = ClusterConverger("master", KubeClient(client), append=append, metrics=metrics)
         conv.start()
         try:
-            yield Harness(fleet, conv, appended)
+            yield Harness(fleet, conv, appended, metrics)
         finally:
             await conv.stop()
             await client.close()
@@ -91,6 +93,22 @@ async def test_applies_then_a_resync_writes_nothing(h: Harness) -> None:
     await wait_for(h.conv.converged, what="resync")
     assert h.fleet["master"].requests.mutating() == before
     assert h.verbs() == ["apply", "apply", "apply"]
+
+
+async def test_reconciles_are_counted_like_controller_runtime(h: Harness) -> None:
+    def sample(name: str, **labels: str) -> float:
+        return h.metrics.registry.get_sample_value(name, {"controller": "converge-master", **labels}) or 0.0
+
+    h.conv.set_desired(_desired([_cm("a", "1"), _cm("b", "2")]), {})
+    await wait_for(h.conv.converged, what="convergence")
+    assert sample("controller_runtime_reconcile_total", result="success") >= 2
+    assert sample("controller_runtime_reconcile_time_seconds_count") >= 2
+    assert sample("controller_runtime_reconcile_errors_total") == 0
+    # An object whose namespace does not exist fails: counted as an error, then retried.
+    broken = obj("v1", "ConfigMap", "c", component="mesh", namespace="nowhere", data={"v": "1"})
+    h.conv.set_desired(_desired([_cm("a", "1"), _cm("b", "2"), broken]), {})
+    await wait_for(lambda: sample("controller_runtime_reconcile_errors_total") >= 1, what="a counted reconcile error")
+    assert sample("controller_runtime_reconcile_total", result="error") >= 1
 
 
 async def test_one_changed_object_is_one_write(h: Harness) -> None:
