@@ -4,6 +4,7 @@ remote-secret format."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
@@ -238,4 +239,42 @@ async def test_istios_remote_secret_format_joins_a_remote(tmp_path: Path, daemon
         await kubectl(kc, "delete", "remoteistio", REMOTE, "-n", NS, "--wait=false")
         await wait_for(lambda: _remote_cr(fleet) is None, timeout=30, what="left")
         assert _citadel(fleet) is None
+        assert await d.terminate() == 0
+
+
+# --- isolation: a slow remote ----------------------------------------------------------------------
+
+
+def _remote_mesh(fleet: Fleet, cluster: str) -> str:
+    cm = _get(fleet, cluster, "v1", "ConfigMap", "istio", NS) or {}
+    return str((cm.get("data") or {}).get("mesh", ""))
+
+
+async def test_a_slow_remote_does_not_delay_the_others(tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    """Every request to one remote takes 5 s; a change that concerns every cluster still
+    lands on the master and on the healthy remote at their normal pace."""
+    slow = "remote-us"
+    async with Fleet(["master", REMOTE, slow], directory=tmp_path / "fleet") as fleet:
+        kc = fleet["master"].kubeconfig_path
+        d = await _join(fleet, daemons, tmp_path)
+        await kubectl(kc, "apply", "-f", "-", stdin=_kubeconfig_secret(slow, fleet[slow].kubeconfig_path.read_bytes()))
+        await kubectl(kc, "apply", "-f", "-", stdin=_remote_istio(slow))
+        await wait_for(lambda: _remote_status(fleet, slow).get("Status") == "Available", timeout=60, what="second remote Available")
+        assert "controlPlaneAuthPolicy: NONE" in _remote_mesh(fleet, REMOTE)
+        assert "controlPlaneAuthPolicy: NONE" in _remote_mesh(fleet, slow)
+
+        fleet[slow].faults.latency(5.0, duration=60)
+        started = asyncio.get_running_loop().time()
+        await kubectl(kc, "patch", "istio", "istio", "-n", NS, "--type", "merge", "-p", '{"spec": {"controlPlaneSecurityEnabled": true}}')
+        await wait_for(lambda: "controlPlaneAuthPolicy: MUTUAL_TLS" in _remote_mesh(fleet, REMOTE), timeout=10, what="healthy remote converged")
+        await wait_for(lambda: "controlPlaneAuthPolicy: MUTUAL_TLS" in _remote_mesh(fleet, "master"), timeout=10, what="master converged")
+        took = asyncio.get_running_loop().time() - started
+        # The healthy clusters did not wait for the slow one: it cannot have been written yet
+        # (one request there takes 5 s), and they were done well within that.
+        assert "controlPlaneAuthPolicy: NONE" in _remote_mesh(fleet, slow)
+        assert took < 5.0, f"healthy clusters took {took:.1f}s while one remote was slow"
+        assert await d.ready()
+
+        fleet[slow].faults.clear()
+        await wait_for(lambda: "controlPlaneAuthPolicy: MUTUAL_TLS" in _remote_mesh(fleet, slow), timeout=60, what="slow remote caught up")
         assert await d.terminate() == 0
