@@ -3,7 +3,7 @@
 Every request a ``ClusterClient`` makes reports its outcome here: a response of any kind
 proves the cluster is reachable; a refused connection, a TLS failure or a timeout counts
 as a failure; 401/403 on every request means the credential is refused. Transitions —
-not every request — are published to subscribers (PIPELINE turns them into
+not every request — are published to subscribers (the daemon turns them into
 ``ClusterConnected`` / ``ClusterUnreachable`` facts) and to ``federationd_cluster_state``.
 
 Reasons are produced by this package from exception *classes* and HTTP codes, so they
