@@ -476,6 +476,7 @@ class Daemon:
             self.history.append((state.seq, desired_hash(desired)))
             self._push(state, desired)
             self._gateway_metrics(desired)
+            self._credential_metrics(state)
             await self._reconcile_remotes(state, desired)
             if self.leading:
                 await self._manage_finalizers(state)
@@ -531,6 +532,14 @@ class Daemon:
                 continue
             cluster = st.name if st.kind == "RemoteIstio" else st.cluster
             self.metrics.gateway_addresses.labels(cluster=cluster).set(len(st.status.get("GatewayAddress") or []))
+
+    def _credential_metrics(self, state: ProjectionState) -> None:
+        """A remote whose kubeconfig is refused is never connected, so no connection
+        reports its ``federationd_cluster_state``: it is ``rejected`` from here."""
+        good = {kc.remote for kc in state.kubeconfigs.values() if not kc.problem}
+        refused = {kc.remote for kc in state.kubeconfigs.values() if kc.problem} - good
+        members = {cr.name for cr in state.remote_istios.values() if not cr.deleting}
+        self.metrics.set_rejected((refused & members) - set(self.runtimes), connected=self.runtimes)
 
     async def _master_synced(self) -> None:
         master = self.runtimes[self.settings.cluster_name]

@@ -13,12 +13,26 @@ family; components take ``metrics=`` and fall back to the process-wide ``METRICS
 Label rules: base units, ``_total`` on counters, and only bounded label values — cluster
 names (bounded by configuration), controller and queue names, HTTP methods and codes,
 results. Never an object name, never a token.
+
+Label sets known in advance are exported at 0 from the start, as controller-runtime does
+for its controllers: a series that only appears with its first increment is invisible to
+``rate()``/``increase()`` (they need two samples), so the first reconcile error, failed
+write or event of a kind would never show on a dashboard or in an alert, and a panel over
+a counter that has not moved yet would say "No data" instead of 0. Cluster states,
+controllers, work queues and write results are initialised when the cluster's components
+start; event types when the registry is built. ``leader_election_master_status`` exists
+only with leader election on, as in client-go: without ``--leader-elect`` there is no
+Lease to hold, and a 0 would read as "nobody leads".
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+
+from events.types import Event
 
 #: controller-runtime's reconcile-time buckets.
 _RECONCILE_BUCKETS = (
@@ -35,6 +49,22 @@ _CONVERGENCE_BUCKETS = (
 
 #: Values of ``federationd_cluster_state{state}``; exactly one is 1 per cluster.
 CLUSTER_STATES = ("connecting", "connected", "unreachable", "rejected", "unauthorized")
+#: Values of ``controller_runtime_reconcile_total{result}`` (controller-runtime's, less the
+#: requeue results a work queue with per-item backoff never produces).
+RECONCILE_RESULTS = ("success", "error")
+#: Values of ``federationd_actuations_total{result}``.
+ACTUATION_RESULTS = ("success", "error")
+
+
+def _event_types() -> list[str]:
+    """Every event type in the catalogue (``type(event).__name__``, as appended)."""
+    out: set[str] = set()
+    todo = list(Event.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        out.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return sorted(out)
 
 
 class Metrics:
@@ -42,6 +72,7 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        self._rejected: set[str] = set()
 
         # --- controller-runtime -------------------------------------------------------
         self.reconcile_total = Counter(
@@ -111,6 +142,20 @@ class Metrics:
             "federationd_convergence_seconds",
             "Time from an observed fact to the write that made it effective.",
             buckets=_CONVERGENCE_BUCKETS, registry=r)
+        for t in _event_types():
+            self.events_appended_total.labels(type=t)
+
+    def init_controller(self, controller: str) -> None:
+        """Export ``controller``'s reconcile counters at 0 (controller-runtime does this
+        when a controller starts), so its first error shows in ``rate()``."""
+        for result in RECONCILE_RESULTS:
+            self.reconcile_total.labels(controller=controller, result=result)
+        self.reconcile_errors_total.labels(controller=controller)
+
+    def init_actuations(self, cluster: str) -> None:
+        """Export ``cluster``'s write counters at 0 for every result."""
+        for result in ACTUATION_RESULTS:
+            self.actuations_total.labels(cluster=cluster, result=result)
 
     def set_cluster_state(self, cluster: str, state: str) -> None:
         """Set ``federationd_cluster_state`` so exactly ``state`` is 1 for ``cluster``."""
@@ -118,6 +163,16 @@ class Metrics:
             raise ValueError(f"unknown cluster state {state!r}")
         for s in CLUSTER_STATES:
             self.cluster_state.labels(cluster=cluster, state=s).set(1 if s == state else 0)
+
+    def set_rejected(self, clusters: Collection[str], *, connected: Collection[str]) -> None:
+        """``rejected`` for each of ``clusters``: remotes whose kubeconfig is refused, so
+        no connection exists to report their state. One no longer refused is forgotten
+        unless it is ``connected`` now (its connection reports its state from then on)."""
+        for cluster in clusters:
+            self.set_cluster_state(cluster, "rejected")
+        for cluster in self._rejected - set(clusters) - set(connected):
+            self.forget_cluster(cluster)
+        self._rejected = set(clusters)
 
     def forget_cluster(self, cluster: str) -> None:
         """Drop a removed cluster's series so label sets stay bounded by the live config."""

@@ -192,6 +192,8 @@ class ClusterConverger:
         self._clock = clock
         self._metrics = metrics or METRICS
         self.queue: WorkQueue[str] = WorkQueue(f"actuator-{cluster}", rate_limit=rate_limit, metrics=self._metrics)
+        self._metrics.init_controller(f"converge-{cluster}")
+        self._metrics.init_actuations(cluster)
         self._reflector_options = dict(reflector_options or {})
         self._lookup: secretref.Lookup = lookup or (lambda ref: None)
         self._reflectors: dict[Kind, Reflector] = {}
