@@ -173,6 +173,7 @@ class PrometheusServer:
         self.log_path = directory / "prometheus.log"
         self._targets = directory / "targets.json"
         self._session: aiohttp.ClientSession | None = None
+        directory.mkdir(parents=True, exist_ok=True)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -190,10 +191,10 @@ class PrometheusServer:
 
     async def start(self, *, timeout: float = 60) -> None:  # noqa: ASYNC109 - a deadline for the server's readiness
         path = require("prometheus")
-        self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "rules.yaml").write_text(yaml.safe_dump(dict(self.rules), sort_keys=False))
         (self.directory / "prometheus.yml").write_text(yaml.safe_dump(self.config(), sort_keys=False))
-        self.set_targets({})
+        if not self._targets.exists():
+            self.set_targets({})
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         for _ in range(3):  # the free port may be taken between probing and binding
             port = _free_port()
@@ -225,8 +226,9 @@ class PrometheusServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def set_targets(self, targets: Mapping[str, Mapping[str, str]]) -> None:
-        """Scrape exactly ``targets`` (``host:port`` → target labels) from now on. The file
-        is replaced atomically: Prometheus watches it and must never read half of it."""
+        """Scrape exactly ``targets`` (``host:port`` → target labels) from now on (or from
+        the start, when called before ``start()``). The file is replaced atomically:
+        Prometheus watches it and must never read half of it."""
         groups = [{"targets": [t], "labels": dict(labels)} for t, labels in targets.items()]
         tmp = self._targets.with_suffix(".tmp")
         tmp.write_text(json.dumps(groups))
@@ -271,7 +273,7 @@ class PrometheusServer:
         """Active alerts: pending or firing (resolved ones are not listed)."""
         return list((await self.api("alerts"))["alerts"])
 
-    async def rules(self) -> list[dict[str, Any]]:
+    async def rule_states(self) -> list[dict[str, Any]]:
         return [r for g in (await self.api("rules"))["groups"] for r in g["rules"]]
 
     async def target_health(self) -> dict[str, str]:

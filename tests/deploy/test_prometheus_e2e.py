@@ -1,0 +1,408 @@
+"""The alerts and the dashboard against the real Prometheus scraping the real daemon.
+
+One simulated fleet (a master and the remote ``remote-gke``, joined through the seed-001
+workflow with the samples in ``deploy/samples``) and one ``prometheus`` process serve the
+whole module; the tests run in file order, each a scenario that ends with the fleet
+healthy again:
+
+* healthy — no alert is ever active (not even pending), and every dashboard query except
+  the leader-election ones returns series with values;
+* the remote partitioned (emulator fault injection) → ``FederationdRemoteClusterUnreachable``;
+* a kubeconfig that would run a program → ``FederationdClusterCredentialsRejected``;
+* every write to the remote failing → ``FederationdActuationsFailing``;
+* two replicas with ``--leader-elect``, the leader killed → ``FederationdNoLeader`` until
+  the standby takes over; then the last replica stopped → ``FederationdDown``.
+
+Each alert must fire in its scenario, with the labels that name the culprit, and no other
+alert may fire meanwhile; each panel must show its scenario. Prometheus scrapes every
+second and evaluates every second, and the rules are ``deploy/prometheusrule.yaml``'s with
+every ``for:`` and range selector divided by 60 (``scale_durations``): "unreachable for 5
+minutes" fires after 5 seconds, a ``rate(...[5m])`` looks at 5 seconds. Thresholds are
+unchanged. Waiting is always for a condition read from Prometheus' HTTP API, with a
+deadline; the only fixed windows are the ones an alert must stay silent for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yaml
+
+from federationd.sim import Fleet
+from tests.daemon.conftest import DaemonProcess, install_crds, kubectl, start_daemon
+from tests.daemon.waiting import wait_for
+from tests.e2e.support import inventory
+
+from .prometheus import (
+    INSTALL_HINT,
+    PrometheusServer,
+    binary,
+    finite,
+    latest,
+    panels,
+    rule_groups,
+    scale_durations,
+    substitute,
+)
+
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.skipif(binary("prometheus") is None, reason=f"prometheus is not installed: {INSTALL_HINT}"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "deploy" / "samples"
+NS = "istio-system"
+REMOTE = "remote-gke"
+BAD = "remote-bad"
+#: 1 minute in the rules is 1 second here.
+SCALE = 60
+#: Grafana's $__rate_interval: 4 scrape intervals (1 s) when that exceeds the step (1 s).
+RATE_INTERVAL = "4s"
+#: What Grafana puts in for the variables: the job, and "All" clusters.
+VARIABLES = {"job": "federationd", "cluster": ".*", "__rate_interval": RATE_INTERVAL}
+#: Panels only a daemon run with --leader-elect fills.
+LEADER_PANELS = {"Leaders", "Leader by replica"}
+#: The longest range selector of the scaled rules, plus a few evaluations: a condition
+#: that holds is active (pending) by then.
+SILENCE = 10 + 4
+ALERTS = {r["alert"] for g in rule_groups()["groups"] for r in g["rules"]}
+
+BAD_KUBECONFIG = {
+    "apiVersion": "v1", "kind": "Config", "current-context": BAD,
+    "clusters": [{"name": BAD, "cluster": {"server": "https://127.0.0.1:1"}}],
+    "contexts": [{"name": BAD, "context": {"cluster": BAD, "user": BAD}}],
+    "users": [{"name": BAD, "user": {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws-iam-authenticator",
+        "args": ["token", "-i", BAD]}}}],
+}
+
+
+# --- what Prometheus says ----------------------------------------------------------------------
+
+
+Alert = tuple[str, str, tuple[tuple[str, str], ...]]  # (alertname, state, labels)
+
+
+@dataclass
+class AlertLog:
+    """Every active alert Prometheus listed, polled twice a second for the whole module."""
+
+    prom: PrometheusServer
+    seen: list[tuple[float, frozenset[Alert]]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                now = time.time()
+                alerts = frozenset(
+                    (a["labels"]["alertname"], a["state"],
+                     tuple(sorted((k, v) for k, v in a["labels"].items() if k != "alertname")))
+                    for a in await self.prom.alerts())
+                self.seen.append((now, alerts))
+            except Exception as e:  # noqa: BLE001 - reported by the tests, not lost in a task
+                self.errors.append(repr(e))
+            await asyncio.sleep(0.5)
+
+    def now(self) -> frozenset[Alert]:
+        return self.seen[-1][1] if self.seen else frozenset()
+
+    def since(self, t: float) -> set[Alert]:
+        return {a for when, alerts in self.seen if when >= t for a in alerts}
+
+    def active(self, alert: str, /, state: str | None = None, **labels: str) -> bool:
+        return any(
+            a[0] == alert and (state is None or a[1] == state) and set(labels.items()) <= set(a[2])
+            for a in self.now())
+
+    async def wait_firing(self, alert: str, /, *, timeout: float = 60, **labels: str) -> None:  # noqa: ASYNC109 - a deadline for a polled condition
+        await wait_for(lambda: self.active(alert, "firing", **labels), timeout=timeout,
+                       what=f"{alert} {labels} firing (active: {sorted(self.now())})")
+
+    async def wait_inactive(self, alert: str, /, *, timeout: float = 60) -> None:  # noqa: ASYNC109 - a deadline for a polled condition
+        await wait_for(lambda: not self.active(alert), timeout=timeout,
+                       what=f"{alert} inactive (active: {sorted(self.now())})")
+
+    def assert_only(self, since: float, allowed: Iterable[str], *, firing_only: bool = False) -> None:
+        """No alert but ``allowed`` was active since ``since`` (``firing_only``: pending
+        ones are tolerated; they page nobody)."""
+        assert not self.errors, self.errors
+        others = {a for a in self.since(since)
+                  if a[0] not in set(allowed) and (a[1] == "firing" or not firing_only)}
+        assert not others, f"unexpected alerts: {sorted(others)}"
+
+
+@dataclass
+class Observed:
+    fleet: Fleet
+    prom: PrometheusServer
+    alerts: AlertLog
+    directory: Path
+    daemons: list[DaemonProcess]
+    d0: DaemonProcess
+    #: When Prometheus first scraped the daemon (before the seed was applied).
+    started: float
+
+    def scrape(self, *ds: DaemonProcess) -> None:
+        """Prometheus scrapes exactly ``ds``, labelled as the Operator labels Pods."""
+        self.prom.set_targets({d.url.removeprefix("http://"): {"namespace": NS, "pod": d.name} for d in ds})
+
+    async def up(self, d: DaemonProcess) -> bool:
+        return any(latest(s) == 1 for s in await self.prom.query(f'up{{pod="{d.name}"}}'))
+
+    async def panel(self, title: str, *, since: float) -> dict[str, list[dict[str, Any]]]:
+        """refId → the series with values each query of the panel gave since ``since``."""
+        (p,) = [p for p in panels() if p.get("title") == title]
+        out = {}
+        for t in p["targets"]:
+            expr = substitute(t["expr"], VARIABLES)
+            out[t["refId"]] = finite(await self.prom.query_range(expr, start=since, end=time.time()))
+        return out
+
+
+def _remote_status(fleet: Fleet, name: str = REMOTE) -> dict[str, Any]:
+    cr = fleet["master"].store.get("istio.banzaicloud.io/v1beta1", "RemoteIstio", name, NS) or {}
+    return cr.get("status") or {}
+
+
+async def _seed_001(fleet: Fleet, directory: Path) -> None:
+    """The seed's workflow with the samples, as their headers say: the Istio, the remote's
+    kubeconfig as a Secret named like the RemoteIstio, the RemoteIstio."""
+    kc = fleet["master"].kubeconfig_path
+    await kubectl(kc, "-n", NS, "apply", "-f", str(SAMPLES / "istio_v1beta1_istio.yaml"))
+    await kubectl(kc, "-n", NS, "create", "secret", "generic", REMOTE,
+                  f"--from-file={REMOTE}={fleet[REMOTE].kubeconfig_path}")
+    await kubectl(kc, "-n", NS, "create", "-f", str(SAMPLES / "remoteistio-gke-cr.yaml"))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def obs(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Observed]:
+    directory = tmp_path_factory.mktemp("prometheus-e2e")
+    daemons: list[DaemonProcess] = []
+    async with Fleet(["master", REMOTE], directory=directory / "fleet") as fleet:
+        install_crds(fleet)
+        prom = PrometheusServer(directory / "prometheus", rules=scale_durations(rule_groups(), SCALE))
+        watcher: asyncio.Task[None] | None = None
+        try:
+            # The daemon first, so that Prometheus never runs without it (that is
+            # FederationdDown, the last scenario).
+            d0 = await start_daemon(daemons, fleet, directory / "d0.db", name="federationd-0")
+            alerts = AlertLog(prom)
+            o = Observed(fleet=fleet, prom=prom, alerts=alerts, directory=directory, daemons=daemons,
+                         d0=d0, started=0.0)
+            o.scrape(d0)
+            await prom.start()
+            watcher = asyncio.create_task(alerts.run(), name="alert log")
+            await wait_for(lambda: o.up(d0), timeout=30, what="Prometheus scraping the daemon")
+            o.started = time.time()
+            # Applied only now, so every write of the installation is in the scraped counters.
+            await _seed_001(fleet, directory)
+            await wait_for(lambda: _remote_status(fleet).get("Status") == "Available"
+                           and bool(_remote_status(fleet).get("GatewayAddress")), timeout=90, what="RemoteIstio Available")
+            await wait_for(d0.converged, timeout=60, what="daemon converged")
+            yield o
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await prom.stop()
+            for d in daemons:
+                if d.proc is not None and d.proc.returncode is None:
+                    with contextlib.suppress(Exception):
+                        await d.terminate(signal.SIGKILL, timeout=10)
+
+
+# --- the scenarios ------------------------------------------------------------------------------
+
+
+async def test_the_rules_load_and_evaluate(obs: Observed) -> None:
+    rules = await obs.prom.rule_states()
+    assert {r["name"] for r in rules} == ALERTS
+    await wait_for(lambda: _evaluated(obs), timeout=10, what="every rule evaluated")
+    bad = [(r["name"], r.get("lastError")) for r in await obs.prom.rule_states() if r["health"] != "ok"]
+    assert not bad, bad
+
+
+async def _evaluated(obs: Observed) -> bool:
+    return all(r["health"] != "unknown" for r in await obs.prom.rule_states())
+
+
+async def test_a_healthy_fleet_fires_nothing_and_fills_every_panel(obs: Observed) -> None:
+    # Every panel but the leader-election ones has data from the seed-001 workflow on.
+    titles = [p["title"] for p in panels() if p["type"] != "row" and p["title"] not in LEADER_PANELS]
+    assert len(titles) == 12, titles
+
+    async def empty() -> dict[str, list[str]]:
+        out = {}
+        for t in titles:
+            missing = sorted(ref for ref, v in (await obs.panel(t, since=obs.started)).items() if not v)
+            if missing:
+                out[t] = missing
+        return out
+
+    async def filled() -> bool:
+        return not await empty()
+
+    with contextlib.suppress(AssertionError):
+        await wait_for(filled, timeout=30, what="every panel filled")
+    assert not await empty(), "panels without data on a healthy fleet"
+
+    # Some values a platform engineer reads off them.
+    states = await obs.panel("Cluster state", since=time.time() - 2)
+    assert {(s["metric"]["cluster"], s["metric"]["state"]) for s in states["A"]} == {
+        ("master", "connected"), (REMOTE, "connected")}
+    gateways = (await obs.panel("Gateway addresses per cluster", since=time.time() - 2))["A"]
+    assert {s["metric"]["cluster"]: latest(s) for s in gateways} == {"master": 1.0, REMOTE: 1.0}
+    writes = (await obs.panel("Actuations by result", since=obs.started))["A"]
+    assert {(s["metric"]["cluster"], s["metric"]["result"]) for s in writes} == {
+        (c, r) for c in ("master", REMOTE) for r in ("success", "error")}, "label sets exported at 0"
+    assert any(float(v) > 0 for s in writes if s["metric"]["result"] == "success" for _, v in s["values"])
+    errors = (await obs.panel("Reconcile errors", since=obs.started))["A"]
+    assert {s["metric"]["controller"] for s in errors} == {"converge-master", f"converge-{REMOTE}"}
+    assert all(float(v) == 0 for s in errors for _, v in s["values"]), "no reconcile error on a healthy fleet"
+    # The dashboard's variables offer the job and the clusters.
+    assert await obs.prom.api("label/job/values", **{"match[]": "federationd_event_log_head"}) == ["federationd"]
+    assert set(await obs.prom.api("label/cluster/values", **{"match[]": "federationd_cluster_state"})) == {"master", REMOTE}
+    # Without --leader-elect there is no Lease: its panels stay empty ("off" in Grafana) and
+    # nothing says "no leader".
+    for t in LEADER_PANELS:
+        assert not any((await obs.panel(t, since=obs.started)).values()), t
+
+    # Nothing fired from the first scrape on, through the whole installation. (Pending is
+    # allowed there: on a busy machine the installation's first writes may come more than
+    # 30 s after their facts, which FederationdConvergenceSlow sees for one rate window,
+    # far shorter than its for:.)
+    assert obs.alerts.seen[0][0] < obs.started, "the alert log started late"
+    obs.alerts.assert_only(obs.started, allowed=(), firing_only=True)
+    # Converged, not even pending, for as long as any scaled rule needs to become active.
+    await wait_for(lambda: not obs.alerts.now(), timeout=30, what=f"no alert active (active: {sorted(obs.alerts.now())})")
+    quiet_from = time.time()
+    await wait_for(lambda: time.time() - quiet_from > SILENCE, timeout=SILENCE + 5, what="silence window")
+    obs.alerts.assert_only(quiet_from, allowed=())
+
+
+async def test_a_partitioned_remote_fires_unreachable(obs: Observed) -> None:
+    t0 = time.time()
+    await obs.fleet[REMOTE].faults.partition(120)
+    try:
+        await obs.alerts.wait_firing("FederationdRemoteClusterUnreachable", cluster=REMOTE, namespace=NS, timeout=60)
+        states = (await obs.panel("Cluster state", since=t0))["A"]
+        assert (REMOTE, "unreachable") in {(s["metric"]["cluster"], s["metric"]["state"]) for s in states}
+        by_state = (await obs.panel("Clusters by state", since=time.time() - 2))["A"]
+        assert {s["metric"]["state"]: latest(s) for s in by_state} == {"connected": 1.0, "unreachable": 1.0}
+    finally:
+        await obs.fleet[REMOTE].faults.heal()
+    await obs.alerts.wait_inactive("FederationdRemoteClusterUnreachable", timeout=60)
+    await wait_for(lambda: _remote_status(obs.fleet).get("Status") == "Available", timeout=60, what="remote Available again")
+    obs.alerts.assert_only(t0, allowed={"FederationdRemoteClusterUnreachable"})
+
+
+async def test_a_rejected_kubeconfig_fires_credentials_rejected(obs: Observed) -> None:
+    kc = obs.fleet["master"].kubeconfig_path
+    bad = obs.directory / f"{BAD}.kubeconfig"
+    bad.write_text(yaml.safe_dump(BAD_KUBECONFIG))
+    remote_cr = yaml.safe_load((SAMPLES / "remoteistio-gke-cr.yaml").read_text())
+    remote_cr["metadata"]["name"] = BAD
+    t0 = time.time()
+    await kubectl(kc, "-n", NS, "create", "secret", "generic", BAD, f"--from-file={BAD}={bad}")
+    await kubectl(kc, "-n", NS, "create", "-f", "-", stdin=yaml.safe_dump(remote_cr))
+    await obs.alerts.wait_firing("FederationdClusterCredentialsRejected", cluster=BAD, namespace=NS, timeout=60)
+    assert "kubeconfig rejected" in str(_remote_status(obs.fleet, BAD).get("ErrorMessage"))
+    by_state = (await obs.panel("Clusters by state", since=time.time() - 2))["A"]
+    assert {s["metric"]["state"]: latest(s) for s in by_state} == {"connected": 2.0, "rejected": 1.0}
+    # Gone with its RemoteIstio: no series is left behind to keep the alert firing.
+    await kubectl(kc, "-n", NS, "delete", "remoteistio", BAD)
+    await kubectl(kc, "-n", NS, "delete", "secret", BAD)
+    await obs.alerts.wait_inactive("FederationdClusterCredentialsRejected", timeout=60)
+
+    async def forgotten() -> bool:
+        return not await obs.prom.query(f'federationd_cluster_state{{cluster="{BAD}"}}')
+
+    await wait_for(forgotten, timeout=30, what=f"{BAD} gone from federationd_cluster_state")
+    obs.alerts.assert_only(t0, allowed={"FederationdClusterCredentialsRejected"})
+
+
+async def test_failing_writes_fire_actuations_failing(obs: Observed) -> None:
+    remote = obs.fleet[REMOTE]
+    accounts = sorted(k for k in inventory(remote) if k[1] == "ServiceAccount")
+    assert accounts, "the remote has no ServiceAccount of ours"
+    _, _, ns, name = accounts[0]
+    t0 = time.time()
+    # Every write to the remote answers 500 (server-side apply is a PATCH); an object
+    # deleted behind federationd's back then cannot be put back.
+    remote.faults.error_rate(rate=1.0, verb="patch", duration=120)
+    try:
+        await kubectl(remote.kubeconfig_path, "-n", ns, "delete", "serviceaccount", name)
+        await obs.alerts.wait_firing("FederationdActuationsFailing", cluster=REMOTE, namespace=NS, timeout=60)
+        since = t0
+        writes = (await obs.panel("Actuations by result", since=since))["A"]
+        assert any(float(v) > 0 for s in writes if s["metric"] == {"cluster": REMOTE, "result": "error"} for _, v in s["values"])
+        errors = (await obs.panel("Reconcile errors", since=since))["A"]
+        assert any(float(v) > 0 for s in errors if s["metric"] == {"controller": f"converge-{REMOTE}"} for _, v in s["values"])
+        retries = (await obs.panel("Workqueue retries", since=since))["A"]
+        assert any(float(v) > 0 for s in retries if s["metric"] == {"name": f"actuator-{REMOTE}"} for _, v in s["values"])
+    finally:
+        remote.faults.clear()
+    await wait_for(lambda: remote.store.get("v1", "ServiceAccount", name, ns) is not None, timeout=30, what="ServiceAccount put back")
+    await obs.alerts.wait_inactive("FederationdActuationsFailing", timeout=60)
+    obs.alerts.assert_only(t0, allowed={"FederationdActuationsFailing"})
+
+
+async def test_the_leader_killed_fires_no_leader_and_the_last_replica_stopped_fires_down(obs: Observed) -> None:
+    # Two replicas as deploy/deployment.yaml runs them, replacing the single one; the
+    # first is scraped before the single one stops, so a replica is always up.
+    elect = ["--leader-elect", "--lease-duration", "20", "--renew-deadline", "15", "--retry-period", "2"]
+    t0 = time.time()
+    d1 = await start_daemon(obs.daemons, obs.fleet, obs.directory / "d1.db", name="federationd-1", extra=elect)
+    obs.scrape(obs.d0, d1)
+    await wait_for(lambda: obs.up(d1), timeout=30, what="federationd-1 scraped")
+    assert await obs.d0.terminate() == 0, obs.d0.stderr()[-3000:]
+    d2 = await start_daemon(obs.daemons, obs.fleet, obs.directory / "d2.db", name="federationd-2", extra=elect)
+    obs.scrape(d1, d2)
+    await wait_for(lambda: obs.up(d2), timeout=30, what="federationd-2 scraped")
+
+    async def leaders() -> dict[str, float]:
+        return {s["metric"]["pod"]: latest(s) for s in await obs.prom.query("leader_election_master_status")}
+
+    async def one_leader() -> bool:
+        return sorted((await leaders()).values()) == [0.0, 1.0]
+
+    await wait_for(one_leader, timeout=30, what="one leader, one standby")
+    board = await obs.panel("Leaders", since=time.time() - 2)
+    assert [(s["metric"], latest(s)) for s in board["A"]] == [({"name": "federationd"}, 1.0)]
+    by_replica = (await obs.panel("Leader by replica", since=time.time() - 2))["A"]
+    assert {s["metric"]["pod"] for s in by_replica} == {"federationd-1", "federationd-2"}
+    obs.alerts.assert_only(t0, allowed=(), firing_only=True)
+
+    # The leader dies without releasing the Lease: until it expires nobody leads.
+    status = await leaders()
+    leader, standby = (d1, d2) if status["federationd-1"] == 1.0 else (d2, d1)
+    killed = time.time()
+    await leader.terminate(signal.SIGKILL)
+    await obs.alerts.wait_firing("FederationdNoLeader", name="federationd", namespace=NS, timeout=30)
+    assert (await leaders()).get(standby.name) == 0.0, "the alert fired after the standby took over"
+    await wait_for(lambda: _leads(obs, standby), timeout=60, what=f"{standby.name} leading")
+    await obs.alerts.wait_inactive("FederationdNoLeader", timeout=30)
+    obs.alerts.assert_only(killed, allowed={"FederationdNoLeader"})
+
+    # The last replica stops: no target is up. That is FederationdDown, and only that.
+    stopped = time.time()
+    assert await standby.terminate() == 0, standby.stderr()[-3000:]
+    await obs.alerts.wait_firing("FederationdDown", timeout=30)
+    obs.alerts.assert_only(stopped, allowed={"FederationdDown"}, firing_only=True)
+    assert not obs.alerts.active("FederationdNoLeader")
+
+
+async def _leads(obs: Observed, d: DaemonProcess) -> bool:
+    return any(latest(s) == 1 for s in await obs.prom.query(f'leader_election_master_status{{pod="{d.name}"}}'))
