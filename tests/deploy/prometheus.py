@@ -96,7 +96,7 @@ def scale_durations(groups: Mapping[str, Any], factor: float) -> dict[str, Any]:
             return f"[{_duration(seconds(rng) / factor)}:{_duration(seconds(step) / factor) if step else ''}]"
         return f"[{_duration(seconds(inner) / factor)}]"
 
-    out = json.loads(json.dumps(groups))
+    out: dict[str, Any] = json.loads(json.dumps(groups))
     for g in out["groups"]:
         for r in g["rules"]:
             r["expr"] = _RANGE.sub(scale_range, r["expr"])
@@ -199,7 +199,8 @@ class PrometheusServer:
         for _ in range(3):  # the free port may be taken between probing and binding
             port = _free_port()
             self.url = f"http://127.0.0.1:{port}"
-            with open(self.log_path, "ab") as log:
+            log = await asyncio.to_thread(open, self.log_path, "ab")
+            try:
                 self.proc = await asyncio.create_subprocess_exec(
                     path, f"--config.file={self.directory / 'prometheus.yml'}",
                     f"--storage.tsdb.path={self.directory / 'data'}",
@@ -207,6 +208,8 @@ class PrometheusServer:
                     "--storage.tsdb.retention.time=1h",
                     stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 )
+            finally:
+                log.close()  # the child has its own descriptor
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.returncode is None:
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):

@@ -110,7 +110,7 @@ class AlertLog:
                      tuple(sorted((k, v) for k, v in a["labels"].items() if k != "alertname")))
                     for a in await self.prom.alerts())
                 self.seen.append((now, alerts))
-            except Exception as e:  # noqa: BLE001 - reported by the tests, not lost in a task
+            except Exception as e:  # reported by the tests, not lost in a task
                 self.errors.append(repr(e))
             await asyncio.sleep(0.5)
 
