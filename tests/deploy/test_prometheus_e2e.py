@@ -175,7 +175,7 @@ def _remote_status(fleet: Fleet, name: str = REMOTE) -> dict[str, Any]:
     return cr.get("status") or {}
 
 
-async def _seed_001(fleet: Fleet, directory: Path) -> None:
+async def _seed_001(fleet: Fleet) -> None:
     """The seed's workflow with the samples, as their headers say: the Istio, the remote's
     kubeconfig as a Secret named like the RemoteIstio, the RemoteIstio."""
     kc = fleet["master"].kubeconfig_path
@@ -206,7 +206,7 @@ async def obs(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Observe
             await wait_for(lambda: o.up(d0), timeout=30, what="Prometheus scraping the daemon")
             o.started = time.time()
             # Applied only now, so every write of the installation is in the scraped counters.
-            await _seed_001(fleet, directory)
+            await _seed_001(fleet)
             await wait_for(lambda: _remote_status(fleet).get("Status") == "Available"
                            and bool(_remote_status(fleet).get("GatewayAddress")), timeout=90, what="RemoteIstio Available")
             await wait_for(d0.converged, timeout=60, what="daemon converged")
