@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -75,7 +76,15 @@ def unavailable_reason(exc: BaseException, *, timeout: float | None = None) -> s
     if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
         return "TLS handshake failed"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return "connection refused or host unreachable"
+        # The cause decides what the user must fix: a name (DNS), a port, a route.
+        os_error = exc.os_error
+        if isinstance(os_error, socket.gaierror) or type(exc).__name__ == "ClientConnectorDNSError":
+            return f"could not resolve host {exc.host}"
+        if isinstance(os_error, ConnectionRefusedError):
+            return f"connection refused by {exc.host}:{exc.port}"
+        if isinstance(os_error, TimeoutError):
+            return f"connection to {exc.host}:{exc.port} timed out"
+        return f"host {exc.host}:{exc.port} unreachable"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "server disconnected"
     if isinstance(exc, TimeoutError):

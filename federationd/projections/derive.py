@@ -692,7 +692,10 @@ def _remote_blocker(state: ProjectionState, remote: CustomResource) -> str:
         None,
     )
     if kc is None:
-        return f"waiting for the kubeconfig Secret {remote.namespace}/{remote.name}"
+        return (
+            f"waiting for the kubeconfig Secret {remote.namespace}/{remote.name} "
+            f"(or an Istio remote secret with data key {remote.name})"
+        )
     if kc.problem:
         return f"kubeconfig rejected: {kc.problem}"
     c = state.clusters.get(remote.name)
