@@ -69,6 +69,10 @@ def _encode_query(query: Query | None) -> str:
     return ("?" + urlencode(pairs)) if pairs else ""
 
 
+#: The health reason of a cluster that answered 401 to the kubeconfig's credential.
+UNAUTHORIZED_REASON = "credential refused (HTTP 401 Unauthorized)"
+
+
 def unavailable_reason(exc: BaseException, *, timeout: float | None = None) -> str:
     """A short, credential-free description of why a request did not get a response."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
@@ -253,7 +257,7 @@ class ClusterClient:
         if status is None:
             self.health.record_failure(reason or "connection error")
         elif status == 401:
-            self.health.record_unauthorized("credential refused (HTTP 401)")
+            self.health.record_unauthorized(UNAUTHORIZED_REASON)
         else:
             self.health.record_success()
 

@@ -700,6 +700,9 @@ def _remote_blocker(state: ProjectionState, remote: CustomResource) -> str:
         return f"kubeconfig rejected: {kc.problem}"
     c = state.clusters.get(remote.name)
     if c is not None and c.state == "unreachable":
+        if c.reason.startswith("credential refused"):
+            # it answered: reachable, but it does not let this kubeconfig in
+            return f"cluster refused the kubeconfig's credential{c.reason.removeprefix('credential refused')}"
         return f"cluster unreachable: {c.reason}"
     return ""
 
