@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from federationd.actuators.client import ApiConflict, ApiError, ApiNotFound, KubeClient
+from federationd.cancellation import cancel_and_wait
 from federationd.clusters.clock import REAL_CLOCK, Clock
 from federationd.metrics import METRICS, Metrics
 
@@ -113,9 +114,7 @@ class LeaderElector:
         simulates a crash: the lease then has to expire)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self._leading:
             if release:
                 # Best effort, bounded: a shutdown must not hang on an unreachable API
