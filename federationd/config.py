@@ -163,7 +163,7 @@ def lease_timing_problem(*, lease_duration: float, renew_deadline: float, retry_
     enforces), checked once here so a bad flag is refused at start with its name."""
     if not lease_duration > renew_deadline > retry_period * 1.2 or retry_period <= 0:
         return (
-            "lease timings must satisfy --lease-duration > --renew-deadline > 1.2 × --retry-period > 0 "
+            "lease timings must satisfy --lease-duration > --renew-deadline > 1.2 * --retry-period > 0 "
             f"(got {lease_duration:g} / {renew_deadline:g} / {retry_period:g})"
         )
     return ""

@@ -30,8 +30,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from federationd.actuators.client import ApiConflict, ApiError, ApiNotFound, KubeClient
 from federationd import config
+from federationd.actuators.client import ApiConflict, ApiError, ApiNotFound, KubeClient
 from federationd.cancellation import cancel_and_wait
 from federationd.clusters.clock import REAL_CLOCK, Clock
 from federationd.metrics import METRICS, Metrics
