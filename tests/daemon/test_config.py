@@ -29,7 +29,7 @@ def test_defaults_flags_and_environment() -> None:
         ([], {"FEDERATIOND_HTTP_PORT": "eighty"}, "FEDERATIOND_HTTP_PORT"),
         (["--resync-period", "0"], {}, "--resync-period"),
         # the leader's own rule (renew > 1.2 * retry), refused at start, not later
-        (["--leader-elect", "--renew-deadline", "10", "--retry-period", "9"], {}, "1.2 * --retry-period"),
+        (["--leader-elect", "--renew-deadline", "10", "--retry-period", "9"], {}, r"1\.2 \* --retry-period"),
         (["--leader-elect", "--retry-period", "0"], {}, "lease timings"),
     ],
 )
