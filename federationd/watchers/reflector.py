@@ -204,9 +204,10 @@ class Reflector:
                     self._waiting_for_kind = True
                     log.log(level, "%s: %s is not served yet (waiting for its CRD); retrying in %.1fs",
                             self.name, self.api_version, delay)
-                elif isinstance(e, ApiUnavailable) or e.message == self._last_warning:
-                    # The cluster not answering is the cluster's health to report, once
-                    # per state change (``clusters.health``), not every kind's per retry.
+                elif isinstance(e, ApiUnavailable) or e.status == 401 or e.message == self._last_warning:
+                    # The cluster not answering (or refusing the credential) is the
+                    # cluster's health to report, once per state change
+                    # (``clusters.health``), not every kind's per retry.
                     log.debug("%s: %s; retrying in %.1fs", self.name, e.message, delay)
                 else:
                     self._last_warning = e.message
