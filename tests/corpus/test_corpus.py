@@ -150,3 +150,9 @@ def test_bad_input_is_refused_with_its_message(path: Path) -> None:
 
 def test_the_corpus_is_large_enough() -> None:
     assert len(CASES) >= 40
+
+
+def test_the_readme_lists_every_case() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [p.stem for p in CASES if f"`{p.stem}`" not in readme]
+    assert not missing, missing
