@@ -120,7 +120,9 @@ def parser() -> argparse.ArgumentParser:
         if isinstance(default, bool):
             p.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
-            p.add_argument(_flag(f.name), dest=f.name, type=type(default), default=None, help=f"{help_} (default: {default!r})")
+            # a help text that names its own default (or an empty one) gets no second
+            shown = "" if "(default" in help_ or default == "" else f" (default: {default})"
+            p.add_argument(_flag(f.name), dest=f.name, type=type(default), default=None, help=help_ + shown)
     return p
 
 
@@ -156,6 +158,17 @@ def load(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Settings:
     return s
 
 
+def lease_timing_problem(*, lease_duration: float, renew_deadline: float, retry_period: float) -> str:
+    """client-go's rule for leader-election timings (the one ``leader.LeaderElector``
+    enforces), checked once here so a bad flag is refused at start with its name."""
+    if not lease_duration > renew_deadline > retry_period * 1.2 or retry_period <= 0:
+        return (
+            "lease timings must satisfy --lease-duration > --renew-deadline > 1.2 * --retry-period > 0 "
+            f"(got {lease_duration:g} / {renew_deadline:g} / {retry_period:g})"
+        )
+    return ""
+
+
 def _check(s: Settings) -> None:
     if not s.log:
         raise ConfigError("--log: a path is required")
@@ -163,10 +176,12 @@ def _check(s: Settings) -> None:
         raise ConfigError("--snapshot-every must be >= 1")
     if not 0 <= s.http_port <= 65535:
         raise ConfigError("--http-port must be in 0..65535")
-    if s.leader_elect and not (s.lease_duration > s.renew_deadline > s.retry_period > 0):
-        raise ConfigError(
-            "lease timings must satisfy --lease-duration > --renew-deadline > --retry-period > 0"
+    if s.leader_elect:
+        problem = lease_timing_problem(
+            lease_duration=s.lease_duration, renew_deadline=s.renew_deadline, retry_period=s.retry_period
         )
+        if problem:
+            raise ConfigError(problem)
     if s.synchronous not in ("NORMAL", "FULL"):
         raise ConfigError("--synchronous must be NORMAL or FULL")
     for name in ("resync_period", "watch_timeout", "inactivity_timeout", "request_timeout", "resolve_period", "remote_cleanup_timeout"):

@@ -354,20 +354,20 @@ def _abandon(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _in_cluster_kubeconfig() -> dict[str, Any]:
-    """A kubeconfig for the Pod's service account (token and CA embedded, not as paths:
-    the sanitiser refuses file references)."""
+    """A kubeconfig for the Pod's service account: the CA embedded, the token as its file
+    — bound service-account tokens rotate, and the client re-reads the file (as
+    kubernetes_asyncio's in-cluster loader does) instead of using the first one forever."""
     host = os.environ.get("KUBERNETES_SERVICE_HOST")
     port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     if not host:
         raise config.ConfigError("no --kubeconfig given and not running in a cluster")
-    token = (SA_DIR / "token").read_text().strip()
     ca = (SA_DIR / "ca.crt").read_bytes()
     server = f"https://{host}:{port}" if ":" not in host else f"https://[{host}]:{port}"
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "in-cluster", "cluster": {"server": server, "certificate-authority-data": base64.b64encode(ca).decode()}}],
-        "users": [{"name": "sa", "user": {"token": token}}],
+        "users": [{"name": "sa", "user": {"tokenFile": str(SA_DIR / "token")}}],
         "contexts": [{"name": "in-cluster", "context": {"cluster": "in-cluster", "user": "sa"}}],
         "current-context": "in-cluster",
     }
@@ -812,6 +812,7 @@ class Daemon:
             context=s.context or None,
             request_timeout=s.request_timeout,
             metrics=self.metrics,
+            allow_files=not s.kubeconfig,  # the in-cluster one, built above: the token file
         )
 
     def request_stop(self) -> None:

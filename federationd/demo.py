@@ -97,6 +97,25 @@ SERVING = "federationd: serving on "
 # --- errors ----------------------------------------------------------------------------------------
 
 
+
+def federationd_command() -> str:
+    """How to run ``federationd`` from where the user stands, as printed commands must
+    work as printed: ``federationd`` when that is on PATH and is this installation, else
+    the script of this installation (``.venv/bin/federationd`` after ``make demo``),
+    else this interpreter with ``-m federationd.cli``."""
+    script = Path(sys.executable).parent / "federationd"
+    on_path = shutil.which("federationd")
+    if on_path and script.exists() and Path(on_path).resolve() == script.resolve():
+        return "federationd"
+    if script.exists():
+        try:
+            shown = os.path.relpath(script)
+        except ValueError:  # another drive
+            shown = str(script)
+        shown = shown if shown.startswith((".", "/")) and not shown.startswith("..") else str(script)
+        return shlex.quote(shown)
+    return f"{shlex.quote(sys.executable)} -m federationd.cli"
+
 class DemoError(Exception):
     """Why the demo could not go on, in one paragraph a user can act on."""
 
@@ -662,7 +681,7 @@ class Demo:
         d = Daemon(directory=self.directory, kubeconfig=fleet[MASTER].kubeconfig_path)
         self.daemon = d
         self.console.line(self.style.bold("Start the daemon against the master"))
-        self.console.line(self.style.dim("$ " + " ".join(shlex.quote(a) for a in ["federationd", *d.args])))
+        self.console.line(self.style.dim("$ " + " ".join([federationd_command(), *(shlex.quote(a) for a in d.args)])))
         await d.start()
         self.console.line(f"  pid {d.pid}, serving {d.url} (/readyz /metrics /debug/)")
         self.console.line(f"  its log: {d.log_path}")
@@ -1013,13 +1032,14 @@ class Demo:
             self.console.line(f"The daemon's log:  {d.log_path}")
             if d.event_log.exists():
                 log = shlex.quote(str(d.event_log))
+                fd = federationd_command()
                 self.console.line(f"The event log:     {d.event_log}  — everything it saw, decided and did. Try:")
-                self.console.line(f"  federationd events --log {log} | less")
-                self.console.line(f"  federationd events --log {log} --type GatewayAddressesObserved --type HostnameResolved")
-                self.console.line(f"  federationd replay --log {log} --cluster remote-eks")
-                self.console.line(f"  federationd state --log {log}")
-                self.console.line(f"  federationd explain --log {log} {MASTER} ConfigMap/{NAMESPACE}/istio")
-                self.console.line(f"  federationd explain --log {log} remote-gke Deployment/{NAMESPACE}/istio-citadel")
+                self.console.line(f"  {fd} events --log {log} | less")
+                self.console.line(f"  {fd} events --log {log} --type GatewayAddressesObserved --type HostnameResolved")
+                self.console.line(f"  {fd} replay --log {log} --cluster remote-eks")
+                self.console.line(f"  {fd} state --log {log}")
+                self.console.line(f"  {fd} explain --log {log} {MASTER} ConfigMap/{NAMESPACE}/istio")
+                self.console.line(f"  {fd} explain --log {log} remote-gke Deployment/{NAMESPACE}/istio-citadel")
         elif fleet is not None:
             self.console.line("fleet stopped; nothing is left running.")
 

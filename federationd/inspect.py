@@ -172,8 +172,23 @@ async def cmd_state(args: argparse.Namespace) -> int:
         state = await rebuild(log, until=args.until, use_snapshot=not args.no_snapshot)
     finally:
         await log.close()
-    sys.stdout.write(to_yaml(to_builtins(state)))
+    sys.stdout.write(to_yaml(_readable_times(to_builtins(state))))
     return 0
+
+
+#: Fields of the projection state that hold seconds since the epoch.
+_TIME_FIELDS = frozenset({"time", "since"})
+
+
+def _readable_times(value: object, key: str = "") -> object:
+    """The state as a person reads it: epoch seconds as RFC 3339 times (0: never)."""
+    if isinstance(value, dict):
+        return {k: _readable_times(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_readable_times(v) for v in value]
+    if key in _TIME_FIELDS and isinstance(value, int | float) and not isinstance(value, bool):
+        return rfc3339(float(value)) if value else None
+    return value
 
 
 def _match_key(desired_keys: Sequence[str], seen_keys: Sequence[str], ref: str) -> str:
@@ -306,6 +321,11 @@ _NON_DERIVING = frozenset(
 async def cmd_diff(args: argparse.Namespace) -> int:
     log = await open_existing(args.log)
     try:
+        head = int(await log.head())
+        if not 0 <= args.from_seq <= args.to_seq:
+            raise InspectError(f"--from {args.from_seq} must be >= 0 and <= --to {args.to_seq}")
+        if args.to_seq > head:
+            raise InspectError(f"--to {args.to_seq} is past the log's last event ({head})")
         # From the first event when it is still there (no trust in old snapshots needed).
         snapshots = log.dropped_through > 0
         a = derive(await rebuild(log, until=args.from_seq, use_snapshot=snapshots))

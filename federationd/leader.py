@@ -30,7 +30,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from federationd import config
 from federationd.actuators.client import ApiConflict, ApiError, ApiNotFound, KubeClient
+from federationd.cancellation import cancel_and_wait
 from federationd.clusters.clock import REAL_CLOCK, Clock
 from federationd.metrics import METRICS, Metrics
 
@@ -68,8 +70,11 @@ class LeaderElector:
         rand: Callable[[], float] = random.random,
         metrics: Metrics | None = None,
     ) -> None:
-        if not lease_duration > renew_deadline > retry_period * 1.2:
-            raise ValueError("need lease_duration > renew_deadline > 1.2 * retry_period")
+        problem = config.lease_timing_problem(
+            lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period
+        )
+        if problem:
+            raise config.ConfigError(problem)
         self.client = client
         self.name = name
         self.namespace = namespace
@@ -113,9 +118,7 @@ class LeaderElector:
         simulates a crash: the lease then has to expire)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self._leading:
             if release:
                 # Best effort, bounded: a shutdown must not hang on an unreachable API

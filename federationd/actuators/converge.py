@@ -14,7 +14,9 @@ federationd does not own). Each object key goes through a per-cluster deduplicat
   on its own is learnt from the response of our apply, so it never causes a second write.
 * Not in effect → server-side apply (field manager ``federationd``, forced; fields of
   other managers — a user's extra label — are left alone by the server).
-* Owned and no longer desired → delete. A *patch* no longer desired (injection labels on
+* Owned and no longer desired → delete — except what holds other people's data (CRDs,
+  a Namespace someone else wrote or that holds foreign objects: ``actuators.keep``),
+  which is kept without federationd's marks. A *patch* no longer desired (injection labels on
   a namespace) → apply an empty patch, which releases the fields federationd owned.
 * A held cluster (invalid spec, render error) is left exactly as it is.
 * Credentials are in the desired state only as ``federationd.secretref`` placeholders:
@@ -45,6 +47,7 @@ from typing import Any
 from events import types as ev
 from events.types import ClusterName, Event
 from federationd import secretref
+from federationd.actuators import keep
 from federationd.actuators.client import ApiError, ApiNotFound, KubeClient
 from federationd.actuators.tasks import raise_if_cancelled, reap
 from federationd.actuators.workqueue import RateLimit, WorkQueue, run_worker
@@ -431,7 +434,11 @@ class ClusterConverger:
             await self._apply(key, d, observed)
             return
         if observed is not None and self._owned(observed):
-            await self._delete(key, observed)
+            why = await keep.keep_reason(self.client, observed)
+            if why:
+                await self._keep(key, observed, why)
+            else:
+                await self._delete(key, observed)
         elif observed is not None and observed_hash(observed):
             await self._release(key, observed)
         elif key in self._acts and self._acts[key].ok:
@@ -515,6 +522,34 @@ class ClusterConverger:
             ev.ActuationApplied, key, verb=DELETE, content_hash=observed_hash(observed),
             latency=time.monotonic() - started,
         )
+
+    async def _keep(self, key: str, observed: Obj, why: str) -> None:
+        """An object of ours no longer desired that holds other people's data
+        (``actuators.keep``): leave it, without federationd's marks — a Namespace by
+        releasing every field federationd owned, a CRD (whose spec it cannot give back)
+        by removing the managed-by label and the content-hash annotation."""
+        api_version, kind, namespace, name = split_key(key)
+        if kind == "Namespace":
+            await self._release(key, observed)
+        else:
+            started = time.monotonic()
+            try:
+                await self.client.patch(
+                    api_version, kind, namespace or None, name,
+                    keep.abandon_patch(content_hash_annotation=CONTENT_HASH_ANNOTATION),
+                )
+            except ApiNotFound:
+                pass
+            except ApiError as e:
+                await self._failed(key, verb=RELEASE, content_hash=observed_hash(observed), started=started, error=e)
+                raise
+            self.stats["release"] += 1
+            self._recorded.pop(key, None)
+            await self._record(
+                ev.ActuationApplied, key, verb=RELEASE, content_hash=observed_hash(observed),
+                latency=time.monotonic() - started,
+            )
+        log.info("%s: kept %s/%s%s: %s", self.cluster, kind, f"{namespace}/" if namespace else "", name, why)
 
     async def _release(self, key: str, observed: Obj) -> None:
         """Give back the fields of a patch: applying an object with nothing but its name

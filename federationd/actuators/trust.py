@@ -49,6 +49,7 @@ from events.types import ClusterName, Event
 from federationd import trust
 from federationd.actuators.client import ApiConflict, ApiError, ApiNotFound, KubeClient
 from federationd.api import v1beta1
+from federationd.cancellation import cancel_and_wait
 from federationd.projections.derive import managed_istio
 from federationd.projections.state import ProjectionState
 from federationd.render.objects import MANAGED_BY_LABEL
@@ -267,9 +268,7 @@ class TrustActuator:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     stop = pause
 

@@ -20,7 +20,6 @@ labelled with the queue's ``name``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import heapq
 import itertools
@@ -28,6 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from federationd.cancellation import cancel_and_wait
 from federationd.clusters.clock import REAL_CLOCK, Clock
 from federationd.metrics import METRICS, Metrics
 
@@ -227,10 +227,7 @@ class WorkQueue(Generic[T]):
             try:
                 await asyncio.wait({sleeper, changed}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for t in (sleeper, changed):
-                    t.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await t
+                await cancel_and_wait(sleeper, changed)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -249,9 +246,7 @@ class WorkQueue(Generic[T]):
                 waiter.set_result(None)
         task, self._delay_task = self._delay_task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
 
 async def run_worker(

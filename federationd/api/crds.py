@@ -121,6 +121,10 @@ def _schema(t: mi.Type) -> dict[str, Any]:
                 "anyOf": [{"type": "integer"}, {"type": "string"}],
                 "x-kubernetes-int-or-string": True,
             }
+            # a pattern applies to the string form only (as resource.Quantity's does)
+            pattern = next((x.pattern for x in types if isinstance(x, mi.StrType)), None)
+            if pattern is not None:
+                out["pattern"] = pattern
         elif len(types) == 1:
             out = _schema(types[0])
         else:

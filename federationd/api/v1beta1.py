@@ -120,11 +120,60 @@ DNS_REFRESH_RATE_PATTERN: Final = r"^[0-9]{1,5}s$"
 # Any "major.minor…" version; support is decided by the profiles, not the schema.
 VERSION_PATTERN: Final = r"^[0-9]+\.[0-9]+"
 
+# What a schema can say about a value is said here, so the API server (``kubectl apply``)
+# refuses it at once; each pattern accepts "" (unset means the default, as in the source).
+_OCTET: Final = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4: Final = rf"{_OCTET}(\.{_OCTET}){{3}}"
+_IPV6: Final = r"[0-9a-fA-F.]*:[0-9a-fA-F:.]*"
+_CIDR: Final = rf"({_IPV4}(/(3[0-2]|[12][0-9]|[0-9]))?|{_IPV6}(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)"
+#: "*", or comma-separated IPv4/IPv6 CIDRs (istio-iptables' -i / -x).
+CIDR_LIST_PATTERN: Final = rf"^(\*|{_CIDR}( *, *{_CIDR})*)?$"
+IP_PATTERN: Final = rf"^({_IPV4}|{_IPV6})?$"
+#: A Go duration (citadel's --workload-cert-ttl / --max-workload-cert-ttl).
+DURATION_PATTERN: Final = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)?$"
+#: A Kubernetes quantity: the pattern ``resource.Quantity`` carries in every CRD.
+QUANTITY_PATTERN: Final = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+#: A container image reference (registry host, lowercase path, tag, digest).
+_PATH_PART: Final = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
+IMAGE_PATTERN: Final = (
+    rf"^(([a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*(:[0-9]+)?/)?{_PATH_PART}(/{_PATH_PART})*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?)?$"
+)
+#: An RFC 1123 label (namespace and Service names, port names).
+DNS_LABEL_PATTERN: Final = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"
+#: An RFC 1123 subdomain (Secret names).
+DNS_SUBDOMAIN_PATTERN: Final = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$"
+
+#: What each pattern means, for a message a user can act on.
+PATTERN_HELP: Final = {
+    HOST_PORT_PATTERN: "is not host:port",
+    DNS_REFRESH_RATE_PATTERN: "is not a number of seconds such as 300s",
+    VERSION_PATTERN: "is not an Istio version such as 1.2.8",
+    CIDR_LIST_PATTERN: 'is not "*" or a comma-separated list of CIDRs such as 10.0.0.0/8,172.16.0.0/12',
+    IP_PATTERN: "is not an IP address",
+    DURATION_PATTERN: "is not a duration such as 2160h, 90m or 1h30m",
+    QUANTITY_PATTERN: "is not a Kubernetes quantity such as 100m, 2, 128Mi or 1Gi",
+    IMAGE_PATTERN: "is not a container image reference such as docker.io/istio/pilot:1.2.8",
+    DNS_LABEL_PATTERN: "is not a lowercase RFC 1123 label (a-z, 0-9 and '-')",
+    DNS_SUBDOMAIN_PATTERN: "is not a lowercase RFC 1123 name (a-z, 0-9, '-' and '.')",
+}
+
 Replicas = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 Port = Annotated[int, Meta(ge=0, le=65535)]
+#: A Service's port: 0 is not a port (it is required, so it has no "unset" value).
+ServicePortNumber = Annotated[int, Meta(ge=1, le=65535)]
 HostPort = Annotated[str, Meta(pattern=HOST_PORT_PATTERN)]
+CidrList = Annotated[str, Meta(pattern=CIDR_LIST_PATTERN)]
+IP = Annotated[str, Meta(pattern=IP_PATTERN)]
+Duration = Annotated[str, Meta(pattern=DURATION_PATTERN)]
+Image = Annotated[str, Meta(pattern=IMAGE_PATTERN, max_length=512)]
+DnsLabel = Annotated[str, Meta(pattern=DNS_LABEL_PATTERN, max_length=63)]
+DnsSubdomain = Annotated[str, Meta(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
 #: A Kubernetes quantity ("100m", "128Mi", 2): int-or-string on the wire.
-Quantity = int | str
+Quantity = int | Annotated[str, Meta(pattern=QUANTITY_PATTERN)]
 #: Plain pass-through Kubernetes objects (Affinity, Toleration, LabelSelector).
 KubeObject = dict[str, Any]
 
@@ -151,9 +200,9 @@ class ResourceRequirements(_Struct, frozen=True, kw_only=True):
 
 
 class ServicePort(_Struct, frozen=True, kw_only=True):
-    name: str = ""
+    name: DnsLabel = ""
     protocol: Protocol | None = None
-    port: Port
+    port: ServicePortNumber
     target_port: int | str | None = None
     node_port: Port | None = None
 
@@ -206,7 +255,7 @@ class SDSConfiguration(_Struct, frozen=True, kw_only=True):
 
 class PilotConfiguration(_Scheduling, frozen=True, kw_only=True):
     enabled: bool = True
-    image: str = ""
+    image: Image = ""
     sidecar: bool = True
     replica_count: Replicas = 1
     min_replicas: Replicas = 1
@@ -216,25 +265,25 @@ class PilotConfiguration(_Scheduling, frozen=True, kw_only=True):
 
 class CitadelConfiguration(_Scheduling, frozen=True, kw_only=True):
     enabled: bool = True
-    image: str = ""
+    image: Image = ""
     #: The source's samples (and seed 001's RemoteIstios) set it; citadel keeps one
     #: replica unless told otherwise (it is the mesh's CA).
     replica_count: Replicas = 1
-    ca_secret_name: str = field(default="", name="caSecretName")
+    ca_secret_name: DnsSubdomain = field(default="", name="caSecretName")
     health_check: bool | None = None
-    workload_cert_ttl: str = field(default="", name="workloadCertTTL")
-    max_workload_cert_ttl: str = field(default="", name="maxWorkloadCertTTL")
+    workload_cert_ttl: Duration = field(default="", name="workloadCertTTL")
+    max_workload_cert_ttl: Duration = field(default="", name="maxWorkloadCertTTL")
 
 
 class GalleyConfiguration(_Scheduling, frozen=True, kw_only=True):
     enabled: bool = True
-    image: str = ""
+    image: Image = ""
     replica_count: Replicas = 1
 
 
 class GatewaySDSConfiguration(_Struct, frozen=True, kw_only=True):
     enabled: bool = False
-    image: str = ""
+    image: Image = ""
     resources: ResourceRequirements | None = None
 
 
@@ -245,7 +294,7 @@ class GatewayConfiguration(_Scheduling, frozen=True, kw_only=True):
     max_replicas: Replicas = 5
     #: Unset means the gateway's own default (ingress LoadBalancer, egress ClusterIP).
     service_type: ServiceType | None = None
-    load_balancer_ip: str = field(default="", name="loadBalancerIP")
+    load_balancer_ip: IP = field(default="", name="loadBalancerIP")
     service_annotations: dict[str, str] = {}
     service_labels: dict[str, str] = {}
     sds: GatewaySDSConfiguration = GatewaySDSConfiguration()
@@ -268,7 +317,7 @@ class GatewaysConfiguration(_Struct, frozen=True, kw_only=True):
 
 class MixerConfiguration(_Scheduling, frozen=True, kw_only=True):
     enabled: bool = True
-    image: str = ""
+    image: Image = ""
     replica_count: Replicas = 1
     min_replicas: Replicas = 1
     max_replicas: Replicas = 5
@@ -277,7 +326,7 @@ class MixerConfiguration(_Scheduling, frozen=True, kw_only=True):
 
 class InitCNIConfiguration(_Struct, frozen=True, kw_only=True):
     enabled: bool = False
-    image: str = ""
+    image: Image = ""
     bin_dir: str = "/opt/cni/bin"
     conf_dir: str = "/etc/cni/net.d"
     #: Unset (``None``) means the CR's namespace; an explicit ``[]`` excludes nothing.
@@ -292,7 +341,7 @@ class SidecarInjectorInitConfiguration(_Struct, frozen=True, kw_only=True):
 
 class SidecarInjectorConfiguration(_Scheduling, frozen=True, kw_only=True):
     enabled: bool = True
-    image: str = ""
+    image: Image = ""
     replica_count: Replicas = 1
     init: SidecarInjectorInitConfiguration = SidecarInjectorInitConfiguration()
     init_cni_configuration: InitCNIConfiguration = field(
@@ -307,11 +356,11 @@ class SidecarInjectorConfiguration(_Scheduling, frozen=True, kw_only=True):
 
 class NodeAgentConfiguration(_Scheduling, frozen=True, kw_only=True):
     enabled: bool = False
-    image: str = ""
+    image: Image = ""
 
 
 class ProxyConfiguration(_Struct, frozen=True, kw_only=True):
-    image: str = ""
+    image: Image = ""
     privileged: bool = False
     enable_core_dump: bool = False
     log_level: ProxyLogLevel = "warning"
@@ -323,7 +372,7 @@ class ProxyConfiguration(_Struct, frozen=True, kw_only=True):
 
 
 class ProxyInitConfiguration(_Struct, frozen=True, kw_only=True):
-    image: str = ""
+    image: Image = ""
 
 
 class PDBConfiguration(_Struct, frozen=True, kw_only=True):
@@ -360,8 +409,8 @@ class TracingConfiguration(_Struct, frozen=True, kw_only=True):
 
 class IstioCoreDNSConfiguration(_Scheduling, frozen=True, kw_only=True):
     enabled: bool = False
-    image: str = ""
-    plugin_image: str = ""
+    image: Image = ""
+    plugin_image: Image = ""
     replica_count: Replicas = 1
 
 
@@ -394,9 +443,9 @@ class IstioSpec(_Struct, frozen=True, kw_only=True):
 
     version: Annotated[str, Meta(pattern=VERSION_PATTERN)] = ""
     mtls: bool = False
-    include_ip_ranges: str = field(default="*", name="includeIPRanges")
-    exclude_ip_ranges: str = field(default="", name="excludeIPRanges")
-    auto_injection_namespaces: list[str] = []
+    include_ip_ranges: CidrList = field(default="*", name="includeIPRanges")
+    exclude_ip_ranges: CidrList = field(default="", name="excludeIPRanges")
+    auto_injection_namespaces: list[DnsLabel] = []
     control_plane_security_enabled: bool = False
     default_resources: ResourceRequirements | None = None
     sds: SDSConfiguration = SDSConfiguration()
@@ -434,9 +483,9 @@ class IstioSpec(_Struct, frozen=True, kw_only=True):
 class IstioService(_Struct, frozen=True, kw_only=True):
     """A master service made reachable from the remote (flat-network federation)."""
 
-    name: str
+    name: DnsLabel
     label_selector: str = ""
-    pod_ips: list[str] = field(default=[], name="podIPs")
+    pod_ips: list[IP] = field(default=[], name="podIPs")
     ports: list[ServicePort] = []
 
 
@@ -444,10 +493,10 @@ class RemoteIstioSpec(_Struct, frozen=True, kw_only=True):
     """A remote cluster joining the mesh, named like the Secret holding its kubeconfig.
     Its components run the master Istio's version and images."""
 
-    include_ip_ranges: str = field(default="*", name="includeIPRanges")
-    exclude_ip_ranges: str = field(default="", name="excludeIPRanges")
+    include_ip_ranges: CidrList = field(default="*", name="includeIPRanges")
+    exclude_ip_ranges: CidrList = field(default="", name="excludeIPRanges")
     enabled_services: list[IstioService]
-    auto_injection_namespaces: list[str] = []
+    auto_injection_namespaces: list[DnsLabel] = []
     default_resources: ResourceRequirements | None = None
     citadel: CitadelConfiguration = CitadelConfiguration()
     sidecar_injector: SidecarInjectorConfiguration = SidecarInjectorConfiguration()
@@ -523,7 +572,49 @@ def _decode(raw: object, typ: type[_S], *, root: str) -> _S:
     except msgspec.ValidationError as e:
         m = _AT.match(str(e))
         assert m is not None  # the pattern matches any string
-        raise SpecError(root + (m.group("path") or ""), m.group("msg")) from None
+        path, msg = m.group("path") or "", m.group("msg")
+        pattern = _pattern_of(msg)
+        if path.endswith("[...]") and pattern:
+            # a map value: msgspec does not say which key, find it
+            parent = _at(raw, path[: -len("[...]")])
+            bad = [k for k, v in (parent.items() if isinstance(parent, Mapping) else ())
+                   if isinstance(v, str) and re.search(pattern, v) is None]
+            if bad:
+                path = f"{path[: -len('[...]')]}.{bad[0]}"
+        raise SpecError(root + path, _readable(msg, _at(raw, path))) from None
+
+
+_REGEX_MSG = re.compile(r"^Expected `str` matching regex '(?P<pattern>.*)'$", re.DOTALL)
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _at(raw: object, path: str) -> object:
+    """The value at a msgspec error path (``.a.b[2].c``), or None."""
+    for key, index in _STEP.findall(path):
+        if key and isinstance(raw, Mapping):
+            raw = raw.get(key)
+        elif index and isinstance(raw, list) and int(index) < len(raw):
+            raw = raw[int(index)]
+        else:
+            return None
+    return raw
+
+
+def _pattern_of(message: str) -> str:
+    m = _REGEX_MSG.match(message)
+    return m.group("pattern").replace("\\\\", "\\") if m else ""
+
+
+def _readable(message: str, value: object) -> str:
+    """msgspec's message for a pattern mismatch names the regex; say what it means, with
+    the value where it is something public (a CIDR, an image, a duration)."""
+    pattern = _pattern_of(message)
+    if pattern not in PATTERN_HELP:
+        return message
+    if not isinstance(value, str) or len(value) > 80 or pattern in (HOST_PORT_PATTERN, IP_PATTERN):
+        # a tracer address may hold a pasted access token by mistake; addresses stay private
+        return f"the value {PATTERN_HELP[pattern]}"
+    return f"{msgspec.json.encode(value).decode()} {PATTERN_HELP[pattern]}"
 
 
 _Sc = TypeVar("_Sc", bound=_Scheduling)

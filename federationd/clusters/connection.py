@@ -25,8 +25,10 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import ssl
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,13 @@ def _encode_query(query: Query | None) -> str:
     return ("?" + urlencode(pairs)) if pairs else ""
 
 
+#: Seconds between re-reads of a token file (kubernetes_asyncio's in-cluster loader: 60).
+TOKEN_REFRESH_PERIOD = 60.0
+
+#: The health reason of a cluster that answered 401 to the kubeconfig's credential.
+UNAUTHORIZED_REASON = "credential refused (HTTP 401 Unauthorized)"
+
+
 def unavailable_reason(exc: BaseException, *, timeout: float | None = None) -> str:
     """A short, credential-free description of why a request did not get a response."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
@@ -75,7 +84,15 @@ def unavailable_reason(exc: BaseException, *, timeout: float | None = None) -> s
     if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
         return "TLS handshake failed"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return "connection refused or host unreachable"
+        # The cause decides what the user must fix: a name (DNS), a port, a route.
+        os_error = exc.os_error
+        if isinstance(os_error, socket.gaierror) or type(exc).__name__ == "ClientConnectorDNSError":
+            return f"could not resolve host {exc.host}"
+        if isinstance(os_error, ConnectionRefusedError):
+            return f"connection refused by {exc.host}:{exc.port}"
+        if isinstance(os_error, TimeoutError):
+            return f"connection to {exc.host}:{exc.port} timed out"
+        return f"host {exc.host}:{exc.port} unreachable"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "server disconnected"
     if isinstance(exc, TimeoutError):
@@ -162,6 +179,9 @@ class _SharedRestClient(RESTClientObject):
     async def request(self, method: str, url: str, *args: Any, **kw: Any) -> Any:
         if kw.get("_request_timeout") is None:
             kw["_request_timeout"] = self._owner.request_timeout
+        headers = kw.get("headers")
+        if self._owner._token_file is not None and isinstance(headers, dict):
+            headers["Authorization"] = self._owner._headers(None)["Authorization"]
         try:
             resp = await super().request(method, url, *args, **kw)
         except ApiException as e:
@@ -187,8 +207,16 @@ class ClusterClient:
         request_timeout: float,
         health: ClusterHealth,
         metrics: Metrics,
+        token_file: str | None = None,
+        token_refresh: float = TOKEN_REFRESH_PERIOD,
     ) -> None:
         self.name = name
+        # A token read from a file (a bound service-account token) rotates: re-read it
+        # every ``token_refresh`` seconds and after a 401, as kubernetes_asyncio's
+        # in-cluster loader and client-go do.
+        self._token_file = token_file
+        self._token_refresh = token_refresh
+        self._token_read = time.monotonic()
         self.config = config
         self.session = session
         self.request_timeout = request_timeout
@@ -244,14 +272,30 @@ class ClusterClient:
         if status is None:
             self.health.record_failure(reason or "connection error")
         elif status == 401:
-            self.health.record_unauthorized("credential refused (HTTP 401)")
+            self._reread_token(force=True)
+            self.health.record_unauthorized(UNAUTHORIZED_REASON)
         else:
             self.health.record_success()
 
     def url(self, path: str, query: Query | None = None) -> str:
         return self.config.server + path + _encode_query(query)
 
+    def _reread_token(self, *, force: bool = False) -> None:
+        if self._token_file is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._token_read < self._token_refresh:
+            return
+        self._token_read = now
+        try:
+            token = Path(self._token_file).read_text(encoding="utf-8").strip()
+        except OSError:
+            return  # keep the last one; a 401 will say so
+        if token:
+            self._auth["Authorization"] = f"Bearer {token}"
+
     def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        self._reread_token()
         headers = {"Accept": "application/json", "User-Agent": "federationd"}
         headers.update(self._auth)
         if extra:
@@ -407,7 +451,8 @@ async def connect(
     try:
         return ClusterClient(
             name=cluster, config=cfg, session=session, auth_headers=auth,
-            request_timeout=request_timeout, health=health, metrics=metrics)
+            request_timeout=request_timeout, health=health, metrics=metrics,
+            token_file=cfg.token_file or None)
     except BaseException:
         await session.close()
         raise

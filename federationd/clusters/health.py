@@ -6,6 +6,9 @@ as a failure; 401/403 on every request means the credential is refused. Transiti
 not every request — are published to subscribers (the daemon turns them into
 ``ClusterConnected`` / ``ClusterUnreachable`` facts) and to ``federationd_cluster_state``.
 
+The log gets one line per state change (not per failed request, nor per watched kind):
+an unreachable remote says so once, and again when it is back.
+
 Reasons are produced by this package from exception *classes* and HTTP codes, so they
 carry no credential.
 """
@@ -14,10 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import time
 from collections.abc import Callable
 
 from federationd.metrics import METRICS, Metrics
+
+log = logging.getLogger(__name__)
 
 
 class ClusterState(enum.StrEnum):
@@ -88,6 +94,11 @@ class ClusterHealth:
         if state == self._state and reason == self._reason:
             return
         changed_state = state != self._state
+        if changed_state:
+            if state == ClusterState.CONNECTED:
+                log.info("cluster %s: connected", self.cluster)
+            else:
+                log.warning("cluster %s: %s: %s", self.cluster, state.value, reason or "-")
         self._state = state
         self._reason = reason
         if changed_state:

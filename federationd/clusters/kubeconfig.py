@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 
 class KubeconfigRejected(ValueError):
@@ -109,6 +111,24 @@ def parse(kubeconfig: bytes | str | dict[str, Any]) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise KubeconfigRejected("kubeconfig is not a mapping")
     return loaded
+
+
+def _check_key_pair(cert: bytes, key: bytes) -> None:
+    """Refuse a client certificate and key that cannot work together — here, where the
+    refusal becomes the kubeconfig's recorded problem, not at each connection attempt.
+    Errors name the field only: parser messages may quote key material."""
+    try:
+        certificate = x509.load_pem_x509_certificate(cert)
+    except ValueError:
+        raise KubeconfigRejected("client-certificate-data is not a PEM certificate") from None
+    try:
+        private = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError):
+        raise KubeconfigRejected("client-key-data is not an unencrypted PEM private key") from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if private.public_key().public_bytes(serialization.Encoding.DER, public) != certificate.public_key().public_bytes(
+            serialization.Encoding.DER, public):
+        raise KubeconfigRejected("client-key-data is not the key of client-certificate-data")
 
 
 def sanitise(
@@ -212,6 +232,7 @@ def sanitise(
     if user.get("client-certificate-data") or user.get("client-key-data"):
         cert_data = _b64(user.get("client-certificate-data"), "client-certificate-data")
         key_data = _b64(user.get("client-key-data"), "client-key-data")
+        _check_key_pair(cert_data, key_data)
     username = user.get("username")
     password = user.get("password")
 

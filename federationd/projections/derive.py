@@ -215,8 +215,8 @@ def _mesh_networks(
     state: ProjectionState, master: str, istio: CustomResource
 ) -> tuple[tuple[MeshNetwork, ...], tuple[int, ...]]:
     """One network per cluster: the master's (announced with its own gateway, so remote →
-    master traffic works) and one per RemoteIstio, named like it. Single-cluster meshes
-    have no networks."""
+    master traffic works) and one per RemoteIstio that has connected, named like it.
+    Single-cluster meshes have no networks."""
     remotes = _remote_crs(state)
     if not remotes:
         return (), ()
@@ -232,6 +232,9 @@ def _mesh_networks(
         )
     )
     for r in remotes:
+        c = state.clusters.get(r.name)
+        if (c is None or not c.server) and not state.gateways.get(r.name):
+            continue  # never connected: no network to announce (and none to route to)
         seqs.append(r.seq)
         addrs, port, s = gateway_addresses(state, r.name, r.namespace)
         seqs.extend(s)
@@ -576,6 +579,7 @@ def _status(
     time: float,
     warnings: Sequence[str] = (),
     gateway_pending: str = "",
+    version_remapped: str = "",
 ) -> dict[str, Any]:
     when = rfc3339(time)
     reconciled = v1beta1.Condition(
@@ -604,6 +608,17 @@ def _status(
                 status="False",
                 reason="UnknownLocality",
                 message="; ".join(warnings)[:1000],
+                last_transition_time=when,
+                observed_generation=generation,
+            )
+        )
+    if version_remapped:
+        conditions.append(
+            v1beta1.Condition(
+                type="VersionAsRequested",
+                status="False",
+                reason="Remapped",
+                message=version_remapped,
                 last_transition_time=when,
                 observed_generation=generation,
             )
@@ -668,6 +683,13 @@ def _cr_status(
     # Only a federated mesh announces gateways (single-cluster meshes have no networks).
     if not gateways and desired is not None and ingress in desired.objects and _remote_crs(state):
         pending = gateway_pending(state, cluster, cr.namespace)
+    remapped = _version_remapped(cr) if kind == ISTIO_KIND else ""
+    if value == AVAILABLE and not message:
+        # Available, yet something the user should know: the ERROR column says so in
+        # one line (``kubectl get``); the conditions carry each in full (``describe``).
+        notes = [*( [remapped] if remapped else []), *([pending] if pending else []), *warnings]
+        if notes:
+            message = ("warning: " + "; ".join(notes))[:300]
     return DesiredStatus(
         kind=kind,
         cluster=cr.cluster,
@@ -681,9 +703,24 @@ def _cr_status(
             time=when,
             warnings=warnings,
             gateway_pending=pending,
+            version_remapped=remapped,
         ),
         reasons=tuple(sorted(set(reasons) - {0})),
     )
+
+
+def _version_remapped(cr: CustomResource) -> str:
+    """A ``spec.version`` whose images are another release's (``1.2.2`` runs the
+    supported ``1.2.8``): said, since the user asked for something else."""
+    if cr.good_spec is None:
+        return ""
+    asked = str(cr.good_spec.get("version") or "")
+    if not asked:
+        return ""
+    runs = v1beta1.image_tag_for(asked)
+    if runs == asked:
+        return ""
+    return f"spec.version {asked} runs the {runs} images (the supported release of {v1beta1.version_family(asked)})"
 
 
 def _remote_blocker(state: ProjectionState, remote: CustomResource) -> str:
@@ -692,11 +729,17 @@ def _remote_blocker(state: ProjectionState, remote: CustomResource) -> str:
         None,
     )
     if kc is None:
-        return f"waiting for the kubeconfig Secret {remote.namespace}/{remote.name}"
+        return (
+            f"waiting for the kubeconfig Secret {remote.namespace}/{remote.name} "
+            f"(or an Istio remote secret with data key {remote.name})"
+        )
     if kc.problem:
         return f"kubeconfig rejected: {kc.problem}"
     c = state.clusters.get(remote.name)
     if c is not None and c.state == "unreachable":
+        if c.reason.startswith("credential refused"):
+            # it answered: reachable, but it does not let this kubeconfig in
+            return f"cluster refused the kubeconfig's credential{c.reason.removeprefix('credential refused')}"
         return f"cluster unreachable: {c.reason}"
     return ""
 

@@ -301,7 +301,7 @@ def _fold_cr(
     ):
         return crs  # type: ignore[return-value]  # observed again, unchanged
     validate = validate_istio if kind == "Istio" else validate_remote_istio
-    problem = validate(e.spec, namespace=e.namespace)
+    problem = validate(e.spec, namespace=e.namespace, name=e.name)
     if problem:
         good_spec = prev.good_spec if prev else None
         good_generation = prev.good_generation if prev else 0

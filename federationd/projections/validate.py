@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from federationd import render
-from federationd.api import v1beta1
+from federationd.api import checks, v1beta1
 from federationd.projections import locality
 
 #: The message of the source operator (that of ``render.UnsupportedVersion``).
@@ -28,7 +28,15 @@ def supported_version(version: str) -> bool:
     return True
 
 
-def validate_istio(spec: dict[str, Any], *, namespace: str) -> str:
+def _first(problems: list[str]) -> str:
+    """One line for the status: the first problem, and how many more there are."""
+    if not problems:
+        return ""
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def validate_istio(spec: dict[str, Any], *, namespace: str, name: str = "") -> str:
     try:
         decoded = v1beta1.istio_spec(spec, namespace=namespace)
     except v1beta1.SpecError as e:
@@ -38,12 +46,12 @@ def validate_istio(spec: dict[str, Any], *, namespace: str) -> str:
     issues = locality.validate(decoded.locality_lb)
     if issues:
         return "; ".join(str(i) for i in issues)
-    return ""
+    return _first(checks.istio_problems(decoded))
 
 
-def validate_remote_istio(spec: dict[str, Any], *, namespace: str) -> str:
+def validate_remote_istio(spec: dict[str, Any], *, namespace: str, name: str = "") -> str:
     try:
-        v1beta1.remote_istio_spec(spec, namespace=namespace)
+        decoded = v1beta1.remote_istio_spec(spec, namespace=namespace)
     except v1beta1.SpecError as e:
         return str(e)
-    return ""
+    return _first(checks.remote_problems(decoded, name=name))

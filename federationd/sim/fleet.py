@@ -25,7 +25,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import trustme
 import yaml
 from aiohttp import web
 
@@ -35,6 +34,7 @@ from federationd.sim.faults import Faults
 from federationd.sim.kinds import Registry
 from federationd.sim.server import ApiServer, RequestCounters
 from federationd.sim.store import Store
+from federationd.sim.tlscert import ServingCert
 
 _REGIONS = {"eu": "europe-west1", "us": "us-central1", "asia": "asia-east1", "ap": "asia-east1"}
 
@@ -277,9 +277,8 @@ class Fleet:
 
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        ca = trustme.CA(organization_name="federationd sim")
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        ca_pem = ca.cert_pem.bytes()
+        cert = ServingCert(organization="federationd sim")
+        ca_pem = cert.ca_pem
         self.ca_path.write_bytes(ca_pem)
         try:
             for i, spec in enumerate(self.specs):
@@ -318,7 +317,7 @@ class Fleet:
                     faults=c.faults, bookmark_interval=self.bookmark_interval,
                 )
                 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-                cert.configure_cert(ctx)
+                cert.configure(ctx)
                 c._sock_ssl = ctx
                 self._clusters[spec.name] = c
                 await c.start()

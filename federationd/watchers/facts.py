@@ -37,6 +37,7 @@ from federationd.clusters.kubeconfig import KubeconfigRejected, fingerprint, par
 from federationd.clusters.secrets import (
     SecretFormatError,
     is_istio_remote_secret,
+    kubeconfig_from_secret,
     remotes_in_secret,
 )
 from federationd.metrics import METRICS, Metrics
@@ -224,7 +225,7 @@ def endpoints_removed(cluster: ClusterName, obj: Obj, now: float) -> list[Event]
 _SKIP_SECRET_TYPES = frozenset({
     "kubernetes.io/service-account-token", "kubernetes.io/tls", "kubernetes.io/dockercfg",
     "kubernetes.io/dockerconfigjson", "kubernetes.io/basic-auth", "kubernetes.io/ssh-auth",
-    "bootstrap.kubernetes.io/token", "helm.sh/release.v1",
+    "bootstrap.kubernetes.io/token", "helm.sh/release.v1", "istio.io/key-and-cert",
 })
 
 
@@ -283,7 +284,45 @@ def kubeconfig_secret_fact(cluster: ClusterName, obj: Obj, now: float) -> list[E
     for remote, raw in remotes.items():
         if istio or _looks_like_kubeconfig(raw):
             out.append(kubeconfig_observation(cluster, key, remote, raw, now))
+    if not out and not istio:
+        unusable = _unusable_kubeconfig(cluster, key, obj, now)
+        if unusable is not None:
+            out.append(unusable)
     return out
+
+
+def _unusable_kubeconfig(cluster: ClusterName, key: str, obj: Obj, now: float) -> ev.KubeconfigObserved | None:
+    """A Secret shaped like the source's kubeconfig Secret (``kubectl create secret
+    generic NAME --from-file=NAME=…``: no data, one key, or a key named like it) that
+    holds no kubeconfig: said so, so that a RemoteIstio of that name says what is wrong
+    instead of waiting for a Secret that is there. Other Secrets stay unseen. No
+    fingerprint: a hash of an arbitrary secret (a password) is not ours to record."""
+    _, name = _ns_name(obj)
+    data = obj.get("data") or {}
+    if not isinstance(data, dict) or (data and len(data) != 1 and name not in data):
+        return None
+    if not data:
+        problem = f"secret '{name}' has no data"
+    else:
+        data_key = name if name in data else next(iter(data))
+        try:
+            raw = kubeconfig_from_secret(obj, remote_name=name)
+        except SecretFormatError as e:
+            problem = e.reason
+        else:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                problem = f"data key '{data_key}' holds binary data, not a kubeconfig"
+            else:
+                try:
+                    parse(raw)
+                except KubeconfigRejected as e:
+                    problem = f"data key '{data_key}': {e.reason}"
+                else:
+                    problem = f"data key '{data_key}' holds no kubeconfig (no clusters)"
+    return ev.KubeconfigObserved(cluster=cluster, key=key, time=now, remote=name, server="", fingerprint="",
+                                 problem=problem)
 
 
 def kubeconfig_secret_removed(cluster: ClusterName, obj: Obj, now: float) -> list[Event]:

@@ -45,6 +45,7 @@ from federationd.clusters.errors import (
     ApiGone,
     ApiNotFound,
     ApiThrottled,
+    ApiUnavailable,
     error_for_status,
 )
 from federationd.clusters.listing import list_all
@@ -118,6 +119,8 @@ class Reflector:
         #: The last error (redacted message), for status and /debug.
         self.last_error = ""
         self._waiting_for_kind = False
+        #: the last error warned about: the same error again is not repeated
+        self._last_warning = ""
         self.name = f"{client.name}/{kind}" + (f"/{namespace}" if namespace else "")
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -201,7 +204,13 @@ class Reflector:
                     self._waiting_for_kind = True
                     log.log(level, "%s: %s is not served yet (waiting for its CRD); retrying in %.1fs",
                             self.name, self.api_version, delay)
+                elif isinstance(e, ApiUnavailable) or e.status == 401 or e.message == self._last_warning:
+                    # The cluster not answering (or refusing the credential) is the
+                    # cluster's health to report, once per state change
+                    # (``clusters.health``), not every kind's per retry.
+                    log.debug("%s: %s; retrying in %.1fs", self.name, e.message, delay)
                 else:
+                    self._last_warning = e.message
                     log.warning("%s: %s; retrying in %.1fs", self.name, e.message, delay)
                 await self._clock.sleep(delay)
 
@@ -233,6 +242,7 @@ class Reflector:
             self._waiting_for_kind = False
             log.info("%s: %s is served now; watching", self.name, self.api_version)
         self.synced.set()
+        self._last_warning = ""
 
     async def _watch(self) -> int:
         """Watch until the stream ends; returns how many lines it delivered."""

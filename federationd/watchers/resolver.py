@@ -40,7 +40,6 @@ No secret is involved: a hostname and its public addresses.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import math
@@ -55,6 +54,7 @@ from typing import Protocol
 import msgspec
 
 from events.types import ClusterName, Event, HostnameResolved
+from federationd.cancellation import cancel_and_wait
 from federationd.clusters.clock import REAL_CLOCK, Clock
 
 __all__ = [
@@ -393,9 +393,7 @@ class HostnameResolver:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     async def __aenter__(self) -> HostnameResolver:
         await self.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from federationd import config
@@ -26,6 +28,9 @@ def test_defaults_flags_and_environment() -> None:
         (["--synchronous", "OFF"], {}, "--synchronous"),
         ([], {"FEDERATIOND_HTTP_PORT": "eighty"}, "FEDERATIOND_HTTP_PORT"),
         (["--resync-period", "0"], {}, "--resync-period"),
+        # the leader's own rule (renew > 1.2 * retry), refused at start, not later
+        (["--leader-elect", "--renew-deadline", "10", "--retry-period", "9"], {}, r"1\.2 \* --retry-period"),
+        (["--leader-elect", "--retry-period", "0"], {}, "lease timings"),
     ],
 )
 def test_unusable_values_are_refused_with_the_flag_named(argv: list[str], env: dict[str, str], message: str) -> None:
@@ -46,3 +51,18 @@ def test_errors_are_redacted() -> None:
     out = redact(f"ApiForbidden: denied for bearer {token}")
     assert token not in out and "<redacted>" in out and out.startswith("ApiForbidden")
     assert len(redact("x" * 5000)) <= 500
+
+
+def test_the_leaders_rule_is_refused_at_start_with_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from federationd import daemon
+
+    assert daemon.main(["run", "--log", "/nonexistent/x.db", "--leader-elect", "--renew-deadline", "10", "--retry-period", "9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lease timings" in err and "Traceback" not in err
+
+
+def test_help_names_each_default_once() -> None:
+    text = " ".join(config.parser().format_help().split())
+    assert "(default: '')" not in text
+    assert re.search(r"\(default:[^)]*\) \(default:", text) is None, text
+    assert "(default: 15.0)" in text  # --lease-duration

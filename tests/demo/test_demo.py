@@ -138,6 +138,13 @@ async def test_demo_once_converges_and_leaves_nothing_running(tmp_path: Path) ->
     assert counts and all(a == b and a != "0" for a, b in counts), counts
 
     assert "federationd events --log" in out and "federationd explain --log" in out
+    # the printed commands work as printed, from where the demo was run
+    printed = next(ln.strip() for ln in out.splitlines() if re.match(r"^  \S*federationd state --log ", ln))
+    shell = await asyncio.create_subprocess_shell(
+        printed, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
+    state_out, state_err = await asyncio.wait_for(shell.communicate(), 60)
+    assert shell.returncode == 0, (printed, state_err.decode()[-2000:])
+    assert b"istios:" in state_out
     _assert_nothing_left(out, directory)
 
     # the hostname was answered from the demo's hosts file, first time: no DNS was asked

@@ -200,8 +200,12 @@ def test_kubeconfig_secret_fact_records_fingerprint_never_content() -> None:
 
 
 def test_non_kubeconfig_secrets_are_ignored_and_istio_format_is_read() -> None:
-    assert facts.kubeconfig_secret_fact(C, _secret("tls", {"tls.crt": b"PEM"}), 1.0) == []
-    assert facts.kubeconfig_secret_fact(C, _secret("opaque", {"password": b"hunter2"}), 1.0) == []
+    assert facts.kubeconfig_secret_fact(C, _secret("tls", {"tls.crt": b"PEM", "tls.key": b"K"}), 1.0) == []
+    # shaped like a kubeconfig Secret (one key): said to be unusable, nothing of it recorded
+    (pw,) = facts.kubeconfig_secret_fact(C, _secret("opaque", {"password": b"hunter2"}), 1.0)
+    assert isinstance(pw, ev.KubeconfigObserved)
+    assert (pw.remote, pw.server, pw.fingerprint) == ("opaque", "", "")
+    assert pw.problem == "data key 'password': kubeconfig is not a mapping"
     s = _secret("istio-remote-secret-x", {"c1": _kubeconfig(), "c2": b"not yaml: ["},
                 labels={"istio/multiCluster": "true"})
     got = facts.kubeconfig_secret_fact(C, s, 1.0)
@@ -209,7 +213,7 @@ def test_non_kubeconfig_secrets_are_ignored_and_istio_format_is_read() -> None:
         ("c1", ""), ("c2", "kubeconfig is not valid YAML")]
     removed = facts.kubeconfig_secret_removed(C, s, 2.0)
     assert [e.remote for e in removed if isinstance(e, ev.KubeconfigRemoved)] == ["c1", "c2"]
-    assert facts.kubeconfig_secret_removed(C, _secret("opaque", {"password": b"x"}), 1.0) == []
+    assert facts.kubeconfig_secret_removed(C, _secret("opaque", {"a": b"x", "b": b"y"}), 1.0) == []
     (tomb,) = facts.kubeconfig_secret_removed(C, {"metadata": {"name": "r", "namespace": "n"}}, 1.0)
     assert isinstance(tomb, ev.KubeconfigRemoved) and tomb.remote == "r"
 
