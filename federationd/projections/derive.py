@@ -167,7 +167,10 @@ def gateway_addresses(state: ProjectionState, cluster: str, namespace: str) -> t
             if res is not None:
                 seqs.append(res.seq)
                 addrs.extend(res.ips)
-    port = gw.ports.get("tls", gw.ports.get("https", GATEWAY_PORT))
+    # The port of the *.local AUTO_PASSTHROUGH listener (cluster-aware-gateway, 443),
+    # as the operator announces it (istio_controller.go getMeshNetworks: Port 443);
+    # the gateway's 15443 "tls" port only passes *.global (multi-mesh).
+    port = gw.ports.get("https", GATEWAY_PORT)
     if not addrs and gw.service_type == "NodePort":
         for node in sorted(state.nodes.get(cluster, {})):
             n = state.nodes[cluster][node]
@@ -175,7 +178,7 @@ def gateway_addresses(state: ProjectionState, cluster: str, namespace: str) -> t
                 # the node's most reachable address (ExternalIP before InternalIP)
                 seqs.append(n.seq)
                 addrs.append(n.addresses[0])
-        port = gw.node_ports.get("tls", gw.node_ports.get("https", port))
+        port = gw.node_ports.get("https", port)
     return sorted(set(addrs)), port, tuple(seqs)
 
 

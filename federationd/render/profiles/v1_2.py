@@ -28,6 +28,8 @@ PROFILE = Profile(
             "dns_refresh_rate",
             "mixer_adapter_crds_flag",
             "mixer_loadshedding",
+            # The 1.2 injector also reads /etc/istio/inject/values (webhook.go loadConfig).
+            "inject_values",
         }
     ),
     master=common.MASTER,
