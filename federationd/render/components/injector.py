@@ -369,9 +369,14 @@ def values(ctx: Ctx) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
+def config_map_keys(ctx: Ctx) -> tuple[str, ...]:
+    """The files the family's injector reads from its ConfigMap."""
+    return ("config", "values") if ctx.profile.has("inject_values") else ("config",)
+
+
 def config_map_data(ctx: Ctx) -> dict[str, str]:
     data = {"config": config(ctx)}
-    if ctx.profile.has("inject_values"):
+    if "values" in config_map_keys(ctx):
         data["values"] = values(ctx)
     return data
 
@@ -434,7 +439,7 @@ def build(ctx: Ctx) -> list[Obj]:
             c.configmap_volume(
                 "inject-config",
                 NAME,
-                items=[{"key": k, "path": k} for k in config_map_data(ctx)],
+                items=[{"key": k, "path": k} for k in config_map_keys(ctx)],
             ),
         ],
     )
