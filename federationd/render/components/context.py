@@ -497,7 +497,13 @@ def proxy_sidecar(
         "ports": list(ports),
         "env": [*pod_env(), env_field("INSTANCE_IP", "status.podIP"), *tracing_env(ctx)],
         "resources": resources(p.resources),
-        "volumeMounts": [mount("istio-certs", "/etc/certs", read_only=True), *extra_mounts],
+        "volumeMounts": [
+            mount("istio-certs", "/etc/certs", read_only=True),
+            *extra_mounts,
+            # 1.2's pilot and mixer sidecars reach the node agent too (helm 1.2.8
+            # pilot/mixer templates/deployment.yaml ``sds-uds-path``); 1.1's do not.
+            *(sds_mounts(ctx) if ctx.profile.has("control_plane_sds") else []),
+        ],
     }
 
 

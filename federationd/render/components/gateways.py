@@ -136,6 +136,9 @@ def _proxy(ctx: Ctx, kind: GatewayKind, cfg: GatewayConfiguration, ports: list[O
     ]
     if ctx.profile.has("proxy_log_level"):
         args.append(f"--proxyLogLevel={spec.proxy.log_level}")
+    if ctx.profile.has("proxy_component_log_level") and spec.proxy.component_log_level:
+        # helm 1.2.8 gateways/templates/deployment.yaml --proxyComponentLogLevel
+        args.append(f"--proxyComponentLogLevel={spec.proxy.component_log_level}")
     if cfg.application_ports:
         args += ["--applicationPorts", cfg.application_ports]
     env = [
@@ -347,7 +350,7 @@ def build_meshexpansion(ctx: Ctx) -> list[Obj]:
     if ctx.facts.role == "remote":
         return [_cluster_aware_gateway(ctx)]
     comp = "meshexpansion"
-    servers = [
+    servers: list[Obj] = [
         {"port": {"number": 15011, "protocol": "TCP", "name": "tcp-pilot"}, "hosts": ["*"]},
         {"port": {"number": 8060, "protocol": "TCP", "name": "tcp-citadel"}, "hosts": ["*"]},
         # Mixer is reached by SNI (outbound|15004||istio-policy…): passed through, not

@@ -116,6 +116,7 @@ def _deployment(ctx: Ctx, role: Role) -> list[Obj]:
         service_account=SA,
         scheduling=c.scheduling_of(m),
         volumes=[
+            *(c.sds_volumes(ctx) if ctx.profile.has("control_plane_sds") else []),
             c.certs_volume(SA),
             {"name": "uds-socket", "emptyDir": {}},
             c.secret_volume(adapter_secret, adapter_secret),
