@@ -177,9 +177,9 @@ def _deployment(ctx: Ctx, role: Role) -> list[Obj]:
 
 def _rbac(ctx: Ctx) -> list[Obj]:
     app = {"app": "mixer", "istio": "mixer"}
-    core = ["configmaps", "endpoints", "pods", "services", "namespaces", "replicationcontrollers"]
-    if ctx.spec.mixer.multi_cluster_support:
-        core.append("secrets")
+    # helm mixer/templates/clusterrole.yaml and operator mixer/rbac.go: secrets always (the
+    # kubernetesenv adapter reads remote registries' kubeconfig Secrets).
+    core = ["configmaps", "endpoints", "pods", "services", "namespaces", "secrets", "replicationcontrollers"]
     return [
         c.service_account(SA, ctx=ctx, component=COMPONENT, app_labels=app),
         *c.cluster_rbac(
