@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "state": ("federationd.inspect", "replay a log and print the projection state"),
     "explain": ("federationd.inspect", "which events produced an object and which writes applied it"),
     "diff": ("federationd.inspect", "what changed in the desired state between two sequence numbers"),
+    "analyze": ("federationd.analyze", "check a multi-cluster mesh (live clusters or --log) against Istio's facts"),
     "sim": ("federationd.sim.cli", "serve a simulated fleet of Kubernetes API servers"),
     "demo": ("federationd.demo", "start a simulated fleet and the daemon, and show it converging"),
 }

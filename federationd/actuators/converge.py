@@ -144,6 +144,14 @@ def project(desired: Any, observed: Any) -> Any:
     return observed
 
 
+#: Kinds federationd only patches, reflected by what its patch sets: every Namespace
+#: (injection labels), and kubeconfig Secrets labelled for pilot's remote registries.
+_INVENTORY_SELECTORS: dict[str, str | None] = {
+    "Namespace": None,
+    "Secret": "istio/multiCluster=true",
+}
+
+
 def with_hash(obj: Obj, h: str) -> Obj:
     """The body to apply: the desired object plus the content-hash annotation."""
     body = dict(obj)
@@ -321,7 +329,7 @@ class ClusterConverger:
             self.client.cluster,
             api_version=api_version,
             kind=k,
-            label_selector=None if k == "Namespace" else MANAGED_SELECTOR,
+            label_selector=_INVENTORY_SELECTORS.get(k, MANAGED_SELECTOR),
             on_upsert=self._on_observed,
             on_delete=self._on_observed,
             **self._reflector_options,

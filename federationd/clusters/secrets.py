@@ -77,6 +77,15 @@ def remotes_in_secret(secret: dict[str, Any]) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     if not isinstance(data, dict):
         return out
+    annotated = ((secret.get("metadata") or {}).get("annotations") or {}).get(CLUSTER_ANNOTATION)
+    if is_istio_remote_secret(secret) and annotated and len(data) == 1:
+        # One kubeconfig named by the annotation (how federationd labels a source-format
+        # Secret whose data key is not the remote's name).
+        try:
+            out[str(annotated)] = kubeconfig_from_secret(secret, remote_name=str(annotated))
+        except SecretFormatError:
+            pass
+        return out
     if is_istio_remote_secret(secret):
         for key, value in sorted(data.items()):
             try:

@@ -167,7 +167,10 @@ def gateway_addresses(state: ProjectionState, cluster: str, namespace: str) -> t
             if res is not None:
                 seqs.append(res.seq)
                 addrs.extend(res.ips)
-    port = gw.ports.get("tls", gw.ports.get("https", GATEWAY_PORT))
+    # The port of the *.local AUTO_PASSTHROUGH listener (cluster-aware-gateway, 443),
+    # as the operator announces it (istio_controller.go getMeshNetworks: Port 443);
+    # the gateway's 15443 "tls" port only passes *.global (multi-mesh).
+    port = gw.ports.get("https", GATEWAY_PORT)
     if not addrs and gw.service_type == "NodePort":
         for node in sorted(state.nodes.get(cluster, {})):
             n = state.nodes[cluster][node]
@@ -175,7 +178,7 @@ def gateway_addresses(state: ProjectionState, cluster: str, namespace: str) -> t
                 # the node's most reachable address (ExternalIP before InternalIP)
                 seqs.append(n.seq)
                 addrs.append(n.addresses[0])
-        port = gw.node_ports.get("tls", gw.node_ports.get("https", port))
+        port = gw.node_ports.get("https", port)
     return sorted(set(addrs)), port, tuple(seqs)
 
 
@@ -305,6 +308,32 @@ def _injection_patches(
     return out
 
 
+#: How pilot 1.1/1.2 finds remote registries: Secrets labelled ``istio/multiCluster:
+#: "true"`` in its namespace, one data key per cluster id. The source operator labels each
+#: RemoteIstio's kubeconfig Secret so (``remoteistio_controller.go`` ``labelSecret``).
+MULTICLUSTER_LABEL = "istio/multiCluster"
+CLUSTER_ANNOTATION = "networking.istio.io/cluster"
+
+
+def _remote_secret_labels(state: ProjectionState) -> list[dict[str, Any]]:
+    """The label (and Istio's cluster annotation) on each usable source-format kubeconfig
+    Secret — one named like its RemoteIstio — as patches: federationd never owns the
+    Secret, and an Istio-format Secret carries the label already."""
+    out = []
+    for r in _remote_crs(state):
+        kc = state.kubeconfigs.get(f"Secret/{r.namespace}/{r.name}")
+        if kc is None or kc.remote != r.name or kc.problem:
+            continue
+        meta = {
+            "name": r.name,
+            "namespace": r.namespace,
+            "labels": {MULTICLUSTER_LABEL: "true"},
+            "annotations": {CLUSTER_ANNOTATION: r.name},
+        }
+        out.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta})
+    return out
+
+
 def _render_master(
     spec: v1beta1.IstioSpec, *, namespace: str, facts: RenderFacts
 ) -> list[dict[str, Any]]:
@@ -374,6 +403,7 @@ def _master_desired(
         return ClusterDesired(hold=True, hold_reason=f"render failed: {type(e).__name__}: {e}")
     existing = state.namespaces.get(master, {})
     patches = _injection_patches(spec.auto_injection_namespaces, existing)
+    patches += _remote_secret_labels(state)
     return ClusterDesired(
         objects=_desired_objects(
             rendered,

@@ -71,6 +71,9 @@ class RenderFacts(msgspec.Struct, frozen=True, kw_only=True):
     self-signed CA unless the spec names one. ``ca_fingerprint`` is that Secret's public
     fingerprint: it goes into citadel's pod-template hash, so a new CA restarts citadel.
     ``localities`` are the ``region/zone`` pairs observed on the mesh's nodes, sorted.
+    ``kubernetes_apis`` are the ``group/version`` strings the cluster serves (from its
+    discovery), sorted; empty means not observed, and rendering then uses the GA
+    versions (see :func:`federationd.render.components.context.api_version`).
     """
 
     cluster: str = "master"
@@ -80,6 +83,7 @@ class RenderFacts(msgspec.Struct, frozen=True, kw_only=True):
     ca_secret_name: str = ""
     localities: tuple[str, ...] = ()
     ca_fingerprint: str = ""
+    kubernetes_apis: tuple[str, ...] = ()
 
 
 # --- metadata ------------------------------------------------------------------------

@@ -260,8 +260,9 @@ def test_a_nodeport_gateway_is_reached_through_its_nodes() -> None:
     log.add(istio(SEED_000))
     log.add(
         ev.NodeLocalityObserved(cluster=MASTER, key="Node//n1", time=1, node="n1", region="r", addresses=("192.0.2.10", "10.0.0.10")),
-        ev.GatewayAddressesObserved(cluster=MASTER, key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="NodePort", node_ports={"tls": 31450, "https": 31390}, ports={"tls": 15443}),
+        ev.GatewayAddressesObserved(cluster=MASTER, key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="NodePort", node_ports={"tls": 31450, "https": 31390}, ports={"tls": 15443, "https": 443}),
     )
     addrs, port, seqs = d.gateway_addresses(log.state, "master", "istio-system")
-    assert addrs == ["192.0.2.10"] and port == 31450 and seqs == (3, 2)
+    # the node port of "https" (443, the *.local AUTO_PASSTHROUGH listener), not of "tls"
+    assert addrs == ["192.0.2.10"] and port == 31390 and seqs == (3, 2)
     assert derive(log.state).statuses["Istio/istio-system/istio"].status["GatewayAddress"] == addrs

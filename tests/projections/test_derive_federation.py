@@ -83,9 +83,9 @@ def test_a_nodeport_gateway_ignores_a_leftover_load_balancer_status() -> None:
     log.add(istio(SEED_000))
     log.add(
         ev.NodeLocalityObserved(cluster=MASTER, key="Node//n1", time=1, node="n1", region="r", addresses=("192.0.2.10",)),
-        ev.GatewayAddressesObserved(cluster=MASTER, key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="NodePort", ips=("203.0.113.1",), node_ports={"tls": 31450}, ports={"tls": 15443}),
+        ev.GatewayAddressesObserved(cluster=MASTER, key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="NodePort", ips=("203.0.113.1",), node_ports={"tls": 31450, "https": 31390}, ports={"tls": 15443, "https": 443}),
     )
-    assert d.gateway_addresses(log.state, "master", "istio-system")[:2] == (["192.0.2.10"], 31450)
+    assert d.gateway_addresses(log.state, "master", "istio-system")[:2] == (["192.0.2.10"], 31390)
 
 
 def _conditions(log: Log, key: str) -> dict[str, dict[str, Any]]:

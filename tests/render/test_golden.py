@@ -19,44 +19,104 @@ from typing import Any
 import pytest
 import yaml
 
+from events import types as ev
+from events.types import ClusterName
 from federationd.api import v1beta1
+from federationd.projections.derive import gateway_addresses
+from federationd.projections.state import EMPTY, fold
 from federationd.render import render_master, render_remote
 from federationd.render.objects import MeshNetwork, NetworkGateway, RenderFacts, dump_yaml_stream
+from tests.projections.helpers import Rec
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 INPUTS = GOLDEN / "inputs"
 NS = "istio-system"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
+#: What a Kubernetes 1.14 cluster (a release Istio 1.1/1.2 support) serves, as its
+#: discovery lists it: golden files show the API versions a real cluster gets.
+KUBERNETES_1_14_APIS = (
+    "admissionregistration.k8s.io/v1beta1",
+    "apiextensions.k8s.io/v1beta1",
+    "apps/v1",
+    "apps/v1beta1",
+    "apps/v1beta2",
+    "autoscaling/v1",
+    "autoscaling/v2beta1",
+    "autoscaling/v2beta2",
+    "batch/v1",
+    "batch/v1beta1",
+    "coordination.k8s.io/v1",
+    "coordination.k8s.io/v1beta1",
+    "extensions/v1beta1",
+    "networking.k8s.io/v1",
+    "networking.k8s.io/v1beta1",
+    "policy/v1beta1",
+    "rbac.authorization.k8s.io/v1",
+    "rbac.authorization.k8s.io/v1beta1",
+    "v1",
+)
+
+
+def _announced(cluster: str, address: str) -> tuple[NetworkGateway, ...]:
+    """One network's gateways as the daemon derives them: the ingress gateway Service as
+    rendered (its default ports), observed with a LoadBalancer IP, through the same
+    projection the daemon runs — no hand-written port."""
+    svc = next(
+        o
+        for o in render_master(v1beta1.istio_spec({}, namespace=NS), namespace=NS, facts=RenderFacts())
+        if o["kind"] == "Service" and o["metadata"]["name"] == "istio-ingressgateway"
+    )
+    observed = ev.GatewayAddressesObserved(
+        cluster=ClusterName(cluster),
+        key=f"Service/{NS}/istio-ingressgateway",
+        time=1.0,
+        namespace=NS,
+        name="istio-ingressgateway",
+        service_type="LoadBalancer",
+        ips=(address,),
+        ports={p["name"]: p["port"] for p in svc["spec"]["ports"]},
+        node_ports={p["name"]: p["nodePort"] for p in svc["spec"]["ports"] if "nodePort" in p},
+    )
+    state = fold(EMPTY, Rec(1, observed))
+    addrs, port, _ = gateway_addresses(state, cluster, NS)
+    return tuple(NetworkGateway(address=a, port=port) for a in addrs)
+
+
 #: Seed 001/002: a master and one remote, each its own network behind its ingress gateway.
 TWO_CLUSTERS = (
     MeshNetwork(
         name="network-master",
         from_registry=("Kubernetes",),
-        gateways=(NetworkGateway(address="35.195.10.20", port=443),),
+        gateways=_announced("master", "35.195.10.20"),
     ),
     MeshNetwork(
         name="istio-remote-eu",
         from_registry=("istio-remote-eu",),
-        gateways=(NetworkGateway(address="13.48.20.30", port=443),),
+        gateways=_announced("istio-remote-eu", "13.48.20.30"),
     ),
 )
 MASTER_FACTS = {
-    "seed-000-minimal": RenderFacts(),
-    "seed-004-cni": RenderFacts(),
+    "seed-000-minimal": RenderFacts(kubernetes_apis=KUBERNETES_1_14_APIS),
+    "seed-004-cni": RenderFacts(kubernetes_apis=KUBERNETES_1_14_APIS),
     "everything-1.2": RenderFacts(
+        kubernetes_apis=KUBERNETES_1_14_APIS,
         network="network-master",
         mesh_networks=TWO_CLUSTERS,
         ca_secret_name="cacerts",
         localities=("eu-north-1/eu-north-1a", "europe-west2/europe-west2-a"),
     ),
-    "seed-002-1.1.11": RenderFacts(network="network-master", mesh_networks=TWO_CLUSTERS),
+    "seed-002-1.1.11": RenderFacts(
+        network="network-master", mesh_networks=TWO_CLUSTERS, kubernetes_apis=KUBERNETES_1_14_APIS
+    ),
     "seed-002-locality-failover": RenderFacts(
+        kubernetes_apis=KUBERNETES_1_14_APIS,
         network="network-master",
         mesh_networks=TWO_CLUSTERS,
         localities=("eu-north-1/eu-north-1a", "europe-west2/europe-west2-a"),
     ),
     "seed-002-locality-distribute": RenderFacts(
+        kubernetes_apis=KUBERNETES_1_14_APIS,
         network="network-master",
         mesh_networks=TWO_CLUSTERS,
         localities=("eu-north-1/eu-north-1a", "europe-west2/europe-west2-a"),
@@ -64,6 +124,7 @@ MASTER_FACTS = {
 }
 REMOTE_FACTS = {
     "seed-001-remote": RenderFacts(
+        kubernetes_apis=KUBERNETES_1_14_APIS,
         cluster="istio-remote-eu",
         role="remote",
         network="istio-remote-eu",

@@ -48,7 +48,11 @@ def build(ctx: Ctx) -> list[Obj]:
             {
                 "name": "CNI_NETWORK_CONFIG",
                 "valueFrom": {"configMapKeyRef": {"name": CONFIGMAP, "key": "cni_network_config"}},
-            }
+            },
+            # install-cni.sh writes the plugin's kubeconfig path as ${CNI_NET_DIR}/...
+            # into the chained config; without it a non-default confDir points the
+            # plugin at a file that does not exist (istio/cni helm chart istio-cni.yaml).
+            c.env("CNI_NET_DIR", cni.conf_dir),
         ],
         "volumeMounts": [
             c.mount("cni-bin-dir", "/host/opt/cni/bin"),

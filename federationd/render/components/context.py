@@ -92,6 +92,43 @@ class Ctx:
         return "MUTUAL_TLS" if self.spec.control_plane_security_enabled else "NONE"
 
 
+# --- Kubernetes API versions ---------------------------------------------------------------
+
+#: For each kind whose API version changed since Istio 1.1/1.2: the version those
+#: releases' charts render (and, for webhooks, the one their binaries patch the
+#: ``caBundle`` through), then its GA successor.
+API_VERSIONS: Mapping[str, tuple[str, str]] = {
+    # helm istio/charts/*/templates/autoscale.yaml (1.1.14, 1.2.8)
+    "HorizontalPodAutoscaler": ("autoscaling/v2beta1", "autoscaling/v2"),
+    # helm istio/charts/*/templates/poddisruptionbudget.yaml
+    "PodDisruptionBudget": ("policy/v1beta1", "policy/v1"),
+    # helm sidecarInjectorWebhook/templates/mutatingwebhook.yaml
+    "MutatingWebhookConfiguration": (
+        "admissionregistration.k8s.io/v1beta1",
+        "admissionregistration.k8s.io/v1",
+    ),
+    # helm istio-init/files/crd-*.yaml
+    "CustomResourceDefinition": ("apiextensions.k8s.io/v1beta1", "apiextensions.k8s.io/v1"),
+}
+
+
+def api_version(ctx: Ctx, kind: str) -> str:
+    """The API version to render ``kind`` in on the target cluster.
+
+    The upstream version when the cluster serves it (every Kubernetes release Istio
+    1.1/1.2 supports does); otherwise, or while the cluster's served APIs are not known,
+    the GA successor. A cluster without the upstream webhook API cannot run these Istio
+    releases at all (their binaries patch ``caBundle`` through v1beta1); that is
+    reported by ``federationd analyze``, not hidden here.
+    """
+    upstream, successor = API_VERSIONS[kind]
+    return upstream if upstream in ctx.facts.kubernetes_apis else successor
+
+
+def is_upstream_api(ctx: Ctx, kind: str) -> bool:
+    return api_version(ctx, kind) == API_VERSIONS[kind][0]
+
+
 # --- small helpers ------------------------------------------------------------------------
 
 
@@ -220,7 +257,7 @@ def autoscaled(
     min_replicas: int,
     max_replicas: int,
 ) -> list[Obj]:
-    """A Deployment plus, when its bounds allow scaling, an autoscaling/v2 HPA on CPU.
+    """A Deployment plus, when its bounds allow scaling, an HPA on 80 % CPU.
 
     With an HPA the Deployment leaves ``replicas`` unset: server-side apply would
     otherwise reset what the autoscaler decided on every resync. ``replicaCount`` then
@@ -229,6 +266,11 @@ def autoscaled(
     lo = max(min_replicas, 1)
     hi = max(max_replicas, lo)
     if hi > lo:
+        cpu: Obj = (
+            {"name": "cpu", "targetAverageUtilization": 80}
+            if is_upstream_api(ctx, "HorizontalPodAutoscaler")
+            else {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}
+        )
         return [
             deployment(
                 name,
@@ -239,7 +281,7 @@ def autoscaled(
                 replicas=None,
             ),
             obj(
-                "autoscaling/v2",
+                api_version(ctx, "HorizontalPodAutoscaler"),
                 "HorizontalPodAutoscaler",
                 name,
                 component=component,
@@ -249,15 +291,7 @@ def autoscaled(
                     "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                     "minReplicas": lo,
                     "maxReplicas": hi,
-                    "metrics": [
-                        {
-                            "type": "Resource",
-                            "resource": {
-                                "name": "cpu",
-                                "target": {"type": "Utilization", "averageUtilization": 80},
-                            },
-                        }
-                    ],
+                    "metrics": [{"type": "Resource", "resource": cpu}],
                 },
             ),
         ]
@@ -274,12 +308,12 @@ def autoscaled(
 
 
 def pdb(name: str, *, ctx: Ctx, component: str, app_labels: Mapping[str, str]) -> list[Obj]:
-    """A policy/v1 PodDisruptionBudget (minAvailable 1) when the spec asks for them."""
+    """A PodDisruptionBudget (minAvailable 1) when the spec asks for them."""
     if not ctx.spec.default_pod_disruption_budget.enabled:
         return []
     return [
         obj(
-            "policy/v1",
+            api_version(ctx, "PodDisruptionBudget"),
             "PodDisruptionBudget",
             name,
             component=component,
@@ -463,7 +497,13 @@ def proxy_sidecar(
         "ports": list(ports),
         "env": [*pod_env(), env_field("INSTANCE_IP", "status.podIP"), *tracing_env(ctx)],
         "resources": resources(p.resources),
-        "volumeMounts": [mount("istio-certs", "/etc/certs", read_only=True), *extra_mounts],
+        "volumeMounts": [
+            mount("istio-certs", "/etc/certs", read_only=True),
+            *extra_mounts,
+            # 1.2's pilot and mixer sidecars reach the node agent too (helm 1.2.8
+            # pilot/mixer templates/deployment.yaml ``sds-uds-path``); 1.1's do not.
+            *(sds_mounts(ctx) if ctx.profile.has("control_plane_sds") else []),
+        ],
     }
 
 
@@ -483,14 +523,29 @@ def sds_socket_path(ctx: Ctx) -> str:
     return path.removeprefix("unix:")
 
 
-def sds_volumes(ctx: Ctx) -> list[Obj]:
-    """With SDS, proxies reach the node agent's socket on the host and, with trustworthy
-    JWTs, present a projected service-account token to it."""
+def sds_socket_dir(ctx: Ctx) -> str:
+    """The directory holding the node agent's socket (``/var/run/sds`` by default).
+
+    Proxies mount the directory, not the socket file: the node agent re-creates the
+    socket when it restarts, and a file mount would keep pointing at the deleted inode
+    (helm ``files/injection-template.yaml`` 1.2.8, ``sds-uds-path`` hostPath
+    ``/var/run/sds`` mounted at ``/var/run/sds``)."""
+    return sds_socket_path(ctx).rsplit("/", 1)[0] or "/"
+
+
+#: Istio's default trust domain: the audience of the projected token the node agent
+#: validates (helm ``audience: {{ .Values.global.trustDomain }}``, the operator sets
+#: ``trustDomain: cluster.local``).
+TRUST_DOMAIN = "cluster.local"
+
+
+def sds_volumes(ctx: Ctx, *, name: str = "sds-uds-path") -> list[Obj]:
+    """With SDS, proxies reach the node agent's socket directory on the host and, with
+    trustworthy JWTs, present a projected service-account token to it. ``name`` is the
+    volume's name in the chart being mirrored (gateways say ``sdsudspath``)."""
     if not ctx.spec.sds.enabled:
         return []
-    out: list[Obj] = [
-        {"name": "sdsudspath", "hostPath": {"path": sds_socket_path(ctx), "type": "Socket"}}
-    ]
+    out: list[Obj] = [{"name": name, "hostPath": {"path": sds_socket_dir(ctx)}}]
     if ctx.spec.sds.use_trustworthy_jwt:
         out.append(
             {
@@ -501,7 +556,7 @@ def sds_volumes(ctx: Ctx) -> list[Obj]:
                             "serviceAccountToken": {
                                 "path": "istio-token",
                                 "expirationSeconds": 43200,
-                                "audience": "",
+                                "audience": TRUST_DOMAIN,
                             }
                         }
                     ]
@@ -511,10 +566,10 @@ def sds_volumes(ctx: Ctx) -> list[Obj]:
     return out
 
 
-def sds_mounts(ctx: Ctx) -> list[Obj]:
+def sds_mounts(ctx: Ctx, *, name: str = "sds-uds-path") -> list[Obj]:
     if not ctx.spec.sds.enabled:
         return []
-    out = [mount("sdsudspath", sds_socket_path(ctx), read_only=True)]
+    out = [mount(name, sds_socket_dir(ctx), read_only=True)]
     if ctx.spec.sds.use_trustworthy_jwt:
         out.append(mount("istio-token", "/var/run/secrets/tokens"))
     return out

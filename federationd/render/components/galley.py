@@ -72,8 +72,9 @@ def _args(ctx: Ctx) -> list[str]:
         "/etc/config/validatingwebhookconfiguration.yaml",
         "--log_output_level=default:info",
     ]
-    if not ctx.spec.control_plane_security_enabled:
-        args.append("--insecure=true")
+    # helm galley/templates/deployment.yaml: said either way. Without it galley serves
+    # MCP over TLS (the default), which is what mixer's mcps:// expects.
+    args.append(f"--insecure={'false' if ctx.spec.control_plane_security_enabled else 'true'}")
     if not ctx.spec.use_mcp:
         args.append("--enable-server=false")
     return args

@@ -10,7 +10,16 @@ Istio resources rendered here:
 * mesh expansion — the gateway and routes that expose pilot and citadel through the
   ingress gateway, and the SNI pass-through ``cluster-aware-gateway`` that split-horizon
   traffic between clusters enters by (a remote gets only the latter: it has no pilot);
-* multi-mesh — the ``*.global`` pass-through gateways and their mTLS DestinationRule.
+* multi-mesh — the ``*.global`` pass-through gateways, the EnvoyFilter that rewrites
+  ``.global`` SNI clusters to ``.svc.cluster.local`` and their mTLS DestinationRule.
+
+Mirrors helm ``istio/charts/gateways/templates/{deployment,service,preconfigured}.yaml``,
+``pilot/templates/meshexpansion.yaml`` and ``security/templates/meshexpansion.yaml``
+(1.1.14, 1.2.8), and the operator's ``pkg/resources/gateways`` (release-1.2). Remote
+proxies reach pilot through the mesh-expansion gateway on 15011 (TCP, with
+``meshexpansion-dr-pilot`` turning off the gateway's own TLS origination under
+control-plane security: the proxy's mTLS passes through) and mixer on 15004 by SNI
+(``tls-mixer``, AUTO_PASSTHROUGH).
 """
 
 from __future__ import annotations
@@ -127,6 +136,9 @@ def _proxy(ctx: Ctx, kind: GatewayKind, cfg: GatewayConfiguration, ports: list[O
     ]
     if ctx.profile.has("proxy_log_level"):
         args.append(f"--proxyLogLevel={spec.proxy.log_level}")
+    if ctx.profile.has("proxy_component_log_level") and spec.proxy.component_log_level:
+        # helm 1.2.8 gateways/templates/deployment.yaml --proxyComponentLogLevel
+        args.append(f"--proxyComponentLogLevel={spec.proxy.component_log_level}")
     if cfg.application_ports:
         args += ["--applicationPorts", cfg.application_ports]
     env = [
@@ -152,7 +164,7 @@ def _proxy(ctx: Ctx, kind: GatewayKind, cfg: GatewayConfiguration, ports: list[O
         c.mount(f"{short}-certs", f"/etc/istio/{short}-certs", read_only=True),
         c.mount(f"{short}-ca-certs", f"/etc/istio/{short}-ca-certs", read_only=True),
     ]
-    mounts += c.sds_mounts(ctx)
+    mounts += c.sds_mounts(ctx, name="sdsudspath")
     if cfg.sds.enabled:
         mounts.append(c.mount(f"{short}sdsudspath", "/var/run/ingress_gateway"))
     return {
@@ -180,7 +192,7 @@ def build_gateway(ctx: Ctx, kind: GatewayKind) -> list[Obj]:
         c.secret_volume(f"{short}-certs", f"istio-{short}-certs"),
         c.secret_volume(f"{short}-ca-certs", f"istio-{short}-ca-certs"),
     ]
-    volumes += c.sds_volumes(ctx)
+    volumes += c.sds_volumes(ctx, name="sdsudspath")
     objs: list[Obj] = []
     if cfg.sds.enabled:
         volumes.append({"name": f"{short}sdsudspath", "emptyDir": {}})
@@ -338,10 +350,16 @@ def build_meshexpansion(ctx: Ctx) -> list[Obj]:
     if ctx.facts.role == "remote":
         return [_cluster_aware_gateway(ctx)]
     comp = "meshexpansion"
-    servers = [
+    servers: list[Obj] = [
         {"port": {"number": 15011, "protocol": "TCP", "name": "tcp-pilot"}, "hosts": ["*"]},
         {"port": {"number": 8060, "protocol": "TCP", "name": "tcp-citadel"}, "hosts": ["*"]},
-        {"port": {"number": 15004, "protocol": "TCP", "name": "tcp-mixer"}, "hosts": ["*"]},
+        # Mixer is reached by SNI (outbound|15004||istio-policy…): passed through, not
+        # terminated, so the sidecar's mTLS with mixer's proxy stays end to end.
+        {
+            "port": {"number": 15004, "protocol": "TLS", "name": "tls-mixer"},
+            "tls": {"mode": "AUTO_PASSTHROUGH"},
+            "hosts": ["*"],
+        },
     ]
 
     def vs(name: str, port_: int, host: str) -> Obj:
@@ -352,7 +370,7 @@ def build_meshexpansion(ctx: Ctx) -> list[Obj]:
             component=comp,
             namespace=ctx.ns,
             spec={
-                "hosts": ["*"],
+                "hosts": [ctx.svc(host)],
                 "gateways": ["meshexpansion-gateway"],
                 "tcp": [
                     {
@@ -369,8 +387,26 @@ def build_meshexpansion(ctx: Ctx) -> list[Obj]:
         vs("meshexpansion-vs-pilot", 15011, "istio-pilot"),
         vs("meshexpansion-vs-citadel", 8060, "istio-citadel"),
     ]
-    if ctx.spec.mixer.enabled:
-        out.append(vs("meshexpansion-vs-telemetry", 15004, "istio-telemetry"))
+    if ctx.spec.control_plane_security_enabled:
+        # The proxy already speaks mTLS to pilot on 15011; without this the gateway
+        # would wrap it in a second ISTIO_MUTUAL session pilot cannot read.
+        out.append(
+            obj(
+                NETWORKING,
+                "DestinationRule",
+                "meshexpansion-dr-pilot",
+                component=comp,
+                namespace=ctx.ns,
+                spec={
+                    "host": ctx.svc("istio-pilot"),
+                    "trafficPolicy": {
+                        "portLevelSettings": [
+                            {"port": {"number": 15011}, "tls": {"mode": "DISABLE"}}
+                        ]
+                    },
+                },
+            )
+        )
     return out
 
 
@@ -402,6 +438,41 @@ def build_multimesh(ctx: Ctx) -> list[Obj]:
                 servers=[server],
             )
         )
+    if ingress_enabled(ctx.spec):
+        # Remote clusters address this mesh's services as NAME.NS.global; the gateway
+        # rewrites the SNI cluster to the local name (helm preconfigured.yaml 1.1.14 and
+        # 1.2.8, operator gateways/multimesh.go).
+        out.append(
+            obj(
+                NETWORKING,
+                "EnvoyFilter",
+                "istio-multicluster-ingressgateway",
+                component=comp,
+                namespace=ctx.ns,
+                spec={
+                    "workloadLabels": {"istio": INGRESS.istio_label},
+                    "filters": [
+                        {
+                            "listenerMatch": {"portNumber": 15443, "listenerType": "GATEWAY"},
+                            "insertPosition": {
+                                "index": "AFTER",
+                                "relativeTo": "envoy.filters.network.sni_cluster",
+                            },
+                            "filterName": "envoy.filters.network.tcp_cluster_rewrite",
+                            "filterType": "NETWORK",
+                            "filterConfig": {
+                                "cluster_pattern": "\\.global$",
+                                "cluster_replacement": ".svc.cluster.local",
+                            },
+                        }
+                    ],
+                },
+            )
+        )
+    dr: Obj = {"host": "*.global"}
+    if ctx.spec.default_config_visibility:
+        dr["exportTo"] = ["*"]
+    dr["trafficPolicy"] = {"tls": {"mode": "ISTIO_MUTUAL"}}
     out.append(
         obj(
             NETWORKING,
@@ -409,7 +480,7 @@ def build_multimesh(ctx: Ctx) -> list[Obj]:
             "istio-multicluster-destinationrule",
             component=comp,
             namespace=ctx.ns,
-            spec={"host": "*.global", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
+            spec=dr,
         )
     )
     return out

@@ -8,6 +8,15 @@ spec's values are written into it as those defaults: ``includeIPRanges`` /
 and the init container's resources. With CNI on, traffic is redirected by the node's CNI
 plugin, so the template has no privileged ``istio-init`` container.
 
+Mirrors helm ``istio/templates/sidecar-injector-configmap.yaml`` (1.1.14; 1.2.8 with
+``files/injection-template.yaml``), ``istio/charts/sidecarInjectorWebhook/templates/*``
+and the operator's ``pkg/resources/sidecarinjector`` (release-1.2). Two upstream facts
+shape the ConfigMap: the 1.1 injector parses its template with ``[[ ]]`` delimiters
+(``pilot/pkg/kube/inject/mesh.go`` 1.1.14), the 1.2 one with the default ``{{ }}`` and
+it also reads ``/etc/istio/inject/values`` (``--injectValues``, ``webhook.go``
+``loadConfig`` fails without the file), so 1.2 gets a ``values`` key and both keys are
+mounted. The template is written once with ``{{ }}`` and converted for 1.1.
+
 The webhook selects namespaces labelled ``istio-injection=enabled``, or, with
 ``enableNamespacesByDefault``, every namespace except the control plane's and those
 labelled ``istio-injection=disabled``. Its CA bundle is left out on purpose: the injector
@@ -181,19 +190,30 @@ def template(ctx: Ctx) -> str:
     ]
     if spec.sds.enabled:
         env.append(c.env("SDS_ENABLED", "true"))
-    security: dict[str, object] = {
-        "privileged": proxy.privileged,
-        "readOnlyRootFilesystem": not proxy.enable_core_dump,
-        "runAsUser": 1337,
-    }
-    mounts = [
-        c.mount("istio-envoy", "/etc/istio/proxy"),
-        c.mount("istio-certs", "/etc/certs/", read_only=True),
+    # The TPROXY branch: a TPROXY-mode proxy needs NET_ADMIN and runs as group 1337
+    # (the rules match on the group), not as user 1337 (helm template, both versions).
+    security = []
+    if proxy.privileged:
+        security.append("    privileged: true")
+    if not proxy.enable_core_dump:
+        security.append("    readOnlyRootFilesystem: true")
+    security += [
+        "    {{ if eq (annotation .ObjectMeta `sidecar.istio.io/interceptionMode` .ProxyConfig.InterceptionMode) `TPROXY` -}}",
+        "    capabilities:",
+        "      add:",
+        "      - NET_ADMIN",
+        "    runAsGroup: 1337",
+        "    {{ else -}}",
+        *(["    runAsGroup: 1337"] if spec.sds.enabled and spec.sds.use_trustworthy_jwt else []),
+        "    runAsUser: 1337",
+        "    {{- end }}",
     ]
+    mounts = [c.mount("istio-envoy", "/etc/istio/proxy")]
     volumes: list[Obj] = [
         {"name": "istio-envoy", "emptyDir": {"medium": "Memory"}},
     ]
-    mounts += c.sds_mounts(ctx)
+    # With SDS the node agent serves the certificates; the Secret mount is not rendered.
+    mounts += c.sds_mounts(ctx) or [c.mount("istio-certs", "/etc/certs/", read_only=True)]
     volumes += c.sds_volumes(ctx)
     lines += [
         "containers:",
@@ -236,7 +256,7 @@ def template(ctx: Ctx) -> str:
         "    failureThreshold: {{ annotation .ObjectMeta `readiness.status.sidecar.istio.io/failureThreshold` 30 }}",
         "  {{ end -}}",
         "  securityContext:",
-        *_yaml_block(security, 4),
+        *security,
         "  resources:",
         "    {{ if or (isset .ObjectMeta.Annotations `sidecar.istio.io/proxyCPU`) (isset .ObjectMeta.Annotations `sidecar.istio.io/proxyMemory`) -}}",
         "    requests:",
@@ -253,15 +273,28 @@ def template(ctx: Ctx) -> str:
         *_yaml_block(mounts, 2),
         "volumes:",
         *_yaml_block(volumes, 0),
-        "- name: istio-certs",
-        "  secret:",
-        "    optional: true",
-        "    {{ if eq .Spec.ServiceAccountName \"\" -}}",
-        "    secretName: istio.default",
-        "    {{ else -}}",
-        "    secretName: {{ printf \"istio.%s\" .Spec.ServiceAccountName }}",
-        "    {{ end -}}",
     ]
+    if not spec.sds.enabled:
+        lines += [
+            "- name: istio-certs",
+            "  secret:",
+            "    optional: true",
+            "    {{ if eq .Spec.ServiceAccountName \"\" -}}",
+            "    secretName: istio.default",
+            "    {{ else -}}",
+            "    secretName: {{ printf \"istio.%s\" .Spec.ServiceAccountName }}",
+            "    {{ end -}}",
+        ]
+    if spec.multi_mesh:
+        # Multi-mesh: NAME.NS.global resolves through the pod's search list
+        # (helm values-istio-multicluster-gateways.yaml podDNSSearchNamespaces, the
+        # operator's sidecarinjector getValues).
+        lines += [
+            "dnsConfig:",
+            "  searches:",
+            "  - global",
+            '  - "{{ valueOrDefault .DeploymentMeta.Namespace `default` }}.global"',
+        ]
     if cni:
         # Tells the CNI plugin which ports to redirect, as istio-init's flags would have.
         lines += [
@@ -276,7 +309,76 @@ def template(ctx: Ctx) -> str:
             "  traffic.sidecar.istio.io/includeInboundPorts: \"{{ annotation .ObjectMeta `traffic.sidecar.istio.io/includeInboundPorts` (includeInboundPorts .Spec.Containers) }}\"",
             "  traffic.sidecar.istio.io/excludeInboundPorts: \"{{ excludeInboundPort (annotation .ObjectMeta `status.sidecar.istio.io/port` 15020) (annotation .ObjectMeta `traffic.sidecar.istio.io/excludeInboundPorts` ``) }}\"",
         ]
-    return "\n".join(lines)
+    return go_delimiters(ctx, "\n".join(lines))
+
+
+def go_delimiters(ctx: Ctx, text: str) -> str:
+    """The template in the delimiters the family's injector parses it with."""
+    if ctx.profile.has("inject_square_delimiters"):
+        return text.replace("{{", "[[").replace("}}", "]]")
+    return text
+
+
+def values(ctx: Ctx) -> str:
+    """The 1.2 injector's ``values`` file: the Helm values its template may read, as the
+    operator writes them (``sidecarinjector/configmap.go`` ``getValues``, compact JSON
+    with sorted keys like Go's ``json.Marshal`` of a map)."""
+    spec = ctx.spec
+    proxy = spec.proxy
+    doc: Obj = {
+        "sidecarInjectorWebhook": {"rewriteAppHTTPProbe": spec.sidecar_injector.rewrite_app_http_probe},
+        "global": {
+            "trustDomain": c.TRUST_DOMAIN,
+            "imagePullPolicy": spec.image_pull_policy,
+            "network": ctx.facts.network,
+            "podDNSSearchNamespaces": (
+                ["global", '{{ valueOrDefault .DeploymentMeta.Namespace "default" }}.global']
+                if spec.multi_mesh
+                else []
+            ),
+            "proxy_init": {"image": spec.proxy_init.image},
+            "tracer": {"lightstep": {"CACertPath": spec.tracing.lightstep.cacert_path}},
+            "sds": {
+                "customTokenDirectory": spec.sds.custom_token_directory,
+                "useTrustworthyJwt": spec.sds.use_trustworthy_jwt,
+                "enabled": spec.sds.enabled,
+            },
+            "proxy": {
+                "image": proxy.image,
+                "statusPort": 15020,
+                "tracer": spec.tracing.tracer,
+                "clusterDomain": "cluster.local",
+                "logLevel": proxy.log_level,
+                "componentLogLevel": proxy.component_log_level,
+                "dnsRefreshRate": proxy.dns_refresh_rate,
+                "enableCoreDump": proxy.enable_core_dump,
+                "includeIPRanges": spec.include_ip_ranges,
+                "excludeIPRanges": spec.exclude_ip_ranges,
+                "excludeInboundPorts": "",
+                "excludeOutboundPorts": "",
+                "privileged": proxy.privileged,
+                "readinessFailureThreshold": 30,
+                "readinessInitialDelaySeconds": 1,
+                "readinessPeriodSeconds": 2,
+                "resources": c.resources(proxy.resources) or None,
+                "envoyMetricsService": {"enabled": False},
+                "envoyStatsd": {"enabled": False},
+            },
+        },
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def config_map_keys(ctx: Ctx) -> tuple[str, ...]:
+    """The files the family's injector reads from its ConfigMap."""
+    return ("config", "values") if ctx.profile.has("inject_values") else ("config",)
+
+
+def config_map_data(ctx: Ctx) -> dict[str, str]:
+    data = {"config": config(ctx)}
+    if "values" in config_map_keys(ctx):
+        data["values"] = values(ctx)
+    return data
 
 
 def config(ctx: Ctx) -> str:
@@ -335,7 +437,9 @@ def build(ctx: Ctx) -> list[Obj]:
             c.configmap_volume("config-volume", "istio"),
             c.secret_volume("certs", f"istio.{SA}"),
             c.configmap_volume(
-                "inject-config", NAME, items=[{"key": "config", "path": "config"}]
+                "inject-config",
+                NAME,
+                items=[{"key": k, "path": k} for k in config_map_keys(ctx)],
             ),
         ],
     )
@@ -363,7 +467,7 @@ def build(ctx: Ctx) -> list[Obj]:
             component=COMPONENT,
             namespace=ctx.ns,
             extra_labels=APP,
-            data={"config": config(ctx)},
+            data=config_map_data(ctx),
         ),
         c.deployment(
             NAME,
@@ -383,7 +487,7 @@ def build(ctx: Ctx) -> list[Obj]:
         ),
         *c.pdb(NAME, ctx=ctx, component=COMPONENT, app_labels=APP),
         obj(
-            "admissionregistration.k8s.io/v1",
+            c.api_version(ctx, "MutatingWebhookConfiguration"),
             "MutatingWebhookConfiguration",
             f"{NAME}-{ctx.ns}" if ctx.profile.has("namespaced_webhook_name") else NAME,
             component=COMPONENT,
@@ -403,8 +507,12 @@ def build(ctx: Ctx) -> list[Obj]:
                         }
                     ],
                     "failurePolicy": "Fail",
-                    "sideEffects": "None",
-                    "admissionReviewVersions": ["v1beta1"],
+                    **(
+                        {}
+                        if c.is_upstream_api(ctx, "MutatingWebhookConfiguration")
+                        # admissionregistration.k8s.io/v1 requires both.
+                        else {"sideEffects": "None", "admissionReviewVersions": ["v1beta1"]}
+                    ),
                     "namespaceSelector": namespace_selector(ctx),
                 }
             ],

@@ -7,6 +7,14 @@ attribute generator, Prometheus metrics and stdio access logs. They use the gene
 ``handler``/``instance`` kinds, which both 1.1 and 1.2 serve (1.2 dropped the
 adapter-specific kinds). ``multiClusterSupport`` lets the kubernetesenv adapter read the
 remote clusters' kubeconfig Secrets so attributes of remote workloads resolve.
+
+Mirrors helm ``istio/charts/mixer/templates/{deployment,service,config}.yaml`` (1.1.14,
+1.2.8) and the operator's ``pkg/resources/mixer`` (release-1.2). With control-plane
+security galley serves MCP over TLS only, so mixer dials ``mcps://`` (telemetry with
+its workload certificate files, as upstream); the DestinationRules require
+``ISTIO_MUTUAL`` on port 15004 only (9091 stays plain for sidecars without control-plane
+security) and are exported to every namespace when ``defaultConfigVisibility`` would
+otherwise hide them.
 """
 
 from __future__ import annotations
@@ -48,7 +56,15 @@ def _mixer_args(ctx: Ctx, role: Role) -> list[str]:
         "unix:///sock/mixer.socket",
         "--log_output_level=default:info",
     ]
-    if spec.use_mcp:
+    if spec.use_mcp and spec.control_plane_security_enabled:
+        args.append(f"--configStoreURL=mcps://istio-galley.{ctx.ns}.svc:9901")
+        if role is TELEMETRY:
+            args += [
+                "--certFile=/etc/certs/cert-chain.pem",
+                "--keyFile=/etc/certs/key.pem",
+                "--caCertFile=/etc/certs/root-cert.pem",
+            ]
+    elif spec.use_mcp:
         args.append(f"--configStoreURL=mcp://istio-galley.{ctx.ns}.svc:9901")
     else:
         args.append("--configStoreURL=k8s://")
@@ -100,6 +116,7 @@ def _deployment(ctx: Ctx, role: Role) -> list[Obj]:
         service_account=SA,
         scheduling=c.scheduling_of(m),
         volumes=[
+            *(c.sds_volumes(ctx) if ctx.profile.has("control_plane_sds") else []),
             c.certs_volume(SA),
             {"name": "uds-socket", "emptyDir": {}},
             c.secret_volume(adapter_secret, adapter_secret),
@@ -112,11 +129,18 @@ def _deployment(ctx: Ctx, role: Role) -> list[Obj]:
     ]
     if role is TELEMETRY:
         ports.append(c.port("prometheus", 42422))
-    traffic: Obj = {
-        "connectionPool": {"http": {"http2MaxRequests": 10000, "maxRequestsPerConnection": 10000}}
-    }
+    traffic: Obj = {}
     if ctx.spec.control_plane_security_enabled:
-        traffic["tls"] = {"mode": "ISTIO_MUTUAL"}
+        traffic["portLevelSettings"] = [
+            {"port": {"number": 15004}, "tls": {"mode": "ISTIO_MUTUAL"}}
+        ]
+    traffic["connectionPool"] = {
+        "http": {"http2MaxRequests": 10000, "maxRequestsPerConnection": 10000}
+    }
+    dr_spec: Obj = {"host": ctx.svc(role.deployment)}
+    if ctx.spec.default_config_visibility:
+        dr_spec["exportTo"] = ["*"]
+    dr_spec["trafficPolicy"] = traffic
     return [
         *c.autoscaled(
             role.deployment,
@@ -135,6 +159,8 @@ def _deployment(ctx: Ctx, role: Role) -> list[Obj]:
             app_labels=role.app,
             selector={"istio": "mixer", "istio-mixer-type": role.name},
             ports=ports,
+            # helm mixer/templates/service.yaml: visible from every namespace.
+            annotations={"networking.istio.io/exportTo": "*"},
         ),
         *c.pdb(role.deployment, ctx=ctx, component=COMPONENT, app_labels=role.app),
         obj(
@@ -144,16 +170,16 @@ def _deployment(ctx: Ctx, role: Role) -> list[Obj]:
             component=COMPONENT,
             namespace=ctx.ns,
             extra_labels=role.app,
-            spec={"host": ctx.svc(role.deployment), "trafficPolicy": traffic},
+            spec=dr_spec,
         ),
     ]
 
 
 def _rbac(ctx: Ctx) -> list[Obj]:
     app = {"app": "mixer", "istio": "mixer"}
-    core = ["configmaps", "endpoints", "pods", "services", "namespaces", "replicationcontrollers"]
-    if ctx.spec.mixer.multi_cluster_support:
-        core.append("secrets")
+    # helm mixer/templates/clusterrole.yaml and operator mixer/rbac.go: secrets always (the
+    # kubernetesenv adapter reads remote registries' kubeconfig Secrets).
+    core = ["configmaps", "endpoints", "pods", "services", "namespaces", "secrets", "replicationcontrollers"]
     return [
         c.service_account(SA, ctx=ctx, component=COMPONENT, app_labels=app),
         *c.cluster_rbac(

@@ -1,5 +1,11 @@
 """The node agent: a per-node SDS server that hands workload certificates to proxies over
-a Unix socket instead of mounting them from Secrets (used with ``sds.enabled``)."""
+a Unix socket instead of mounting them from Secrets (used with ``sds.enabled``).
+
+Mirrors helm ``istio/charts/nodeagent/templates/{daemonset,clusterrole}.yaml`` (1.1.14,
+1.2.8) and the operator's ``pkg/resources/nodeagent`` (release-1.2): the node agent reads
+the ``istio-security`` ConfigMap (``configmaps: get``, nothing else) and serves its socket
+from the host directory ``/var/run/sds`` that proxies mount.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ def build(ctx: Ctx) -> list[Obj]:
         "imagePullPolicy": ctx.pull_policy,
         "env": env,
         "resources": c.resources(na.resources),
-        "volumeMounts": [c.mount("sdsudspath", c.sds_socket_path(ctx).rsplit("/", 1)[0])],
+        "volumeMounts": [c.mount("sdsudspath", c.sds_socket_dir(ctx))],
     }
     template = c.pod_template(
         app_labels=APP,
@@ -40,10 +46,7 @@ def build(ctx: Ctx) -> list[Obj]:
         service_account=SA,
         scheduling=c.scheduling_of(na),
         volumes=[
-            {
-                "name": "sdsudspath",
-                "hostPath": {"path": c.sds_socket_path(ctx).rsplit("/", 1)[0], "type": "DirectoryOrCreate"},
-            }
+            {"name": "sdsudspath", "hostPath": {"path": c.sds_socket_dir(ctx)}}
         ],
     )
     return [
@@ -54,7 +57,7 @@ def build(ctx: Ctx) -> list[Obj]:
             component=COMPONENT,
             app_labels=APP,
             service_account_name=SA,
-            rules=[c.rule([""], ["pods"], ["get"])],
+            rules=[c.rule([""], ["configmaps"], ["get"])],
         ),
         obj(
             "apps/v1",

@@ -3,6 +3,9 @@
 Pilot reads ``meshNetworks`` only at start in 1.1/1.2, so its pod template carries a hash
 of the mesh networks: when a gateway address or a network changes the hash changes and
 the Deployment rolls. Locality load balancing needs its feature flag in these versions.
+
+Mirrors helm ``istio/charts/pilot/templates/{deployment,service,clusterrole}.yaml``
+(1.1.14, 1.2.8) and the operator's ``pkg/resources/pilot`` (release-1.2).
 """
 
 from __future__ import annotations
@@ -39,8 +42,12 @@ def _discovery(ctx: Ctx) -> Obj:
     ]
     if ctx.spec.watch_one_namespace:
         args += ["-a", ctx.ns]
-    if ctx.spec.control_plane_security_enabled and not p.sidecar:
-        args += ["--secureGrpcAddr", ":15011"]
+    # helm pilot/templates/deployment.yaml (1.1.14, 1.2.8), operator pilot/deployment.go:
+    # with control-plane security pilot serves 15011 itself unless its sidecar does
+    # (then no flag at all); without it the secure port is switched off.
+    if ctx.spec.control_plane_security_enabled:
+        if not p.sidecar:
+            args += ["--secureGrpcAddr", ":15011"]
     else:
         args += ["--secureGrpcAddr", ""]
     args += ["--keepaliveMaxServerConnectionAge", "30m"]
@@ -61,6 +68,7 @@ def _discovery(ctx: Ctx) -> Obj:
         "ports": [
             {"containerPort": 8080, "protocol": "TCP"},
             {"containerPort": 15010, "protocol": "TCP"},
+            *([] if p.sidecar else [{"containerPort": 15011, "protocol": "TCP"}]),
         ],
         "readinessProbe": c.probe_http(
             "/ready", 8080, initialDelaySeconds=5, periodSeconds=30, timeoutSeconds=5
@@ -98,7 +106,11 @@ def build(ctx: Ctx) -> list[Obj]:
         containers=containers,
         service_account=SA,
         scheduling=c.scheduling_of(p),
-        volumes=[c.configmap_volume("config-volume", "istio"), c.certs_volume(SA)],
+        volumes=[
+            *(c.sds_volumes(ctx) if ctx.profile.has("control_plane_sds") else []),
+            c.configmap_volume("config-volume", "istio"),
+            c.certs_volume(SA),
+        ],
         annotations={CONFIG_HASH_ANNOTATION: mesh_networks_hash(ctx)},
     )
     return [

@@ -159,14 +159,20 @@ MASTER = (
     ISTIOCOREDNS,
 )
 #: A remote: its namespace, the CRDs its gateways' resources need, citadel, the sidecar
-#: injector, gateways (+ the split-horizon pass-through gateway), CNI and node agent.
+#: injector, gateways (+ the split-horizon pass-through gateway, the k8s-ingress and
+#: multi-mesh gateway resources), CNI and node agent — the operator's remote install
+#: (``remoteclusters/reconcile_remote_istio.go``: common, citadel without mesh policy,
+#: nodeagent, cni, sidecarinjector, gateways) and what istio-remote's values leave on
+#: (``values-istio-remote.yaml``: security + sidecar injector; no pilot, galley, mixer).
 REMOTE = (
     NAMESPACE,
     CRDS,
     CITADEL,
     INGRESS,
     EGRESS,
+    K8SINGRESS,
     MESHEXPANSION,
+    MULTIMESH,
     SIDECAR_INJECTOR,
     NODEAGENT,
     CNI,

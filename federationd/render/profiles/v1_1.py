@@ -48,7 +48,8 @@ PROFILE = Profile(
             ("tracespan", "tracespans"),
         ),
     ),
-    features=frozenset({"mixer_loadshedding"}),
+    # The 1.1 injector parses its template with [[ ]] (pilot/pkg/kube/inject/mesh.go).
+    features=frozenset({"mixer_loadshedding", "inject_square_delimiters"}),
     master=common.MASTER,
     remote=common.REMOTE,
 )

@@ -28,6 +28,10 @@ PROFILE = Profile(
             "dns_refresh_rate",
             "mixer_adapter_crds_flag",
             "mixer_loadshedding",
+            # The 1.2 injector also reads /etc/istio/inject/values (webhook.go loadConfig).
+            "inject_values",
+            # pilot's and mixer's sidecars mount the node agent's socket directory.
+            "control_plane_sds",
         }
     ),
     master=common.MASTER,
