@@ -42,6 +42,11 @@ class TrackedFacts:
         return value
 
 
+def _ref(o: Obj) -> tuple[str, str, str, str]:
+    meta = o.get("metadata") or {}
+    return (str(o.get("apiVersion")), str(o.get("kind")), str(meta.get("namespace", "")), str(meta.get("name")))
+
+
 def _same(a: Any, b: Any) -> bool:
     return a is b or bool(a == b)
 
@@ -91,6 +96,11 @@ class RenderCache:
             return e.objs
         tracked = TrackedFacts(facts)
         objs = builder(make_ctx(cast(RenderFacts, tracked)))
+        if e is not None:
+            # A component is rebuilt as a whole; of its objects, those equal to their
+            # previous version stay that very object (hashed once per version).
+            before = {_ref(o): o for o in e.objs}
+            objs = [o if (p := before.get(_ref(o))) is None or p != o else p for o in objs]
         self._entries[key] = _Entry(ctx.profile, ctx.spec, ctx.namespace, tracked.read, objs)
         self.rendered.append((facts.cluster, name, len(objs)))
         return objs
