@@ -1,9 +1,9 @@
 """Fleet benchmark: the real daemon against a simulated fleet of N clusters.
 
-For each size (``--sizes 10,50,100``: N clusters = the master and N−1 remotes, plus one
+For each size (``--sizes 10,50,100``: N clusters = the master and N-1 remotes, plus one
 more remote kept aside) it prints one JSON object:
 
-* ``join``: the N−1 kubeconfig Secrets and RemoteIstios created at once on the master →
+* ``join``: the N-1 kubeconfig Secrets and RemoteIstios created at once on the master →
   every RemoteIstio ``Available`` (``all_s``); then one more remote added to the
   converged fleet → ``Available`` (``one_s``), next to the emulator's own delays
   (``emulator_delays_s``: load balancer + workload readiness, what no daemon can beat);
@@ -17,7 +17,7 @@ more remote kept aside) it prints one JSON object:
 * ``writes_per_change`` against ``changed_per_change``: mutating requests the daemon sent
   per change, and objects whose content (anything but a built-in object's status)
   changed on the clusters per change;
-* ``steady_mutating_requests``: mutating requests over ``2 × --resync-period + 1`` s of
+* ``steady_mutating_requests``: mutating requests over ``2 * --resync-period + 1`` s of
   steady state (must be 0);
 * ``rss_mb`` / ``peak_rss_mb``: the daemon's resident set after the changes, and its peak;
 * ``floor_ms``: the floor measured in the same run — a minimal client process that
@@ -38,6 +38,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import ssl
 import sys
@@ -53,6 +54,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL  # noqa: E402
 from federationd.sim import Fleet  # noqa: E402
 from federationd.sim.store import Change  # noqa: E402
 
@@ -61,6 +63,8 @@ GROUP = "istio.banzaicloud.io/v1beta1"
 GATEWAY = "istio-ingressgateway"
 FLOOR_CM = "istio-floor"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: Objects the emulator's controllers create from managed ones, copying their labels.
+COPIES = {("", "pods"), ("", "endpoints"), ("apps", "replicasets")}
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -103,6 +107,15 @@ def _mutating(fleet: Fleet) -> int:
     return sum(c.requests.mutating() for c in fleet)
 
 
+def _writes_by_resource(fleet: Fleet) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in fleet:
+        for (verb, resource), n in c.requests.counts.items():
+            if verb in ("create", "update", "patch", "delete", "deletecollection", "apply"):
+                out[f"{verb} {resource}"] = out.get(f"{verb} {resource}", 0) + n
+    return out
+
+
 def _content(o: dict[str, Any] | None, *, with_status: bool) -> Any:
     if o is None:
         return None
@@ -131,7 +144,11 @@ class ChangeFeed:
     def _listener(self, cluster: str) -> Callable[[Change], None]:
         def on_change(ch: Change) -> None:
             crs = ch.resource[0] == "istio.banzaicloud.io"
-            if ch.type != "DELETED" and _content(ch.obj, with_status=crs) != _content(ch.prev, with_status=crs):
+            labels = (ch.obj.get("metadata") or {}).get("labels") or {}
+            # what federationd writes: its managed objects (not those other controllers
+            # create from them, copying the labels) and the CRs' status
+            ours = crs or (labels.get(MANAGED_BY_LABEL) == MANAGED_BY and ch.resource not in COPIES)
+            if ours and ch.type != "DELETED" and _content(ch.obj, with_status=crs) != _content(ch.prev, with_status=crs):
                 self.content_changes += 1
             if ch.resource == ("", "configmaps") and ch.namespace == NS:
                 data = (ch.obj.get("data") or {}).get("meshNetworks") or ""
@@ -300,9 +317,20 @@ async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, *, changes: int) -
 # --- one size ----------------------------------------------------------------------------------
 
 
-async def run_size(n: int, *, changes: int, resync: float, seed: int) -> dict[str, Any]:
+async def run_size(n: int, *, changes: int, resync: float, seed: int, keep: bool = False) -> dict[str, Any]:
     remotes = [f"remote-{i:03d}" for i in range(1, n + 1)]  # the last one joins later
-    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
+    tmp = tempfile.mkdtemp(prefix="fleet-bench-")
+    try:
+        return await _run_size(tmp, n, remotes, changes=changes, resync=resync, seed=seed, keep=keep)
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _run_size(
+    tmp: str, n: int, remotes: list[str], *, changes: int, resync: float, seed: int, keep: bool
+) -> dict[str, Any]:
+    if True:
         async with Fleet(["master", *remotes], directory=Path(tmp) / "fleet") as fleet, aiohttp.ClientSession() as session:
             _install(fleet)
             feed = ChangeFeed(fleet)
@@ -334,6 +362,7 @@ async def run_size(n: int, *, changes: int, resync: float, seed: int) -> dict[st
                 writes, changed = 0, 0
                 expected = len(fleet) + 1  # the ConfigMap on every cluster, pilot on the master
                 cpu0 = _cpu_s(d.pid)
+                by0 = _writes_by_resource(fleet)
                 for k in range(changes):
                     remote = rng.choice(remotes)
                     ip = f"198.51.{k // 250}.{k % 250 + 1}"
@@ -349,6 +378,8 @@ async def run_size(n: int, *, changes: int, resync: float, seed: int) -> dict[st
                     writes += _mutating(fleet) - w0
                     changed += feed.content_changes - c0 - 1  # minus the bench's own status write
                 cpu = _cpu_s(d.pid) - cpu0
+                by1 = _writes_by_resource(fleet)
+                by = {k: round((v - by0.get(k, 0)) / changes, 2) for k, v in sorted(by1.items()) if v != by0.get(k, 0)}
                 feed.watch_ip = ""
                 await _converged(d, session, timeout=300)
                 await _quiet(fleet)
@@ -380,6 +411,7 @@ async def run_size(n: int, *, changes: int, resync: float, seed: int) -> dict[st
                 "cpu_s_per_change": round(cpu / changes, 4),
                 "writes_per_change": round(writes / changes, 2),
                 "changed_per_change": round(changed / changes, 2),
+                "writes_per_change_by_resource": by,
                 "steady_mutating_requests": steady,
                 "steady_window_s": 2 * resync + 1,
                 "rss_mb": round(rss, 1),
@@ -388,12 +420,13 @@ async def run_size(n: int, *, changes: int, resync: float, seed: int) -> dict[st
                 "ratio_p99": round(_pct(lat_master, 99) / _pct(floor, 99), 2),
                 "ratio_all_p99": round(_pct(lat_all, 99) / _pct(floor, 99), 2),
                 "load": os.getloadavg(),
+                **({"workdir": tmp} if keep else {}),
             }
 
 
 async def main(args: argparse.Namespace) -> int:
     for n in [int(x) for x in args.sizes.split(",") if x]:
-        result = await run_size(n, changes=args.changes, resync=args.resync_period, seed=args.seed)
+        result = await run_size(n, changes=args.changes, resync=args.resync_period, seed=args.seed, keep=args.keep)
         print(json.dumps(result), flush=True)
     return 0
 
@@ -408,4 +441,5 @@ if __name__ == "__main__":
     p.add_argument("--changes", type=int, default=50, help="gateway changes per size (≥ 50 for the p99)")
     p.add_argument("--resync-period", type=float, default=5.0, help="the daemon's resync period (s)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--keep", action="store_true", help="keep the working directory (event log, daemon stderr)")
     sys.exit(asyncio.run(main(p.parse_args())))

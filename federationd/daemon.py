@@ -54,7 +54,7 @@ from federationd import config, secretref
 from federationd.actuators import finalizers
 from federationd.actuators import trust as trust_actuator
 from federationd.actuators.client import ApiError, KubeClient
-from federationd.actuators.converge import ClusterConverger
+from federationd.actuators.converge import ClusterConverger, WriteLanes
 from federationd.actuators.status import StatusWriter
 from federationd.actuators.tasks import raise_if_cancelled, reap
 from federationd.clusters import (
@@ -147,6 +147,8 @@ class ClusterRuntime:
             metrics=daemon.metrics,
             reflector_options=self._reflector_options,
             lookup=daemon.secret_lookup,
+            lanes=daemon.write_lanes,
+            master=master,
         )
         self.reflectors: dict[str, Reflector] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -385,6 +387,8 @@ class Daemon:
         #: (seq, desired-state hash) after each derivation, for replay comparisons.
         self.history: collections.deque[tuple[int, str]] = collections.deque(maxlen=100_000)
         self.runtimes: dict[str, ClusterRuntime] = {}
+        #: the global cap on writes in flight, with the master's own lane
+        self.write_lanes = WriteLanes()
         self.events_log: EventLog | None = None
         self.emitter = facts.FactEmitter(self.append, metrics=self.metrics)
         self.status: StatusWriter | None = None
