@@ -80,7 +80,7 @@ from federationd.projections.state import (
 )
 from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL
 from federationd.watchers import facts
-from federationd.watchers.reflector import Reflector
+from federationd.watchers.reflector import Reflector, limit_tls_read_buffers
 from federationd.watchers.resolver import HostnameResolver, hostname_key, hosts_file_resolver
 
 log = logging.getLogger("federationd")
@@ -945,6 +945,7 @@ def main(argv: Sequence[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    limit_tls_read_buffers()
     try:
         return asyncio.run(Daemon(settings).run())
     except (LogError, KubeconfigRejected, config.ConfigError, OSError) as e:
