@@ -12,7 +12,12 @@ import pytest
 
 from federationd.clusters import BackoffPolicy, ClusterClient
 from federationd.clusters.backoff import Backoff
-from federationd.watchers.reflector import Reflector, default_transform, limit_tls_read_buffers, strip_managed_fields
+from federationd.watchers.reflector import (
+    Reflector,
+    default_transform,
+    limit_tls_read_buffers,
+    strip_managed_fields,
+)
 from tests.runtime.conftest import FakeClock, wait_for
 from tests.runtime.fakeapi import FakeApi, Fault
 
