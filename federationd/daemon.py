@@ -182,6 +182,11 @@ class ClusterRuntime:
             self.reflectors[name] = r
             r.start()
             self._spawn(self._after_first_list(name, r), f"first-list {self.name}/{name}")
+        # the same watches serve the converger's inventory of these kinds (one connection each)
+        self.converger.share({
+            (r.api_version, r.kind): r
+            for n, r in self.reflectors.items() if n in ("namespaces", "deployments", "daemonsets")
+        })
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)

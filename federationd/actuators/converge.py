@@ -221,6 +221,8 @@ class ClusterConverger:
         self._reflector_options = dict(reflector_options or {})
         self._lookup: secretref.Lookup = lookup or (lambda ref: None)
         self._reflectors: dict[Kind, Reflector] = {}
+        #: kinds whose reflector belongs to someone else (``share``)
+        self._shared: set[Kind] = set()
         self._desired = ClusterDesired()
         self._acts: Mapping[str, Actuation] = {}
         # What this process recorded (apply/verify) per key, so a verify is logged once
@@ -264,7 +266,9 @@ class ClusterConverger:
         task, self._worker = self._worker, None
         if task is not None:
             await reap([task], cancel=False, grace=10.0)
-        for r in self._reflectors.values():
+        for kind, r in self._reflectors.items():
+            if kind in self._shared:
+                continue
             await r.stop()
             raise_if_cancelled()
         self._reflectors.clear()
@@ -344,6 +348,21 @@ class ClusterConverger:
                 self._kinds_of[slot] = cached
             kinds |= cached[1]
         return kinds
+
+    def share(self, reflectors: Mapping[Kind, Reflector]) -> None:
+        """Use these reflectors (the fact watchers' own, with the same query: every
+        Namespace, the managed Deployments and DaemonSets) as this converger's
+        inventory of their kinds instead of watching them a second time. Call before
+        the first ``set_desired``; they stay their owner's to start and stop."""
+        for kind, r in reflectors.items():
+            if kind in self._reflectors:
+                continue
+            expected = None if kind[1] == "Namespace" else MANAGED_SELECTOR
+            if r.label_selector != expected or r.namespace is not None or r.field_selector is not None:
+                continue  # another query: not the same inventory
+            r.add_listener(on_upsert=self._on_observed, on_delete=self._on_observed)
+            self._reflectors[kind] = r
+            self._shared.add(kind)
 
     def _ensure_reflector(self, kind: Kind) -> None:
         if kind in self._reflectors:

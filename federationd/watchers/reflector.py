@@ -147,6 +147,7 @@ class Reflector:
     ) -> None:
         self.client = client
         self._transform = transform or default_transform(kind)
+        self._listeners: list[tuple[Handler | None, Handler | None]] = []
         self.api_version = api_version
         self.kind = kind
         self.namespace = namespace
@@ -278,11 +279,11 @@ class Reflector:
         self.resource_version = rv
         for key, obj in old.items():
             if key not in fresh:
-                await self._call(self._on_delete, obj)
+                await self._emit(self._on_delete, obj, delete=True)
         for key, obj in fresh.items():
             prev = old.get(key)
             if prev is None or _rv(prev) != _rv(obj):
-                await self._call(self._on_upsert, obj)
+                await self._emit(self._on_upsert, obj, delete=False)
         self.last_error = ""
         if self._waiting_for_kind:
             self._waiting_for_kind = False
@@ -355,10 +356,21 @@ class Reflector:
             self.resource_version = rv
         if etype in ("ADDED", "MODIFIED"):
             self.store[key] = obj
-            await self._call(self._on_upsert, obj)
+            await self._emit(self._on_upsert, obj, delete=False)
         elif etype == "DELETED":
             self.store.pop(key, None)
-            await self._call(self._on_delete, obj)
+            await self._emit(self._on_delete, obj, delete=True)
+
+    def add_listener(self, *, on_upsert: Handler | None = None, on_delete: Handler | None = None) -> None:
+        """More callbacks on the same store and watch: another consumer of the same
+        (cluster, kind, selectors) shares this reflector instead of opening its own
+        connection and keeping its own copy of every object."""
+        self._listeners.append((on_upsert, on_delete))
+
+    async def _emit(self, handler: Handler | None, obj: Obj, *, delete: bool) -> None:
+        await self._call(handler, obj)
+        for up, down in self._listeners:
+            await self._call(down if delete else up, obj)
 
     async def _call(self, handler: Handler | None, obj: Obj) -> None:
         if handler is None:
