@@ -591,6 +591,51 @@ class EventLog:
             elif not pending.cancelled():
                 pending.exception()  # consumed: an abandoned prefetch's error is moot
 
+    async def records(self, seqs: Iterable[int]) -> list[Record]:
+        """The events with these seqs (those still in the log), in seq order: a lookup
+        by primary key each, whatever the size of the log."""
+        wanted = sorted(set(seqs))
+        out: list[Record] = []
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = await self._query(
+                f"SELECT seq, recorded, payload FROM events WHERE seq IN ({marks}) ORDER BY seq", chunk
+            )
+            out += self._decode(rows)
+        return out
+
+    async def object_events(
+        self,
+        *,
+        cluster: str,
+        key: str,
+        types: Iterable[type[Event] | str],
+        to_seq: int | None = None,
+    ) -> list[Record]:
+        """Every event of these types about the object ``key`` on ``cluster``, in order,
+        through the (cluster, type, seq) index: what ``explain`` lists as writes and drift
+        without reading the rest of the log."""
+        tags = _tags(types)
+        marks = ", ".join("?" * len(tags))
+        rows = await self._query(
+            "SELECT seq, recorded, payload FROM events INDEXED BY events_by_cluster_type"
+            f" WHERE cluster = ? AND type IN ({marks}) AND seq <= ? AND key = ? ORDER BY seq",
+            [cluster, *tags, _MAX_SEQ if to_seq is None else to_seq, key],
+        )
+        return self._decode(rows)
+
+    async def object_keys(self, *, cluster: str, types: Iterable[type[Event] | str]) -> list[str]:
+        """The distinct object keys of events of these types on ``cluster`` (index only)."""
+        tags = _tags(types)
+        marks = ", ".join("?" * len(tags))
+        rows = await self._query(
+            "SELECT DISTINCT key FROM events INDEXED BY events_by_cluster_type"
+            f" WHERE cluster = ? AND type IN ({marks})",
+            [cluster, *tags],
+        )
+        return sorted(str(r[0]) for r in rows)
+
     async def tail(
         self,
         from_seq: int = 0,

@@ -99,6 +99,7 @@ async def replay(
     snapshot: SnapshotSpec[S] | None = None,
     progress: Progress | None = None,
     page_size: int = 1_024,
+    resume: tuple[S, int] | None = None,
 ) -> Replayed[S]:
     """Fold the events up to ``until`` (default: the head now) into ``initial``.
 
@@ -106,9 +107,15 @@ async def replay(
     spec is given. Raises :class:`LogTruncated` if retention dropped events the fold
     would need, :class:`events.log.EventDecodeError` for an event this catalogue cannot
     decode; an exception from ``fold`` propagates with a note naming the event's seq.
+
+    ``resume=(state, seq)``: a state already folded up to ``seq`` (an earlier replay of
+    the same log); the replay continues from it unless a snapshot is closer to ``until``.
     """
     end = await log.head() if until is None else Seq(until)
     state, start, snapshot_seq = await _start(log, initial, end, snapshot)
+    if resume is not None and start <= resume[1] <= end:
+        state, start = resume
+        snapshot_seq = None
     if start < log.dropped_through:
         where = "the beginning" if snapshot_seq is None else f"snapshot seq {snapshot_seq}"
         raise LogTruncated(

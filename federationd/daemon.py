@@ -54,7 +54,7 @@ from federationd import config, secretref
 from federationd.actuators import finalizers
 from federationd.actuators import trust as trust_actuator
 from federationd.actuators.client import ApiError, KubeClient
-from federationd.actuators.converge import ClusterConverger
+from federationd.actuators.converge import ClusterConverger, WriteLanes
 from federationd.actuators.status import StatusWriter
 from federationd.actuators.tasks import raise_if_cancelled, reap
 from federationd.clusters import (
@@ -80,7 +80,7 @@ from federationd.projections.state import (
 )
 from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL
 from federationd.watchers import facts
-from federationd.watchers.reflector import Reflector
+from federationd.watchers.reflector import Reflector, limit_tls_read_buffers
 from federationd.watchers.resolver import HostnameResolver, hostname_key, hosts_file_resolver
 
 log = logging.getLogger("federationd")
@@ -147,6 +147,8 @@ class ClusterRuntime:
             metrics=daemon.metrics,
             reflector_options=self._reflector_options,
             lookup=daemon.secret_lookup,
+            lanes=daemon.write_lanes,
+            master=master,
         )
         self.reflectors: dict[str, Reflector] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -180,6 +182,11 @@ class ClusterRuntime:
             self.reflectors[name] = r
             r.start()
             self._spawn(self._after_first_list(name, r), f"first-list {self.name}/{name}")
+        # the same watches serve the converger's inventory of these kinds (one connection each)
+        self.converger.share({
+            (r.api_version, r.kind): r
+            for n, r in self.reflectors.items() if n in ("namespaces", "deployments", "daemonsets")
+        })
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -385,6 +392,8 @@ class Daemon:
         #: (seq, desired-state hash) after each derivation, for replay comparisons.
         self.history: collections.deque[tuple[int, str]] = collections.deque(maxlen=100_000)
         self.runtimes: dict[str, ClusterRuntime] = {}
+        #: the global cap on writes in flight, with the master's own lane
+        self.write_lanes = WriteLanes()
         self.events_log: EventLog | None = None
         self.emitter = facts.FactEmitter(self.append, metrics=self.metrics)
         self.status: StatusWriter | None = None
@@ -951,6 +960,7 @@ def main(argv: Sequence[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    limit_tls_read_buffers()
     try:
         return asyncio.run(Daemon(settings).run())
     except (LogError, KubeconfigRejected, config.ConfigError, OSError) as e:

@@ -8,6 +8,14 @@ and ``explain`` can name the events an object came from and the writes that appl
 They never write to the log (a missing file is an error, not a new empty log) and turn
 every failure into one line on stderr and a non-zero exit code:
 0 ok, 1 nothing matched (``explain`` of an unknown object), 2 usage or log error.
+
+At scale (a daemon that ran for months writes millions of events) none of them reads the
+whole log: a state is rebuilt from the newest snapshot at or below the wanted seq and
+the events after it; ``explain`` looks the object's writes up through the log's
+(cluster, type, seq) index and its reasons by seq, and derives per event only over the
+window since that snapshot; ``diff`` folds the second state on from the first. A replay
+longer than a second draws a progress bar on stderr when stderr is a terminal.
+``--no-snapshot`` folds from the first event (and ``explain`` derives over all of it).
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ import difflib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TextIO
 
 from events import codec
 from events.log import EventLog, LogError, Record
@@ -66,12 +76,61 @@ SNAPSHOTS: SnapshotSpec[ProjectionState] = SnapshotSpec(
 )
 
 
+class ProgressBar:
+    """``progress(seq, until)`` for ``events.replay``: a bar on ``stream`` once a replay
+    has taken longer than ``after`` seconds, only when ``stream`` is a terminal."""
+
+    WIDTH = 30
+
+    def __init__(
+        self, what: str, *, stream: TextIO | None = None, after: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.what = what
+        self.stream = stream if stream is not None else sys.stderr
+        self.after = after
+        self.clock = clock
+        self.started = clock()
+        self.first: int | None = None
+        self.shown = False
+        self.tty = self.stream.isatty()
+
+    def __call__(self, seq: int, until: int) -> None:
+        if self.first is None:
+            self.first = seq
+        if not self.tty or self.clock() - self.started < self.after:
+            return
+        span = max(1, until - self.first)
+        frac = min(1.0, max(0.0, (seq - self.first) / span))
+        done = int(frac * self.WIDTH)
+        self.stream.write(
+            f"\r{self.what} [{'#' * done}{'.' * (self.WIDTH - done)}] {seq:,}/{until:,} ({frac:.0%})"
+        )
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.shown = False
+
+
 async def rebuild(
-    log: EventLog, *, until: int | None = None, use_snapshot: bool = True
+    log: EventLog, *, until: int | None = None, use_snapshot: bool = True,
+    resume: tuple[ProjectionState, int] | None = None,
 ) -> ProjectionState:
     """The projection state after folding every event up to ``until`` (the head if None),
-    from the newest usable snapshot at or below ``until`` unless ``use_snapshot`` is off."""
-    done = await replay(log, fold, EMPTY, until=until, snapshot=SNAPSHOTS if use_snapshot else None)
+    from the newest usable snapshot at or below ``until`` unless ``use_snapshot`` is off
+    (or from ``resume``, a state at an earlier seq, when that is closer)."""
+    bar = ProgressBar(f"replaying {log.path}")
+    try:
+        done = await replay(
+            log, fold, EMPTY, until=until, snapshot=SNAPSHOTS if use_snapshot else None,
+            progress=bar, resume=resume,
+        )
+    finally:
+        bar.close()
     return done.state
 
 
@@ -216,48 +275,60 @@ def _match_key(desired_keys: Sequence[str], seen_keys: Sequence[str], ref: str) 
 async def cmd_explain(args: argparse.Namespace) -> int:
     log = await open_existing(args.log)
     try:
-        # One pass: fold, and after each event that may change desired content, note
-        # when this object's desired hash changed. Actuation events never change it.
+        until = await log.head() if args.until is None else args.until
+        # Start from the newest snapshot at or below ``until``: the content history is
+        # derived per event over the window after it; everything else comes by index.
         state = EMPTY
         start = 1
-        if log.dropped_through > 0:
-            # The oldest events are gone (retention): start from a snapshot; history
-            # before it cannot be explained.
-            snap = await log.load_snapshot(SNAPSHOT_NAME, at_most=args.until)
-            if snap is None:
-                raise InspectError(
-                    f"{args.log}: events up to {log.dropped_through} were dropped by retention "
-                    "and no snapshot covers them"
-                )
+        snap = None
+        if not args.no_snapshot or log.dropped_through > 0:
+            snap = await log.load_snapshot(SNAPSHOT_NAME, at_most=until)
+        if snap is None and log.dropped_through > 0:
+            raise InspectError(
+                f"{args.log}: events up to {log.dropped_through} were dropped by retention "
+                "and no snapshot covers them"
+            )
+        if snap is not None:
             state, start = decode_state(snap[1]), snap[0] + 1
         history: list[tuple[int, str]] = []  # (seq, hash or "" when not desired)
         by_seq: dict[int, Record] = {}
-        writes: list[Record] = []
         key = ""
         last_hash: str | None = None
         pending_ref = args.object
-        async for page in log.read_pages(start, args.until):
-            for r in page:
-                state = fold(state, r)
-                by_seq[r.seq] = r
-                if r.event.cluster == args.cluster and codec.tag_of(r.event) in _OBJECT_FACTS:
-                    writes.append(r)
-                if codec.tag_of(r.event) in _NON_DERIVING:
-                    continue
-                desired = derive(state)
-                cluster = desired.clusters.get(args.cluster)
-                keys = list(cluster.objects) if cluster else []
-                if not key:
-                    key = _match_key(keys, [], pending_ref)
-                    if not key:
-                        continue
+        if snap is not None:
+            # the object as the snapshot has it: the start of the window
+            cluster = derive(state).clusters.get(args.cluster)
+            key = _match_key(list(cluster.objects) if cluster else [], [], pending_ref)
+            if key:
                 obj = cluster.objects.get(key) if cluster else None
-                h = obj.content_hash if obj else ""
-                if h != last_hash:
-                    history.append((r.seq, h))
-                    last_hash = h
+                last_hash = obj.content_hash if obj else ""
+                history.append((snap[0], last_hash))
+        bar = ProgressBar(f"explaining from {log.path}")
+        try:
+            async for page in log.read_pages(start, until):
+                for r in page:
+                    state = fold(state, r)
+                    by_seq[r.seq] = r
+                    if codec.tag_of(r.event) in _NON_DERIVING:
+                        continue
+                    desired = derive(state)
+                    cluster = desired.clusters.get(args.cluster)
+                    keys = list(cluster.objects) if cluster else []
+                    if not key:
+                        key = _match_key(keys, [], pending_ref)
+                        if not key:
+                            continue
+                    obj = cluster.objects.get(key) if cluster else None
+                    h = obj.content_hash if obj else ""
+                    if h != last_hash:
+                        history.append((r.seq, h))
+                        last_hash = h
+                if page:
+                    bar(page[-1].seq, until)
+        finally:
+            bar.close()
         if not key:
-            seen = [w.event.key for w in writes]
+            seen = await log.object_keys(cluster=args.cluster, types=_OBJECT_FACTS)
             key = _match_key([], seen, pending_ref)
         if not key:
             print(
@@ -265,9 +336,13 @@ async def cmd_explain(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
+        writes = await log.object_events(cluster=args.cluster, key=key, types=_OBJECT_FACTS, to_seq=until)
         desired = derive(state)
         cluster = desired.clusters.get(args.cluster)
         current = cluster.objects.get(key) if cluster else None
+        wanted = set(current.reasons if current else ()) | {seq for seq, _ in history}
+        for found in await log.records(wanted - by_seq.keys()):
+            by_seq[found.seq] = found
         lines = [f"{key} on cluster {args.cluster}"]
         if current is not None:
             kind = "patch of an object federationd does not own" if current.patch else "owned"
@@ -281,19 +356,17 @@ async def cmd_explain(args: argparse.Namespace) -> int:
         else:
             lines.append(f"  not desired at seq {state.seq}")
         lines.append("  desired content over time:")
+        if snap is not None and history and history[0][0] == snap[0]:
+            lines.append(f"    (derived from snapshot seq {snap[0]} on; --no-snapshot for the whole log)")
         for seq, h in history:
             what = f"content hash {h[:16]}" if h else "not desired"
             rec = by_seq.get(seq)
             cause = f"{codec.tag_of(rec.event)} {rec.event.key}" if rec else ""
             lines.append(f"    {seq:>7}  {what}  <- {cause}")
         lines.append("  writes and drift:")
-        shown = 0
         for w in writes:
-            if w.event.key != key:
-                continue
             lines.append("    " + event_line(w))
-            shown += 1
-        if not shown:
+        if not writes:
             lines.append("    (none)")
         print("\n".join(lines))
         return 0
@@ -326,10 +399,12 @@ async def cmd_diff(args: argparse.Namespace) -> int:
             raise InspectError(f"--from {args.from_seq} must be >= 0 and <= --to {args.to_seq}")
         if args.to_seq > head:
             raise InspectError(f"--to {args.to_seq} is past the log's last event ({head})")
-        # From the first event when it is still there (no trust in old snapshots needed).
-        snapshots = log.dropped_through > 0
-        a = derive(await rebuild(log, until=args.from_seq, use_snapshot=snapshots))
-        b = derive(await rebuild(log, until=args.to_seq, use_snapshot=snapshots))
+        # The first state from the newest snapshot at or below it; the second folded on
+        # from the first (or from a snapshot closer to it).
+        snapshots = not args.no_snapshot or log.dropped_through > 0
+        state_a = await rebuild(log, until=args.from_seq, use_snapshot=snapshots)
+        state_b = await rebuild(log, until=args.to_seq, use_snapshot=snapshots, resume=(state_a, state_a.seq))
+        a, b = derive(state_a), derive(state_b)
     finally:
         await log.close()
     changed = 0
@@ -395,9 +470,16 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("cluster", help="the cluster the object lives on")
         p.add_argument("object", help="KIND/NAMESPACE/NAME (KIND/NAME if cluster-scoped)")
         p.add_argument("--until", type=int, default=None, help="explain as of this seq")
+        p.add_argument(
+            "--no-snapshot", action="store_true",
+            help="derive the content history over the whole log, not from the newest snapshot",
+        )
     elif command == "diff":
         p.add_argument("--from", dest="from_seq", type=int, required=True)
         p.add_argument("--to", dest="to_seq", type=int, required=True)
+        p.add_argument(
+            "--no-snapshot", action="store_true", help="fold from the first event, ignoring snapshots"
+        )
     return p
 
 
@@ -427,4 +509,4 @@ def main(argv: Sequence[str]) -> int:
         return 0
 
 
-__all__ = ["SNAPSHOTS", "InspectError", "desired_yaml", "event_line", "main", "rebuild"]
+__all__ = ["SNAPSHOTS", "InspectError", "ProgressBar", "desired_yaml", "event_line", "main", "rebuild"]

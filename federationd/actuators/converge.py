@@ -31,7 +31,9 @@ reflectors' stores: with nothing changed it sends **zero** mutating requests.
 
 Writes go in ``render.objects.sort_key`` order (CRDs and Namespaces first), one worker per
 cluster, so a custom resource is not tried before its CRD; a kind that is not served yet
-fails and is retried with backoff.
+fails and is retried with backoff. Across clusters, writes run in parallel under one global cap
+(``WriteLanes``) with lanes of their own for the master, so a hundred remotes joining at
+once neither queue behind each other nor starve the master.
 """
 
 from __future__ import annotations
@@ -179,6 +181,27 @@ def _message(error: ApiError | secretref.SecretUnavailable) -> str:
     return error.message if isinstance(error, ApiError) else str(error)
 
 
+# --- global write concurrency ------------------------------------------------------------------
+
+
+class WriteLanes:
+    """How many writes may be in flight at once across every cluster of the daemon.
+
+    Remotes share ``total - master`` slots; the master has ``master`` slots of its own,
+    so however many remotes are busy, a master write waits only for other master writes.
+    """
+
+    def __init__(self, *, total: int = 16, master: int = 4) -> None:
+        if not 0 < master < total:
+            raise ValueError("need 0 < master < total")
+        self.total = total
+        self._remote = asyncio.Semaphore(total - master)
+        self._master = asyncio.Semaphore(master)
+
+    def lane(self, *, master: bool) -> asyncio.Semaphore:
+        return self._master if master else self._remote
+
+
 # --- the converger -----------------------------------------------------------------------------
 
 
@@ -196,8 +219,11 @@ class ClusterConverger:
         metrics: Metrics | None = None,
         reflector_options: Mapping[str, Any] | None = None,
         lookup: secretref.Lookup | None = None,
+        lanes: WriteLanes | None = None,
+        master: bool = False,
     ) -> None:
         self.cluster = ClusterName(cluster)
+        self._lane = lanes.lane(master=master) if lanes is not None else None
         self.client = client
         self._append = append
         self._clock = clock
@@ -208,6 +234,8 @@ class ClusterConverger:
         self._reflector_options = dict(reflector_options or {})
         self._lookup: secretref.Lookup = lookup or (lambda ref: None)
         self._reflectors: dict[Kind, Reflector] = {}
+        #: kinds whose reflector belongs to someone else (``share``)
+        self._shared: set[Kind] = set()
         self._desired = ClusterDesired()
         self._acts: Mapping[str, Actuation] = {}
         # What this process recorded (apply/verify) per key, so a verify is logged once
@@ -217,6 +245,8 @@ class ClusterConverger:
         # server normalises what we wrote, so it is not mistaken for drift.
         self._normalised: dict[str, tuple[str, str]] = {}
         self._cause: dict[str, tuple[int, float]] = {}
+        # (key map, the kinds of its keys) for the desired objects and the actuations
+        self._kinds_of: list[tuple[object, set[Kind]]] = [(None, set()), (None, set())]
         self._worker: asyncio.Task[None] | None = None
         self.active = False
         self.stats = {"apply": 0, "delete": 0, "release": 0, "verify": 0, "failed": 0, "drift": 0}
@@ -249,7 +279,9 @@ class ClusterConverger:
         task, self._worker = self._worker, None
         if task is not None:
             await reap([task], cancel=False, grace=10.0)
-        for r in self._reflectors.values():
+        for kind, r in self._reflectors.items():
+            if kind in self._shared:
+                continue
             await r.stop()
             raise_if_cancelled()
         self._reflectors.clear()
@@ -264,13 +296,19 @@ class ClusterConverger:
         cause_seq: int = 0,
         cause_time: float = 0.0,
     ) -> None:
-        """A new desired state for this cluster: enqueue exactly the keys that changed."""
+        """A new desired state for this cluster: enqueue exactly the keys that changed.
+
+        Called after every derivation for every cluster: what did not change is the same
+        object (derivation is incremental), so an unchanged cluster costs two identity
+        tests, not a walk over its objects."""
         old = self._desired
+        if desired is old and actuations is self._acts:
+            return
         self._desired = desired
         self._acts = actuations
-        for kind in sorted(self._kinds()):
+        for kind in sorted(self._kinds() - self._reflectors.keys()):
             self._ensure_reflector(kind)
-        if desired.hold:
+        if desired.hold or desired is old:
             return
         changed: list[str] = []
         for key, d in desired.objects.items():
@@ -316,10 +354,28 @@ class ClusterConverger:
 
     def _kinds(self) -> set[Kind]:
         kinds: set[Kind] = {("v1", "Namespace")}
-        for key in list(self._desired.objects) + list(self._acts):
-            api_version, kind, _, _ = split_key(key)
-            kinds.add((api_version, kind))
+        for slot, keys in ((0, self._desired.objects), (1, self._acts)):
+            cached = self._kinds_of[slot]
+            if cached[0] is not keys:  # derived once per key map
+                cached = (keys, {tuple(split_key(k)[:2]) for k in keys})  # type: ignore[misc]
+                self._kinds_of[slot] = cached
+            kinds |= cached[1]
         return kinds
+
+    def share(self, reflectors: Mapping[Kind, Reflector]) -> None:
+        """Use these reflectors (the fact watchers' own, with the same query: every
+        Namespace, the managed Deployments and DaemonSets) as this converger's
+        inventory of their kinds instead of watching them a second time. Call before
+        the first ``set_desired``; they stay their owner's to start and stop."""
+        for kind, r in reflectors.items():
+            if kind in self._reflectors:
+                continue
+            expected = None if kind[1] == "Namespace" else MANAGED_SELECTOR
+            if r.label_selector != expected or r.namespace is not None or r.field_selector is not None:
+                continue  # another query: not the same inventory
+            r.add_listener(on_upsert=self._on_observed, on_delete=self._on_observed)
+            self._reflectors[kind] = r
+            self._shared.add(kind)
 
     def _ensure_reflector(self, kind: Kind) -> None:
         if kind in self._reflectors:
@@ -406,7 +462,11 @@ class ClusterConverger:
         controller = f"converge-{self.cluster}"
         started = time.monotonic()
         try:
-            await self._handle(key)
+            if self._lane is None:
+                await self._handle(key)
+            else:
+                async with self._lane:
+                    await self._handle(key)
         except Exception:
             self._metrics.reconcile_total.labels(controller=controller, result="error").inc()
             self._metrics.reconcile_errors_total.labels(controller=controller).inc()

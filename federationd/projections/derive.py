@@ -19,12 +19,29 @@ Shape, and why:
 * Status is computed from the log — the last actuation of every desired object and the
   workloads' readiness — never stored and never used as a lock: it cannot stay stuck in
   ``Reconciling`` because the next actuation event moves it on.
+
+Incremental, because a fleet daemon derives after every fact: each piece is memoised
+(``_Memo``) on the parts of the state it reads, relying on the fold being
+copy-on-write — an unchanged part of the state is the *same object* in the next state,
+so "did my input change" is an identity test. Per cluster: the decoded specs, the
+gateway addresses, the rendered components (``render.RenderCache``, which also tracks
+which facts each component read), the injection patches, the content hash of every
+object version and the cluster's whole ``ClusterDesired``; shared: the sorted remotes,
+the localities and the ``meshNetworks`` networks (built once per change and handed to
+every cluster, whose ConfigMap text is then dumped once too). A gateway change on one
+remote thus re-renders the ConfigMap on every cluster and pilot on the master, and
+nothing else; a namespace label change renders one patch. The memo changes how much is
+recomputed, never the result: ``derive`` of a state is the same with a cold memo.
+``desired_hash`` is a hash tree over the clusters' and statuses' own hashes, so it too
+costs what changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+import functools
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -34,12 +51,14 @@ from federationd.projections import locality
 from federationd.projections.state import (
     Actuation,
     CustomResource,
+    Kubeconfig,
     Namespace,
     ProjectionState,
     Workload,
 )
 from federationd.render import flat, injection
 from federationd.render import objects as robj
+from federationd.render.cache import RenderCache
 from federationd.render.objects import MeshNetwork, NetworkGateway, RenderFacts
 
 ISTIO_KIND = "Istio"
@@ -92,6 +111,61 @@ class Desired(msgspec.Struct, frozen=True, kw_only=True):
     statuses: dict[str, DesiredStatus] = {}
 
 
+# --- memo ---------------------------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+def _same_inputs(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    # Identity first (copy-on-write state: unchanged parts are the same objects), then
+    # equality for small values rebuilt on every call (strings, tuples of seqs).
+    return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b, strict=True))
+
+
+class _Memo:
+    """The derivation's memory: per key, the inputs last seen and the result. One entry
+    per key (the latest), so it holds what the current desired state holds, plus the
+    inputs; clusters that left are dropped by ``retain``."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, ...], tuple[tuple[Any, ...], Any]] = {}
+        self.render = RenderCache()
+        #: cluster → id(rendered object) → (object, reason inputs, DesiredObject)
+        self.objects: dict[str, dict[int, tuple[dict[str, Any], tuple[int, ...], DesiredObject]]] = {}
+        #: (cluster, what, objects) of every build that was not a memo hit.
+        self.rendered = self.render.rendered
+
+    def get(self, key: tuple[str, ...], inputs: tuple[Any, ...], compute: Callable[[], _T]) -> _T:
+        e = self.entries.get(key)
+        if e is not None and _same_inputs(e[0], inputs):
+            return e[1]  # type: ignore[no-any-return]
+        out = compute()
+        self.entries[key] = (inputs, out)
+        return out
+
+    def retain(self, clusters: Iterable[str]) -> None:
+        keep = set(clusters)
+        # keys are ("kind", cluster, ...) for per-cluster entries; shared ones use "*"
+        for k in [k for k in self.entries if len(k) > 1 and k[1] != "*" and k[1] not in keep]:
+            del self.entries[k]
+        self.render.retain(keep)
+        for c in [c for c in self.objects if c not in keep]:
+            del self.objects[c]
+
+
+_memo = _Memo()
+
+
+def renders() -> list[tuple[str, str, int]]:
+    """``(cluster, component or patch, objects)`` of every render since ``reset_renders``
+    (what the render-count tests assert on)."""
+    return list(_memo.rendered)
+
+
+def reset_renders() -> None:
+    _memo.rendered.clear()
+
+
 # --- keys and small helpers -----------------------------------------------------------
 
 
@@ -135,10 +209,16 @@ def rfc3339(t: float) -> str:
 def managed_istio(state: ProjectionState) -> CustomResource | None:
     """The one ``Istio`` federationd manages: the oldest (creation time, then namespace
     and name) that is not being deleted."""
-    live = [cr for cr in state.istios.values() if not cr.deleting]
+    # memoised as a key: callers compare the result with this state's CRs by identity
+    key = _memo.get(("istio", "*"), (state.istios,), lambda: _managed_istio(state))
+    return state.istios[key] if key is not None else None
+
+
+def _managed_istio(state: ProjectionState) -> str | None:
+    live = [(k, cr) for k, cr in state.istios.items() if not cr.deleting]
     if not live:
         return None
-    return min(live, key=lambda cr: (cr.creation_timestamp, cr.namespace, cr.name))
+    return min(live, key=lambda kc: (kc[1].creation_timestamp, kc[1].namespace, kc[1].name))[0]
 
 
 def master_cluster(state: ProjectionState) -> str | None:
@@ -152,7 +232,13 @@ def master_cluster(state: ProjectionState) -> str | None:
 def gateway_addresses(state: ProjectionState, cluster: str, namespace: str) -> tuple[list[str], int, tuple[int, ...]]:
     """Addresses other networks reach ``cluster``'s ingress gateway on, its port, and the
     seqs of the facts used. LoadBalancer IPs first; hostnames through their resolutions;
-    a NodePort gateway through its nodes' addresses and the node port."""
+    a NodePort gateway through its nodes' addresses and the node port. (Memoised: the
+    list is shared, not to be changed by the caller.)"""
+    inputs = (state.gateways.get(cluster), state.resolutions.get(cluster), state.nodes.get(cluster))
+    return _memo.get(("gw", cluster, namespace), inputs, lambda: _gateway_addresses(state, cluster, namespace))
+
+
+def _gateway_addresses(state: ProjectionState, cluster: str, namespace: str) -> tuple[list[str], int, tuple[int, ...]]:
     gw = state.gateways.get(cluster, {}).get(f"{namespace}/{INGRESS_GATEWAY}")
     if gw is None:
         return [], GATEWAY_PORT, ()
@@ -208,9 +294,13 @@ def gateway_pending(state: ProjectionState, cluster: str, namespace: str) -> str
 
 
 def _remote_crs(state: ProjectionState) -> list[CustomResource]:
-    return sorted(
-        (cr for cr in state.remote_istios.values() if not cr.deleting),
-        key=lambda cr: (cr.namespace, cr.name),
+    return _memo.get(
+        ("remotes", "*"),
+        (state.remote_istios,),
+        lambda: sorted(
+            (cr for cr in state.remote_istios.values() if not cr.deleting),
+            key=lambda cr: (cr.namespace, cr.name),
+        ),
     )
 
 
@@ -219,39 +309,57 @@ def _mesh_networks(
 ) -> tuple[tuple[MeshNetwork, ...], tuple[int, ...]]:
     """One network per cluster: the master's (announced with its own gateway, so remote →
     master traffic works) and one per RemoteIstio that has connected, named like it.
-    Single-cluster meshes have no networks."""
+    Single-cluster meshes have no networks.
+
+    Built once per change for every cluster; when equal to the previous networks the
+    previous tuple itself is returned, so everything keyed on it hits by identity."""
+    inputs = (
+        state.remote_istios, state.gateways, state.resolutions, state.nodes, state.clusters,
+        master, istio.namespace,
+    )
+    return _memo.get(("networks-in", "*"), inputs, lambda: _mesh_networks_now(state, master, istio))
+
+
+def _mesh_networks_now(
+    state: ProjectionState, master: str, istio: CustomResource
+) -> tuple[tuple[MeshNetwork, ...], tuple[int, ...]]:
     remotes = _remote_crs(state)
     if not remotes:
         return (), ()
     seqs: list[int] = []
     nets: list[MeshNetwork] = []
-    addrs, port, s = gateway_addresses(state, master, istio.namespace)
-    seqs.extend(s)
-    nets.append(
-        MeshNetwork(
-            name=master,
-            from_registry=(MASTER_REGISTRY,),
-            gateways=tuple(NetworkGateway(address=a, port=port) for a in addrs),
-        )
-    )
+    gw = gateway_addresses(state, master, istio.namespace)
+    seqs.extend(gw[2])
+    nets.append(_network(master, (MASTER_REGISTRY,), gw))
     for r in remotes:
         c = state.clusters.get(r.name)
         if (c is None or not c.server) and not state.gateways.get(r.name):
             continue  # never connected: no network to announce (and none to route to)
         seqs.append(r.seq)
-        addrs, port, s = gateway_addresses(state, r.name, r.namespace)
-        seqs.extend(s)
-        nets.append(
-            MeshNetwork(
-                name=r.name,
-                from_registry=(r.name,),
-                gateways=tuple(NetworkGateway(address=a, port=port) for a in addrs),
-            )
+        gw = gateway_addresses(state, r.name, r.namespace)
+        seqs.extend(gw[2])
+        nets.append(_network(r.name, (r.name,), gw))
+    out = (tuple(nets), tuple(seqs))
+    return _memo.get(("networks", "*"), out, lambda: out)
+
+
+def _network(name: str, registry: tuple[str, ...], gw: tuple[list[str], int, tuple[int, ...]]) -> MeshNetwork:
+    def build() -> MeshNetwork:
+        addrs, port, _ = gw
+        return MeshNetwork(
+            name=name,
+            from_registry=registry,
+            gateways=tuple(NetworkGateway(address=a, port=port) for a in addrs),
         )
-    return tuple(nets), tuple(seqs)
+
+    return _memo.get(("network", name), (gw, registry), build)
 
 
 def _localities(state: ProjectionState) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    return _memo.get(("localities", "*"), (state.nodes,), lambda: _all_localities(state))
+
+
+def _all_localities(state: ProjectionState) -> tuple[tuple[str, ...], tuple[int, ...]]:
     locs: set[str] = set()
     seqs: list[int] = []
     for cluster in sorted(state.nodes):
@@ -290,12 +398,12 @@ def _trust_blocker(state: ProjectionState, cluster: str) -> str:
 
 
 def _injection_patches(
-    namespaces: Iterable[str], existing: Mapping[str, Namespace]
+    namespaces: Iterable[str], existing: Mapping[str, Namespace], *, cluster: str = ""
 ) -> list[dict[str, Any]]:
     """Injection labels as patches on the listed namespaces that exist (a namespace that
     does not exist yet is labelled when it appears: applying now would create it).
     A namespace labelled by hand (injection label without federationd's marker) is never
-    touched."""
+    touched. (``cluster`` keys the memo: one patch is built per namespace change.)"""
     out = []
     for ns in sorted(set(namespaces)):
         n = existing.get(ns)
@@ -303,8 +411,7 @@ def _injection_patches(
             continue
         if injection.INJECTION_LABEL in n.labels and injection.MARKER_LABEL not in n.labels:
             continue
-        change = injection.NamespaceLabelChange(namespace=ns, labels=injection.owned_labels())
-        out.append(change.apply_config())
+        out.append(_memo.get(("patch", cluster, ns), (n,), functools.partial(_injection_patch, cluster, ns)))
     return out
 
 
@@ -334,10 +441,16 @@ def _remote_secret_labels(state: ProjectionState) -> list[dict[str, Any]]:
     return out
 
 
+def _injection_patch(cluster: str, ns: str) -> dict[str, Any]:
+    change = injection.NamespaceLabelChange(namespace=ns, labels=injection.owned_labels())
+    _memo.rendered.append((cluster, f"patch {ns}", 1))
+    return change.apply_config()
+
+
 def _render_master(
     spec: v1beta1.IstioSpec, *, namespace: str, facts: RenderFacts
 ) -> list[dict[str, Any]]:
-    return render.render_master(spec, namespace=namespace, facts=facts)
+    return render.render_master(spec, namespace=namespace, facts=facts, cache=_memo.render)
 
 
 def _render_remote(
@@ -347,7 +460,7 @@ def _render_remote(
     namespace: str,
     facts: RenderFacts,
 ) -> list[dict[str, Any]]:
-    return render.render_remote(spec, remote, namespace=namespace, facts=facts)
+    return render.render_remote(spec, remote, namespace=namespace, facts=facts, cache=_memo.render)
 
 
 # --- derive -------------------------------------------------------------------------------------------
@@ -360,29 +473,76 @@ def _desired_objects(
     base: tuple[int, ...],
     extra: Mapping[str, tuple[int, ...]],
     ns_seqs: Mapping[str, int],
+    cluster: str = "",
 ) -> dict[str, DesiredObject]:
+    """The cluster's ``DesiredObject``s by key. A rendered object that is the same dict
+    as last time (a render-cache hit) with the same reasons keeps its ``DesiredObject``,
+    so its content hash is computed once per object version."""
+    prev: dict[int, tuple[dict[str, Any], tuple[int, ...], DesiredObject]] = _memo.objects.get(cluster, {})
+    seen: dict[int, tuple[dict[str, Any], tuple[int, ...], DesiredObject]] = {}
     out: dict[str, DesiredObject] = {}
+
+    def one(o: dict[str, Any], used: tuple[int, ...], patch: bool) -> None:
+        e = prev.get(id(o))
+        if e is not None and e[0] is o and e[1] == used and e[2].patch == patch:
+            d = e[2]
+        else:
+            key = object_key(o)
+            reasons = tuple(sorted(set(used) - {0})) if patch else tuple(sorted(set(used)))
+            h = e[2].content_hash if e is not None and e[0] is o else robj.content_hash(o)
+            d = DesiredObject(key=key, obj=o, content_hash=h, reasons=reasons, patch=patch)
+        seen[id(o)] = (o, used, d)
+        out[d.key] = d
+
     for o in rendered:
-        key = object_key(o)
-        reasons = tuple(sorted(set(base + extra.get(o["kind"] + "/" + o["metadata"]["name"], ()))))
-        out[key] = DesiredObject(key=key, obj=o, content_hash=robj.content_hash(o), reasons=reasons)
+        one(o, base + extra.get(o["kind"] + "/" + o["metadata"]["name"], ()), False)
     for o in patches:
-        key = object_key(o)
-        name = o["metadata"]["name"]
-        reasons = tuple(sorted({*base, ns_seqs.get(name, 0)} - {0}))
-        out[key] = DesiredObject(
-            key=key, obj=o, content_hash=robj.content_hash(o), reasons=reasons, patch=True
-        )
+        one(o, (*base, ns_seqs.get(o["metadata"]["name"], 0)), True)
+    if cluster:
+        _memo.objects[cluster] = seen
     return dict(sorted(out.items()))
+
+
+def _istio_spec(cr: CustomResource) -> v1beta1.IstioSpec:
+    """The decoded, defaulted spec of an Istio CR (decoded once per spec version)."""
+    assert cr.good_spec is not None
+    good = cr.good_spec
+    return _memo.get(
+        ("spec", "*", cr.namespace, cr.name), (good,), lambda: v1beta1.istio_spec(good, namespace=cr.namespace)
+    )
+
+
+def _remote_spec(cr: CustomResource) -> v1beta1.RemoteIstioSpec:
+    assert cr.good_spec is not None
+    good = cr.good_spec
+    return _memo.get(
+        ("rspec", cr.name, cr.namespace), (good,), lambda: v1beta1.remote_istio_spec(good, namespace=cr.namespace)
+    )
 
 
 def _master_desired(
     state: ProjectionState, istio: CustomResource
 ) -> ClusterDesired:
+    """The master's objects, recomputed only when something it reads changed."""
+    master = istio.cluster
+    networks, net_seqs = _mesh_networks(state, master, istio)
+    localities, loc_seqs = _localities(state)
+    inputs = (
+        istio.good_spec, istio.problem, istio.namespace, istio.good_seq, networks, net_seqs,
+        localities, loc_seqs, state.ca_secrets.get(master), state.namespaces.get(master),
+        # the kubeconfig Secrets the master labels for pilot (_remote_secret_labels)
+        state.kubeconfigs, state.remote_istios,
+    )
+    return _memo.get(("desired", master), inputs, lambda: _master_desired_now(state, istio))
+
+
+def _master_desired_now(
+    state: ProjectionState, istio: CustomResource
+) -> ClusterDesired:
     master = istio.cluster
     if istio.good_spec is None:
         return ClusterDesired(hold=True, hold_reason=istio.problem)
-    spec = v1beta1.istio_spec(istio.good_spec, namespace=istio.namespace)
+    spec = _istio_spec(istio)
     networks, net_seqs = _mesh_networks(state, master, istio)
     localities, loc_seqs = _localities(state)
     ca_name, ca_fingerprint, ca_seqs = _ca_facts(state, master, istio.namespace)
@@ -402,7 +562,7 @@ def _master_desired(
     except Exception as e:  # a render bug must hold the cluster, not wipe it
         return ClusterDesired(hold=True, hold_reason=f"render failed: {type(e).__name__}: {e}")
     existing = state.namespaces.get(master, {})
-    patches = _injection_patches(spec.auto_injection_namespaces, existing)
+    patches = _injection_patches(spec.auto_injection_namespaces, existing, cluster=master)
     patches += _remote_secret_labels(state)
     return ClusterDesired(
         objects=_desired_objects(
@@ -411,6 +571,7 @@ def _master_desired(
             base=(istio.good_seq,),
             extra={"ConfigMap/istio": net_seqs + loc_seqs, CITADEL_KEY: ca_seqs},
             ns_seqs={n: existing[n].seq for n in existing},
+            cluster=master,
         )
     )
 
@@ -418,12 +579,28 @@ def _master_desired(
 def _remote_desired(
     state: ProjectionState, istio: CustomResource, remote: CustomResource
 ) -> ClusterDesired:
+    """A remote's objects, recomputed only when something it reads changed."""
+    networks, _ = _mesh_networks(state, istio.cluster, istio)
+    localities, _ = _localities(state)
+    inputs = (
+        istio.good_spec, istio.problem, istio.namespace, istio.cluster, istio.good_seq,
+        remote.good_spec, remote.problem, remote.namespace, remote.good_seq, networks, localities,
+        state.ca_secrets.get(remote.name), state.namespaces.get(remote.name),
+        # enabledServices: the master's pod addresses and (gateway mode) its gateway
+        state.pods.get(istio.cluster), gateway_addresses(state, istio.cluster, istio.namespace),
+    )
+    return _memo.get(("desired", remote.name), inputs, lambda: _remote_desired_now(state, istio, remote))
+
+
+def _remote_desired_now(
+    state: ProjectionState, istio: CustomResource, remote: CustomResource
+) -> ClusterDesired:
     if istio.good_spec is None:
         return ClusterDesired(hold=True, hold_reason=istio.problem)
     if remote.good_spec is None:
         return ClusterDesired(hold=True, hold_reason=remote.problem)
-    spec = v1beta1.istio_spec(istio.good_spec, namespace=istio.namespace)
-    rspec = v1beta1.remote_istio_spec(remote.good_spec, namespace=remote.namespace)
+    spec = _istio_spec(istio)
+    rspec = _remote_spec(remote)
     networks, _ = _mesh_networks(state, istio.cluster, istio)
     localities, _ = _localities(state)
     ca_name, ca_fingerprint, ca_seqs = _ca_facts(state, remote.name, remote.namespace)
@@ -443,14 +620,16 @@ def _remote_desired(
     except Exception as e:
         return ClusterDesired(hold=True, hold_reason=f"render failed: {type(e).__name__}: {e}")
     try:
-        flat_objs, flat_seqs = _enabled_services(state, istio, spec, rspec, namespace=remote.namespace)
+        flat_objs, flat_seqs = _enabled_services(
+            state, istio, spec, rspec, namespace=remote.namespace, cluster=remote.name
+        )
     except flat.EnabledServiceError as e:
         return ClusterDesired(hold=True, hold_reason=f"enabledServices: {e}")
     clash = _name_clash(rendered, flat_objs)
     if clash:
         return ClusterDesired(hold=True, hold_reason=clash)
     existing = state.namespaces.get(remote.name, {})
-    patches = _injection_patches(rspec.auto_injection_namespaces, existing)
+    patches = _injection_patches(rspec.auto_injection_namespaces, existing, cluster=remote.name)
     return ClusterDesired(
         objects=_desired_objects(
             [*rendered, *flat_objs],
@@ -458,6 +637,7 @@ def _remote_desired(
             base=(istio.good_seq, remote.good_seq),
             extra={**flat_seqs, CITADEL_KEY: ca_seqs},
             ns_seqs={n: existing[n].seq for n in existing},
+            cluster=remote.name,
         )
     )
 
@@ -472,6 +652,7 @@ def _enabled_services(
     rspec: v1beta1.RemoteIstioSpec,
     *,
     namespace: str,
+    cluster: str = "",
 ) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
     """The remote's selector-less Services + Endpoints for ``enabledServices``, and the
     seqs each was derived from (keyed ``Kind/name``, as ``_desired_objects`` reads them).
@@ -482,6 +663,23 @@ def _enabled_services(
     is reached only through its ingress gateway — the master's gateway addresses."""
     if not rspec.enabled_services:
         return [], {}
+    gw = gateway_addresses(state, istio.cluster, istio.namespace) if spec.mesh_expansion else None
+    inputs = (rspec.enabled_services, state.pods.get(istio.cluster), gw, namespace, istio.cluster, istio.namespace)
+    return _memo.get(
+        ("flat", cluster), inputs,
+        lambda: _enabled_services_now(state, istio, spec, rspec, namespace=namespace, cluster=cluster),
+    )
+
+
+def _enabled_services_now(
+    state: ProjectionState,
+    istio: CustomResource,
+    spec: v1beta1.IstioSpec,
+    rspec: v1beta1.RemoteIstioSpec,
+    *,
+    namespace: str,
+    cluster: str,
+) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
     master_pods = state.pods.get(istio.cluster, {})
     observed: dict[str, flat.ServiceAddresses] = {}
     seqs: dict[str, tuple[int, ...]] = {}
@@ -500,6 +698,7 @@ def _enabled_services(
         gateway_addresses=gw_addrs,
         gateway_mode=spec.mesh_expansion,
     )
+    _memo.rendered.append((cluster, "enabledServices", len(objs)))
     return objs, seqs
 
 
@@ -686,6 +885,30 @@ def _cr_status(
     blocker: str = "",
     kind: str,
 ) -> DesiredStatus:
+    """One CR's status, recomputed only when something it reads changed: the CR, its
+    cluster's desired objects, actuations, workloads and gateway, the blocker, and (an
+    Istio with locality rules) the observed localities."""
+    inputs = (
+        cr, desired, blocker, state.actuations.get(cluster), state.workloads.get(cluster),
+        gateway_addresses(state, cluster, cr.namespace), state.gateways.get(cluster),
+        state.resolutions.get(cluster), bool(_remote_crs(state)),
+        _localities(state) if kind == ISTIO_KIND else None,
+    )
+    return _memo.get(
+        ("status", cluster, kind, cr.namespace, cr.name), inputs,
+        lambda: _cr_status_now(state, cr, cluster, desired, blocker=blocker, kind=kind),
+    )
+
+
+def _cr_status_now(
+    state: ProjectionState,
+    cr: CustomResource,
+    cluster: str,
+    desired: ClusterDesired | None,
+    *,
+    blocker: str,
+    kind: str,
+) -> DesiredStatus:
     gateways, _, gw_seqs = gateway_addresses(state, cluster, cr.namespace)
     reasons: list[int] = [cr.seq, *gw_seqs]
     if cr.problem:
@@ -753,11 +976,20 @@ def _version_remapped(cr: CustomResource) -> str:
     return f"spec.version {asked} runs the {runs} images (the supported release of {v1beta1.version_family(asked)})"
 
 
+def _kubeconfig_of(state: ProjectionState) -> dict[str, Kubeconfig]:
+    """remote → its kubeconfig (the first in key order, as a scan would find it)."""
+
+    def index() -> dict[str, Kubeconfig]:
+        out: dict[str, Kubeconfig] = {}
+        for k in state.kubeconfigs.values():
+            out.setdefault(k.remote, k)
+        return out
+
+    return _memo.get(("kubeconfigs", "*"), (state.kubeconfigs,), index)
+
+
 def _remote_blocker(state: ProjectionState, remote: CustomResource) -> str:
-    kc = next(
-        (k for k in state.kubeconfigs.values() if k.remote == remote.name),
-        None,
-    )
+    kc = _kubeconfig_of(state).get(remote.name)
     if kc is None:
         return (
             f"waiting for the kubeconfig Secret {remote.namespace}/{remote.name} "
@@ -818,13 +1050,34 @@ def derive(state: ProjectionState) -> Desired:
         statuses[status_key(REMOTE_ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
             state, cr, cr.name, clusters.get(cr.name), blocker=blocker, kind=REMOTE_ISTIO_KIND
         )
+    _memo.retain(clusters.keys() | {st.cluster for st in statuses.values()} | {st.name for st in statuses.values()})
     return Desired(seq=state.seq, clusters=dict(sorted(clusters.items())), statuses=statuses)
 
 
 def desired_hash(desired: Desired) -> str:
-    """A stable hash of a ``Desired`` (objects, holds and statuses; not the seq)."""
-    body = msgspec.to_builtins(msgspec.structs.replace(desired, seq=0))
-    return robj.content_hash(body)
+    """A stable hash of a ``Desired`` (objects, holds and statuses; not the seq).
+
+    A hash tree: the hash of {cluster: hash of its ``ClusterDesired``, status key: hash
+    of its ``DesiredStatus``}, each of those memoised on the value, and an object's
+    content enters through its ``content_hash``. Equal desired states hash equal; a
+    change costs the hashes of what changed."""
+    clusters = {name: _cluster_hash(name, cd) for name, cd in desired.clusters.items()}
+    statuses = {key: _status_hash(key, st) for key, st in desired.statuses.items()}
+    return robj.content_hash({"clusters": clusters, "statuses": statuses})
+
+
+def _cluster_hash(name: str, cd: ClusterDesired) -> str:
+    def compute() -> str:
+        h = hashlib.sha256(robj.canonical_json([cd.hold, cd.hold_reason]))
+        for k, d in cd.objects.items():
+            h.update(f"\n{k} {d.content_hash} {d.patch} {d.reasons}".encode())
+        return h.hexdigest()
+
+    return _memo.get(("hash", name), (cd,), compute)
+
+
+def _status_hash(key: str, st: DesiredStatus) -> str:
+    return _memo.get(("status-hash", "*", key), (st,), lambda: robj.content_hash(msgspec.to_builtins(st)))
 
 
 def to_builtins(desired: Desired) -> dict[str, Any]:

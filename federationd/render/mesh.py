@@ -31,14 +31,17 @@ projections from observed gateways): render never looks anything up.
 
 Serialised YAML is sorted, so equal input gives byte-identical ConfigMaps (the pilot
 pod-template hash depends on it). Pure: no I/O, no clock, no randomness.
+
+Every cluster carries the same ``meshNetworks`` document, so its text is memoised on the
+networks (a gateway change serialises it once, not once per cluster), and the dumping
+goes through LibYAML (``objects.safe_yaml``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, Final
-
-import yaml
 
 from federationd.api.v1beta1 import IstioSpec, LocalityLBConfiguration, version_family
 from federationd.render.objects import (
@@ -46,6 +49,7 @@ from federationd.render.objects import (
     Obj,
     RenderFacts,
     obj,
+    safe_yaml,
 )
 
 __all__ = [
@@ -59,6 +63,8 @@ __all__ = [
     "mesh_networks_text",
     "mesh_policy",
     "render",
+    "render_config",
+    "render_security",
 ]
 
 COMPONENT: Final = "mesh"
@@ -67,7 +73,7 @@ CLUSTER_DOMAIN: Final = "cluster.local"
 
 
 def _yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, width=1000)
+    return safe_yaml(data, width=1000)
 
 
 # --- mesh config --------------------------------------------------------------------------
@@ -207,6 +213,15 @@ def mesh_networks(networks: Sequence[MeshNetwork]) -> dict[str, Any]:
 
 def mesh_networks_text(networks: Sequence[MeshNetwork]) -> str:
     """The ``meshNetworks`` ConfigMap value (sorted YAML)."""
+    if isinstance(networks, tuple):
+        return _networks_text(networks)
+    return _yaml(mesh_networks(networks))
+
+
+@functools.lru_cache(maxsize=8)
+def _networks_text(networks: tuple[MeshNetwork, ...]) -> str:
+    # Keyed on the (hashable, frozen) networks: one dump per distinct document, however
+    # many clusters carry it. A few entries cover a change in flight and its predecessor.
     return _yaml(mesh_networks(networks))
 
 
@@ -278,9 +293,20 @@ def render(spec: IstioSpec, *, namespace: str, facts: RenderFacts) -> list[Obj]:
     """The mesh objects of one cluster. The master gets the ConfigMap, the MeshPolicy and
     (with mTLS) the DestinationRules; a remote — whose sidecars are configured by the
     master's pilot — gets its own copy of the ConfigMap only."""
+    return render_config(spec, namespace=namespace, facts=facts) + render_security(
+        spec, namespace=namespace, facts=facts
+    )
+
+
+def render_config(spec: IstioSpec, *, namespace: str, facts: RenderFacts) -> list[Obj]:
+    """The ``istio`` ConfigMap alone: the one mesh object that depends on the gateways
+    (rendered apart so that a gateway change re-renders nothing else here)."""
     remote = facts.role == "remote"
-    objs = [config_map(spec, namespace=namespace, networks=facts.mesh_networks, remote=remote)]
-    if not remote:
-        objs.append(mesh_policy(spec))
-        objs += destination_rules(spec, namespace=namespace)
-    return objs
+    return [config_map(spec, namespace=namespace, networks=facts.mesh_networks, remote=remote)]
+
+
+def render_security(spec: IstioSpec, *, namespace: str, facts: RenderFacts) -> list[Obj]:
+    """The MeshPolicy and mTLS DestinationRules (master only)."""
+    if facts.role == "remote":
+        return []
+    return [mesh_policy(spec), *destination_rules(spec, namespace=namespace)]

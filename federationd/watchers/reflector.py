@@ -22,6 +22,16 @@ watches). Cancelling ``run()`` (or ``stop()``) closes the open response; nothing
 
 Callbacks may be plain functions or coroutines. An exception from a callback is logged
 and does not stop the reflector (the store already reflects the server).
+
+**Memory.** A fleet daemon keeps a few dozen reflectors per cluster, so what each holds
+is what the daemon's size is made of. As controller-runtime's cache transforms do, every
+object goes through ``transform`` before it is stored and handed to the callbacks; the
+default (``default_transform``) drops ``metadata.managedFields`` — server-side apply's
+bookkeeping, often the largest part of an object, which nothing here reads — and keeps
+of a Node only what the watchers read (labels and addresses). And every watch is a TLS
+connection, for which asyncio allocates a 256 KiB read buffer:
+``limit_tls_read_buffers`` makes that 32 KiB for the process (a watch line is far
+smaller; a large list just takes a few more reads).
 """
 
 from __future__ import annotations
@@ -55,6 +65,48 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 Handler = Callable[[Obj], Awaitable[None] | None]
 ObjectKey = tuple[str, str]
+
+
+Transform = Callable[[Obj], Obj]
+
+#: asyncio's TLS read buffer per connection, once ``limit_tls_read_buffers`` ran.
+TLS_READ_BUFFER = 32 * 1024
+
+
+def limit_tls_read_buffers(size: int = TLS_READ_BUFFER) -> None:
+    """Give every TLS connection of this process a ``size`` read buffer instead of
+    asyncio's 256 KiB (``SSLProtocol.max_size``, a class attribute read per connection
+    and per read). With one connection per watch, the default is most of a remote's
+    memory; the daemon calls this once at start."""
+    from asyncio import sslproto
+
+    if hasattr(sslproto, "SSLProtocol") and hasattr(sslproto.SSLProtocol, "max_size"):
+        sslproto.SSLProtocol.max_size = size
+
+
+def strip_managed_fields(obj: Obj) -> Obj:
+    """``obj`` without ``metadata.managedFields`` (a shallow copy when it had them)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or "managedFields" not in meta:
+        return obj
+    out = dict(obj)
+    out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return out
+
+
+def _node(obj: Obj) -> Obj:
+    out = strip_managed_fields(obj)
+    status = out.get("status")
+    if isinstance(status, dict) and set(status) - {"addresses"}:
+        # images, conditions, capacity, nodeInfo: kilobytes per node nobody reads
+        out = dict(out)
+        out["status"] = {"addresses": status["addresses"]} if "addresses" in status else {}
+    return out
+
+
+def default_transform(kind: str) -> Transform:
+    """What a reflector of ``kind`` keeps by default (see the module docstring)."""
+    return _node if kind == "Node" else strip_managed_fields
 
 
 def object_key(obj: Obj) -> ObjectKey:
@@ -92,8 +144,11 @@ class Reflector:
         clock: Clock = REAL_CLOCK,
         rand: Callable[[], float] = random.random,
         resource: ResourceInfo | None = None,
+        transform: Transform | None = None,
     ) -> None:
         self.client = client
+        self._transform = transform or default_transform(kind)
+        self._listeners: list[tuple[Handler | None, Handler | None]] = []
         self.api_version = api_version
         self.kind = kind
         self.namespace = namespace
@@ -226,17 +281,18 @@ class Reflector:
             field_selector=self.field_selector, page_size=self.page_size,
             what=f"list {self.kind} on {self.client.name}")
         self.stats["lists"] += 1
-        fresh = {object_key(o): o for o in items}
+        tf = self._transform
+        fresh = {object_key(o): tf(o) for o in items}
         old = self.store
         self.store = fresh
         self.resource_version = rv
         for key, obj in old.items():
             if key not in fresh:
-                await self._call(self._on_delete, obj)
+                await self._emit(self._on_delete, obj, delete=True)
         for key, obj in fresh.items():
             prev = old.get(key)
             if prev is None or _rv(prev) != _rv(obj):
-                await self._call(self._on_upsert, obj)
+                await self._emit(self._on_upsert, obj, delete=False)
         self.last_error = ""
         if self._waiting_for_kind:
             self._waiting_for_kind = False
@@ -304,15 +360,27 @@ class Reflector:
             return
         obj.setdefault("apiVersion", self.api_version)
         obj.setdefault("kind", self.kind)
+        obj = self._transform(obj)
         key = object_key(obj)
         if rv:
             self.resource_version = rv
         if etype in ("ADDED", "MODIFIED"):
             self.store[key] = obj
-            await self._call(self._on_upsert, obj)
+            await self._emit(self._on_upsert, obj, delete=False)
         elif etype == "DELETED":
             self.store.pop(key, None)
-            await self._call(self._on_delete, obj)
+            await self._emit(self._on_delete, obj, delete=True)
+
+    def add_listener(self, *, on_upsert: Handler | None = None, on_delete: Handler | None = None) -> None:
+        """More callbacks on the same store and watch: another consumer of the same
+        (cluster, kind, selectors) shares this reflector instead of opening its own
+        connection and keeping its own copy of every object."""
+        self._listeners.append((on_upsert, on_delete))
+
+    async def _emit(self, handler: Handler | None, obj: Obj, *, delete: bool) -> None:
+        await self._call(handler, obj)
+        for up, down in self._listeners:
+            await self._call(down if delete else up, obj)
 
     async def _call(self, handler: Handler | None, obj: Obj) -> None:
         if handler is None:

@@ -12,7 +12,12 @@ import pytest
 
 from federationd.clusters import BackoffPolicy, ClusterClient
 from federationd.clusters.backoff import Backoff
-from federationd.watchers.reflector import Reflector
+from federationd.watchers.reflector import (
+    Reflector,
+    default_transform,
+    limit_tls_read_buffers,
+    strip_managed_fields,
+)
 from tests.runtime.conftest import FakeClock, wait_for
 from tests.runtime.fakeapi import FakeApi, Fault
 
@@ -279,3 +284,46 @@ async def test_stop_propagates_the_callers_own_cancellation(client: ClusterClien
     r2.start()
     await wait_for(r2.synced.is_set)
     await r2.stop()
+
+
+async def test_the_store_keeps_objects_without_managed_fields(client: ClusterClient, api: FakeApi) -> None:
+    mf = [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:metadata": {}}}]
+    api.put("namespaces", {**ns("a", team="x"), "metadata": {"name": "a", "labels": {"team": "x"}, "managedFields": mf}})
+    seen: list[dict[str, Any]] = []
+    r = Reflector(client, api_version="v1", kind="Namespace", on_upsert=seen.append, backoff=FAST)
+    r.start()
+    await wait_for(r.synced.is_set)
+    await wait_for(lambda: api.open_watches == 1)
+    api.put("namespaces", {**ns("b"), "metadata": {"name": "b", "managedFields": mf}})
+    await wait_for(lambda: len(seen) == 2)
+    for key in (("", "a"), ("", "b")):
+        assert "managedFields" not in r.store[key]["metadata"]
+    assert r.store[("", "a")]["metadata"]["labels"] == {"team": "x"}
+    assert all("managedFields" not in o["metadata"] for o in seen)  # callbacks see the same
+    await r.stop()
+
+
+def test_a_node_keeps_its_labels_and_addresses_only() -> None:
+    node = {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "n", "labels": {"topology.kubernetes.io/zone": "a"}, "managedFields": [{}]},
+        "status": {"addresses": [{"type": "ExternalIP", "address": "1.2.3.4"}], "images": [{"names": ["x"] * 50}],
+                   "conditions": [{"type": "Ready"}]},
+    }
+    out = default_transform("Node")(node)
+    assert out == {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n", "labels": {"topology.kubernetes.io/zone": "a"}},
+                   "status": {"addresses": [{"type": "ExternalIP", "address": "1.2.3.4"}]}}
+    assert "images" in node["status"]  # the input is not changed
+    plain = {"metadata": {"name": "x"}}
+    assert strip_managed_fields(plain) is plain
+
+
+def test_tls_read_buffers_are_limited_for_the_process() -> None:
+    from asyncio import sslproto
+
+    before = sslproto.SSLProtocol.max_size
+    try:
+        limit_tls_read_buffers(16 * 1024)
+        assert sslproto.SSLProtocol.max_size == 16 * 1024
+    finally:
+        sslproto.SSLProtocol.max_size = before

@@ -1,0 +1,445 @@
+"""Fleet benchmark: the real daemon against a simulated fleet of N clusters.
+
+For each size (``--sizes 10,50,100``: N clusters = the master and N-1 remotes, plus one
+more remote kept aside) it prints one JSON object:
+
+* ``join``: the N-1 kubeconfig Secrets and RemoteIstios created at once on the master →
+  every RemoteIstio ``Available`` (``all_s``); then one more remote added to the
+  converged fleet → ``Available`` (``one_s``), next to the emulator's own delays
+  (``emulator_delays_s``: load balancer + workload readiness, what no daemon can beat);
+* ``gateway_change_ms``: ``--changes`` times, a random remote's ``istio-ingressgateway``
+  Service gets a new load-balancer address (its status written as the cloud does) →
+  ``master`` when the master's ``istio`` ConfigMap carries it in ``meshNetworks``, and
+  ``all`` when every object that must change has been written (the ConfigMap on every
+  cluster and pilot's Deployment on the master); p50/p99;
+* ``cpu_s_per_change``: the daemon's CPU seconds (user + system, from /proc) over the
+  changes, divided by their number;
+* ``writes_per_change`` against ``changed_per_change``: mutating requests the daemon sent
+  per change, and objects whose content (anything but a built-in object's status)
+  changed on the clusters per change;
+* ``steady_mutating_requests``: mutating requests over ``2 * --resync-period + 1`` s of
+  steady state (must be 0);
+* ``rss_mb`` / ``peak_rss_mb``: the daemon's resident set after the changes, and its peak;
+* ``floor_ms``: the floor measured in the same run — a minimal client process that
+  watches the same remote Service over HTTPS and writes one ConfigMap on the master
+  through the same emulator — and ``ratio_p99`` = gateway change p99 (master) / floor p99.
+
+The emulator runs in this process (its store's change feed timestamps every write); the
+daemon and the floor client are child processes. Every wait has a deadline; every loop
+is bounded in count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import ssl
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL  # noqa: E402
+from federationd.sim import Fleet  # noqa: E402
+from federationd.sim.store import Change  # noqa: E402
+
+NS = "istio-system"
+GROUP = "istio.banzaicloud.io/v1beta1"
+GATEWAY = "istio-ingressgateway"
+FLOOR_CM = "istio-floor"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: Objects the emulator's controllers create from managed ones, copying their labels.
+COPIES = {("", "pods"), ("", "endpoints"), ("apps", "replicasets")}
+
+
+def _pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+async def _until(cond: Callable[[], bool], *, timeout: float, what: str, every: float = 0.02) -> float:  # noqa: ASYNC109 - a deadline for a polled condition
+    """Wait for ``cond`` (polled); the time it became true."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(every)
+    return time.monotonic()
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _rss_mb(pid: int) -> tuple[float, float]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "VmHWM"):
+            out[k] = int(v.split()[0]) / 1024
+    return out["VmRSS"], out["VmHWM"]
+
+
+def _status(fleet: Fleet, kind: str, name: str) -> str:
+    cr = fleet["master"].store.get(GROUP, kind, name, NS) or {}
+    return str((cr.get("status") or {}).get("Status") or "")
+
+
+def _mutating(fleet: Fleet) -> int:
+    return sum(c.requests.mutating() for c in fleet)
+
+
+def _writes_by_resource(fleet: Fleet) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in fleet:
+        for (verb, resource), n in c.requests.counts.items():
+            if verb in ("create", "update", "patch", "delete", "deletecollection", "apply"):
+                out[f"{verb} {resource}"] = out.get(f"{verb} {resource}", 0) + n
+    return out
+
+
+def _content(o: dict[str, Any] | None, *, with_status: bool) -> Any:
+    if o is None:
+        return None
+    meta = {k: v for k, v in (o.get("metadata") or {}).items() if k not in ("resourceVersion", "managedFields", "generation")}
+    body = {k: v for k, v in o.items() if k != "metadata" and (with_status or k != "status")}
+    return meta, body
+
+
+class ChangeFeed:
+    """Store listeners on every cluster: what changed, when."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.content_changes = 0
+        self.watch_ip = ""
+        self.acks: dict[str, float] = {}
+        self.pilot_rv = ""
+        self.floor_ip = ""
+        self.floor_at = 0.0
+        self._listeners: list[tuple[Any, Callable[[Change], None]]] = []
+        for c in fleet:
+            fn = self._listener(c.name)
+            c.store.listeners.append(fn)
+            self._listeners.append((c.store, fn))
+
+    def _listener(self, cluster: str) -> Callable[[Change], None]:
+        def on_change(ch: Change) -> None:
+            crs = ch.resource[0] == "istio.banzaicloud.io"
+            labels = (ch.obj.get("metadata") or {}).get("labels") or {}
+            # what federationd writes: its managed objects (not those other controllers
+            # create from them, copying the labels) and the CRs' status
+            ours = crs or (labels.get(MANAGED_BY_LABEL) == MANAGED_BY and ch.resource not in COPIES)
+            if ours and ch.type != "DELETED" and _content(ch.obj, with_status=crs) != _content(ch.prev, with_status=crs):
+                self.content_changes += 1
+            if ch.resource == ("", "configmaps") and ch.namespace == NS:
+                data = (ch.obj.get("data") or {}).get("meshNetworks") or ""
+                if ch.name == "istio" and self.watch_ip and f"address: {self.watch_ip}" in data:
+                    self.acks.setdefault(cluster, time.monotonic())
+                if ch.name == FLOOR_CM and self.floor_ip and self.floor_ip in data and not self.floor_at:
+                    self.floor_at = time.monotonic()
+            if cluster == "master" and ch.resource == ("apps", "deployments") and ch.name == "istio-pilot" and self.watch_ip:
+                if _content(ch.obj, with_status=False) != _content(ch.prev, with_status=False):
+                    self.acks.setdefault("pilot", time.monotonic())
+
+        return on_change
+
+    def close(self) -> None:
+        for store, fn in self._listeners:
+            with contextlib.suppress(ValueError):
+                store.listeners.remove(fn)
+
+
+def _install(fleet: Fleet) -> None:
+    store = fleet["master"].store
+    for path in sorted((ROOT / "deploy" / "crds").glob("*.yaml")):
+        store.create(yaml.safe_load(path.read_text()))
+    store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    istio = yaml.safe_load((ROOT / "deploy" / "samples" / "istio_v1beta1_istio.yaml").read_text())
+    istio["metadata"]["namespace"] = NS
+    store.create(istio)
+
+
+def _join(fleet: Fleet, remote: str) -> None:
+    """Seed 001 on the master: the kubeconfig Secret and the RemoteIstio named alike."""
+    store = fleet["master"].store
+    raw = fleet[remote].kubeconfig_path.read_bytes()
+    store.create({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": remote, "namespace": NS},
+        "data": {remote: base64.b64encode(raw).decode()},
+    })
+    store.create({
+        "apiVersion": GROUP, "kind": "RemoteIstio", "metadata": {"name": remote, "namespace": NS},
+        "spec": {"autoInjectionNamespaces": ["default"], "enabledServices": [{"name": "istio-pilot"}]},
+    })
+
+
+class Daemon:
+    def __init__(self, *, kubeconfig: Path, log: Path, resync: float) -> None:
+        self.args = [
+            sys.executable, "-m", "federationd.cli", "run", "--kubeconfig", str(kubeconfig),
+            "--log", str(log), "--http-port", "0", "--namespace", NS, "--cluster-name", "master",
+            "--resync-period", str(resync), "--log-level", "WARNING",
+        ]
+        self.stderr_path = log.with_suffix(".stderr")
+        self.proc: asyncio.subprocess.Process | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        with self.stderr_path.open("ab") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.args, stdout=asyncio.subprocess.PIPE, stderr=err,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=ROOT,
+            )
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        if not line:
+            raise RuntimeError(f"daemon exited: {self.stderr_path.read_text()[-2000:]}")
+        self.url = line.decode().strip().rsplit(" ", 1)[-1]
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def converged(self, session: aiohttp.ClientSession) -> bool:
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+            async with session.get(self.url + "/debug/converged", timeout=aiohttp.ClientTimeout(total=10)) as r:
+                d = await r.json()
+                return bool(d["leader"] and d["status"] and d.get("derived", True) and all(d["clusters"].values()))
+        return False
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 60)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def _converged(d: Daemon, session: aiohttp.ClientSession, *, timeout: float) -> None:  # noqa: ASYNC109 - a deadline for a polled condition
+    deadline = time.monotonic() + timeout
+    while not await d.converged(session):
+        if time.monotonic() > deadline:
+            raise TimeoutError("daemon not converged")
+        await asyncio.sleep(0.1)
+
+
+async def _quiet(fleet: Fleet, *, quiet_for: float = 0.5, timeout: float = 20.0) -> None:  # noqa: ASYNC109 - a deadline for a polled condition
+    """No mutating request for ``quiet_for`` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = _mutating(fleet), time.monotonic()
+    while time.monotonic() - since < quiet_for and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        now = _mutating(fleet)
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+# --- the floor ---------------------------------------------------------------------------------
+
+
+async def floor_client(remote_kc: Path, master_kc: Path) -> None:
+    """Watch the remote's ingress gateway Service; write its address into one ConfigMap on
+    the master. What any controller doing this job must at least do."""
+
+    def conn(path: Path) -> tuple[str, dict[str, str], ssl.SSLContext]:
+        kc = yaml.safe_load(path.read_text())
+        cl = kc["clusters"][0]["cluster"]
+        ctx = ssl.create_default_context(cadata=base64.b64decode(cl["certificate-authority-data"]).decode())
+        return cl["server"], {"Authorization": f"Bearer {kc['users'][0]['user']['token']}"}, ctx
+
+    r_url, r_auth, r_ssl = conn(remote_kc)
+    m_url, m_auth, m_ssl = conn(master_kc)
+    async with aiohttp.ClientSession() as s:
+        cm = f"{m_url}/api/v1/namespaces/{NS}/configmaps"
+        async with s.post(cm, json={"metadata": {"name": FLOOR_CM}, "data": {"meshNetworks": ""}}, headers=m_auth, ssl=m_ssl) as r:
+            await r.read()
+        svc = f"{r_url}/api/v1/namespaces/{NS}/services?watch=true&fieldSelector=metadata.name%3D{GATEWAY}"
+        print("watching", flush=True)
+        async with s.get(svc, headers=r_auth, ssl=r_ssl, timeout=aiohttp.ClientTimeout(total=None)) as w:
+            async for line in w.content:
+                ev = json.loads(line)
+                ing = ((ev["object"].get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+                text = "".join(f"address: {i.get('ip', '')}\n" for i in ing)
+                patch = {"data": {"meshNetworks": text}}
+                async with s.patch(
+                    f"{cm}/{FLOOR_CM}", data=json.dumps(patch),
+                    headers={**m_auth, "Content-Type": "application/merge-patch+json"}, ssl=m_ssl,
+                ) as r:
+                    await r.read()
+
+
+async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, *, changes: int) -> list[float]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--floor-client", str(fleet[remote].kubeconfig_path), str(fleet["master"].kubeconfig_path),
+        stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        await asyncio.wait_for(proc.stdout.readline(), 30)
+        b = fleet[remote].behaviours
+        out = []
+        for k in range(changes + 1):
+            ip = f"203.0.{k // 250}.{k % 250 + 1}"
+            feed.floor_ip, feed.floor_at = ip, 0.0
+            t0 = time.monotonic()
+            b.set_load_balancer(NS, GATEWAY, [{"ip": ip}])
+            await _until(lambda: feed.floor_at > 0, timeout=30, what="floor write", every=0.001)
+            if k:  # the first one warms the client's connections up
+                out.append((feed.floor_at - t0) * 1000)
+        return out
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+# --- one size ----------------------------------------------------------------------------------
+
+
+async def run_size(n: int, *, changes: int, resync: float, seed: int, keep: bool = False) -> dict[str, Any]:
+    remotes = [f"remote-{i:03d}" for i in range(1, n + 1)]  # the last one joins later
+    tmp = tempfile.mkdtemp(prefix="fleet-bench-")
+    try:
+        return await _run_size(tmp, n, remotes, changes=changes, resync=resync, seed=seed, keep=keep)
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _run_size(
+    tmp: str, n: int, remotes: list[str], *, changes: int, resync: float, seed: int, keep: bool
+) -> dict[str, Any]:
+    if True:
+        async with Fleet(["master", *remotes], directory=Path(tmp) / "fleet") as fleet, aiohttp.ClientSession() as session:
+            _install(fleet)
+            feed = ChangeFeed(fleet)
+            d = Daemon(kubeconfig=fleet["master"].kubeconfig_path, log=Path(tmp) / "log.db", resync=resync)
+            try:
+                await d.start()
+                await _until(lambda: _status(fleet, "Istio", "istio") == "Available", timeout=120, what="Istio Available", every=0.05)
+                await _converged(d, session, timeout=120)
+
+                t0 = time.monotonic()
+                for r in remotes[:-1]:
+                    _join(fleet, r)
+                t_all = await _until(
+                    lambda: all(_status(fleet, "RemoteIstio", r) == "Available" for r in remotes[:-1]),
+                    timeout=900, what="all remotes Available", every=0.05,
+                )
+                join_all = t_all - t0
+                await _converged(d, session, timeout=300)
+                await _quiet(fleet)
+                t0 = time.monotonic()
+                _join(fleet, remotes[-1])
+                join_one = await _until(lambda: _status(fleet, "RemoteIstio", remotes[-1]) == "Available", timeout=120, what="one remote Available", every=0.005) - t0
+                await _converged(d, session, timeout=300)
+                await _quiet(fleet)
+
+                rng = random.Random(seed)
+                lat_master: list[float] = []
+                lat_all: list[float] = []
+                writes, changed = 0, 0
+                expected = len(fleet) + 1  # the ConfigMap on every cluster, pilot on the master
+                cpu0 = _cpu_s(d.pid)
+                by0 = _writes_by_resource(fleet)
+                for k in range(changes):
+                    remote = rng.choice(remotes)
+                    ip = f"198.51.{k // 250}.{k % 250 + 1}"
+                    feed.acks.clear()
+                    feed.watch_ip = ip
+                    w0, c0 = _mutating(fleet), feed.content_changes
+                    t0 = time.monotonic()
+                    fleet[remote].behaviours.set_load_balancer(NS, GATEWAY, [{"ip": ip}])
+                    await _until(lambda: len(feed.acks) >= expected, timeout=60, what=f"change {k} acknowledged", every=0.002)
+                    lat_master.append((feed.acks["master"] - t0) * 1000)
+                    lat_all.append((max(feed.acks.values()) - t0) * 1000)
+                    await _quiet(fleet, quiet_for=0.3)
+                    writes += _mutating(fleet) - w0
+                    changed += feed.content_changes - c0 - 1  # minus the bench's own status write
+                cpu = _cpu_s(d.pid) - cpu0
+                by1 = _writes_by_resource(fleet)
+                by = {k: round((v - by0.get(k, 0)) / changes, 2) for k, v in sorted(by1.items()) if v != by0.get(k, 0)}
+                feed.watch_ip = ""
+                await _converged(d, session, timeout=300)
+                await _quiet(fleet)
+                m0 = _mutating(fleet)
+                await asyncio.sleep(2 * resync + 1)  # the steady-state window being measured
+                steady = _mutating(fleet) - m0
+                rss, peak = _rss_mb(d.pid)
+            finally:
+                await d.stop()
+            floor = await _floor(fleet, feed, remotes[0], changes=changes)
+            feed.close()
+            behaviours = fleet["master"].behaviours
+            return {
+                "clusters": n,
+                "remotes": n,
+                "join": {
+                    "all_s": round(join_all, 2),
+                    "remotes_at_once": n - 1,
+                    "one_s": round(join_one, 3),
+                    "emulator_delays_s": round(behaviours.lb_delay + behaviours.ready_delay, 3),
+                },
+                "gateway_change_ms": {
+                    "changes": changes,
+                    "master_p50": round(_pct(lat_master, 50), 1),
+                    "master_p99": round(_pct(lat_master, 99), 1),
+                    "all_p50": round(_pct(lat_all, 50), 1),
+                    "all_p99": round(_pct(lat_all, 99), 1),
+                },
+                "cpu_s_per_change": round(cpu / changes, 4),
+                "writes_per_change": round(writes / changes, 2),
+                "changed_per_change": round(changed / changes, 2),
+                "writes_per_change_by_resource": by,
+                "steady_mutating_requests": steady,
+                "steady_window_s": 2 * resync + 1,
+                "rss_mb": round(rss, 1),
+                "peak_rss_mb": round(peak, 1),
+                "floor_ms": {"p50": round(_pct(floor, 50), 2), "p99": round(_pct(floor, 99), 2)},
+                "ratio_p99": round(_pct(lat_master, 99) / _pct(floor, 99), 2),
+                "ratio_all_p99": round(_pct(lat_all, 99) / _pct(floor, 99), 2),
+                "load": os.getloadavg(),
+                **({"workdir": tmp} if keep else {}),
+            }
+
+
+async def main(args: argparse.Namespace) -> int:
+    for n in [int(x) for x in args.sizes.split(",") if x]:
+        result = await run_size(n, changes=args.changes, resync=args.resync_period, seed=args.seed, keep=args.keep)
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--floor-client":
+        with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+            asyncio.run(floor_client(Path(sys.argv[2]), Path(sys.argv[3])))
+        sys.exit(0)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="10,50,100", help="comma-separated fleet sizes (clusters)")
+    p.add_argument("--changes", type=int, default=50, help="gateway changes per size (≥ 50 for the p99)")
+    p.add_argument("--resync-period", type=float, default=5.0, help="the daemon's resync period (s)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--keep", action="store_true", help="keep the working directory (event log, daemon stderr)")
+    sys.exit(asyncio.run(main(p.parse_args())))

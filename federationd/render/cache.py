@@ -1,0 +1,128 @@
+"""Memoised rendering: a component is rebuilt only when what it read has changed.
+
+At fleet scale most of a change's work used to be rendering every component of every
+cluster again, although one gateway address changes two things: the ``istio`` ConfigMap
+each cluster carries (its ``meshNetworks``) and pilot's pod-template hash on the master.
+``RenderCache`` keeps, per cluster and component, the objects last built and the inputs
+they were built from: the spec (the same object while the CR is unchanged, compared by
+identity first), the namespace, the profile, and **the facts fields the builder actually
+read** — recorded while it runs through a read-tracking view of ``RenderFacts``. No
+component declares its dependencies, so one cannot be forgotten: a builder that starts
+reading ``mesh_networks`` is re-rendered on gateway changes from then on.
+
+Cached objects are shared between successive derivations and must be treated as
+immutable (the actuator copies what it sends). Eviction is explicit: the caller says
+which clusters still exist (``retain``). Pure, like render: the cache changes how often
+a builder runs, never what it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+from federationd.api.v1beta1 import IstioSpec, RemoteIstioSpec
+from federationd.render.objects import Obj, RenderFacts
+
+__all__ = ["RenderCache", "TrackedFacts"]
+
+
+class TrackedFacts:
+    """A read-only view of ``RenderFacts`` that records every field read through it."""
+
+    __slots__ = ("_facts", "read")
+
+    def __init__(self, facts: RenderFacts) -> None:
+        self._facts = facts
+        self.read: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._facts, name)
+        self.read[name] = value
+        return value
+
+
+def _ref(o: Obj) -> tuple[str, str, str, str]:
+    meta = o.get("metadata") or {}
+    return (str(o.get("apiVersion")), str(o.get("kind")), str(meta.get("namespace", "")), str(meta.get("name")))
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is b or bool(a == b)
+
+
+class _Entry:
+    __slots__ = ("namespace", "objs", "profile", "reads", "spec")
+
+    def __init__(self, profile: object, spec: IstioSpec, namespace: str, reads: dict[str, Any], objs: list[Obj]) -> None:
+        self.profile = profile
+        self.spec = spec
+        self.namespace = namespace
+        self.reads = reads
+        self.objs = objs
+
+
+class RenderCache:
+    """Per (cluster, role, component): the last build and what it read."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str, str], _Entry] = {}
+        self._effective: dict[str, tuple[IstioSpec, RemoteIstioSpec, IstioSpec]] = {}
+        #: Objects built (cache misses), by ``cluster/component``: what tests count.
+        self.rendered: list[tuple[str, str, int]] = []
+
+    def build(
+        self,
+        name: str,
+        builder: Callable[[Any], list[Obj]],
+        ctx: Any,
+        *,
+        make_ctx: Callable[[Any], Any],
+    ) -> list[Obj]:
+        """``builder(ctx)``, or the objects it returned last time for the same inputs.
+        ``make_ctx(facts)`` gives ``ctx`` with ``facts`` swapped (for tracking)."""
+        facts: RenderFacts = ctx.facts
+        key = (facts.cluster, facts.role, name)
+        e = self._entries.get(key)
+        if (
+            e is not None
+            and e.profile is ctx.profile
+            and e.namespace == ctx.namespace
+            and _same(e.spec, ctx.spec)
+            and all(_same(getattr(facts, f), v) for f, v in e.reads.items())
+        ):
+            if e.spec is not ctx.spec:
+                e.spec = ctx.spec  # identity next time
+            return e.objs
+        tracked = TrackedFacts(facts)
+        objs = builder(make_ctx(cast(RenderFacts, tracked)))
+        if e is not None:
+            # A component is rebuilt as a whole; of its objects, those equal to their
+            # previous version stay that very object (hashed once per version).
+            before = {_ref(o): o for o in e.objs}
+            objs = [o if (p := before.get(_ref(o))) is None or p != o else p for o in objs]
+        self._entries[key] = _Entry(ctx.profile, ctx.spec, ctx.namespace, tracked.read, objs)
+        self.rendered.append((facts.cluster, name, len(objs)))
+        return objs
+
+    def effective_spec(
+        self, cluster: str, spec: IstioSpec, remote: RemoteIstioSpec, fold: Callable[[IstioSpec, RemoteIstioSpec], IstioSpec]
+    ) -> IstioSpec:
+        """``fold(spec, remote)``, the same object while both inputs are (so component
+        entries hit on identity)."""
+        e = self._effective.get(cluster)
+        if e is not None and e[0] is spec and e[1] is remote:
+            return e[2]
+        out = fold(spec, remote)
+        if e is not None and out == e[2]:
+            out = e[2]
+        self._effective[cluster] = (spec, remote, out)
+        return out
+
+    def retain(self, clusters: Iterable[str]) -> None:
+        """Forget every cluster not in ``clusters`` (it left the mesh)."""
+        keep = set(clusters)
+        for k in [k for k in self._entries if k[0] not in keep]:
+            del self._entries[k]
+        for c in [c for c in self._effective if c not in keep]:
+            del self._effective[c]
