@@ -31,6 +31,8 @@ import msgspec
 from federationd import render
 from federationd.api import v1beta1
 from federationd.projections import locality
+from federationd.projections import membership as fleet
+from federationd.projections.membership import Membership, managed_istio
 from federationd.projections.state import (
     Actuation,
     CustomResource,
@@ -90,6 +92,8 @@ class Desired(msgspec.Struct, frozen=True, kw_only=True):
     seq: int = 0
     clusters: dict[str, ClusterDesired] = {}
     statuses: dict[str, DesiredStatus] = {}
+    #: which remotes to connect, which leave, finalizers, trust (``projections.membership``)
+    membership: Membership = Membership()
 
 
 # --- keys and small helpers -----------------------------------------------------------
@@ -130,15 +134,6 @@ def rfc3339(t: float) -> str:
     if m <= 2:
         y += 1
     return f"{y:04d}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}Z"
-
-
-def managed_istio(state: ProjectionState) -> CustomResource | None:
-    """The one ``Istio`` federationd manages: the oldest (creation time, then namespace
-    and name) that is not being deleted."""
-    live = [cr for cr in state.istios.values() if not cr.deleting]
-    if not live:
-        return None
-    return min(live, key=lambda cr: (cr.creation_timestamp, cr.namespace, cr.name))
 
 
 def master_cluster(state: ProjectionState) -> str | None:
@@ -205,8 +200,10 @@ def gateway_pending(state: ProjectionState, cluster: str, namespace: str) -> str
 
 
 def _remote_crs(state: ProjectionState) -> list[CustomResource]:
+    """The live RemoteIstios in the mesh (a refused duplicate is not: ``membership``)."""
+    refused = fleet.refusals(state) if state.identities else {}
     return sorted(
-        (cr for cr in state.remote_istios.values() if not cr.deleting),
+        (cr for cr in state.remote_istios.values() if not cr.deleting and cr.name not in refused),
         key=lambda cr: (cr.namespace, cr.name),
     )
 
@@ -745,7 +742,16 @@ def derive(state: ProjectionState) -> Desired:
         statuses[status_key(REMOTE_ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
             state, cr, cr.name, clusters.get(cr.name), blocker=blocker, kind=REMOTE_ISTIO_KIND
         )
-    return Desired(seq=state.seq, clusters=dict(sorted(clusters.items())), statuses=statuses)
+    members = fleet.membership(state, istio=istio, desired=clusters)
+    for _, cr in sorted(state.remote_istios.items()):
+        why = members.refused.get(cr.name)
+        if why is not None and not cr.deleting:
+            statuses[status_key(REMOTE_ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
+                state, cr, cr.name, None, blocker=why, kind=REMOTE_ISTIO_KIND
+            )
+    return Desired(
+        seq=state.seq, clusters=dict(sorted(clusters.items())), statuses=statuses, membership=members
+    )
 
 
 def desired_hash(desired: Desired) -> str:
