@@ -582,7 +582,7 @@ class Daemon:
             self._removed_at[name] = int(seqs[-1])
         if left_behind:
             log.warning("remote %s: %s", name, left_behind)
-        log.info("remote %s removed", name)
+        log.info("remote %s left", name)
         self._dirty.set()
 
     async def _apply_finalizers(self, m: Membership) -> None:
