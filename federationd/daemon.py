@@ -353,6 +353,9 @@ class Daemon:
         self.desired: Desired = Desired()
         #: (seq, desired-state hash) after each derivation, for replay comparisons.
         self.history: collections.deque[tuple[int, str]] = collections.deque(maxlen=100_000)
+        #: (seq, membership) each time the derived membership changed: the decisions this
+        #: process applied, which a replay of the log at the same seq must reproduce
+        self.decisions: collections.deque[tuple[int, Membership]] = collections.deque(maxlen=10_000)
         self.runtimes: dict[str, ClusterRuntime] = {}
         self.events_log: EventLog | None = None
         self.emitter = facts.FactEmitter(self.append, metrics=self.metrics)
@@ -444,6 +447,8 @@ class Daemon:
             desired = derive(state)
             self.desired = desired
             self.history.append((state.seq, desired_hash(desired)))
+            if not self.decisions or self.decisions[-1][1] != desired.membership:
+                self.decisions.append((state.seq, desired.membership))
             self._push(state, desired)
             self._gateway_metrics(desired)
             await self._apply_membership(state, desired.membership)
@@ -695,6 +700,7 @@ class Daemon:
             "membership": lambda: {
                 "seq": self.desired.seq,
                 "membership": msgspec.to_builtins(self.desired.membership),
+                "history": [[seq, msgspec.to_builtins(m)] for seq, m in self.decisions],
                 "runtimes": {n: {"joined": rt.joined, "fingerprint": rt.fingerprint} for n, rt in self.runtimes.items()},
                 "deadlines": self.timers.pending(),
             },
