@@ -188,10 +188,25 @@ def _master_names(state: ProjectionState, istio: CustomResource | None) -> set[s
     return names
 
 
+#: The last ``refusals`` answer and the maps it was computed from: ``derive`` asks once
+#: per rendered remote, and the state is copy-on-write, so unchanged maps are the same
+#: objects (compared by identity; they are held here, so an id is never reused).
+_last_refusals: list[tuple[tuple[object, object, object], dict[str, str]]] = []
+
+
 def refusals(state: ProjectionState) -> dict[str, str]:
     """remote → why its RemoteIstio is refused: it reaches the master, or a cluster that
     an earlier-identified RemoteIstio already brings into the mesh. Only remotes whose
     identity is known can be refused."""
+    inputs = (state.identities, state.remote_istios, state.istios)
+    if _last_refusals and all(a is b for a, b in zip(_last_refusals[0][0], inputs, strict=True)):
+        return _last_refusals[0][1]
+    out = _refusals(state)
+    _last_refusals[:] = [(inputs, out)]
+    return out
+
+
+def _refusals(state: ProjectionState) -> dict[str, str]:
     crs = {cr.name: cr for cr in sorted(state.remote_istios.values(), key=lambda cr: (cr.namespace, cr.name))}
     masters = {cr.cluster for cr in crs.values()} | {cr.cluster for cr in state.istios.values()}
     master_uids = {state.identities[m].uid: m for m in sorted(masters) if m in state.identities}
