@@ -27,7 +27,7 @@ Rules for adding or extending an event (the log is forever):
 
 from __future__ import annotations
 
-from typing import Any, NewType
+from typing import Any, ClassVar, NewType
 
 import msgspec
 
@@ -42,6 +42,14 @@ SCHEMA_VERSION = 1
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
     """The shared envelope. Subclasses are tagged with their class name."""
 
+    #: What kind of thing a *fact* is about (observed and removed facts about the same
+    #: thing share a family); "" for events that are not watched facts (actuation,
+    #: leadership, deadlines). Facts remembered per ``(cluster, family, key)`` are what
+    #: a restarted daemon compares a cluster's first list with (``fact_identity``).
+    family: ClassVar[str] = ""
+    #: True on the fact that says the thing is gone (``NamespaceRemoved``, …).
+    removal: ClassVar[bool] = False
+
     cluster: ClusterName
     key: str
     time: float
@@ -54,6 +62,8 @@ class ClusterConnected(Event, frozen=True, tag=True):
     """A cluster answered: its API server URL and version. ``fingerprint`` is the sha256
     of the kubeconfig it was reached with (never the kubeconfig itself)."""
 
+    family = "cluster"
+
     server: str
     fingerprint: str = ""
     version: str = ""
@@ -62,12 +72,31 @@ class ClusterConnected(Event, frozen=True, tag=True):
 class ClusterUnreachable(Event, frozen=True, tag=True):
     """A cluster could not be reached or refused us; ``reason`` is already redacted."""
 
+    family = "cluster"
+
     reason: str
     since: float = 0.0
 
 
 class ClusterRemoved(Event, frozen=True, tag=True):
-    """The daemon stopped tracking a cluster (its RemoteIstio is gone)."""
+    """The daemon stopped tracking a cluster (its RemoteIstio is gone). ``left_behind``
+    is, when the clean-up was given up at its deadline, what was left on the cluster and
+    why (the RemoteIstio's Warning Event says it when its finalizer is released)."""
+
+    family = "cluster"
+    removal = True
+
+    left_behind: str = ""
+
+
+class ClusterIdentityObserved(Event, frozen=True, tag=True):
+    """Which cluster a name reaches: the UID of its ``kube-system`` namespace (``key`` is
+    ``Namespace//kube-system``), read once when the daemon connects. Two names with one
+    identity are one cluster; the membership projection refuses the second."""
+
+    family = "identity"
+
+    uid: str
 
 
 class KubeconfigObserved(Event, frozen=True, tag=True):
@@ -77,6 +106,8 @@ class KubeconfigObserved(Event, frozen=True, tag=True):
     ``problem`` is a sanitisation refusal ("uses exec", "reads a local file", …), empty
     when the kubeconfig is usable."""
 
+    family = "kubeconfig"
+
     remote: str
     server: str
     fingerprint: str
@@ -84,6 +115,9 @@ class KubeconfigObserved(Event, frozen=True, tag=True):
 
 
 class KubeconfigRemoved(Event, frozen=True, tag=True):
+    family = "kubeconfig"
+    removal = True
+
     remote: str
 
 
@@ -95,6 +129,8 @@ class IstioSpecChanged(Event, frozen=True, tag=True):
     as the user wrote it (defaults are applied by projections, so replay with newer code
     applies newer defaults consistently)."""
 
+    family = "istio"
+
     namespace: str
     name: str
     uid: str
@@ -105,11 +141,16 @@ class IstioSpecChanged(Event, frozen=True, tag=True):
 
 
 class IstioRemoved(Event, frozen=True, tag=True):
+    family = "istio"
+    removal = True
+
     namespace: str
     name: str
 
 
 class RemoteIstioSpecChanged(Event, frozen=True, tag=True):
+    family = "remoteistio"
+
     namespace: str
     name: str
     uid: str
@@ -120,6 +161,9 @@ class RemoteIstioSpecChanged(Event, frozen=True, tag=True):
 
 
 class RemoteIstioRemoved(Event, frozen=True, tag=True):
+    family = "remoteistio"
+    removal = True
+
     namespace: str
     name: str
 
@@ -128,18 +172,25 @@ class RemoteIstioRemoved(Event, frozen=True, tag=True):
 
 
 class NamespaceObserved(Event, frozen=True, tag=True):
+    family = "namespace"
+
     name: str
     labels: dict[str, str] = {}
     terminating: bool = False
 
 
 class NamespaceRemoved(Event, frozen=True, tag=True):
+    family = "namespace"
+    removal = True
+
     name: str
 
 
 class NodeLocalityObserved(Event, frozen=True, tag=True):
     """A node's locality (region/zone/subzone) and the addresses a NodePort gateway can be
     reached on. Heartbeats and other status churn never produce this event."""
+
+    family = "node"
 
     node: str
     region: str = ""
@@ -149,11 +200,16 @@ class NodeLocalityObserved(Event, frozen=True, tag=True):
 
 
 class NodeRemoved(Event, frozen=True, tag=True):
+    family = "node"
+    removal = True
+
     node: str
 
 
 class GatewayAddressesObserved(Event, frozen=True, tag=True):
     """What a gateway Service offers to other networks."""
+
+    family = "gateway"
 
     namespace: str
     name: str
@@ -165,12 +221,17 @@ class GatewayAddressesObserved(Event, frozen=True, tag=True):
 
 
 class GatewayRemoved(Event, frozen=True, tag=True):
+    family = "gateway"
+    removal = True
+
     namespace: str
     name: str
 
 
 class HostnameResolved(Event, frozen=True, tag=True):
     """A load-balancer hostname resolved (by the daemon's resolver) to these IPs."""
+
+    family = "hostname"
 
     hostname: str
     ips: tuple[str, ...] = ()
@@ -179,6 +240,8 @@ class HostnameResolved(Event, frozen=True, tag=True):
 
 class WorkloadReadinessObserved(Event, frozen=True, tag=True):
     """Readiness of a managed Deployment/DaemonSet/StatefulSet."""
+
+    family = "workload"
 
     kind: str
     namespace: str
@@ -195,6 +258,9 @@ class WorkloadReadinessObserved(Event, frozen=True, tag=True):
 
 
 class WorkloadRemoved(Event, frozen=True, tag=True):
+    family = "workload"
+    removal = True
+
     kind: str
     namespace: str
     name: str
@@ -202,6 +268,8 @@ class WorkloadRemoved(Event, frozen=True, tag=True):
 
 class PodAddressesObserved(Event, frozen=True, tag=True):
     """Ready pod IPs behind a Service (flat-network federation of ``enabledServices``)."""
+
+    family = "endpoints"
 
     namespace: str
     service: str
@@ -262,6 +330,8 @@ class CaSecretObserved(Event, frozen=True, tag=True):
     key). ``key`` is ``Secret/<namespace>/<name>``; ``managed`` says federationd's trust
     manager wrote it; ``problem`` is why its certificates cannot be read (no fingerprint)."""
 
+    family = "cacerts"
+
     namespace: str
     name: str
     fingerprint: str = ""
@@ -270,6 +340,9 @@ class CaSecretObserved(Event, frozen=True, tag=True):
 
 
 class CaSecretRemoved(Event, frozen=True, tag=True):
+    family = "cacerts"
+    removal = True
+
     namespace: str
     name: str
 
@@ -280,8 +353,24 @@ class TrustObserved(Event, frozen=True, tag=True):
     fingerprint; ``problem`` (empty when in place) why not — a malformed root Secret, a
     ``cacerts`` federationd did not create. Never key or certificate data."""
 
+    family = "trust"
+
     root_fingerprint: str = ""
     problem: str = ""
+
+
+# --- time ---------------------------------------------------------------------------------------
+
+
+class CleanupDeadlinePassed(Event, frozen=True, tag=True):
+    """The clean-up of a leaving remote (``cluster``) ran out of time: appended by the
+    daemon's timer source once ``timeout`` seconds have passed since the leave that began
+    at sequence number ``since_seq`` (``key`` is ``Cleanup//<remote>``). Time enters the
+    projections only as facts like this one, so a replay reproduces the decision."""
+
+    since_seq: int
+    timeout: float = 0.0
+
 
 #: Every event type, in order of introduction. The decoder accepts exactly these tags.
 CATALOGUE: tuple[type[Event], ...] = (
@@ -312,4 +401,15 @@ CATALOGUE: tuple[type[Event], ...] = (
     CaSecretObserved,
     CaSecretRemoved,
     TrustObserved,
+    ClusterIdentityObserved,
+    CleanupDeadlinePassed,
 )
+
+
+def fact_identity(event: Event) -> tuple[str, str, str, str]:
+    """What a fact is *about*: (cluster, family, key, sub-key). Facts with one identity
+    replace each other; a kubeconfig Secret in Istio's format holds several remotes,
+    told apart by the sub-key."""
+    family = event.family or type(event).__name__
+    sub = str(getattr(event, "remote", "")) if family == "kubeconfig" else ""
+    return (event.cluster, family, event.key, sub)

@@ -1,22 +1,28 @@
 """``federationd run``: the daemon — watchers → log → projections → actuators.
 
-The process wires the pieces together and owns their lifecycles; it decides nothing
-itself (that is ``projections``) and writes nothing itself (that is ``actuators``):
+The process is a supervisor: it wires the pieces together and owns their lifecycles
+(named tasks in one ``asyncio.TaskGroup``); it decides nothing itself (that is
+``projections``, membership included) and writes nothing itself (that is ``actuators``):
 
 1. **Restore.** Open the event log, fold the newest projection snapshot plus the tail
    after it (``events.replay``): restart costs O(tail), not O(log).
 2. **Observe.** One ``ClusterRuntime`` per cluster — the master from the start, each
-   remote when the projection says it has joined (a ``RemoteIstio`` plus a usable
-   kubeconfig Secret), restarted when its kubeconfig fingerprint changes, stopped when
-   it leaves. A runtime runs the fact reflectors of its cluster (``watchers.facts``:
+   remote as the derived membership says (``projections.membership``: connect with this
+   kubeconfig fingerprint, first for the identity read only, then to join or to be
+   emptied; stop; remove). A runtime reads its cluster's identity (the ``kube-system``
+   UID), runs the fact reflectors of its cluster once joined (``watchers.facts``:
    appended only when a fact changed), reports its connection health as
    ``ClusterConnected``/``ClusterUnreachable``, and owns the cluster's converger.
-   After a restart, a reflector's first list is compared with the restored state so
-   that what disappeared while the daemon was down is recorded as removed.
+   After a restart, each fact source compares its first list with the facts the log
+   last reported (``watchers.facts.disappeared``), so that what disappeared while the
+   daemon was down is recorded as removed. The timer source (``watchers.timers``)
+   appends the deadlines the membership asks for.
 3. **Fold and derive.** One task tails the log and folds every record into the
    projection state (saving a snapshot every ``--snapshot-every`` events); another
    derives the desired state whenever the state moved (coalescing bursts) and hands each
-   cluster's part to its converger and the CR statuses to the status writer.
+   cluster's part to its converger, the CR statuses to the status writer, the trust plan
+   to the trust actuator, and applies the membership (start/stop runtimes, append
+   ``ClusterRemoved``, finalizers).
    Nothing is pushed before the master's initial lists are folded: an empty state must
    never look like "delete everything".
 4. **Act when leader.** With ``--leader-elect`` only the holder of the Lease actuates;
@@ -46,6 +52,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from events import types as ev
 from events.log import EventLog, LogError
 from events.replay import Snapshotter, replay
@@ -53,7 +61,7 @@ from events.types import ClusterName, Event
 from federationd import config, secretref
 from federationd.actuators import finalizers
 from federationd.actuators import trust as trust_actuator
-from federationd.actuators.client import ApiError, KubeClient
+from federationd.actuators.client import ApiError, ApiNotFound, KubeClient
 from federationd.actuators.converge import ClusterConverger, WriteLanes
 from federationd.actuators.status import StatusWriter
 from federationd.actuators.tasks import raise_if_cancelled, reap
@@ -71,6 +79,7 @@ from federationd.inspect import SNAPSHOTS
 from federationd.leader import LeaderElector
 from federationd.metrics import METRICS, Metrics
 from federationd.projections.derive import ClusterDesired, Desired, derive, desired_hash
+from federationd.projections.membership import Membership
 from federationd.projections.state import (
     EMPTY,
     ProjectionState,
@@ -81,7 +90,8 @@ from federationd.projections.state import (
 from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL
 from federationd.watchers import facts
 from federationd.watchers.reflector import Reflector, limit_tls_read_buffers
-from federationd.watchers.resolver import HostnameResolver, hostname_key, hosts_file_resolver
+from federationd.watchers.resolver import HostnameResolver, hosts_file_resolver
+from federationd.watchers.timers import DeadlineTimer
 
 log = logging.getLogger("federationd")
 
@@ -153,7 +163,8 @@ class ClusterRuntime:
         self.reflectors: dict[str, Reflector] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: Callable[[], None] | None = None
-        self.leaving_since: float | None = None
+        #: its reflectors (and, when leading, converger) run: the membership said join
+        self.joined = False
 
     def _sources(self) -> dict[str, facts.FactSource]:
         out = {
@@ -173,20 +184,55 @@ class ClusterRuntime:
             out["endpoints"] = facts.endpoints(self.daemon.settings.namespace)
         return out
 
-    def start(self) -> None:
+    def open(self) -> None:
+        """Report health and read the cluster's identity; nothing else yet."""
         self._unsubscribe = self.client.health.subscribe(self._on_health)
+        self._spawn(self._identify(), f"identify {self.name}")
+
+    def join(self) -> None:
+        """Start the fact reflectors (the converger follows leadership)."""
+        if self.joined:
+            return
+        self.joined = True
         for name, source in self._sources().items():
             r = facts.watch_facts(
                 self.client, source, self.daemon.emitter, cluster=self.name, **self._reflector_options
             )
             self.reflectors[name] = r
             r.start()
-            self._spawn(self._after_first_list(name, r), f"first-list {self.name}/{name}")
+            self._spawn(self._after_first_list(source, r), f"first-list {self.name}/{name}")
         # the same watches serve the converger's inventory of these kinds (one connection each)
         self.converger.share({
             (r.api_version, r.kind): r
             for n, r in self.reflectors.items() if n in ("namespaces", "deployments", "daemonsets")
         })
+
+    def start(self) -> None:
+        self.open()
+        self.join()
+
+    async def _identify(self) -> None:
+        """The UID of the cluster's ``kube-system`` namespace, as a fact: which cluster
+        this name reaches. Retried with backoff while the cluster cannot be read (its
+        health says why)."""
+        delay = 0.5
+        while True:
+            try:
+                ns = await self.kube.get("v1", "Namespace", None, "kube-system")
+            except ApiNotFound:
+                log.warning("cluster %s has no kube-system namespace; its identity is unknown", self.name)
+                return
+            except ApiError as e:
+                log.debug("cluster %s: identity not read yet: %s", self.name, e.message)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            uid = str((ns.get("metadata") or {}).get("uid") or "")
+            if uid:
+                await self.daemon.emitter.emit(
+                    ev.ClusterIdentityObserved(cluster=self.name, key="Namespace//kube-system", time=time.time(), uid=uid)
+                )
+            return
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -220,55 +266,13 @@ class ClusterRuntime:
             return
         self._spawn(self.daemon.emitter.emit(e), f"health {self.name}")
 
-    async def _after_first_list(self, name: str, r: Reflector) -> None:
-        """After the first list: record as removed what the restored state still holds
-        but the cluster no longer has (it went while the daemon was down)."""
+    async def _after_first_list(self, source: facts.FactSource, r: Reflector) -> None:
+        """After the first list: record as removed what the log last reported but the
+        cluster no longer has (it went while the daemon was down). Each fact source
+        knows how (``facts.disappeared``)."""
         await r.synced.wait()
-        state = self.daemon.state
-        c = self.name
-        now = time.time()
-        present = set(r.store)
-        gone: list[Event] = []
-        if name == "namespaces":
-            for ns in state.namespaces.get(c, {}):
-                if ("", ns) not in present:
-                    gone += facts.namespace_removed(c, {"metadata": {"name": ns}}, now)
-        elif name == "nodes":
-            for node in state.nodes.get(c, {}):
-                if ("", node) not in present:
-                    gone += facts.node_removed(c, {"metadata": {"name": node}}, now)
-        elif name == "gateways":
-            for key in state.gateways.get(c, {}):
-                ns, _, n = key.partition("/")
-                if (ns, n) not in present:
-                    gone += facts.gateway_service_removed(c, {"metadata": {"namespace": ns, "name": n}}, now)
-        elif name in ("deployments", "daemonsets"):
-            kind = "Deployment" if name == "deployments" else "DaemonSet"
-            for key in state.workloads.get(c, {}):
-                k, ns, n = key.split("/", 2)
-                if k == kind and (ns, n) not in present:
-                    gone += facts.workload_removed(c, {"kind": kind, "metadata": {"namespace": ns, "name": n}}, now)
-        elif name in ("istios", "remoteistios"):
-            crs = state.istios if name == "istios" else state.remote_istios
-            removed = facts.istio_removed if name == "istios" else facts.remote_istio_removed
-            for cr in crs.values():
-                if cr.cluster == c and (cr.namespace, cr.name) not in present:
-                    gone += removed(c, {"metadata": {"namespace": cr.namespace, "name": cr.name}}, now)
-        elif name == "endpoints":
-            for key in state.pods.get(c, {}):
-                ns, _, n = key.partition("/")
-                if (ns, n) not in present:
-                    gone += facts.endpoints_removed(c, {"metadata": {"namespace": ns, "name": n}}, now)
-        elif name == "cacerts":
-            for key in state.ca_secrets.get(c, {}):
-                ns, _, n = key.partition("/")
-                if (ns, n) not in present:
-                    gone += trust_actuator.cacerts_removed(c, {"metadata": {"namespace": ns, "name": n}}, now)
-        elif name == "secrets":
-            for key, kc in state.kubeconfigs.items():
-                kind, ns, n = secret_of(key)
-                if (ns, n) not in present:
-                    gone.append(ev.KubeconfigRemoved(cluster=c, key=f"{kind}/{ns}/{n}", time=now, remote=kc.remote))
+        remembered = self.daemon.state.facts.get(self.name, {}).values()
+        gone = facts.disappeared(source, self.name, remembered, r.store, time.time())
         if gone:
             await self.daemon.emitter.emit(gone)
 
@@ -292,47 +296,12 @@ class ClusterRuntime:
 # --- restoring the watchers' memory ----------------------------------------------------------------
 
 
-def known_facts(state: ProjectionState, *, master: str) -> list[Event]:
-    """The facts the restored state holds, as the watchers would report them now, so the
+def known_facts(state: ProjectionState) -> list[Event]:
+    """The facts the restored state holds, as the watchers last reported them, so the
     fact emitter can be primed with them: after a restart, re-listing an unchanged
-    cluster appends nothing."""
-    out: list[Event] = []
-    for c, info in state.clusters.items():
-        if info.state == "connected":
-            out.append(ev.ClusterConnected(cluster=ClusterName(c), key=f"Cluster//{c}", time=0.0, server=info.server, fingerprint=info.fingerprint, version=info.version))
-    for key, kc in state.kubeconfigs.items():
-        out.append(ev.KubeconfigObserved(cluster=ClusterName(master), key="/".join(secret_of(key)), time=0.0, remote=kc.remote, server=kc.server, fingerprint=kc.fingerprint, problem=kc.problem))
-    for crs, cls in ((state.istios, ev.IstioSpecChanged), (state.remote_istios, ev.RemoteIstioSpecChanged)):
-        kind = "Istio" if cls is ev.IstioSpecChanged else "RemoteIstio"
-        for cr in crs.values():
-            out.append(cls(cluster=ClusterName(cr.cluster), key=f"{kind}/{cr.namespace}/{cr.name}", time=0.0, namespace=cr.namespace, name=cr.name, uid=cr.uid, generation=cr.generation, spec=cr.spec, creation_timestamp=cr.creation_timestamp, deleting=cr.deleting))
-    for c, namespaces in state.namespaces.items():
-        for name, n in namespaces.items():
-            out.append(ev.NamespaceObserved(cluster=ClusterName(c), key=f"Namespace//{name}", time=0.0, name=name, labels=dict(n.labels), terminating=n.terminating))
-    for c, nodes in state.nodes.items():
-        for name, node in nodes.items():
-            out.append(ev.NodeLocalityObserved(cluster=ClusterName(c), key=f"Node//{name}", time=0.0, node=name, region=node.region, zone=node.zone, subzone=node.subzone, addresses=node.addresses))
-    for c, gateways in state.gateways.items():
-        for gw in gateways.values():
-            out.append(ev.GatewayAddressesObserved(cluster=ClusterName(c), key=f"Service/{gw.namespace}/{gw.name}", time=0.0, namespace=gw.namespace, name=gw.name, service_type=gw.service_type, ips=gw.ips, hostnames=gw.hostnames, node_ports=dict(gw.node_ports), ports=dict(gw.ports)))
-    for c, resolutions in state.resolutions.items():
-        for host, res in resolutions.items():
-            out.append(ev.HostnameResolved(cluster=ClusterName(c), key=hostname_key(host), time=0.0, hostname=host, ips=res.ips, error=res.error))
-    for c, pods in state.pods.items():
-        for key, pa in pods.items():
-            ns, _, svc = key.partition("/")
-            out.append(ev.PodAddressesObserved(cluster=ClusterName(c), key=f"Endpoints/{ns}/{svc}", time=0.0, namespace=ns, service=svc, ips=pa.ips, ports=dict(pa.ports)))
-    for c, cas in state.ca_secrets.items():
-        for key, ca in cas.items():
-            ns, _, name = key.partition("/")
-            out.append(ev.CaSecretObserved(cluster=ClusterName(c), key=f"Secret/{ns}/{name}", time=0.0, namespace=ns, name=name, fingerprint=ca.fingerprint, managed=ca.managed, problem=ca.problem))
-    for c, tr in state.trust.items():
-        out.append(ev.TrustObserved(cluster=ClusterName(c), key=trust_actuator.trust_key(c), time=0.0, root_fingerprint=tr.root_fingerprint, problem=tr.problem))
-    for c, workloads in state.workloads.items():
-        for key, wl in workloads.items():
-            kind, ns, name = key.split("/", 2)
-            out.append(ev.WorkloadReadinessObserved(cluster=ClusterName(c), key=key, time=0.0, kind=kind, namespace=ns, name=name, ready=wl.ready, desired=wl.desired, available=wl.available, image=wl.image, generation=wl.generation, observed_generation=wl.observed_generation))
-    return out
+    cluster appends nothing. Generic: the state remembers the last fact of every
+    identity (``ProjectionState.facts``), whatever its type."""
+    return [e for by_key in state.facts.values() for e in by_key.values()]
 
 
 def _task_kind(task: asyncio.Task[Any]) -> str:
@@ -391,6 +360,9 @@ class Daemon:
         self.desired: Desired = Desired()
         #: (seq, desired-state hash) after each derivation, for replay comparisons.
         self.history: collections.deque[tuple[int, str]] = collections.deque(maxlen=100_000)
+        #: (seq, membership) each time the derived membership changed: the decisions this
+        #: process applied, which a replay of the log at the same seq must reproduce
+        self.decisions: collections.deque[tuple[int, Membership]] = collections.deque(maxlen=10_000)
         self.runtimes: dict[str, ClusterRuntime] = {}
         #: the global cap on writes in flight, with the master's own lane
         self.write_lanes = WriteLanes()
@@ -410,12 +382,13 @@ class Daemon:
         self._last_fact_time = 0.0
         self._snapshotter: Snapshotter[ProjectionState] | None = None
         self._joining: set[str] = set()
-        #: remote → seq of the ClusterRemoved appended when it was cleaned up
+        #: remote → seq of the ClusterRemoved appended when it was removed: until that is
+        #: folded, the membership derived from older state still lists it for removal
         self._removed_at: dict[str, int] = {}
-        #: remote → the Warning Event message, when it was given up while leaving
-        self._left_behind: dict[str, str] = {}
-        #: remote → when its RemoteIstio was first seen being deleted (monotonic)
-        self._finalizing_since: dict[str, float] = {}
+        #: RemoteIstio (key, uid) whose left-behind Warning Event was recorded
+        self._warned: set[tuple[str, str]] = set()
+        #: the deadlines the membership asks for, appended as facts when they pass
+        self.timers = DeadlineTimer(self.append, timeout=settings.remote_cleanup_timeout)
         self.resyncs = 0
         # Re-read at every lookup (not loaded once): a demo or a test rewrites the file
         # while the daemon runs, as new load balancers appear and their IPs move.
@@ -483,29 +456,21 @@ class Daemon:
             desired = derive(state)
             self.desired = desired
             self.history.append((state.seq, desired_hash(desired)))
+            if not self.decisions or self.decisions[-1][1] != desired.membership:
+                self.decisions.append((state.seq, desired.membership))
             self._push(state, desired)
             self._gateway_metrics(desired)
             self._credential_metrics(state)
-            await self._reconcile_remotes(state, desired)
-            if self.leading:
-                await self._manage_finalizers(state)
+            await self._apply_membership(state, desired.membership)
             self._feed_resolver(state)
-            self.trust.set_plan(
-                trust_actuator.trust_plan(state, remotes=self._member_remotes(), leaving=self._leaving_remotes())
-            )
+            self.trust.set_plan(desired.membership.trust)
+            self.timers.set({n: (d.since_seq, d.since) for n, d in desired.membership.deadlines.items()})
             # Let the fold task run between derivations of a burst.
             await asyncio.sleep(0)
 
     def _kube_for(self, cluster: str) -> KubeClient | None:
         rt = self.runtimes.get(cluster)
         return rt.kube if rt is not None else None
-
-    def _member_remotes(self) -> list[str]:
-        """Connected remotes that are not leaving (those get the shared root of trust)."""
-        return [n for n, rt in self.runtimes.items() if not rt.master and rt.leaving_since is None]
-
-    def _leaving_remotes(self) -> list[str]:
-        return [n for n, rt in self.runtimes.items() if not rt.master and rt.leaving_since is not None]
 
     def _feed_resolver(self, state: ProjectionState) -> None:
         hostnames = gateway_hostnames(state)
@@ -517,15 +482,11 @@ class Daemon:
 
     def _push(self, state: ProjectionState, desired: Desired) -> None:
         for name, rt in self.runtimes.items():
-            cd = desired.clusters.get(name)
-            if cd is None:
-                # Nothing desired: on the master an uninstall (the Istio is gone); on a
-                # remote, leaving the mesh — its objects are deleted, then it is dropped.
-                cd = ClusterDesired()
-                if not rt.master and rt.leaving_since is None:
-                    rt.leaving_since = time.monotonic()
-            else:
-                rt.leaving_since = None
+            if not rt.joined:
+                continue  # connected for its identity only: nothing is written there
+            # Nothing desired: on the master an uninstall (the Istio is gone); on a
+            # remote, leaving the mesh — its objects are deleted, then it is removed.
+            cd = desired.clusters.get(name) or ClusterDesired()
             rt.converger.set_desired(
                 cd,
                 state.actuations.get(name, {}),
@@ -561,156 +522,122 @@ class Daemon:
         log.info("initial lists synced (log head %d)", self._synced_head)
         self._dirty.set()
 
-    # --- remotes (per-cluster lifecycle) ------------------------------------------------------------
+    # --- remotes (applying the derived membership) ------------------------------------------------
 
-    def _wanted_remotes(self, state: ProjectionState) -> dict[str, tuple[str, str, bool]]:
-        """remote name → (Secret key, kubeconfig fingerprint, member) of every remote to
-        connect: members have a live RemoteIstio; non-members only have objects of ours
-        left on them (their RemoteIstio went while the daemon was down) to clean up."""
-        out: dict[str, tuple[str, str, bool]] = {}
-        kubeconfigs = {kc.remote: (key, kc) for key, kc in state.kubeconfigs.items() if not kc.problem}
-        members = {cr.name for cr in state.remote_istios.values() if not cr.deleting}
-        for name in members | set(state.actuations):
-            if name == self.settings.cluster_name:
-                continue
-            if name not in members and state.seq < self._removed_at.get(name, 0):
-                continue  # just cleaned up; its ClusterRemoved is not folded yet
-            found = kubeconfigs.get(name)
-            if found is not None:
-                out[name] = (found[0], found[1].fingerprint, name in members)
-        return out
-
-    async def _reconcile_remotes(self, state: ProjectionState, desired: Desired) -> None:
-        wanted = self._wanted_remotes(state)
-        master = self.runtimes.get(self.settings.cluster_name)
+    async def _apply_membership(self, state: ProjectionState, m: Membership) -> None:
+        """Start, join, stop and remove cluster runtimes as ``m`` says; nothing here is a
+        decision (``projections.membership`` made them all)."""
         for name, rt in list(self.runtimes.items()):
-            if rt.master:
+            if rt.master or name in m.remove:
                 continue
-            want = wanted.get(name)
-            if want is not None and want[1] == rt.fingerprint:
-                if want[2]:
-                    continue  # a member, connected with the current kubeconfig
-            elif want is not None:
-                # Rotated credentials: reconnect this cluster only.
-                await self._drop_remote(name, removed=False)
-                continue
-            if rt.leaving_since is None:
-                continue  # not told to leave yet: _push empties its desired state first
-            if rt.converger.converged() and rt.converger.emptied() and not trust_actuator.holds_trust(state, name):
-                await self._drop_remote(name, removed=True)
-            elif time.monotonic() - rt.leaving_since > self.settings.remote_cleanup_timeout:
-                self._left_behind[name] = self._left_behind_message(state, name, rt)
-                log.warning("remote %s: %s", name, self._left_behind[name])
-                await self._drop_remote(name, removed=True)
-            else:
-                # Look again shortly: the last deletion may still be in flight, and an
-                # unreachable remote must still be dropped after --remote-cleanup-timeout.
-                asyncio.get_running_loop().call_later(0.25, self._dirty.set)
+            want = m.connect.get(name)
+            if want is None or want.fingerprint != rt.fingerprint:
+                # refused after its identity read, no longer wanted, or new credentials
+                # (reconnected below, with the new kubeconfig)
+                await self._stop_remote(name)
+                log.info("remote %s disconnected%s", name, " for a new kubeconfig" if want else "")
+            elif not want.identify_only and not rt.joined:
+                self._join(rt, member=want.member)
+        for name, left_behind in m.remove.items():
+            if state.seq < self._removed_at.get(name, 0):
+                continue  # its ClusterRemoved is appended, not folded yet
+            await self._remove_remote(name, left_behind)
+        master = self.runtimes.get(self.settings.cluster_name)
         if master is None:
             return
-        wanted = self._wanted_remotes(state)  # again: a remote dropped above stays dropped
-        for name, (secret_key, fp, member) in wanted.items():
-            if name in self.runtimes or name in self._joining:
+        for name, want in m.connect.items():
+            if name in self.runtimes or name in self._joining or state.seq < self._removed_at.get(name, 0):
                 continue
-            _, ns, secret_name = secret_of(secret_key)
-            secret = master.secret(ns, secret_name)
-            if secret is None:
-                continue
-            try:
-                raw = remotes_in_secret(secret).get(name)
-            except SecretFormatError:
-                continue
-            if raw is None:
-                continue
-            self._joining.add(name)
-            try:
-                client = await connect(raw, name=name, request_timeout=self.settings.request_timeout, metrics=self.metrics)
-            except KubeconfigRejected as e:
-                log.warning("remote %s: kubeconfig rejected: %s", name, e.reason)
-                continue
-            finally:
-                self._joining.discard(name)
-            rt = ClusterRuntime(self, name, client, master=False, fingerprint=fp)
-            self.runtimes[name] = rt
-            rt.start()
-            if self.leading:
-                rt.converger.start()
-            log.info("remote %s %s", name, "joined" if member else "connected to clean up")
-            self._dirty.set()  # push its desired state at the next derivation
+            await self._connect_remote(master, name, want.secret, want.fingerprint)
+            joining = self.runtimes.get(name)
+            if joining is not None and not want.identify_only:
+                self._join(joining, member=want.member)
+        if self.leading:
+            await self._apply_finalizers(m)
 
-    def _left_behind_message(self, state: ProjectionState, name: str, rt: ClusterRuntime) -> str:
-        c = state.clusters.get(name)
-        reason = c.reason if c is not None and c.state == "unreachable" else ""
-        left = sorted(state.actuations.get(name, {}))
-        return finalizers.left_behind_message(
-            name, reason=reason, waited=self.settings.remote_cleanup_timeout, left=left
-        )
+    def _join(self, rt: ClusterRuntime, *, member: bool) -> None:
+        rt.join()
+        if self.leading:
+            rt.converger.start()
+        log.info("remote %s %s", rt.name, "joined" if member else "connected to clean up")
+        self._dirty.set()  # push its desired state at the next derivation
 
-    async def _manage_finalizers(self, state: ProjectionState) -> None:
-        """Leader only: put the finalizer on every live RemoteIstio; take it off a
-        deleted one once its remote has left — nothing of ours known on it (or given up
-        after --remote-cleanup-timeout, with a Warning Event) and the master converged
-        without its network."""
-        master = self.runtimes.get(self.settings.cluster_name)
-        r = master.reflectors.get("remoteistios") if master is not None else None
-        if master is None or r is None:
+    async def _connect_remote(self, master: ClusterRuntime, name: str, secret_key: str, fingerprint: str) -> None:
+        _, ns, secret_name = secret_of(secret_key)
+        secret = master.secret(ns, secret_name)
+        if secret is None:
             return
-        being_deleted = {n for (_, n), cr in r.store.items() if (cr.get("metadata") or {}).get("deletionTimestamp")}
-        for gone in set(self._finalizing_since) - being_deleted:
-            del self._finalizing_since[gone]
-        for (ns, name), cr in list(r.store.items()):
-            deleting = name in being_deleted
-            try:
-                if not deleting:
-                    await finalizers.add_finalizer(master.kube, cr)
-                    continue
-                if not finalizers.has_finalizer(cr):
-                    continue
-                since = self._finalizing_since.setdefault(name, time.monotonic())
-                if name in self.runtimes or name in self._joining:
-                    continue  # still leaving: its objects are being deleted
-                if name in state.actuations:
-                    # Objects of ours are known on a remote it cannot connect to (its
-                    # kubeconfig went first): give up on them after the same bound.
-                    if time.monotonic() - since <= self.settings.remote_cleanup_timeout:
-                        asyncio.get_running_loop().call_later(0.5, self._dirty.set)
-                        continue
-                    self._left_behind.setdefault(name, finalizers.left_behind_message(
-                        name, reason="no usable kubeconfig", waited=self.settings.remote_cleanup_timeout,
-                        left=sorted(state.actuations[name]),
-                    ))
-                if not master.converger.converged():
-                    asyncio.get_running_loop().call_later(0.25, self._dirty.set)
-                    continue  # the master still announces its network
-                message = self._left_behind.get(name)
-                if message is not None:
-                    await finalizers.warn_left_behind(master.kube, cr, message)
-                await finalizers.remove_finalizer(master.kube, cr)
-                self._left_behind.pop(name, None)
-                self._finalizing_since.pop(name, None)
-                log.info("remote %s: finalizer removed from RemoteIstio %s/%s", name, ns, name)
-            except ApiError as e:
-                # Conflicts (the CR changed meanwhile) and outages: the next derivation
-                # looks again with the CR as it is then.
-                log.debug("RemoteIstio %s/%s: finalizer not updated: %s", ns, name, e.message)
-                asyncio.get_running_loop().call_later(0.5, self._dirty.set)
+        try:
+            raw = remotes_in_secret(secret).get(name)
+        except SecretFormatError:
+            return
+        if raw is None:
+            return
+        self._joining.add(name)
+        try:
+            client = await connect(raw, name=name, request_timeout=self.settings.request_timeout, metrics=self.metrics)
+        except KubeconfigRejected as e:
+            log.warning("remote %s: kubeconfig rejected: %s", name, e.reason)
+            return
+        finally:
+            self._joining.discard(name)
+        rt = ClusterRuntime(self, name, client, master=False, fingerprint=fingerprint)
+        self.runtimes[name] = rt
+        rt.open()
 
-    async def _drop_remote(self, name: str, *, removed: bool) -> None:
+    async def _stop_remote(self, name: str) -> None:
         rt = self.runtimes.pop(name, None)
         if rt is None:
             return
         await rt.stop()
         self.emitter.forget_cluster(name)
         self.metrics.forget_cluster(name)
-        if removed:
-            self.resolver.forget_cluster(ClusterName(name))
-            self._resolving.discard(name)
-        if removed:
-            seqs = await self.append([ev.ClusterRemoved(cluster=ClusterName(name), key=f"Cluster//{name}", time=time.time())])
-            if isinstance(seqs, list) and seqs:
-                self._removed_at[name] = int(seqs[-1])
-        log.info("remote %s %s", name, "left" if removed else "disconnected for a new kubeconfig")
         self._dirty.set()
+
+    async def _remove_remote(self, name: str, left_behind: str) -> None:
+        await self._stop_remote(name)
+        self.resolver.forget_cluster(ClusterName(name))
+        self._resolving.discard(name)
+        seqs = await self.append(
+            [ev.ClusterRemoved(cluster=ClusterName(name), key=f"Cluster//{name}", time=time.time(), left_behind=left_behind)]
+        )
+        if isinstance(seqs, list) and seqs:
+            self._removed_at[name] = int(seqs[-1])
+        if left_behind:
+            log.warning("remote %s: %s", name, left_behind)
+        log.info("remote %s left", name)
+        self._dirty.set()
+
+    async def _apply_finalizers(self, m: Membership) -> None:
+        """Leader only: the finalizer on every RemoteIstio the membership keeps, off every
+        one it releases (with the left-behind Warning Event first, once)."""
+        master = self.runtimes.get(self.settings.cluster_name)
+        r = master.reflectors.get("remoteistios") if master is not None else None
+        if master is None or r is None:
+            return
+        for key in (*m.finalize, *m.release):
+            ns, _, name = key.partition("/")
+            cr = r.store.get((ns, name))
+            if cr is None:
+                continue
+            try:
+                if key not in m.release:
+                    await finalizers.add_finalizer(master.kube, cr)
+                    continue
+                if not finalizers.has_finalizer(cr):
+                    continue
+                message = m.release[key]
+                uid = str((cr.get("metadata") or {}).get("uid") or "")
+                if message and (key, uid) not in self._warned:
+                    await finalizers.warn_left_behind(master.kube, cr, message)
+                    self._warned.add((key, uid))
+                await finalizers.remove_finalizer(master.kube, cr)
+                log.info("remote %s: finalizer removed from RemoteIstio %s", name, key)
+            except ApiError as e:
+                # Conflicts (the CR changed meanwhile) and outages: written again with the
+                # CR as it is then (a failed write is retried, the decision stands).
+                log.debug("RemoteIstio %s: finalizer not updated: %s", key, e.message)
+                asyncio.get_running_loop().call_later(0.5, self._dirty.set)
 
     # --- leadership ---------------------------------------------------------------------------------
 
@@ -728,10 +655,12 @@ class Daemon:
             ]
         )
         for rt in self.runtimes.values():
-            rt.converger.start()
+            if rt.joined:
+                rt.converger.start()
         if self.status is not None:
             self.status.start()
         self.trust.start()
+        self.timers.start()
         self._dirty.set()
 
     async def _stop_leading(self) -> None:
@@ -744,6 +673,7 @@ class Daemon:
         if self.status is not None:
             self.status.pause()
         await self.trust.pause()
+        await self.timers.stop()
         await self.append(
             [
                 ev.LeadershipLost(
@@ -779,12 +709,19 @@ class Daemon:
                 "leader": self.leading,
                 "seq": self.state.seq,
                 "resyncs": self.resyncs,
-                "clusters": {n: rt.converger.converged() for n, rt in self.runtimes.items()},
+                "clusters": {n: rt.converger.converged() for n, rt in self.runtimes.items() if rt.joined},
                 "status": self.status.idle() if self.status else True,
                 "trust": self.trust.idle(),
                 "derived": self.desired.seq >= self._appended,
             },
             "actuators": lambda: {n: rt.converger.stats for n, rt in self.runtimes.items()},
+            "membership": lambda: {
+                "seq": self.desired.seq,
+                "membership": msgspec.to_builtins(self.desired.membership),
+                "history": [[seq, msgspec.to_builtins(m)] for seq, m in self.decisions],
+                "runtimes": {n: {"joined": rt.joined, "fingerprint": rt.fingerprint} for n, rt in self.runtimes.items()},
+                "deadlines": self.timers.pending(),
+            },
             "runtime": self._runtime_stats,
         }
 
@@ -850,7 +787,7 @@ class Daemon:
         try:
             restored = await replay(self.events_log, fold, EMPTY, snapshot=SNAPSHOTS)
             self.state = restored.state
-            known = known_facts(self.state, master=s.cluster_name)
+            known = known_facts(self.state)
             self.emitter.prime(known)
             self.resolver.prime(known)
             self._snapshotter = Snapshotter(self.events_log, SNAPSHOTS, every=s.snapshot_every, last=restored.seq)
@@ -870,34 +807,50 @@ class Daemon:
             master = ClusterRuntime(self, s.cluster_name, client, master=True)
             self.runtimes[s.cluster_name] = master
             self.status = StatusWriter(s.cluster_name, master.kube, append=self.append, metrics=self.metrics)
-            self._tasks.append(asyncio.create_task(self._tail(restored.seq + 1), name="tail"))
-            self._tasks.append(asyncio.create_task(self._derive_loop(), name="derive"))
-            master.start()
-            self._tasks.append(asyncio.create_task(self._master_synced(), name="initial-sync"))
-            self._tasks.append(asyncio.create_task(self._resync_loop(), name="resync"))
-            await self.resolver.start()
-            if s.leader_elect:
-                self.elector = LeaderElector(
-                    master.kube,
-                    name=s.lease_name,
-                    namespace=s.namespace,
-                    identity=self.identity,
-                    lease_duration=s.lease_duration,
-                    renew_deadline=s.renew_deadline,
-                    retry_period=s.retry_period,
-                    on_started_leading=self._start_leading,
-                    on_stopped_leading=self._stop_leading,
-                    metrics=self.metrics,
-                )
-                self.elector.start()
-            else:
-                await self._start_leading()
-            await self._stop.wait()
-            log.info("stopping")
+            # The supervisor's own tasks, by name; one that fails stops the daemon (a
+            # daemon whose fold or derive loop died must not pretend to be healthy).
+            async with asyncio.TaskGroup() as group:
+                for name, coro in (
+                    ("tail", self._tail(restored.seq + 1)),
+                    ("derive", self._derive_loop()),
+                    ("initial-sync", self._master_synced()),
+                    ("resync", self._resync_loop()),
+                ):
+                    if name == "initial-sync":
+                        master.start()
+                    self._tasks.append(group.create_task(self._supervised(name, coro), name=name))
+                await self.resolver.start()
+                if s.leader_elect:
+                    self.elector = LeaderElector(
+                        master.kube,
+                        name=s.lease_name,
+                        namespace=s.namespace,
+                        identity=self.identity,
+                        lease_duration=s.lease_duration,
+                        renew_deadline=s.renew_deadline,
+                        retry_period=s.retry_period,
+                        on_started_leading=self._start_leading,
+                        on_stopped_leading=self._stop_leading,
+                        metrics=self.metrics,
+                    )
+                    self.elector.start()
+                else:
+                    await self._start_leading()
+                await self._stop.wait()
+                log.info("stopping")
+                for task in self._tasks:
+                    task.cancel()
         finally:
             await self._shutdown()
         log.info("stopped")
         return 0
+
+    async def _supervised(self, name: str, coro: Awaitable[None]) -> None:
+        try:
+            await coro
+        except Exception:
+            log.exception("task %s failed; stopping", name)
+            self.request_stop()
 
     async def _resync_loop(self) -> None:
         while True:

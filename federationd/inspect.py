@@ -30,6 +30,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TextIO
 
+import msgspec
+
 from events import codec
 from events.log import EventLog, LogError, Record
 from events.replay import SnapshotSpec, replay
@@ -218,7 +220,10 @@ async def cmd_replay(args: argparse.Namespace) -> int:
     finally:
         await log.close()
     desired = derive(state)
-    if args.hash:
+    if args.membership:
+        body = {"seq": desired.seq, "membership": msgspec.to_builtins(desired.membership)}
+        print(json.dumps(body, sort_keys=True))
+    elif args.hash:
         print(f"{desired.seq} {desired_hash(desired)}")
     else:
         sys.stdout.write(desired_yaml(desired, cluster=args.cluster))
@@ -465,6 +470,11 @@ def _parser(command: str) -> argparse.ArgumentParser:
             p.add_argument("--cluster", help="only this cluster's objects")
             p.add_argument(
                 "--hash", action="store_true", help="print only '<seq> <desired-state hash>'"
+            )
+            p.add_argument(
+                "--membership", action="store_true",
+                help="print only the membership decisions (remotes to connect, leaving, "
+                "removed, refused, finalizers, trust) as JSON",
             )
     elif command == "explain":
         p.add_argument("cluster", help="the cluster the object lives on")

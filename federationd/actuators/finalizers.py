@@ -15,7 +15,8 @@ and only then removes :data:`FINALIZER`. The source operator put
 ``istio-operator.finializer.banzaicloud.io`` (sic) on its ``Istio``; federationd's name
 says whose it is and what it waits for.
 
-The daemon decides *when* (it owns the remote lifecycles); this module only writes. The
+*When* is decided by the membership projection (``projections.membership``: which
+finalizers to keep, which to release and with what warning); this module only writes. The
 finalizers list is changed with a merge patch that carries the ``resourceVersion`` it
 was computed from, so a concurrent change of the list by someone else is a conflict
 (retried at the next derivation) rather than a silent overwrite.
@@ -23,10 +24,11 @@ was computed from, so a concurrent change of the list by someone else is a confl
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from federationd.actuators.client import KubeClient
+from federationd.projections.membership import left_behind_message
 
 __all__ = [
     "FINALIZER",
@@ -43,9 +45,6 @@ FINALIZER = "federationd.istio.banzaicloud.io/remote-cleanup"
 
 #: Reason of the Warning Event when a remote could not be cleaned up.
 LEFT_BEHIND_REASON = "RemoteCleanupIncomplete"
-
-#: Listed first in the Warning Event: what keeps running on the remote.
-_WORKLOAD_KINDS = frozenset({"Deployment", "DaemonSet", "StatefulSet"})
 
 _API_VERSION = "istio.banzaicloud.io/v1beta1"
 _KIND = "RemoteIstio"
@@ -85,28 +84,6 @@ async def remove_finalizer(kube: KubeClient, cr: Mapping[str, Any]) -> bool:
         return False
     await _set_finalizers(kube, cr, [f for f in _finalizers(cr) if f != FINALIZER])
     return True
-
-
-def left_behind_message(remote: str, *, reason: str, waited: float, left: Sequence[str]) -> str:
-    """What the Warning Event says: that the remote was unreachable, for how long, and
-    which of federationd's objects may still be on it — grouped by kind, so that the
-    workloads are not lost behind two dozen CRDs in an Event's 1 KiB (object keys
-    ``apiVersion/Kind/namespace/name``, never content)."""
-    by_kind: dict[str, list[str]] = {}
-    for key in left:
-        _, kind, namespace, name = key.rsplit("/", 3)
-        by_kind.setdefault(kind, []).append(f"{namespace}/{name}" if namespace else name)
-    parts = []
-    for kind in sorted(by_kind, key=lambda k: (k not in _WORKLOAD_KINDS, k)):
-        names = sorted(by_kind[kind])
-        shown = ", ".join(names[:5]) + (f", +{len(names) - 5} more" if len(names) > 5 else "")
-        parts.append(f"{len(names)} {kind} ({shown})")
-    what = "left behind on it: " + "; ".join(parts) if parts else "nothing of federationd's was known to be on it"
-    why = f" ({reason})" if reason else ""
-    return (
-        f"remote {remote} was unreachable{why} for {waited:g}s while leaving the mesh; "
-        f"its network and references were removed from the master; {what}"
-    )
 
 
 async def warn_left_behind(kube: KubeClient, cr: dict[str, Any], message: str) -> None:

@@ -38,20 +38,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import msgspec
 
 from events import types as ev
 from events.types import ClusterName, Event
 from federationd import trust
 from federationd.actuators.client import ApiConflict, ApiError, ApiNotFound, KubeClient
-from federationd.api import v1beta1
 from federationd.cancellation import cancel_and_wait
-from federationd.projections.derive import managed_istio
-from federationd.projections.state import ProjectionState
+from federationd.projections.membership import TrustPlan, TrustTarget, holds_trust, trust_plan
 from federationd.render.objects import MANAGED_BY_LABEL
 from federationd.watchers.facts import FactSource
 
@@ -109,7 +105,7 @@ def cacerts_removed(cluster: ClusterName, obj: Obj, now: float) -> list[Event]:
 #: namespace is the CR's, which the runtime does not know when it starts watching).
 CACERTS = FactSource(
     "v1", "Secret", cacerts_fact, cacerts_removed,
-    field_selector=f"metadata.name={trust.CACERTS_SECRET_NAME}",
+    field_selector=f"metadata.name={trust.CACERTS_SECRET_NAME}", family="cacerts",
 )
 
 
@@ -121,77 +117,8 @@ def trust_key(cluster: str) -> str:
 # --- what to place where -----------------------------------------------------------------------
 
 
-class TrustTarget(msgspec.Struct, frozen=True, kw_only=True):
-    """A cluster that gets a ``cacerts`` in ``namespace``; ``observed`` is the public
-    fingerprint of the one seen there ("" when none), so a deleted or replaced Secret
-    changes the plan and wakes the actuator."""
-
-    cluster: str
-    namespace: str
-    observed: str = ""
-
-
-class TrustPlan(msgspec.Struct, frozen=True, kw_only=True):
-    """The root lives on ``master`` in ``namespace``: federationd's root Secret, or the
-    user's CA Secret ``issuer_secret`` (``citadel.caSecretName``) when set. ``release``
-    are the ``cacerts`` of leaving remotes, deleted: a cluster that left the mesh must
-    not keep a key the mesh trusts."""
-
-    master: str = ""
-    namespace: str = ""
-    issuer_secret: str = ""
-    targets: tuple[TrustTarget, ...] = ()
-    release: tuple[TrustTarget, ...] = ()
-
-
-def holds_trust(state: ProjectionState, cluster: str) -> bool:
-    """Whether a ``cacerts`` federationd placed is still observed on ``cluster`` (a
-    leaving remote is dropped only once it is gone, or after the cleanup timeout)."""
-    return any(ca.managed for ca in state.ca_secrets.get(cluster, {}).values())
-
-
-def trust_plan(
-    state: ProjectionState, *, remotes: Iterable[str], leaving: Iterable[str] = ()
-) -> TrustPlan | None:
-    """The plan for the managed ``Istio``, the connected ``remotes`` and the ``leaving``
-    ones (None: nothing to do). A cluster whose CR names its own ``citadel.caSecretName``
-    keeps its own CA and gets no ``cacerts``; a cluster gets one only once its
-    control-plane namespace is observed (before, the write could only fail)."""
-    release = tuple(
-        TrustTarget(cluster=c, namespace=key.partition("/")[0], observed=ca.fingerprint)
-        for c in sorted(set(leaving))
-        for key, ca in sorted(state.ca_secrets.get(c, {}).items())
-        if ca.managed
-    )
-    istio = managed_istio(state)
-    if istio is None or istio.good_spec is None:
-        return TrustPlan(release=release) if release else None
-    spec = v1beta1.istio_spec(istio.good_spec, namespace=istio.namespace)
-    issuer = spec.citadel.ca_secret_name
-
-    targets: list[TrustTarget] = []
-
-    def add(cluster: str, namespace: str) -> None:
-        ns = state.namespaces.get(cluster, {}).get(namespace)
-        if ns is None or ns.terminating:
-            return
-        ca = state.ca_secrets.get(cluster, {}).get(f"{namespace}/{trust.CACERTS_SECRET_NAME}")
-        targets.append(TrustTarget(cluster=cluster, namespace=namespace, observed=ca.fingerprint if ca else ""))
-
-    if not issuer:
-        add(istio.cluster, istio.namespace)
-    crs = {cr.name: cr for cr in state.remote_istios.values() if not cr.deleting}
-    for name in sorted(set(remotes)):
-        cr = crs.get(name)
-        if cr is None or cr.good_spec is None or name == istio.cluster:
-            continue
-        if v1beta1.remote_istio_spec(cr.good_spec, namespace=cr.namespace).citadel.ca_secret_name:
-            continue
-        add(name, cr.namespace)
-    return TrustPlan(
-        master=istio.cluster, namespace=istio.namespace, issuer_secret=issuer,
-        targets=tuple(targets), release=release,
-    )
+# ``TrustPlan``, ``trust_plan`` and ``holds_trust`` are decisions, derived with the rest of
+# the membership (``projections.membership``); re-exported here for the writer's users.
 
 
 # --- the writer ------------------------------------------------------------------------------------

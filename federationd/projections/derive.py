@@ -48,6 +48,8 @@ import msgspec
 from federationd import render
 from federationd.api import v1beta1
 from federationd.projections import locality
+from federationd.projections import membership as fleet
+from federationd.projections.membership import Membership
 from federationd.projections.state import (
     Actuation,
     CustomResource,
@@ -109,6 +111,8 @@ class Desired(msgspec.Struct, frozen=True, kw_only=True):
     seq: int = 0
     clusters: dict[str, ClusterDesired] = {}
     statuses: dict[str, DesiredStatus] = {}
+    #: which remotes to connect, which leave, finalizers, trust (``projections.membership``)
+    membership: Membership = Membership()
 
 
 # --- memo ---------------------------------------------------------------------------------
@@ -207,18 +211,15 @@ def rfc3339(t: float) -> str:
 
 
 def managed_istio(state: ProjectionState) -> CustomResource | None:
-    """The one ``Istio`` federationd manages: the oldest (creation time, then namespace
-    and name) that is not being deleted."""
-    # memoised as a key: callers compare the result with this state's CRs by identity
-    key = _memo.get(("istio", "*"), (state.istios,), lambda: _managed_istio(state))
-    return state.istios[key] if key is not None else None
+    """The one ``Istio`` federationd manages (``membership.managed_istio``), memoised on
+    the Istio map: a key, so callers compare the result with this state's CRs by identity."""
 
+    def key() -> str | None:
+        cr = fleet.managed_istio(state)
+        return next((k for k, v in state.istios.items() if v is cr), None)
 
-def _managed_istio(state: ProjectionState) -> str | None:
-    live = [(k, cr) for k, cr in state.istios.items() if not cr.deleting]
-    if not live:
-        return None
-    return min(live, key=lambda kc: (kc[1].creation_timestamp, kc[1].namespace, kc[1].name))[0]
+    k = _memo.get(("istio", "*"), (state.istios,), key)
+    return state.istios[k] if k is not None else None
 
 
 def master_cluster(state: ProjectionState) -> str | None:
@@ -294,11 +295,13 @@ def gateway_pending(state: ProjectionState, cluster: str, namespace: str) -> str
 
 
 def _remote_crs(state: ProjectionState) -> list[CustomResource]:
+    """The live RemoteIstios in the mesh (a refused duplicate is not: ``membership``)."""
+    refused = fleet.refusals(state) if state.identities else {}
     return _memo.get(
         ("remotes", "*"),
-        (state.remote_istios,),
+        (state.remote_istios, refused),
         lambda: sorted(
-            (cr for cr in state.remote_istios.values() if not cr.deleting),
+            (cr for cr in state.remote_istios.values() if not cr.deleting and cr.name not in refused),
             key=lambda cr: (cr.namespace, cr.name),
         ),
     )
@@ -1050,8 +1053,17 @@ def derive(state: ProjectionState) -> Desired:
         statuses[status_key(REMOTE_ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
             state, cr, cr.name, clusters.get(cr.name), blocker=blocker, kind=REMOTE_ISTIO_KIND
         )
+    members = fleet.membership(state, istio=istio, desired=clusters)
+    for _, cr in sorted(state.remote_istios.items()):
+        why = members.refused.get(cr.name)
+        if why is not None and not cr.deleting:
+            statuses[status_key(REMOTE_ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
+                state, cr, cr.name, None, blocker=why, kind=REMOTE_ISTIO_KIND
+            )
     _memo.retain(clusters.keys() | {st.cluster for st in statuses.values()} | {st.name for st in statuses.values()})
-    return Desired(seq=state.seq, clusters=dict(sorted(clusters.items())), statuses=statuses)
+    return Desired(
+        seq=state.seq, clusters=dict(sorted(clusters.items())), statuses=statuses, membership=members
+    )
 
 
 def desired_hash(desired: Desired) -> str:

@@ -22,8 +22,10 @@ latter was refused (``problem``).
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Mapping
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
 
@@ -183,6 +185,35 @@ class Leader(msgspec.Struct, frozen=True, kw_only=True):
     seq: int = 0
 
 
+class Identity(msgspec.Struct, frozen=True, kw_only=True):
+    """Which cluster a name reaches (its ``kube-system`` namespace UID), and the seq of
+    the event that first told: among names reaching one cluster, the first wins."""
+
+    uid: str
+    seq: int = 0
+
+
+class Departure(msgspec.Struct, frozen=True, kw_only=True):
+    """A remote leaving the mesh: since which event (its RemoteIstio seen deleting, or
+    gone), whether the clean-up deadline for *this* leave has passed (a deadline fact
+    carries the ``seq`` it was set for), and — once the cluster was removed while its
+    RemoteIstio still waits for its finalizer — what was left behind."""
+
+    seq: int
+    time: float = 0.0
+    deadline_passed: bool = False
+    timeout: float = 0.0
+    removed: bool = False
+    left_behind: str = ""
+
+
+if TYPE_CHECKING:
+    AnyEvent = Event
+else:
+    # Every catalogued event: the type the remembered facts decode to in a snapshot.
+    AnyEvent = functools.reduce(operator.or_, ev.CATALOGUE)
+
+
 # Per-cluster maps are ``dict[cluster, dict[key, fact]]``: a cluster that leaves drops
 # one entry, and a fact about one cluster never copies another cluster's map.
 class ProjectionState(msgspec.Struct, frozen=True, kw_only=True):
@@ -203,6 +234,15 @@ class ProjectionState(msgspec.Struct, frozen=True, kw_only=True):
     ca_secrets: dict[str, dict[str, CaSecret]] = {}
     #: cluster → whether it shares the mesh's root of trust
     trust: dict[str, Trust] = {}
+    #: cluster → the UID of its kube-system namespace (which cluster the name reaches)
+    identities: dict[str, Identity] = {}
+    #: remote → its leave in progress (see ``projections.membership``)
+    departures: dict[str, Departure] = {}
+    #: cluster → fact identity → the last fact of that identity in the log, time blanked:
+    #: what the watchers last reported, kept generically for every fact type so that a
+    #: restarted daemon's emitter is primed with it and each fact source can tell what
+    #: disappeared while the daemon was down (``watchers.facts.watch_facts``).
+    facts: dict[str, dict[str, AnyEvent]] = {}
 
 
 EMPTY = ProjectionState()
@@ -210,7 +250,7 @@ EMPTY = ProjectionState()
 #: Name of the projection-state snapshots in the log. The suffix is the state format:
 #: a change to these structs that old snapshots cannot decode bumps it, and old
 #: snapshots are then simply not found (restart folds from the log instead).
-SNAPSHOT_NAME = "projection-state-1"
+SNAPSHOT_NAME = "projection-state-2"
 
 def cr_key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
@@ -327,6 +367,57 @@ def _fold_cr(
     return _put(crs, key, cr)
 
 
+def fact_memory_key(event: Event) -> str:
+    """Key of a fact in ``ProjectionState.facts[cluster]``: its identity minus the cluster."""
+    _, family, key, sub = ev.fact_identity(event)
+    return f"{family} {key} {sub}" if sub else f"{family} {key}"
+
+
+def _remember(facts: dict[str, dict[str, Event]], e: Event) -> dict[str, dict[str, Event]]:
+    """The fact memory after ``e``: a fact replaces the last one of its identity, a
+    removal forgets it, a cluster removed forgets everything about it."""
+    if isinstance(e, ev.ClusterRemoved):
+        return _drop(facts, e.cluster) if e.cluster in facts else facts
+    if not e.family:
+        return facts
+    key = fact_memory_key(e)
+    if e.removal:
+        return _drop2(facts, e.cluster, key)
+    timeless = msgspec.structs.replace(e, time=0.0)
+    if facts.get(e.cluster, {}).get(key) == timeless:
+        return facts
+    return _put2(facts, e.cluster, key, timeless)
+
+
+def _fold_departure(s: ProjectionState, e: Event, seq: int) -> dict[str, Departure]:
+    """Departures move on RemoteIstio changes, cluster removals and deadline facts."""
+    deps = s.departures
+    rep = msgspec.structs.replace
+    match e:
+        case ev.RemoteIstioSpecChanged(deleting=True):
+            return deps if e.name in deps else _put(deps, e.name, Departure(seq=seq, time=e.time))
+        case ev.RemoteIstioSpecChanged():
+            return _drop(deps, e.name) if e.name in deps else deps
+        case ev.RemoteIstioRemoved():
+            dep = deps.get(e.name)
+            if dep is None:
+                return _put(deps, e.name, Departure(seq=seq, time=e.time))
+            return _drop(deps, e.name) if dep.removed else deps
+        case ev.ClusterRemoved():
+            dep = deps.get(e.cluster)
+            if dep is None:
+                return deps
+            if any(cr.name == e.cluster for cr in s.remote_istios.values()):
+                return _put(deps, e.cluster, rep(dep, removed=True, left_behind=e.left_behind))
+            return _drop(deps, e.cluster)
+        case ev.CleanupDeadlinePassed():
+            dep = deps.get(e.cluster)
+            if dep is None or dep.seq != e.since_seq or dep.deadline_passed:
+                return deps  # a deadline of an earlier leave
+            return _put(deps, e.cluster, rep(dep, deadline_passed=True, timeout=e.timeout))
+    return deps
+
+
 def fold(state: ProjectionState, record: RecordLike) -> ProjectionState:
     """Apply one log record to the state and return the new state (the old one is intact)."""
     seq = record.seq
@@ -334,6 +425,14 @@ def fold(state: ProjectionState, record: RecordLike) -> ProjectionState:
     c = e.cluster
     s = state
     rep = msgspec.structs.replace
+    if e.family:
+        facts = _remember(s.facts, e)
+        if facts is not s.facts:
+            s = rep(s, facts=facts)
+    if isinstance(e, ev.RemoteIstioSpecChanged | ev.RemoteIstioRemoved | ev.ClusterRemoved | ev.CleanupDeadlinePassed):
+        deps = _fold_departure(s, e, seq)
+        if deps is not s.departures:
+            s = rep(s, departures=deps)
 
     match e:
         case ev.ClusterConnected():
@@ -377,7 +476,12 @@ def fold(state: ProjectionState, record: RecordLike) -> ProjectionState:
                 actuations=_drop(s.actuations, c),
                 ca_secrets=_drop(s.ca_secrets, c),
                 trust=_drop(s.trust, c),
+                identities=_drop(s.identities, c),
             )
+        case ev.ClusterIdentityObserved():
+            prev_id = s.identities.get(c)
+            if prev_id is None or prev_id.uid != e.uid:
+                s = rep(s, identities=_put(s.identities, c, Identity(uid=e.uid, seq=seq)))
         case ev.KubeconfigObserved():
             s = rep(
                 s,
@@ -529,11 +633,14 @@ __all__ = [
     "UNKNOWN",
     "UNREACHABLE",
     "Actuation",
+    "AnyEvent",
     "CaSecret",
     "Cluster",
     "ClusterName",
     "CustomResource",
+    "Departure",
     "Gateway",
+    "Identity",
     "Kubeconfig",
     "Leader",
     "Namespace",
@@ -548,6 +655,7 @@ __all__ = [
     "cr_key",
     "decode_state",
     "encode_state",
+    "fact_memory_key",
     "fold",
     "fold_all",
     "kubeconfig_key",

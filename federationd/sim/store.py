@@ -41,6 +41,9 @@ ObjList = list[Obj]
 
 #: objects a fresh cluster starts with, like kube-apiserver's bootstrap
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+#: namespaces the NamespaceLifecycle admission plugin never lets go: their UIDs stay the
+#: cluster's for its lifetime (kube-system's is what tools take as the cluster's identity)
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
@@ -548,6 +551,11 @@ class Store:
         old = self.raw(kind.resource, ns, name)
         if old is None:
             raise errors.not_found(kind.plural, name, group=kind.group)
+        if kind.kind == "Namespace" and not kind.group and name in IMMORTAL_NAMESPACES:
+            raise errors.Forbidden(
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                name=name, kind=kind.plural,
+            )
         ometa = old["metadata"]
         if (uid and uid != ometa.get("uid")) or (
             resource_version and resource_version != ometa.get("resourceVersion")

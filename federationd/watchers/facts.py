@@ -416,29 +416,11 @@ class DriftDetector:
 
 # --- emitting ----------------------------------------------------------------------------------
 
-#: Facts that describe the same thing share a family, so that "removed" after "observed"
-#: (and "observed" again after that) is a change.
-_FAMILY: dict[type[Event], str] = {
-    ev.ClusterConnected: "cluster", ev.ClusterUnreachable: "cluster",
-    ev.ClusterRemoved: "cluster",
-    ev.KubeconfigObserved: "kubeconfig", ev.KubeconfigRemoved: "kubeconfig",
-    ev.IstioSpecChanged: "istio", ev.IstioRemoved: "istio",
-    ev.RemoteIstioSpecChanged: "remoteistio", ev.RemoteIstioRemoved: "remoteistio",
-    ev.NamespaceObserved: "namespace", ev.NamespaceRemoved: "namespace",
-    ev.NodeLocalityObserved: "node", ev.NodeRemoved: "node",
-    ev.GatewayAddressesObserved: "gateway", ev.GatewayRemoved: "gateway",
-    ev.WorkloadReadinessObserved: "workload", ev.WorkloadRemoved: "workload",
-    ev.CaSecretObserved: "cacerts", ev.CaSecretRemoved: "cacerts",
-}
-
 Identity = tuple[str, str, str, str]
 
-
-def fact_identity(event: Event) -> Identity:
-    """What a fact is *about*: (cluster, family, key, sub-key)."""
-    family = _FAMILY.get(type(event), type(event).__name__)
-    sub = getattr(event, "remote", "") if family == "kubeconfig" else ""
-    return (event.cluster, family, event.key, str(sub))
+#: What a fact is *about* (cluster, family, key, sub-key); families are declared on the
+#: event classes (``events.types``), so a new fact type needs no table here.
+fact_identity = ev.fact_identity
 
 
 def _timeless(event: Event) -> Event:
@@ -513,7 +495,13 @@ class FactEmitter:
 
 @dataclasses.dataclass(frozen=True)
 class FactSource:
-    """What to watch and how its objects become facts."""
+    """What to watch and how its objects become facts.
+
+    ``family`` is the family of the facts it reports (``events.types``); with it the
+    source answers, after a restart, what disappeared while the daemon was down
+    (:func:`disappeared`). ``gone`` turns a remembered fact whose object is no longer
+    listed into the facts saying so; by default the ``delete`` extractor is given a
+    tombstone named by the fact's key (``Kind/namespace/name``)."""
 
     api_version: str
     kind: str
@@ -522,13 +510,50 @@ class FactSource:
     namespace: str | None = None
     label_selector: str | None = None
     field_selector: str | None = None
+    family: str = ""
+    gone: Callable[[Event, float], list[Event]] | None = None
 
 
-ISTIO = FactSource(ISTIO_GROUP_VERSION, "Istio", istio_fact, istio_removed)
+def disappeared(
+    source: FactSource,
+    cluster: ClusterName,
+    remembered: Iterable[Event],
+    present: Iterable[tuple[str, str]],
+    now: float,
+) -> list[Event]:
+    """The facts to append after ``source``'s first list on ``cluster``: for every fact
+    the log last reported about an object of this source (``remembered``) that the list
+    no longer holds (``present``: its (namespace, name) keys), what its removal says.
+    This is each source's "what went while we were down", so that a new fact type
+    needs no edit in the daemon."""
+    if not source.family:
+        return []
+    here = set(present)
+    out: list[Event] = []
+    for fact in remembered:
+        if fact.family != source.family or fact.removal or fact.cluster != cluster:
+            continue
+        kind, _, rest = fact.key.partition("/")
+        ns, _, name = rest.partition("/")
+        if kind != source.kind or (source.namespace is not None and ns != source.namespace):
+            continue
+        if (ns, name) in here:
+            continue
+        if source.gone is not None:
+            out.extend(source.gone(fact, now))
+        else:
+            tomb: Obj = {"apiVersion": source.api_version, "kind": kind, "metadata": {"name": name}}
+            if ns:
+                tomb["metadata"]["namespace"] = ns
+            out.extend(source.delete(cluster, tomb, now))
+    return out
+
+
+ISTIO = FactSource(ISTIO_GROUP_VERSION, "Istio", istio_fact, istio_removed, family="istio")
 REMOTE_ISTIO = FactSource(ISTIO_GROUP_VERSION, "RemoteIstio", remote_istio_fact,
-                          remote_istio_removed)
-NAMESPACES = FactSource("v1", "Namespace", namespace_fact, namespace_removed)
-NODES = FactSource("v1", "Node", node_fact, node_removed)
+                          remote_istio_removed, family="remoteistio")
+NAMESPACES = FactSource("v1", "Namespace", namespace_fact, namespace_removed, family="namespace")
+NODES = FactSource("v1", "Node", node_fact, node_removed, family="node")
 
 
 def gateway_services(namespace: str | None,
@@ -536,23 +561,29 @@ def gateway_services(namespace: str | None,
     """Ingress gateway Services (label ``istio=ingressgateway`` as Istio's charts set it)
     in ``namespace`` (None: every namespace)."""
     return FactSource("v1", "Service", gateway_service_fact, gateway_service_removed,
-                      namespace=namespace, label_selector=label_selector)
+                      namespace=namespace, label_selector=label_selector, family="gateway")
+
+
+def _kubeconfig_gone(fact: Event, now: float) -> list[Event]:
+    # one fact per remote of a Secret: the remote is the fact's, not the Secret's name
+    remote = fact.remote if isinstance(fact, ev.KubeconfigObserved) else ""
+    return [ev.KubeconfigRemoved(cluster=fact.cluster, key=fact.key, time=now, remote=remote)]
 
 
 def kubeconfig_secrets(namespace: str | None) -> FactSource:
     return FactSource("v1", "Secret", kubeconfig_secret_fact, kubeconfig_secret_removed,
-                      namespace=namespace)
+                      namespace=namespace, family="kubeconfig", gone=_kubeconfig_gone)
 
 
 def workloads(kind: str, *, namespace: str | None = None,
               label_selector: str | None = None) -> FactSource:
     return FactSource("apps/v1", kind, workload_fact, workload_removed,
-                      namespace=namespace, label_selector=label_selector)
+                      namespace=namespace, label_selector=label_selector, family="workload")
 
 
 def endpoints(namespace: str | None = None, label_selector: str | None = None) -> FactSource:
     return FactSource("v1", "Endpoints", endpoints_fact, endpoints_removed,
-                      namespace=namespace, label_selector=label_selector)
+                      namespace=namespace, label_selector=label_selector, family="endpoints")
 
 
 def watch_facts(
