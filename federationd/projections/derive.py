@@ -318,7 +318,7 @@ def _mesh_networks(
     previous tuple itself is returned, so everything keyed on it hits by identity."""
     inputs = (
         state.remote_istios, state.gateways, state.resolutions, state.nodes, state.clusters,
-        master, istio.namespace,
+        state.identities, master, istio.namespace,
     )
     return _memo.get(("networks-in", "*"), inputs, lambda: _mesh_networks_now(state, master, istio))
 
@@ -336,7 +336,7 @@ def _mesh_networks_now(
     nets.append(_network(master, (MASTER_REGISTRY,), gw))
     for r in remotes:
         c = state.clusters.get(r.name)
-        if (c is None or not c.server) and not state.gateways.get(r.name):
+        if (c is None or not c.server) and not state.gateways.get(r.name) and r.name not in state.identities:
             continue  # never connected: no network to announce (and none to route to)
         seqs.append(r.seq)
         gw = gateway_addresses(state, r.name, r.namespace)
@@ -434,14 +434,18 @@ def _remote_secret_labels(state: ProjectionState) -> list[dict[str, Any]]:
         kc = state.kubeconfigs.get(f"Secret/{r.namespace}/{r.name}")
         if kc is None or kc.remote != r.name or kc.problem:
             continue
-        meta = {
-            "name": r.name,
-            "namespace": r.namespace,
-            "labels": {MULTICLUSTER_LABEL: "true"},
-            "annotations": {CLUSTER_ANNOTATION: r.name},
-        }
-        out.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta})
+        out.append(_memo.get(("secret-label", r.name), (r.namespace,), functools.partial(_secret_label, r.namespace, r.name)))
     return out
+
+
+def _secret_label(namespace: str, name: str) -> dict[str, Any]:
+    meta = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {MULTICLUSTER_LABEL: "true"},
+        "annotations": {CLUSTER_ANNOTATION: name},
+    }
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta}
 
 
 def _injection_patch(cluster: str, ns: str) -> dict[str, Any]:
