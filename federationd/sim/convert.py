@@ -1,9 +1,16 @@
-"""Conversion between the two served forms of an Event (core/v1 and events.k8s.io/v1).
+"""Conversion between the served forms of one stored object.
 
-The real server keeps one storage for both APIs and converts on the way in and out, so
-an Event written through ``events.k8s.io/v1`` (as controllers write them) shows in
-``kubectl get events`` and ``kubectl describe``, and the other way round. The stored
-form here is core/v1; the field mapping is the upstream conversion's.
+The real server keeps one storage per resource and converts on the way in and out:
+
+* an Event written through ``events.k8s.io`` (as controllers write them) shows in
+  ``kubectl get events`` and ``kubectl describe``, and the other way round. The stored
+  form here is core/v1; the field mapping is the upstream conversion's;
+* older releases serve a kind in more group/versions (``extensions/v1beta1`` and
+  ``apps/v1beta2`` Deployments, ``apiextensions.k8s.io/v1beta1`` CRDs; see
+  :mod:`federationd.sim.versions`). The stored form is the GA version; the beta forms
+  differ from it by ``apiVersion`` only, except CustomResourceDefinitions, whose
+  v1beta1 form keeps version-independent settings at the top of ``spec`` and is
+  converted field by field as upstream does.
 """
 
 from __future__ import annotations
@@ -33,10 +40,14 @@ def converts(kind: Kind) -> bool:
     return kind.group == "events.k8s.io" and kind.kind == "Event"
 
 
-def to_storage(kind: Kind, obj: Obj) -> Obj:
-    """An events.k8s.io/v1 Event as the core/v1 Event it is stored as."""
+def to_storage(kind: Kind, obj: Obj, *, storage_api_version: str = "") -> Obj:
+    """An object served as ``kind`` in the form it is stored as (``storage_api_version``)."""
     if not converts(kind):
-        return obj
+        if kind.storage is None or not storage_api_version:
+            return obj
+        if kind.kind == "CustomResourceDefinition" and kind.version == "v1beta1":
+            return crd_v1(obj)
+        return {**obj, "apiVersion": storage_api_version}
     out: Obj = {"apiVersion": "v1", "kind": "Event"}
     for key in _SAME:
         if obj.get(key) is not None:
@@ -49,9 +60,13 @@ def to_storage(kind: Kind, obj: Obj) -> Obj:
 
 
 def from_storage(kind: Kind, obj: Obj) -> Obj:
-    """A stored core/v1 Event as ``kind`` (events.k8s.io/v1) serves it."""
+    """A stored object as ``kind`` serves it."""
     if not converts(kind):
-        return obj
+        if kind.storage is None:
+            return obj
+        if kind.kind == "CustomResourceDefinition" and kind.version == "v1beta1":
+            return crd_v1beta1(obj)
+        return {**obj, "apiVersion": kind.api_version}
     out: Obj = {"apiVersion": kind.api_version, "kind": "Event"}
     for key in _SAME:
         if obj.get(key) is not None:
@@ -64,4 +79,90 @@ def from_storage(kind: Kind, obj: Obj) -> Obj:
         out["reportingController"] = obj["source"]["component"]
     if "reportingInstance" not in out and (obj.get("source") or {}).get("host"):
         out["reportingInstance"] = obj["source"]["host"]
+    return out
+
+
+# ------------------------------------------------------------------ CRDs v1beta1 <-> v1
+
+
+def _columns(columns: Any, *, to_v1: bool) -> Any:
+    if not isinstance(columns, list):
+        return columns
+    src, dst = ("JSONPath", "jsonPath") if to_v1 else ("jsonPath", "JSONPath")
+    out = []
+    for c in columns:
+        c = dict(c)
+        if src in c:
+            c[dst] = c.pop(src)
+        out.append(c)
+    return out
+
+
+def crd_v1(obj: Obj) -> Obj:
+    """An ``apiextensions.k8s.io/v1beta1`` CustomResourceDefinition in its v1 form."""
+    out = {**obj, "apiVersion": "apiextensions.k8s.io/v1"}
+    spec = dict(obj.get("spec") or {})
+    version = spec.pop("version", None)
+    validation = spec.pop("validation", None)
+    subresources = spec.pop("subresources", None)
+    columns = spec.pop("additionalPrinterColumns", None)
+    versions = [dict(v) for v in spec.get("versions") or []]
+    if not versions and version:
+        versions = [{"name": version, "served": True, "storage": True}]
+    for v in versions:
+        if validation is not None and "schema" not in v:
+            v["schema"] = validation
+        if subresources is not None and "subresources" not in v:
+            v["subresources"] = subresources
+        if columns is not None and "additionalPrinterColumns" not in v:
+            v["additionalPrinterColumns"] = columns
+        if "additionalPrinterColumns" in v:
+            v["additionalPrinterColumns"] = _columns(v["additionalPrinterColumns"], to_v1=True)
+    if versions:
+        spec["versions"] = versions
+    conversion = spec.get("conversion")
+    if isinstance(conversion, dict) and ("webhookClientConfig" in conversion or "conversionReviewVersions" in conversion):
+        conversion = dict(conversion)
+        webhook = {}
+        if "webhookClientConfig" in conversion:
+            webhook["clientConfig"] = conversion.pop("webhookClientConfig")
+        if "conversionReviewVersions" in conversion:
+            webhook["conversionReviewVersions"] = conversion.pop("conversionReviewVersions")
+        conversion["webhook"] = webhook
+        spec["conversion"] = conversion
+    # v1beta1 defaults it to true; v1 keeps what v1beta1 meant
+    spec.setdefault("preserveUnknownFields", True)
+    out["spec"] = spec
+    return out
+
+
+def crd_v1beta1(obj: Obj) -> Obj:
+    """A stored (v1) CustomResourceDefinition as ``apiextensions.k8s.io/v1beta1`` serves it."""
+    out = {**obj, "apiVersion": "apiextensions.k8s.io/v1beta1"}
+    spec = dict(obj.get("spec") or {})
+    versions = [dict(v) for v in spec.get("versions") or []]
+    for v in versions:
+        if "additionalPrinterColumns" in v:
+            v["additionalPrinterColumns"] = _columns(v["additionalPrinterColumns"], to_v1=False)
+    if versions:
+        spec["version"] = versions[0].get("name")
+        # settings every version shares move to the top, as the upstream conversion does
+        for key, top in (("schema", "validation"), ("subresources", "subresources"),
+                         ("additionalPrinterColumns", "additionalPrinterColumns")):
+            values = [v.get(key) for v in versions]
+            if values[0] is not None and all(x == values[0] for x in values):
+                spec[top] = values[0]
+                for v in versions:
+                    v.pop(key, None)
+        spec["versions"] = versions
+    conversion = spec.get("conversion")
+    if isinstance(conversion, dict) and isinstance(conversion.get("webhook"), dict):
+        conversion = dict(conversion)
+        webhook = conversion.pop("webhook")
+        if "clientConfig" in webhook:
+            conversion["webhookClientConfig"] = webhook["clientConfig"]
+        if "conversionReviewVersions" in webhook:
+            conversion["conversionReviewVersions"] = webhook["conversionReviewVersions"]
+        spec["conversion"] = conversion
+    out["spec"] = spec
     return out

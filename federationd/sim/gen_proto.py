@@ -148,7 +148,7 @@ def build(api: Path, apimachinery: Path, tag: str) -> dict[str, Any]:
     messages: dict[str, dict[str, list[Any]]] = {}
     slices: list[str] = []
     groups: dict[str, str] = {}
-    for repo, prefix in ((api, ""), (apimachinery, "")):
+    for repo in (api, apimachinery):
         files = _files(repo, tag)
         dirs = sorted({f.rsplit("/", 1)[0] for f in files if f.endswith("/generated.proto")})
         for d in dirs:

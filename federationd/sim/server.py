@@ -32,11 +32,13 @@ from federationd.sim import (
     defaults,
     discovery,
     errors,
+    openapi,
     patch,
     protobuf,
     ssa,
     tables,
     validate,
+    versions,
 )
 from federationd.sim.kinds import CRDError, Kind, Registry, crd_errors, kinds_from_crd
 from federationd.sim.selectors import object_filter
@@ -49,8 +51,6 @@ log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
-
-KUBERNETES_VERSION = "v1.32.0"
 
 MUTATING = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
@@ -125,8 +125,12 @@ class ApiServer:
         faults: Faults | None = None,
         bookmark_interval: float = 5.0,
         watch_timeout_max: float = 1800.0,
+        kubernetes_version: str = versions.DEFAULT_VERSION,
     ) -> None:
         self.name = name
+        #: the release this cluster is: /version, and the schemas built-ins are checked with
+        self.kube_version = versions.parse(kubernetes_version)
+        self.openapi = openapi.Documents(store.registry, self.kube_version)
         self.store = store
         self.registry: Registry = store.registry
         #: token -> role: "admin" may do anything, "viewer" only read
@@ -337,7 +341,7 @@ class ApiServer:
         accept = request.headers.get("Accept", "")
         p = path.rstrip("/") or "/"
         if p == "/version":
-            return _json(discovery.version_info(KUBERNETES_VERSION))
+            return _json(discovery.version_info(self.kube_version.git_version))
         if p in ("/healthz", "/readyz", "/livez"):
             return web.Response(text="ok", content_type="text/plain")
         if p in ("/api", "/apis"):
@@ -363,19 +367,10 @@ class ApiServer:
             doc = discovery.resource_list(self.registry, parts[1], parts[2])
             if doc is not None:
                 return _json(doc)
-        if parts[0] == "openapi" and len(parts) >= 2 and parts[1] == "v3":
-            if len(parts) == 2:
-                return _json(discovery.openapi_v3_root(self.registry))
-            rest = parts[2:]
-            gv: tuple[str, str] | None = None
-            if rest[0] == "api" and len(rest) == 2:
-                gv = ("", rest[1])
-            elif rest[0] == "apis" and len(rest) == 3:
-                gv = (rest[1], rest[2])
-            if gv is not None:
-                doc = discovery.openapi_v3_group(self.registry, *gv)
-                if doc is not None:
-                    return _json(doc)
+        if parts[0] == "openapi":
+            body = self.openapi.serve(parts[1:], accept=accept)
+            if body is not None:
+                return web.Response(body=body, content_type=JSON)
         raise errors.NotFound("the server could not find the requested resource")
 
     # ------------------------------------------------------------------ reads
@@ -689,14 +684,15 @@ class ApiServer:
                 obj.update(pruned)
                 field_errors.extend(validate.validate_custom(obj, schema=k.schema))
         else:
-            errs, _ = validate.validate_builtin(obj, field_validation="Strict")
+            release = self.kube_version.name
+            errs, _ = validate.validate_builtin(obj, field_validation="Strict", release=release)
             decoding = [e for e in errs if e.decoding]
             if decoding:
                 raise errors.BadRequest(validate.decoding_message(k.kind, k.version, decoding[0].decoding))
             unknown = [e.path for e in errs if e.reason == validate.UNKNOWN]
             field_errors.extend(e for e in errs if e.reason != validate.UNKNOWN)
             if unknown:
-                pruned = validate.prune_builtin(obj)
+                pruned = validate.prune_builtin(obj, release=release)
                 obj.clear()
                 obj.update(pruned)
         if unknown and mode == "Strict":
@@ -706,7 +702,8 @@ class ApiServer:
         if unknown and mode == "Warn":
             warnings.extend(f'unknown field "{p}"' for p in unknown)
         if k.group == "apiextensions.k8s.io" and k.kind == "CustomResourceDefinition":
-            field_errors.extend(validate.FieldError(f, r, m) for f, r, m in crd_errors(obj))
+            v1 = convert.crd_v1(obj) if k.version == "v1beta1" else obj
+            field_errors.extend(validate.FieldError(f, r, m) for f, r, m in crd_errors(v1))
         if name:
             field_errors[:0] = validate.name_errors(name, kind=k.kind)
         if field_errors:
@@ -765,7 +762,7 @@ class ApiServer:
             return obj, k
         stored = self.registry.any_version(*k.storage)
         assert stored is not None
-        return convert.to_storage(k, obj), stored
+        return convert.to_storage(k, obj, storage_api_version=stored.api_version), stored
 
     def _current(self, t: Target) -> Obj:
         k = t.kind
@@ -829,7 +826,9 @@ class ApiServer:
             else:
                 if not isinstance(doc, dict):
                     raise errors.BadRequest("json: cannot unmarshal array into Go value of type map[string]interface {}")
-                new = patch.strategic_merge_patch(current, doc, api_version=k.api_version, kind=k.kind)
+                new = patch.strategic_merge_patch(
+                    current, doc, api_version=k.api_version, kind=k.kind,
+                    schema=patch.builtin_schema(k.api_version, k.kind, self.kube_version.name))
         except patch.PatchError as e:
             raise errors.Invalid(str(e), name=t.name, group=k.group, kind=k.kind) from None
         if not isinstance(new, dict):

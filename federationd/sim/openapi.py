@@ -1,0 +1,271 @@
+"""OpenAPI documents of a simulated cluster: ``/openapi/v2`` and ``/openapi/v3`` with schemas.
+
+kubectl reads them for ``kubectl explain`` (v3 by default, v2 with
+``--output plaintext-openapiv2``), to learn whether the server validates fields itself
+(a ``fieldValidation`` parameter on each kind's PATCH operation) and, without that,
+for client-side validation. The schemas are the upstream definitions of the cluster's
+own release (:func:`federationd.sim.versions.definitions`, the same ones admission
+validates with), turned back from the JSON-schema form ``kubernetes-validate`` keeps
+them in into OpenAPI: references under ``#/definitions/`` (v2) or
+``#/components/schemas/`` (v3, wrapped in ``allOf`` when they carry a description, as
+upstream publishes them), no ``null`` types, no ``additionalProperties: false``,
+int-or-string and quantities as upstream spells them. Custom resources are published
+from their CRD's ``openAPIV3Schema`` with ``apiVersion``/``kind``/``metadata`` added,
+as the apiextensions server does.
+
+Each document is built on first request and cached until the cluster's kinds change
+(a CRD is added or removed); only what a group/version references is included in its
+v3 document.
+
+``/openapi/v2`` is served as JSON. Clients asking for the protobuf form only (client-go's
+``OpenAPISchema()``) get 406 Not Acceptable, on which they fall back exactly as they do
+against a server without the document.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from federationd.sim import errors, versions
+from federationd.sim.kinds import Kind, Registry
+
+Doc = dict[str, Any]
+
+_encode = msgspec.json.Encoder().encode
+
+_DEFS_REF = "#/$defs/"
+_REF = re.compile(r"^#/\$defs/(.+)$")
+_INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+_QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+
+#: query parameters of the PATCH operation kubectl looks for
+_PATCH_PARAMS = ("dryRun", "fieldManager", "fieldValidation", "force")
+
+
+# ------------------------------------------------------------------ schema conversion
+
+
+def _convert(node: Any, prefix: str, *, v3: bool) -> Any:
+    """A JSON-schema node of the definitions as OpenAPI (v2 or v3)."""
+    if isinstance(node, list):
+        return [_convert(x, prefix, v3=v3) for x in node]
+    if not isinstance(node, Mapping):
+        return node
+    out: Doc = {}
+    ref = node.get("$ref")
+    for key, value in node.items():
+        if key == "$ref":
+            continue
+        if key == "additionalProperties" and value is False:
+            continue
+        if key == "type" and isinstance(value, list):
+            types = [t for t in value if t != "null"]
+            if len(types) == 1:
+                out["type"] = types[0]
+            elif types:
+                out["type"] = types
+            continue
+        if key in ("properties", "patternProperties", "definitions", "$defs"):
+            out[key] = {k: _convert(v, prefix, v3=v3) for k, v in value.items()}
+            continue
+        out[key] = _convert(value, prefix, v3=v3)
+    if isinstance(ref, str):
+        m = _REF.match(ref)
+        target = prefix + (m.group(1) if m else ref)
+        if v3 and out:
+            out["allOf"] = [{"$ref": target}]
+        else:
+            out["$ref"] = target
+    return out
+
+
+@functools.cache
+def _definition(release: str, name: str, v3: bool) -> Doc:
+    defs = versions.definitions(release)
+    raw = defs[name]
+    if name == _INT_OR_STRING:
+        return {"description": raw.get("description", ""), "type": "string", "format": "int-or-string"}
+    if name == _QUANTITY:
+        return {"description": raw.get("description", ""), "type": "string"}
+    prefix = "#/components/schemas/" if v3 else "#/definitions/"
+    converted: Doc = _convert(raw, prefix, v3=v3)
+    return converted
+
+
+def _refs(node: Any, out: set[str]) -> None:
+    if isinstance(node, Mapping):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_DEFS_REF):
+            out.add(ref[len(_DEFS_REF) :])
+        for v in node.values():
+            _refs(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _refs(v, out)
+
+
+@functools.cache
+def _closure(release: str, roots: tuple[str, ...]) -> tuple[str, ...]:
+    """The definition names ``roots`` reference, transitively (roots included)."""
+    defs = versions.definitions(release)
+    seen: set[str] = set()
+    todo = [r for r in roots if r in defs]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        found: set[str] = set()
+        _refs(defs[name], found)
+        todo.extend(f for f in found if f not in seen and f in defs)
+    return tuple(sorted(seen))
+
+
+def _custom_name(kind: Kind) -> str:
+    """``io.banzaicloud.istio.v1beta1.RemoteIstio``: the name upstream gives a CR's schema."""
+    return ".".join([*reversed(kind.group.split(".")), kind.version, kind.kind])
+
+
+def _custom_schema(kind: Kind, *, v3: bool) -> Doc:
+    prefix = "#/components/schemas/" if v3 else "#/definitions/"
+    schema: Doc = dict(_convert(kind.schema or {}, prefix, v3=v3))
+    props = dict(schema.get("properties") or {})
+    props["apiVersion"] = {
+        "description": "APIVersion defines the versioned schema of this representation of an object.",
+        "type": "string",
+    }
+    props["kind"] = {"description": "Kind is a string value representing the REST resource this object represents.", "type": "string"}
+    meta_ref = prefix + _OBJECT_META
+    props["metadata"] = {"allOf": [{"$ref": meta_ref}]} if v3 else {"$ref": meta_ref}
+    if kind.schema is None:
+        schema["x-kubernetes-preserve-unknown-fields"] = True
+    schema.setdefault("type", "object")
+    schema["properties"] = props
+    schema["x-kubernetes-group-version-kind"] = [{"group": kind.group, "kind": kind.kind, "version": kind.version}]
+    return schema
+
+
+# ------------------------------------------------------------------ documents
+
+
+def _patch_paths(kinds: Iterable[Kind], *, v3: bool) -> Doc:
+    paths: Doc = {}
+    for k in kinds:
+        prefix = f"/apis/{k.group}/{k.version}" if k.group else f"/api/{k.version}"
+        ns = "/namespaces/{namespace}" if k.namespaced else ""
+        params = [
+            {"name": p, "in": "query", "uniqueItems": True,
+             **({"schema": {"type": "string"}} if v3 else {"type": "string"})}
+            for p in _PATCH_PARAMS
+        ]
+        paths[f"{prefix}{ns}/{k.plural}/{{name}}"] = {
+            "patch": {
+                "operationId": f"patch{k.kind}",
+                "parameters": params,
+                "x-kubernetes-action": "patch",
+                "x-kubernetes-group-version-kind": {"group": k.group, "version": k.version, "kind": k.kind},
+            }
+        }
+    return paths
+
+
+def _schemas(kinds: list[Kind], release: str, *, v3: bool) -> Doc:
+    index = versions.gvk_index(release)
+    roots = [index[(k.group, k.version, k.kind)] for k in kinds if (k.group, k.version, k.kind) in index]
+    if any(k.custom for k in kinds):
+        roots.append(_OBJECT_META)
+    out: Doc = {name: _definition(release, name, v3) for name in _closure(release, tuple(sorted(set(roots))))}
+    for k in kinds:
+        if k.custom:
+            out[_custom_name(k)] = _custom_schema(k, v3=v3)
+    return out
+
+
+def v3_root(registry: Registry, release: versions.KubeVersion) -> Doc:
+    paths: Doc = {}
+    for group, vs in registry.groups().items():
+        for v in vs:
+            key = f"apis/{group}/{v}" if group else f"api/{v}"
+            h = hashlib.sha256(f"{release.name}:{key}:{registry.generation}".encode()).hexdigest()[:16].upper()
+            paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={h}"}
+    return {"paths": paths}
+
+
+def v3_group(registry: Registry, release: versions.KubeVersion, group: str, version: str) -> Doc | None:
+    kinds = sorted((k for k in registry if k.group == group and k.version == version), key=lambda k: k.plural)
+    if not kinds:
+        return None
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": release.git_version},
+        "paths": _patch_paths(kinds, v3=True),
+        "components": {"schemas": _schemas(kinds, release.name, v3=True)},
+    }
+
+
+def v2(registry: Registry, release: versions.KubeVersion) -> Doc:
+    kinds = sorted(registry, key=lambda k: (k.group, k.version, k.plural))
+    return {
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": release.git_version},
+        "paths": _patch_paths(kinds, v3=False),
+        "definitions": _schemas(kinds, release.name, v3=False),
+    }
+
+
+# ------------------------------------------------------------------ serving
+
+class Documents:
+    """The OpenAPI documents of one cluster, cached until its kinds change."""
+
+    def __init__(self, registry: Registry, release: versions.KubeVersion) -> None:
+        self.registry = registry
+        self.release = release
+        self._cache: dict[str, bytes] = {}
+        self._generation = registry.generation
+
+    def serve(self, parts: list[str], *, accept: str = "") -> bytes | None:
+        """The JSON body for ``/openapi/<parts...>``, or None when there is no such document.
+
+        Raises ``NotAcceptable`` for a v2 request that accepts only protobuf.
+        """
+        if parts == ["v2"] and not _accepts_json(accept):
+            raise errors.NotAcceptable("only application/json is served for /openapi/v2")
+        if self._generation != self.registry.generation:
+            self._cache.clear()
+            self._generation = self.registry.generation
+        path = "/".join(parts)
+        hit = self._cache.get(path)
+        if hit is not None:
+            return hit
+        doc: Doc | None = None
+        if parts == ["v2"]:
+            doc = v2(self.registry, self.release)
+        elif parts == ["v3"]:
+            doc = v3_root(self.registry, self.release)
+        elif len(parts) == 3 and parts[:2] == ["v3", "api"]:
+            doc = v3_group(self.registry, self.release, "", parts[2])
+        elif len(parts) == 4 and parts[:2] == ["v3", "apis"]:
+            doc = v3_group(self.registry, self.release, parts[2], parts[3])
+        if doc is None:
+            return None
+        body = _encode(doc)
+        self._cache[path] = body
+        return body
+
+
+def _accepts_json(accept: str) -> bool:
+    if not accept.strip():
+        return True
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ("application/json", "*/*", "application/*"):
+            return True
+    return False
