@@ -75,7 +75,7 @@ def cluster_specs(args: argparse.Namespace) -> list[ClusterSpec]:
     for name in names:
         text = releases.get(name, default_version)
         try:
-            releases[name] = versions.parse(text).name
+            releases[name] = versions.parse(text).git_version.lstrip("v")
         except versions.VersionError as e:
             raise UsageError(f"--kubernetes-version {text}: {e}") from None
     specs = []

@@ -320,7 +320,7 @@ class Fleet:
                 c.server = ApiServer(
                     name=spec.name, store=store, tokens={token: "admin", viewer: "viewer"},
                     faults=c.faults, bookmark_interval=self.bookmark_interval,
-                    kubernetes_version=release.name,
+                    kubernetes_version=release.git_version,
                 )
                 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
                 cert.configure_cert(ctx)

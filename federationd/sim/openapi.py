@@ -17,9 +17,11 @@ Each document is built on first request and cached until the cluster's kinds cha
 (a CRD is added or removed); only what a group/version references is included in its
 v3 document.
 
-``/openapi/v2`` is served as JSON. Clients asking for the protobuf form only (client-go's
-``OpenAPISchema()``) get 406 Not Acceptable, on which they fall back exactly as they do
-against a server without the document.
+``/openapi/v2`` is served as JSON, or in the protobuf form of gnostic's
+``openapi_v2.Document`` (``OpenAPIv2.proto``) that client-go's ``OpenAPISchema()`` asks
+for and kubectl validates with when a server has no v3 documents; vendor extensions
+travel as YAML text there, as kube-openapi encodes them. Only the parts a client reads
+are encoded: definitions, and each kind's PATCH operation with its query parameters.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
+import yaml
 
 from federationd.sim import errors, versions
 from federationd.sim.kinds import Kind, Registry
@@ -44,6 +48,9 @@ _REF = re.compile(r"^#/\$defs/(.+)$")
 _INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 _QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+
+#: what client-go asks /openapi/v2 for
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
 
 #: query parameters of the PATCH operation kubectl looks for
 _PATCH_PARAMS = ("dryRun", "fieldManager", "fieldValidation", "force")
@@ -232,20 +239,27 @@ class Documents:
         self._generation = registry.generation
 
     def serve(self, parts: list[str], *, accept: str = "") -> bytes | None:
-        """The JSON body for ``/openapi/<parts...>``, or None when there is no such document.
+        """The body for ``/openapi/<parts...>``, or None when there is no such document.
 
-        Raises ``NotAcceptable`` for a v2 request that accepts only protobuf.
+        JSON, except ``/openapi/v2`` asked for as :data:`V2_PROTOBUF` only (see
+        :meth:`content_type`); ``NotAcceptable`` when neither is accepted.
         """
-        if parts == ["v2"] and not _accepts_json(accept):
-            raise errors.NotAcceptable("only application/json is served for /openapi/v2")
         if self._generation != self.registry.generation:
             self._cache.clear()
             self._generation = self.registry.generation
         path = "/".join(parts)
+        if parts == ["v2"] and not _accepts_json(accept):
+            if V2_PROTOBUF not in accept:
+                raise errors.NotAcceptable("the server was unable to respond with a content type that the client supports")
+            path = "v2.pb"
         hit = self._cache.get(path)
         if hit is not None:
             return hit
         doc: Doc | None = None
+        if path == "v2.pb":
+            body = v2_protobuf(v2(self.registry, self.release))
+            self._cache[path] = body
+            return body
         if parts == ["v2"]:
             doc = v2(self.registry, self.release)
         elif parts == ["v3"]:
@@ -261,6 +275,15 @@ class Documents:
         return body
 
 
+    @staticmethod
+    def content_type(parts: list[str], accept: str) -> str:
+        """The media type :meth:`serve` answers ``parts`` with."""
+        if parts == ["v2"] and not _accepts_json(accept) and V2_PROTOBUF in accept:
+            # the requested type is no valid MIME type (the "@"); kube-openapi answers so
+            return "application/octet-stream"
+        return "application/json"
+
+
 def _accepts_json(accept: str) -> bool:
     if not accept.strip():
         return True
@@ -269,3 +292,127 @@ def _accepts_json(accept: str) -> bool:
         if media in ("application/json", "*/*", "application/*"):
             return True
     return False
+
+
+# ------------------------------------------------------------------ v2 as protobuf
+# Field numbers from gnostic's openapiv2/OpenAPIv2.proto (proto3: zero values are left out).
+
+
+def _key(number: int, wire: int) -> bytes:
+    return _uvarint(number << 3 | wire)
+
+
+def _uvarint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _ld(number: int, payload: bytes) -> bytes:
+    return _key(number, 2) + _uvarint(len(payload)) + payload
+
+
+def _str(number: int, value: Any) -> bytes:
+    return _ld(number, str(value).encode()) if value not in (None, "") else b""
+
+
+def _bool(number: int, value: Any) -> bytes:
+    return _key(number, 0) + b"\x01" if value is True else b""
+
+
+def _int(number: int, value: Any) -> bytes:
+    return _key(number, 0) + _uvarint(int(value)) if isinstance(value, int) and value > 0 else b""
+
+
+def _double(number: int, value: Any) -> bytes:
+
+    return _key(number, 1) + struct.pack("<d", float(value)) if isinstance(value, (int, float)) and value else b""
+
+
+def _any(number: int, value: Any) -> bytes:
+    """An ``Any`` holding YAML, as kube-openapi encodes defaults, enums and extensions."""
+    return _ld(number, _str(2, yaml.safe_dump(value, default_flow_style=False, sort_keys=True)))
+
+
+def _schema_pb(s: Mapping[str, Any]) -> bytes:
+    out = bytearray()
+    out += _str(1, s.get("$ref"))
+    out += _str(2, s.get("format"))
+    out += _str(3, s.get("title"))
+    out += _str(4, s.get("description"))
+    if "default" in s:
+        out += _any(5, s["default"])
+    out += _double(6, s.get("multipleOf"))
+    out += _double(7, s.get("maximum"))
+    out += _bool(8, s.get("exclusiveMaximum"))
+    out += _double(9, s.get("minimum"))
+    out += _bool(10, s.get("exclusiveMinimum"))
+    out += _int(11, s.get("maxLength"))
+    out += _int(12, s.get("minLength"))
+    out += _str(13, s.get("pattern"))
+    out += _int(14, s.get("maxItems"))
+    out += _int(15, s.get("minItems"))
+    out += _bool(16, s.get("uniqueItems"))
+    out += _int(17, s.get("maxProperties"))
+    out += _int(18, s.get("minProperties"))
+    for r in s.get("required") or []:
+        out += _str(19, r)
+    for e in s.get("enum") or []:
+        out += _any(20, e)
+    additional = s.get("additionalProperties")
+    if isinstance(additional, Mapping):
+        out += _ld(21, _ld(1, _schema_pb(additional)))
+    elif isinstance(additional, bool):
+        out += _ld(21, _key(2, 0) + (b"\x01" if additional else b"\x00"))
+    typ = s.get("type")
+    if typ:
+        out += _ld(22, b"".join(_str(1, t) for t in ([typ] if isinstance(typ, str) else typ)))
+    items = s.get("items")
+    if isinstance(items, Mapping):
+        out += _ld(23, _ld(1, _schema_pb(items)))
+    for sub in s.get("allOf") or []:
+        out += _ld(24, _schema_pb(sub))
+    props = s.get("properties")
+    if isinstance(props, Mapping) and props:
+        out += _ld(25, b"".join(_ld(1, _str(1, k) + _ld(2, _schema_pb(v))) for k, v in props.items()))
+    out += _bool(27, s.get("readOnly"))
+    if "example" in s:
+        out += _any(30, s["example"])
+    for k, v in s.items():
+        if k.startswith("x-"):
+            out += _ld(31, _str(1, k) + _any(2, v))
+    return bytes(out)
+
+
+def _operation_pb(op: Mapping[str, Any]) -> bytes:
+    out = bytearray(_str(5, op.get("operationId")))
+    for p in op.get("parameters") or []:
+        query = _bool(1, p.get("required")) + _str(2, p.get("in")) + _str(4, p.get("name")) + _str(6, p.get("type"))
+        query += _bool(20, p.get("uniqueItems"))
+        out += _ld(8, _ld(1, _ld(2, _ld(3, query))))
+    for k, v in op.items():
+        if k.startswith("x-"):
+            out += _ld(13, _str(1, k) + _any(2, v))
+    return bytes(out)
+
+
+def v2_protobuf(doc: Mapping[str, Any]) -> bytes:
+    """``doc`` (a swagger 2.0 document as :func:`v2` builds it) as an ``openapi_v2.Document``."""
+    info = doc.get("info") or {}
+    out = bytearray(_str(1, doc.get("swagger")))
+    out += _ld(2, _str(1, info.get("title")) + _str(2, info.get("version")))
+    paths = bytearray()
+    for path, item in (doc.get("paths") or {}).items():
+        ops = b"".join(_ld(n, _operation_pb(item[m])) for n, m in ((2, "get"), (3, "put"), (4, "post"), (5, "delete"), (8, "patch"))
+                       if m in item)
+        paths += _ld(2, _str(1, path) + _ld(2, ops))
+    out += _ld(8, bytes(paths))
+    defs = b"".join(_ld(1, _str(1, name) + _ld(2, _schema_pb(schema))) for name, schema in (doc.get("definitions") or {}).items())
+    out += _ld(9, defs)
+    return bytes(out)

@@ -370,7 +370,7 @@ class ApiServer:
         if parts[0] == "openapi":
             body = self.openapi.serve(parts[1:], accept=accept)
             if body is not None:
-                return web.Response(body=body, content_type=JSON)
+                return web.Response(body=body, headers={"Content-Type": self.openapi.content_type(parts[1:], accept)})
         raise errors.NotFound("the server could not find the requested resource")
 
     # ------------------------------------------------------------------ reads
