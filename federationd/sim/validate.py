@@ -3,10 +3,11 @@
 Real clients judge the emulator by its refusals as much as by its answers, so this
 module reproduces what the API server says, word for word where it matters:
 
-* built-in kinds are checked against the upstream definitions of
-  :data:`federationd.sim.patch.KUBERNETES_VERSION` shipped by ``kubernetes-validate``
-  (the same definitions strategic merge patch and server-side apply read, through the
-  one :class:`~federationd.sim.patch.Schema` view). The real server decodes built-ins
+* built-in kinds are checked against the upstream definitions of the cluster's
+  Kubernetes release (:mod:`federationd.sim.versions`; by default
+  :data:`federationd.sim.patch.KUBERNETES_VERSION`), the same definitions strategic
+  merge patch and server-side apply read through the one
+  :class:`~federationd.sim.patch.Schema` view. The real server decodes built-ins
   into Go structs, so an unknown field is dropped (``fieldValidation=Ignore``),
   reported as a warning (``Warn``) or refused as a strict decoding error (``Strict``),
   and a mistyped field is a decoding error — :class:`FieldError` carries both the
