@@ -23,6 +23,7 @@ from tests.sim.crds import remoteistio, remoteistio_crd
 
 KUBECTL = "/usr/bin/kubectl"
 KUBECTL_VERSION = "v1.32.4"
+ISTIO_CRD = Path(__file__).resolve().parents[2] / "deploy" / "crds" / "istio.banzaicloud.io_istios.yaml"
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
@@ -284,8 +285,7 @@ async def test_explain_builtins_and_a_crd(kubectl: Kubectl, fleet: Fleet) -> Non
     # the v2 document, which kubectl reads in client-go's protobuf form
     _, out, _ = await kubectl.run("remote-eu", "explain", "--output", "plaintext-openapiv2", "service.spec.ports")
     assert "VERSION:  v1" in out and "targetPort\t<string>" in out
-    crd = Path(__file__).resolve().parents[2] / "deploy" / "crds" / "istio.banzaicloud.io_istios.yaml"
-    await kubectl.run("remote-eu", "apply", "-f", str(crd))
+    await kubectl.run("remote-eu", "apply", "-f", str(ISTIO_CRD))
     await kubectl.run("remote-eu", "wait", "--for=condition=Established", "crd/istios.istio.banzaicloud.io", "--timeout=10s")
     _, out, _ = await kubectl.run("remote-eu", "explain", "istios.spec")
     assert "GROUP:      istio.banzaicloud.io" in out and "KIND:       Istio" in out
