@@ -13,6 +13,10 @@ int-or-string and quantities as upstream spells them. Custom resources are publi
 from their CRD's ``openAPIV3Schema`` with ``apiVersion``/``kind``/``metadata`` added,
 as the apiextensions server does.
 
+Releases before 1.24 serve no v3 documents, and before 1.25 no ``fieldValidation``
+parameter (:mod:`federationd.sim.versions`), so kubectl validates on the client side
+against the v2 document there, as it does against those servers.
+
 Each document is built on first request and cached until the cluster's kinds change
 (a CRD is added or removed); only what a group/version references is included in its
 v3 document.
@@ -162,15 +166,16 @@ def _custom_schema(kind: Kind, *, v3: bool) -> Doc:
 # ------------------------------------------------------------------ documents
 
 
-def _patch_paths(kinds: Iterable[Kind], *, v3: bool) -> Doc:
+def _patch_paths(kinds: Iterable[Kind], *, v3: bool, field_validation: bool = True) -> Doc:
     paths: Doc = {}
+    names = [p for p in _PATCH_PARAMS if field_validation or p != "fieldValidation"]
     for k in kinds:
         prefix = f"/apis/{k.group}/{k.version}" if k.group else f"/api/{k.version}"
         ns = "/namespaces/{namespace}" if k.namespaced else ""
         params = [
             {"name": p, "in": "query", "uniqueItems": True,
              **({"schema": {"type": "string"}} if v3 else {"type": "string"})}
-            for p in _PATCH_PARAMS
+            for p in names
         ]
         paths[f"{prefix}{ns}/{k.plural}/{{name}}"] = {
             "patch": {
@@ -222,7 +227,7 @@ def v2(registry: Registry, release: versions.KubeVersion) -> Doc:
     return {
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": release.git_version},
-        "paths": _patch_paths(kinds, v3=False),
+        "paths": _patch_paths(kinds, v3=False, field_validation=versions.validates_fields(release.name)),
         "definitions": _schemas(kinds, release.name, v3=False),
     }
 
@@ -244,6 +249,8 @@ class Documents:
         JSON, except ``/openapi/v2`` asked for as :data:`V2_PROTOBUF` only (see
         :meth:`content_type`); ``NotAcceptable`` when neither is accepted.
         """
+        if parts[:1] == ["v3"] and not versions.serves_openapi_v3(self.release.name):
+            return None
         if self._generation != self.registry.generation:
             self._cache.clear()
             self._generation = self.registry.generation
@@ -273,7 +280,6 @@ class Documents:
         body = _encode(doc)
         self._cache[path] = body
         return body
-
 
     @staticmethod
     def content_type(parts: list[str], accept: str) -> str:

@@ -669,6 +669,8 @@ class ApiServer:
         """
         k = t.kind
         mode = request.query.get("fieldValidation", "") or "Warn"
+        if not versions.validates_fields(self.kube_version.name):
+            mode = "Ignore"  # releases before it drop unknown fields without a word
         if mode not in ("Strict", "Warn", "Ignore"):
             raise errors.BadRequest(f"fieldValidation must be one of Ignore, Warn, Strict, got {mode}")
         name = str((obj.get("metadata") or {}).get("name") or "")
@@ -734,6 +736,10 @@ class ApiServer:
     def _set_managed(
         self, request: web.Request, old: Obj | None, new: Obj, t: Target, *, operation: str = "Update"
     ) -> None:
+        if not versions.server_side_apply(self.kube_version.name):
+            # releases before server-side apply record no managedFields
+            new.get("metadata", {}).pop("managedFields", None)
+            return
         now = rfc3339(self.store.clock())
         mf = ssa.update_managed_fields(
             old, new, manager=self._manager(request), operation=operation,
@@ -798,7 +804,7 @@ class ApiServer:
         k = t.kind
         ctype = request.content_type
         dry = _dry_run(request)
-        if ctype == APPLY_PATCH:
+        if ctype == APPLY_PATCH and versions.server_side_apply(self.kube_version.name):
             return self._apply(request, t, body)
         if ctype not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH):
             raise errors.UnsupportedMediaType(

@@ -226,6 +226,30 @@ def serves(version: str, api_version: str, kind: str) -> bool:
     return (group, v, kind) in gvk_index(parse(version).name)
 
 
+#: first minor with server-side apply on by default (beta in 1.16), and managedFields
+SERVER_SIDE_APPLY_MINOR: Final = 16
+#: first minor serving /openapi/v3 by default (the OpenAPIV3 gate went beta in 1.24)
+OPENAPI_V3_MINOR: Final = 24
+#: first minor honouring ``fieldValidation`` (ServerSideFieldValidation beta in 1.25);
+#: before it a server drops unknown fields silently, whatever the request asks
+FIELD_VALIDATION_MINOR: Final = 25
+
+
+def server_side_apply(version: str) -> bool:
+    """Whether a server of ``version`` accepts apply patches and records managedFields."""
+    return parse(version).minor >= SERVER_SIDE_APPLY_MINOR
+
+
+def serves_openapi_v3(version: str) -> bool:
+    """Whether a server of ``version`` serves ``/openapi/v3`` by default."""
+    return parse(version).minor >= OPENAPI_V3_MINOR
+
+
+def validates_fields(version: str) -> bool:
+    """Whether a server of ``version`` honours the ``fieldValidation`` parameter."""
+    return parse(version).minor >= FIELD_VALIDATION_MINOR
+
+
 # ------------------------------------------------------------------ definitions
 
 
