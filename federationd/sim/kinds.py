@@ -223,6 +223,9 @@ def kinds_from_crd(crd: dict[str, Any]) -> list[Kind]:
             continue
         subresources = v.get("subresources") or spec.get("subresources") or {}
         schema = ((v.get("schema") or spec.get("validation") or {}).get("openAPIV3Schema"))
+        if schema is not None and spec.get("preserveUnknownFields") is True:
+            # a v1beta1 CRD's default: validated, never pruned
+            schema = _preserving(schema)
         columns = v.get("additionalPrinterColumns") or spec.get("additionalPrinterColumns") or []
         out.append(
             Kind(
@@ -243,6 +246,20 @@ def kinds_from_crd(crd: dict[str, Any]) -> list[Kind]:
                 storage_version=storage,
             )
         )
+    return out
+
+
+def _preserving(schema: Any) -> Any:
+    """``schema`` with every object keeping the fields it does not declare."""
+    if isinstance(schema, list):
+        return [_preserving(x) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: (v if k in ("enum", "default", "example", "required") else _preserving(v)) for k, v in schema.items()}
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {k: _preserving(v) for k, v in schema["properties"].items()}
+    if schema.get("type") == "object" or "properties" in schema:
+        out["x-kubernetes-preserve-unknown-fields"] = True
     return out
 
 

@@ -187,6 +187,12 @@ async def test_v1beta1_crds_on_an_old_release(clients: dict[str, Raw], mixed: Fl
         "POST", "/apis/example.com/v1alpha1/namespaces/default/widgets",
         body={"apiVersion": "example.com/v1alpha1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": "big"}})
     assert code == 422 and "spec.size" in body["message"]
+    # v1beta1 defaults preserveUnknownFields to true: validated, but nothing is pruned
+    code, body, _ = await raw.request(
+        "POST", "/apis/example.com/v1alpha1/namespaces/default/widgets",
+        body={"apiVersion": "example.com/v1alpha1", "kind": "Widget", "metadata": {"name": "w"},
+              "spec": {"size": 3, "color": "blue"}})
+    assert code == 201 and body["spec"] == {"size": 3, "color": "blue"}
     # a v1beta1 CRD without versions is invalid on the v1 form too: the messages stay the real ones
     bad = _crd_v1beta1("gadgets")
     del bad["spec"]["version"]
