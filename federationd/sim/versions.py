@@ -93,6 +93,7 @@ def supported() -> list[str]:
     return [f"1.{m}" for m in range(OLDEST_MINOR, newest_minor() + 1)]
 
 
+@functools.lru_cache(maxsize=256)
 def parse(text: str) -> KubeVersion:
     """``1.14``, ``v1.14`` or ``1.14.10`` (``VersionError`` when not served)."""
     m = _VERSION.match(text.strip())
@@ -305,23 +306,33 @@ def _variants(base: Kind, minor_name: str) -> list[Kind]:
     return out
 
 
+def _served_builtin(k: Kind, name: str) -> bool:
+    """Whether a release serves a built-in kind of the emulator in its own version."""
+    if k.api_version not in SERVED_GROUP_VERSIONS:
+        return True  # no upstream group/version the table knows: served as declared
+    gvk = (k.group, k.version, k.kind)
+    if gvk not in gvk_index(name) and gvk not in gvk_index(f"1.{newest_minor()}") and gvk not in gvk_index(DEFAULT_VERSION):
+        # a kind no release describes (the emulator's own) follows its group/version
+        return _served_gv(k.api_version, parse(name).minor)
+    return serves(name, k.api_version, k.kind)
+
+
 @functools.cache
 def _kinds_for(version: str) -> tuple[tuple[Kind, ...], tuple[Kind, ...]]:
     name = parse(version).name
     served: list[Kind] = []
     hidden: list[Kind] = []
-    builtin_paths = {(k.group, k.version, k.plural) for k in BUILTINS}
+    paths = {(k.group, k.version, k.plural) for k in BUILTINS}
     for k in BUILTINS:
-        own = serves(name, k.api_version, k.kind) or (
-            # a kind no release's definitions describe follows its group/version
-            (k.group, k.version, k.kind) not in gvk_index(name)
-            and _served_gv(k.api_version, parse(name).minor)
-        )
-        (served if own else hidden).append(k)
-        if k.storage is None:
-            for variant in _variants(k, name):
-                if (variant.group, variant.version, variant.plural) not in builtin_paths:
-                    served.append(variant)
+        (served if _served_builtin(k, name) else hidden).append(k)
+    for k in BUILTINS:
+        if k.storage is not None:
+            continue
+        for variant in _variants(k, name):
+            # a version the emulator declares itself, or one another base already gave, wins
+            if (variant.group, variant.version, variant.plural) not in paths:
+                paths.add((variant.group, variant.version, variant.plural))
+                served.append(variant)
     served.sort(key=lambda k: (k.group, _version_rank(k.version)))
     return tuple(served), tuple(hidden)
 

@@ -309,3 +309,11 @@ async def test_kubectl_against_a_release_without_server_validation(mixed: Fleet,
     # 1.30 validates on the server
     rc, _, err = await kubectl("new", "apply", "-f", str(pod))
     assert rc == 0 and 'unknown field "spec.os"' not in err
+
+
+def test_the_default_release_serves_every_builtin_kind() -> None:
+    from federationd.sim.kinds import BUILTINS
+
+    registry = versions.registry_for(versions.DEFAULT_VERSION)
+    for k in BUILTINS:
+        assert registry.by_path(k.group, k.version, k.plural) == k, f"{k.api_version} {k.kind} is not served"
