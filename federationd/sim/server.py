@@ -807,8 +807,9 @@ class ApiServer:
         if ctype == APPLY_PATCH and versions.server_side_apply(self.kube_version.name):
             return self._apply(request, t, body)
         if ctype not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH):
+            types = _patch_types(k, apply=versions.server_side_apply(self.kube_version.name))
             raise errors.UnsupportedMediaType(
-                f"the body of the request was in an unknown format - accepted media types include: {', '.join(_patch_types(k))}"
+                f"the body of the request was in an unknown format - accepted media types include: {', '.join(types)}"
             )
         if ctype == STRATEGIC_PATCH and k.custom:
             raise errors.UnsupportedMediaType(
@@ -1127,8 +1128,8 @@ def _dry_run(request: web.Request) -> bool:
     return bool(vals)
 
 
-def _patch_types(k: Kind) -> list[str]:
-    types = [JSON_PATCH, MERGE_PATCH, APPLY_PATCH]
+def _patch_types(k: Kind, *, apply: bool = True) -> list[str]:
+    types = [JSON_PATCH, MERGE_PATCH, *([APPLY_PATCH] if apply else [])]
     if not k.custom:
         types.insert(2, STRATEGIC_PATCH)
     return types
