@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from federationd.sim.kinds import Kind
@@ -131,8 +132,58 @@ def _st(o: Obj, *path: str) -> Any:
 def _pod_ready(o: Obj) -> str:
     statuses = (o.get("status") or {}).get("containerStatuses") or []
     total = len((o.get("spec") or {}).get("containers") or [])
-    ready = sum(1 for s in statuses if s.get("ready"))
+    ready = sum(1 for s in statuses if s.get("ready") and (s.get("state") or {}).get("running") is not None)
     return f"{ready}/{total}"
+
+
+def _terminated_reason(t: dict[str, Any], prefix: str = "") -> str:
+    if t.get("reason"):
+        return prefix + str(t["reason"])
+    if t.get("signal"):
+        return f"{prefix}Signal:{t['signal']}"
+    return f"{prefix}ExitCode:{t.get('exitCode', 0)}"
+
+
+def _pod_status(o: Obj) -> str:
+    """``printPod``'s STATUS: the phase, or what the containers say they are doing."""
+    status = o.get("status") or {}
+    reason = str(status.get("reason") or status.get("phase") or "")
+    initializing = False
+    inits = (o.get("spec") or {}).get("initContainers") or []
+    for i, c in enumerate(status.get("initContainerStatuses") or []):
+        state = c.get("state") or {}
+        term, wait = state.get("terminated"), state.get("waiting")
+        if term is not None and term.get("exitCode", 0) == 0:
+            continue
+        if term is not None:
+            reason = _terminated_reason(term, "Init:")
+        elif wait is not None and wait.get("reason") and wait.get("reason") != "PodInitializing":
+            reason = "Init:" + str(wait["reason"])
+        else:
+            reason = f"Init:{i}/{len(inits)}"
+        initializing = True
+        break
+    initialized = any(c.get("type") == "Initialized" and c.get("status") == "True" for c in status.get("conditions") or [])
+    if not initializing or initialized:
+        has_running = False
+        for c in reversed(status.get("containerStatuses") or []):
+            state = c.get("state") or {}
+            wait, term = state.get("waiting"), state.get("terminated")
+            if wait is not None and wait.get("reason"):
+                reason = str(wait["reason"])
+            elif term is not None:
+                reason = _terminated_reason(term)
+            elif c.get("ready") and state.get("running") is not None:
+                has_running = True
+        if reason == "Completed" and has_running:
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+            reason = "Running" if ready else "NotReady"
+    deleting = bool((o.get("metadata") or {}).get("deletionTimestamp"))
+    if deleting and status.get("reason") == "NodeLost":
+        reason = "Unknown"
+    elif deleting and status.get("phase") not in ("Succeeded", "Failed"):
+        reason = "Terminating"
+    return reason
 
 
 def _ports(o: Obj) -> str:
@@ -250,10 +301,11 @@ def _endpoints(o: Obj) -> str:
 
 
 def _ts_since(ts: Any, now: float) -> str:
+    """``translateTimestampSince`` for a Time or a MicroTime (fractional seconds)."""
     if not ts:
         return "<unknown>"
     try:
-        return human_duration(now - parse_rfc3339(str(ts)))
+        return human_duration(now - datetime.fromisoformat(str(ts)).timestamp())
     except ValueError:
         return "<unknown>"
 
@@ -365,7 +417,7 @@ _BUILTIN: dict[tuple[str, str], list[Column]] = {
     ("", "Pod"): [
         _N,
         (_col("Ready"), _f(_pod_ready)),
-        (_col("Status"), _f(lambda o: _st(o, "status", "phase") or "Unknown")),
+        (_col("Status"), _f(_pod_status)),
         (_col("Restarts"), _f(lambda o: str(sum(int(s.get("restartCount", 0)) for s in _st(o, "status", "containerStatuses") or [])))),
         _A,
         (_col("IP", priority=1), _f(lambda o: _st(o, "status", "podIP") or "<none>")),
@@ -401,7 +453,7 @@ _BUILTIN: dict[tuple[str, str], list[Column]] = {
     ("", "Secret"): [
         _N,
         (_col("Type"), _f(lambda o: o.get("type") or "Opaque")),
-        (_col("Data"), _f(lambda o: len(o.get("data") or {}) + len(o.get("stringData") or {}))),
+        (_col("Data"), _f(lambda o: len(set(o.get("data") or {}) | set(o.get("stringData") or {})))),
         _A,
     ],
     ("", "ServiceAccount"): [_N, (_col("Secrets"), _f(lambda o: len(o.get("secrets") or []))), _A],
