@@ -349,7 +349,8 @@ class ApiServer:
                 (discovery.AGGREGATED_V2, "apidiscovery.k8s.io/v2"),
                 (discovery.AGGREGATED_V2BETA1, "apidiscovery.k8s.io/v2beta1"),
             ):
-                if _accepts(accept, av.split("/")[1]):
+                served = versions.aggregated_discovery(self.kube_version.name)
+                if av.split("/")[1] in served and _accepts(accept, av.split("/")[1]):
                     agg = discovery.aggregated(self.registry, legacy=p == "/api", api_version=av)
                     return web.Response(body=_encode(agg), headers={"Content-Type": ctype})
             return _json(discovery.api_versions() if p == "/api" else discovery.api_group_list(self.registry))

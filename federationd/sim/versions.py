@@ -236,6 +236,13 @@ OPENAPI_V3_MINOR: Final = 24
 FIELD_VALIDATION_MINOR: Final = 25
 
 
+def aggregated_discovery(version: str) -> tuple[str, ...]:
+    """The ``apidiscovery.k8s.io`` versions /api and /apis answer in (none before 1.26)."""
+    minor = parse(version).minor
+    return tuple(v for v, first, last in (("v2", 30, None), ("v2beta1", 26, 32))
+                 if first <= minor and (last is None or minor <= last))
+
+
 def server_side_apply(version: str) -> bool:
     """Whether a server of ``version`` accepts apply patches and records managedFields."""
     return parse(version).minor >= SERVER_SIDE_APPLY_MINOR
