@@ -25,6 +25,12 @@ the emulator needs is here, in one place:
   version that release does not serve stays in the registry as the storage form only:
   not routed, not in discovery, still what the store and behaviours use.
 
+* what a release's API server does differently on the wire, by the minor its feature
+  went on by default: aggregated discovery (1.26, ``v2`` from 1.30), server-side apply
+  and managedFields (1.16), ``/openapi/v3`` (1.24), the ``fieldValidation`` parameter
+  (1.25; before it unknown fields are dropped silently and kubectl validates on the
+  client against ``/openapi/v2``).
+
 The daemon never reads this module (it learns what a cluster serves through
 discovery, as against a real cluster); renderers that must choose API versions per
 cluster can rely on :func:`served_group_versions`.
