@@ -9,8 +9,9 @@ The real server keeps one storage per resource and converts on the way in and ou
   ``apps/v1beta2`` Deployments, ``apiextensions.k8s.io/v1beta1`` CRDs; see
   :mod:`federationd.sim.versions`). The stored form is the GA version; the beta forms
   differ from it by ``apiVersion`` only, except CustomResourceDefinitions, whose
-  v1beta1 form keeps version-independent settings at the top of ``spec`` and is
-  converted field by field as upstream does.
+  v1beta1 form keeps version-independent settings at the top of ``spec``, and
+  HorizontalPodAutoscalers, whose metrics are spelled differently in ``v1`` (a CPU
+  target only) and ``v2beta1``; those are converted field by field as upstream does.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def to_storage(kind: Kind, obj: Obj, *, storage_api_version: str = "") -> Obj:
             return obj
         if kind.kind == "CustomResourceDefinition" and kind.version == "v1beta1":
             return crd_v1(obj)
+        if kind.kind == "HorizontalPodAutoscaler" and storage_api_version == "autoscaling/v2":
+            return hpa_v2(obj)
         return {**obj, "apiVersion": storage_api_version}
     out: Obj = {"apiVersion": "v1", "kind": "Event"}
     for key in _SAME:
@@ -66,6 +69,8 @@ def from_storage(kind: Kind, obj: Obj) -> Obj:
             return obj
         if kind.kind == "CustomResourceDefinition" and kind.version == "v1beta1":
             return crd_v1beta1(obj)
+        if kind.kind == "HorizontalPodAutoscaler" and obj.get("apiVersion") == "autoscaling/v2":
+            return hpa_from_v2(obj, kind.version)
         return {**obj, "apiVersion": kind.api_version}
     out: Obj = {"apiVersion": kind.api_version, "kind": "Event"}
     for key in _SAME:
@@ -165,4 +170,128 @@ def crd_v1beta1(obj: Obj) -> Obj:
             conversion["conversionReviewVersions"] = webhook["conversionReviewVersions"]
         spec["conversion"] = conversion
     out["spec"] = spec
+    return out
+
+
+# ------------------------------------------------------------------ HPAs v1 / v2beta1 / v2beta2 <-> v2
+
+_V2BETA1_TARGETS = (("targetAverageUtilization", "Utilization", "averageUtilization"),
+                    ("targetAverageValue", "AverageValue", "averageValue"),
+                    ("targetValue", "Value", "value"))
+_V2BETA1_CURRENT = (("currentAverageUtilization", "averageUtilization"),
+                    ("currentAverageValue", "averageValue"), ("currentValue", "value"))
+
+
+def _metric_v2(m: Obj, *, status: bool) -> Obj:
+    """A v2beta1 metric (spec or status) in its v2 form."""
+    typ = str(m.get("type", ""))
+    key = typ[:1].lower() + typ[1:]
+    src = dict(m.get(key) or {})
+    out: Obj = {}
+    if status:
+        value = {new: src.pop(old) for old, new in _V2BETA1_CURRENT if old in src}
+    else:
+        value = {}
+        for old, target_type, new in _V2BETA1_TARGETS:
+            if old in src:
+                value = {"type": target_type, new: src.pop(old)}
+                break
+    if typ == "Resource":
+        out = {"name": src.get("name"), ("current" if status else "target"): value}
+        if "container" in src:
+            out["container"] = src["container"]
+    else:
+        metric = {"name": src.pop("metricName", "")}
+        selector = src.pop("selector", None) or src.pop("metricSelector", None)
+        if selector is not None:
+            metric["selector"] = selector
+        out = {"metric": metric, ("current" if status else "target"): value}
+        if typ == "Object" and "target" in src:
+            out["describedObject"] = src["target"]
+    return {"type": typ, key: out}
+
+
+def _metric_v2beta1(m: Obj, *, status: bool) -> Obj:
+    typ = str(m.get("type", ""))
+    key = typ[:1].lower() + typ[1:]
+    src = m.get(key) or {}
+    value = src.get("current" if status else "target") or {}
+    out: Obj = {}
+    if status:
+        for old, new in _V2BETA1_CURRENT:
+            if new in value:
+                out[old] = value[new]
+    else:
+        for old, _target_type, new in _V2BETA1_TARGETS:
+            if new in value:
+                out[old] = value[new]
+    if typ == "Resource":
+        out["name"] = src.get("name")
+    else:
+        metric = src.get("metric") or {}
+        out["metricName"] = metric.get("name", "")
+        if "selector" in metric:
+            out["metricSelector" if typ == "External" else "selector"] = metric["selector"]
+        if typ == "Object" and "describedObject" in src:
+            out["target"] = src["describedObject"]
+    return {"type": typ, key: out}
+
+
+def _cpu_metric(utilization: Any, *, status: bool) -> Obj:
+    value = {"averageUtilization": utilization} if status else {"type": "Utilization", "averageUtilization": utilization}
+    return {"type": "Resource", "resource": {"name": "cpu", ("current" if status else "target"): value}}
+
+
+def hpa_v2(obj: Obj) -> Obj:
+    """An HPA served as autoscaling/v1, v2beta1 or v2beta2 in its autoscaling/v2 form."""
+    version = str(obj.get("apiVersion", "")).rpartition("/")[2]
+    out = {**obj, "apiVersion": "autoscaling/v2"}
+    spec = dict(obj.get("spec") or {})
+    status = dict(obj.get("status") or {}) if obj.get("status") is not None else None
+    if version == "v1":
+        cpu = spec.pop("targetCPUUtilizationPercentage", None)
+        if cpu is not None:
+            spec["metrics"] = [_cpu_metric(cpu, status=False)]
+        if status is not None:
+            current = status.pop("currentCPUUtilizationPercentage", None)
+            if current is not None:
+                status["currentMetrics"] = [_cpu_metric(current, status=True)]
+    elif version == "v2beta1":
+        if "metrics" in spec:
+            spec["metrics"] = [_metric_v2(m, status=False) for m in spec["metrics"] or []]
+        if status is not None and "currentMetrics" in status:
+            status["currentMetrics"] = [_metric_v2(m, status=True) for m in status["currentMetrics"] or []]
+    out["spec"] = spec
+    if status is not None:
+        out["status"] = status
+    return out
+
+
+def hpa_from_v2(obj: Obj, version: str) -> Obj:
+    """A stored autoscaling/v2 HPA as ``autoscaling/<version>`` serves it."""
+    out = {**obj, "apiVersion": f"autoscaling/{version}"}
+    spec = dict(obj.get("spec") or {})
+    status = dict(obj.get("status") or {}) if obj.get("status") is not None else None
+    if version == "v1":
+        metrics = spec.pop("metrics", None) or []
+        spec.pop("behavior", None)
+        for m in metrics:
+            r = m.get("resource") or {}
+            if m.get("type") == "Resource" and r.get("name") == "cpu" and "averageUtilization" in (r.get("target") or {}):
+                spec["targetCPUUtilizationPercentage"] = r["target"]["averageUtilization"]
+        if status is not None:
+            for m in status.pop("currentMetrics", None) or []:
+                r = m.get("resource") or {}
+                if m.get("type") == "Resource" and r.get("name") == "cpu" and "averageUtilization" in (r.get("current") or {}):
+                    status["currentCPUUtilizationPercentage"] = r["current"]["averageUtilization"]
+            status.pop("conditions", None)
+    elif version == "v2beta1":
+        spec.pop("behavior", None)
+        if "metrics" in spec:
+            spec["metrics"] = [_metric_v2beta1(m, status=False) for m in spec["metrics"] or []]
+        if status is not None and "currentMetrics" in status:
+            status["currentMetrics"] = [_metric_v2beta1(m, status=True) for m in status["currentMetrics"] or []]
+    out["spec"] = spec
+    if status is not None:
+        out["status"] = status
     return out

@@ -127,6 +127,26 @@ async def test_beta_versions_are_one_object_with_the_ga_version(clients: dict[st
 
 
 @module_loop
+async def test_hpa_versions_convert_their_metrics(clients: dict[str, Raw]) -> None:
+    # what Istio 1.1/1.2 charts render: autoscaling/v2beta1 with targetAverageUtilization
+    raw = clients["old"]
+    hpa = {"apiVersion": "autoscaling/v2beta1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "istio-pilot"},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "istio-pilot"},
+                    "minReplicas": 1, "maxReplicas": 5,
+                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 80}}]}}
+    code, created, _ = await raw.request(
+        "POST", "/apis/autoscaling/v2beta1/namespaces/default/horizontalpodautoscalers", body=hpa)
+    assert code == 201, created
+    assert created["spec"]["metrics"] == hpa["spec"]["metrics"]
+    _, v1, _ = await raw.request("GET", "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/istio-pilot")
+    assert v1["spec"]["targetCPUUtilizationPercentage"] == 80 and "metrics" not in v1["spec"]
+    _, v2beta2, _ = await raw.request(
+        "GET", "/apis/autoscaling/v2beta2/namespaces/default/horizontalpodautoscalers/istio-pilot")
+    assert v2beta2["spec"]["metrics"] == [
+        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+
+
+@module_loop
 async def test_validation_uses_the_release_schemas(clients: dict[str, Raw]) -> None:
     # a Pod's spec.os arrived in 1.23: a 1.14 server does not know the field, and (before
     # fieldValidation existed) drops it without a word whatever the request asks
