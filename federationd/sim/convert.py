@@ -50,6 +50,8 @@ def to_storage(kind: Kind, obj: Obj, *, storage_api_version: str = "") -> Obj:
             return crd_v1(obj)
         if kind.kind == "HorizontalPodAutoscaler" and storage_api_version == "autoscaling/v2":
             return hpa_v2(obj)
+        if kind.api_version in ("extensions/v1beta1", "apps/v1beta1") and kind.kind in _SELECTOR_DEFAULTED:
+            return _default_selector({**obj, "apiVersion": storage_api_version})
         return {**obj, "apiVersion": storage_api_version}
     out: Obj = {"apiVersion": "v1", "kind": "Event"}
     for key in _SAME:
@@ -85,6 +87,23 @@ def from_storage(kind: Kind, obj: Obj) -> Obj:
     if "reportingInstance" not in out and (obj.get("source") or {}).get("host"):
         out["reportingInstance"] = obj["source"]["host"]
     return out
+
+
+# ------------------------------------------------------------------ workloads of the first betas
+
+#: kinds whose extensions/v1beta1 and apps/v1beta1 forms default the selector to the
+#: template's labels (apps/v1 requires it; the stored form must have it)
+_SELECTOR_DEFAULTED = frozenset({"Deployment", "DaemonSet", "ReplicaSet", "StatefulSet"})
+
+
+def _default_selector(obj: Obj) -> Obj:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict) or spec.get("selector"):
+        return obj
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
+    if not labels:
+        return obj
+    return {**obj, "spec": {**spec, "selector": {"matchLabels": dict(labels)}}}
 
 
 # ------------------------------------------------------------------ CRDs v1beta1 <-> v1

@@ -124,6 +124,13 @@ async def test_beta_versions_are_one_object_with_the_ga_version(clients: dict[st
     assert stored is not None and stored["apiVersion"] == "apps/v1"
     code, listed, _ = await raw.request("GET", "/apis/apps/v1beta2/namespaces/default/deployments")
     assert listed["apiVersion"] == "apps/v1beta2" and name in {d["metadata"]["name"] for d in listed["items"]}
+    # the first betas default the selector to the template's labels; apps/v1 shows it
+    other = _deployment(unique("d"), "extensions/v1beta1")
+    del other["spec"]["selector"]
+    code, created, _ = await raw.request("POST", "/apis/extensions/v1beta1/namespaces/default/deployments", body=other)
+    assert code == 201, created
+    code, got, _ = await raw.request("GET", f"/apis/apps/v1/namespaces/default/deployments/{other['metadata']['name']}")
+    assert got["spec"]["selector"] == {"matchLabels": other["spec"]["template"]["metadata"]["labels"]}
 
 
 @module_loop
