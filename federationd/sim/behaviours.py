@@ -43,6 +43,7 @@ class Behaviours:
         lb_delay: float = 0.05,
         ready_delay: float = 0.05,
         nodes: int = 3,
+        kubelet_version: str = "v1.32.0",
     ) -> None:
         if lb not in ("ip", "hostname"):
             raise ValueError('lb must be "ip" or "hostname"')
@@ -53,6 +54,8 @@ class Behaviours:
         self.lb = lb
         self.lb_delay = lb_delay
         self.ready_delay = ready_delay
+        #: what Nodes report as their kubelet and kube-proxy version (the cluster's release)
+        self.kubelet_version = kubelet_version
         self.lb_enabled = True
         self.kubelet_enabled = True
         #: the endpoints controller: Endpoints of selector Services list their ready Pods
@@ -103,9 +106,9 @@ class Behaviours:
                         {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
                          "lastHeartbeatTime": rfc3339(self.store.clock()), "lastTransitionTime": rfc3339(self.store.clock())}
                     ],
-                    "nodeInfo": {"kubeletVersion": "v1.32.0", "operatingSystem": "linux", "architecture": "amd64",
+                    "nodeInfo": {"kubeletVersion": self.kubelet_version, "operatingSystem": "linux", "architecture": "amd64",
                                  "containerRuntimeVersion": "containerd://1.7.0", "kernelVersion": "6.1.0", "osImage": "sim",
-                                 "kubeProxyVersion": "v1.32.0", "machineID": "", "systemUUID": "", "bootID": ""},
+                                 "kubeProxyVersion": self.kubelet_version, "machineID": "", "systemUUID": "", "bootID": ""},
                 },
             )
 

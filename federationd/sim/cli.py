@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from federationd.sim import versions
 from federationd.sim.fleet import ClusterSpec, Fleet
 
 
@@ -29,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="a cluster's zones, e.g. remote-us=a,b (repeatable)")
     p.add_argument("--nodes", action="append", default=[], metavar="NAME=N",
                    help="a cluster's node count (repeatable; default 3)")
+    p.add_argument("--kubernetes-version", action="append", default=[], metavar="[NAME=]1.MINOR",
+                   help="the Kubernetes release a cluster is, e.g. remote-us=1.14; without NAME= the "
+                        f"default for every cluster (repeatable; default {versions.DEFAULT_VERSION}, "
+                        f"supported 1.{versions.OLDEST_MINOR} to 1.{versions.newest_minor()})")
     p.add_argument("--bookmark-interval", type=float, default=5.0)
     p.add_argument("--history", type=int, default=20_000, help="changes kept for watch resume")
     p.add_argument("--control-port", type=int, default=None, help="serve the fault-control API on this port (0: any)")
@@ -63,6 +68,16 @@ def cluster_specs(args: argparse.Namespace) -> list[ClusterSpec]:
     regions = _per_cluster(args.region, flag="--region", names=names)
     zones = _per_cluster(args.zones, flag="--zones", names=names)
     nodes = _per_cluster(args.nodes, flag="--nodes", names=names)
+    default_version = versions.DEFAULT_VERSION
+    for v in [v for v in args.kubernetes_version if "=" not in v]:
+        default_version = v
+    releases = _per_cluster([v for v in args.kubernetes_version if "=" in v], flag="--kubernetes-version", names=names)
+    for name in names:
+        text = releases.get(name, default_version)
+        try:
+            releases[name] = versions.parse(text).git_version.lstrip("v")
+        except versions.VersionError as e:
+            raise UsageError(f"--kubernetes-version {text}: {e}") from None
     specs = []
     for n in names:
         count = nodes.get(n, "3")
@@ -70,7 +85,8 @@ def cluster_specs(args: argparse.Namespace) -> list[ClusterSpec]:
             raise UsageError(f"--nodes {n}={count}: expected a whole number ≥ 1")
         specs.append(ClusterSpec(
             name=n, lb=styles.get(n, "ip"), region=regions.get(n, ""),
-            zones=tuple(z for z in zones.get(n, "").split(",") if z), nodes=int(count)))
+            zones=tuple(z for z in zones.get(n, "").split(",") if z), nodes=int(count),
+            kubernetes_version=releases[n]))
     return specs
 
 
@@ -82,7 +98,8 @@ async def _serve(args: argparse.Namespace, specs: list[ClusterSpec]) -> int:
     async with Fleet(specs, directory=args.dir, bookmark_interval=args.bookmark_interval, history=args.history) as fleet:
         for c in fleet:
             where = f"{c.region} ({','.join(c.zones)})" if c.zones else c.region
-            print(f"{c.name}: {c.url} region={where} kubeconfig={c.kubeconfig_path}", flush=True)
+            print(f"{c.name}: {c.url} region={where} kubernetes={c.server.kube_version.git_version} "
+                  f"kubeconfig={c.kubeconfig_path}", flush=True)
         print(f"merged kubeconfig: {fleet.merged_kubeconfig_path}", flush=True)
         runner = None
         if args.control_port is not None:

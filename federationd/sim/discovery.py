@@ -1,12 +1,9 @@
-"""Discovery documents: legacy (/api, /apis, /apis/g/v), aggregated v2 and OpenAPI v3 stubs.
+"""Discovery documents: legacy (/api, /apis, /apis/g/v) and aggregated v2.
 
 kubectl 1.32 first asks /api and /apis for the aggregated ``APIGroupDiscoveryList``
 (``apidiscovery.k8s.io/v2``) and falls back to the legacy documents when the reply's
-Content-Type is plain JSON; both are served. kubectl also reads ``/openapi/v3`` to find
-out whether the server supports server-side field validation (it looks for a
-``fieldValidation`` query parameter on each kind's PATCH operation); the stub documents
-here carry exactly that, so kubectl leaves validation to the server instead of failing
-to download schemas.
+Content-Type is plain JSON; both are served. The OpenAPI documents are in
+:mod:`federationd.sim.openapi`.
 """
 
 from __future__ import annotations
@@ -178,42 +175,4 @@ def aggregated(registry: Registry, *, legacy: bool, api_version: str) -> Doc:
         "apiVersion": api_version,
         "metadata": {},
         "items": items,
-    }
-
-
-def openapi_v3_root(registry: Registry) -> Doc:
-    paths: dict[str, Doc] = {}
-    for group, versions in registry.groups().items():
-        for v in versions:
-            key = f"apis/{group}/{v}" if group else f"api/{v}"
-            h = hashlib.sha256(f"{key}:{registry.generation}".encode()).hexdigest()[:16].upper()
-            paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={h}"}
-    return {"paths": paths}
-
-
-def openapi_v3_group(registry: Registry, group: str, version: str) -> Doc | None:
-    kinds = [k for k in registry if k.group == group and k.version == version]
-    if not kinds:
-        return None
-    prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
-    paths: dict[str, Doc] = {}
-    for k in kinds:
-        ns = "/namespaces/{namespace}" if k.namespaced else ""
-        params = [
-            {"name": p, "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
-            for p in ("dryRun", "fieldManager", "fieldValidation", "force")
-        ]
-        paths[f"{prefix}{ns}/{k.plural}/{{name}}"] = {
-            "patch": {
-                "operationId": f"patch{k.kind}",
-                "parameters": params,
-                "x-kubernetes-action": "patch",
-                "x-kubernetes-group-version-kind": {"group": k.group, "version": k.version, "kind": k.kind},
-            }
-        }
-    return {
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.32.0"},
-        "paths": paths,
-        "components": {"schemas": {}},
     }

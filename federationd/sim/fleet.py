@@ -29,9 +29,9 @@ import yaml
 from aiohttp import web
 
 from events.types import ClusterName
+from federationd.sim import versions
 from federationd.sim.behaviours import Behaviours
 from federationd.sim.faults import Faults
-from federationd.sim.kinds import Registry
 from federationd.sim.server import ApiServer, RequestCounters
 from federationd.sim.store import Store
 from federationd.sim.tlscert import ServingCert
@@ -49,6 +49,8 @@ class ClusterSpec:
     #: "ip" (GCP-like) or "hostname" (AWS-like) load-balancer addresses
     lb: str = "ip"
     nodes: int = 3
+    #: the Kubernetes release it is (``1.14``): /version, discovery, served versions, schemas
+    kubernetes_version: str = versions.DEFAULT_VERSION
 
 
 def _default_region(name: str, index: int) -> str:
@@ -284,7 +286,8 @@ class Fleet:
             for i, spec in enumerate(self.specs):
                 region = spec.region or _default_region(spec.name, i)
                 zones = spec.zones or (f"{region}-a", f"{region}-b")
-                store = Store(Registry.with_builtins(), history=self.history)
+                release = versions.parse(spec.kubernetes_version)
+                store = Store(versions.registry_for(release.name), history=self.history)
                 token, viewer = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
                 c = Cluster(
                     name=ClusterName(spec.name),
@@ -297,6 +300,7 @@ class Fleet:
                     behaviours=Behaviours(
                         store, index=i, region=region, zones=tuple(zones), lb=spec.lb,
                         lb_delay=self.lb_delay, ready_delay=self.ready_delay, nodes=spec.nodes,
+                        kubelet_version=release.git_version,
                     ),
                     token=token,
                     viewer_token=viewer,
@@ -315,6 +319,7 @@ class Fleet:
                 c.server = ApiServer(
                     name=spec.name, store=store, tokens={token: "admin", viewer: "viewer"},
                     faults=c.faults, bookmark_interval=self.bookmark_interval,
+                    kubernetes_version=release.git_version,
                 )
                 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
                 cert.configure(ctx)

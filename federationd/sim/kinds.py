@@ -223,6 +223,9 @@ def kinds_from_crd(crd: dict[str, Any]) -> list[Kind]:
             continue
         subresources = v.get("subresources") or spec.get("subresources") or {}
         schema = ((v.get("schema") or spec.get("validation") or {}).get("openAPIV3Schema"))
+        if schema is not None and spec.get("preserveUnknownFields") is True:
+            # a v1beta1 CRD's default: validated, never pruned
+            schema = _preserving(schema)
         columns = v.get("additionalPrinterColumns") or spec.get("additionalPrinterColumns") or []
         out.append(
             Kind(
@@ -246,12 +249,28 @@ def kinds_from_crd(crd: dict[str, Any]) -> list[Kind]:
     return out
 
 
+def _preserving(schema: Any) -> Any:
+    """``schema`` with every object keeping the fields it does not declare."""
+    if isinstance(schema, list):
+        return [_preserving(x) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: (v if k in ("enum", "default", "example", "required") else _preserving(v)) for k, v in schema.items()}
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {k: _preserving(v) for k, v in schema["properties"].items()}
+    if schema.get("type") == "object" or "properties" in schema:
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    return out
+
+
 @dataclass(slots=True)
 class Registry:
     """Kinds of one cluster, indexed for routing and for discovery."""
 
     _by_path: dict[tuple[str, str, str], Kind] = field(default_factory=dict)
     _by_kind: dict[tuple[str, str], Kind] = field(default_factory=dict)
+    #: storage forms the cluster's release does not serve (see federationd.sim.versions)
+    _storage_only: dict[tuple[str, str], Kind] = field(default_factory=dict)
     #: bumps on every change; discovery caches key on it
     generation: int = 0
 
@@ -266,6 +285,10 @@ class Registry:
         self._by_path[(kind.group, kind.version, kind.plural)] = kind
         self._by_kind[(kind.api_version, kind.kind)] = kind
         self.generation += 1
+
+    def add_storage_only(self, kind: Kind) -> None:
+        """A kind the store and behaviours use but clients cannot reach (not served)."""
+        self._storage_only[(kind.api_version, kind.kind)] = kind
 
     def remove_crd(self, crd_name: str) -> list[Kind]:
         gone = [k for k in self._by_path.values() if k.custom and k.crd_name == crd_name]
@@ -285,13 +308,20 @@ class Registry:
         return self._by_path.get((group, version, plural))
 
     def by_kind(self, api_version: str, kind: str) -> Kind | None:
-        return self._by_kind.get((api_version, kind))
+        return self._by_kind.get((api_version, kind)) or self._storage_only.get((api_version, kind))
 
     def any_version(self, group: str, plural: str) -> Kind | None:
+        """The kind objects of (group, plural) are stored as (the storage form first)."""
+        found = None
         for k in self._by_path.values():
             if k.group == group and k.plural == plural:
+                if k.storage is None:
+                    return k
+                found = found or k
+        for k in self._storage_only.values():
+            if k.group == group and k.plural == plural and k.storage is None:
                 return k
-        return None
+        return found
 
     def __iter__(self) -> Iterator[Kind]:
         return iter(list(self._by_path.values()))

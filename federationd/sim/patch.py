@@ -31,11 +31,12 @@ import copy
 import functools
 import json
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any, Final, Literal
 
 import jsonpatch
 import jsonpointer
+
+from federationd.sim import versions
 
 __all__ = [
     "KUBERNETES_VERSION",
@@ -49,9 +50,10 @@ __all__ = [
     "supports_strategic",
 ]
 
-#: The Kubernetes minor version whose upstream definitions the emulator speaks.
-#: It matches the kubectl on the machine image (v1.32).
-KUBERNETES_VERSION: Final = "1.32"
+#: The Kubernetes minor version whose upstream definitions the emulator speaks unless a
+#: cluster is another release (:mod:`federationd.sim.versions`). It matches the kubectl
+#: on the machine image (v1.32).
+KUBERNETES_VERSION: Final = versions.DEFAULT_VERSION
 
 ListType = Literal["atomic", "set", "map"]
 
@@ -71,22 +73,8 @@ class MalformedPatch(PatchError):
 # --------------------------------------------------------------------------- schema
 
 
-def _definitions() -> dict[str, Any]:
-    return _load_definitions(KUBERNETES_VERSION)
-
-
-@functools.cache
-def _load_definitions(version: str) -> dict[str, Any]:
-    # The "-strict" flavour differs from the plain one only by additionalProperties:
-    # false on every struct, which is exactly the information needed to tell an
-    # unknown field from a map key.
-    ref = resources.files("kubernetes_validate").joinpath(
-        f"kubernetes-json-schema/v{version}.0-local-strict/_definitions.json"
-    )
-    with resources.as_file(ref) as path, open(path, encoding="utf-8") as f:
-        raw = json.load(f)
-    defs: dict[str, Any] = raw["$defs"]
-    return defs
+def _definitions(release: str = KUBERNETES_VERSION) -> dict[str, Any]:
+    return versions.definitions(release)
 
 
 _SCALAR_TYPES: Final = frozenset({"string", "integer", "number", "boolean"})
@@ -268,23 +256,13 @@ def _split_api_version(api_version: str) -> tuple[str, str]:
 
 
 @functools.cache
-def _gvk_index(version: str) -> dict[tuple[str, str, str], str]:
-    index: dict[tuple[str, str, str], str] = {}
-    for name, definition in _load_definitions(version).items():
-        for gvk in definition.get("x-kubernetes-group-version-kind", ()):
-            index[(gvk["group"], gvk["version"], gvk["kind"])] = name
-    return index
-
-
-@functools.cache
-def builtin_schema(api_version: str, kind: str) -> Schema | None:
-    """The upstream schema of a built-in kind, or None for anything else (CRs)."""
+def builtin_schema(api_version: str, kind: str, release: str = KUBERNETES_VERSION) -> Schema | None:
+    """The upstream schema of a built-in kind in a release (``1.14``), or None (CRs)."""
     group, version = _split_api_version(api_version)
-    name = _gvk_index(KUBERNETES_VERSION).get((group, version, kind))
+    name = versions.gvk_index(release).get((group, version, kind))
     if name is None:
         return None
-    defs = _definitions()
-    return Schema({"$ref": "#/$defs/" + name}, defs=defs)
+    return Schema({"$ref": "#/$defs/" + name}, defs=_definitions(release))
 
 
 def supports_strategic(api_version: str, kind: str) -> bool:

@@ -32,11 +32,13 @@ from federationd.sim import (
     defaults,
     discovery,
     errors,
+    openapi,
     patch,
     protobuf,
     ssa,
     tables,
     validate,
+    versions,
 )
 from federationd.sim.kinds import CRDError, Kind, Registry, crd_errors, kinds_from_crd
 from federationd.sim.selectors import object_filter
@@ -49,8 +51,6 @@ log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
-
-KUBERNETES_VERSION = "v1.32.0"
 
 MUTATING = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
@@ -125,8 +125,12 @@ class ApiServer:
         faults: Faults | None = None,
         bookmark_interval: float = 5.0,
         watch_timeout_max: float = 1800.0,
+        kubernetes_version: str = versions.DEFAULT_VERSION,
     ) -> None:
         self.name = name
+        #: the release this cluster is: /version, and the schemas built-ins are checked with
+        self.kube_version = versions.parse(kubernetes_version)
+        self.openapi = openapi.Documents(store.registry, self.kube_version)
         self.store = store
         self.registry: Registry = store.registry
         #: token -> role: "admin" may do anything, "viewer" only read
@@ -337,7 +341,7 @@ class ApiServer:
         accept = request.headers.get("Accept", "")
         p = path.rstrip("/") or "/"
         if p == "/version":
-            return _json(discovery.version_info(KUBERNETES_VERSION))
+            return _json(discovery.version_info(self.kube_version.git_version))
         if p in ("/healthz", "/readyz", "/livez"):
             return web.Response(text="ok", content_type="text/plain")
         if p in ("/api", "/apis"):
@@ -345,7 +349,8 @@ class ApiServer:
                 (discovery.AGGREGATED_V2, "apidiscovery.k8s.io/v2"),
                 (discovery.AGGREGATED_V2BETA1, "apidiscovery.k8s.io/v2beta1"),
             ):
-                if _accepts(accept, av.split("/")[1]):
+                served = versions.aggregated_discovery(self.kube_version.name)
+                if av.split("/")[1] in served and _accepts(accept, av.split("/")[1]):
                     agg = discovery.aggregated(self.registry, legacy=p == "/api", api_version=av)
                     return web.Response(body=_encode(agg), headers={"Content-Type": ctype})
             return _json(discovery.api_versions() if p == "/api" else discovery.api_group_list(self.registry))
@@ -363,19 +368,10 @@ class ApiServer:
             doc = discovery.resource_list(self.registry, parts[1], parts[2])
             if doc is not None:
                 return _json(doc)
-        if parts[0] == "openapi" and len(parts) >= 2 and parts[1] == "v3":
-            if len(parts) == 2:
-                return _json(discovery.openapi_v3_root(self.registry))
-            rest = parts[2:]
-            gv: tuple[str, str] | None = None
-            if rest[0] == "api" and len(rest) == 2:
-                gv = ("", rest[1])
-            elif rest[0] == "apis" and len(rest) == 3:
-                gv = (rest[1], rest[2])
-            if gv is not None:
-                doc = discovery.openapi_v3_group(self.registry, *gv)
-                if doc is not None:
-                    return _json(doc)
+        if parts[0] == "openapi":
+            body = self.openapi.serve(parts[1:], accept=accept)
+            if body is not None:
+                return web.Response(body=body, headers={"Content-Type": self.openapi.content_type(parts[1:], accept)})
         raise errors.NotFound("the server could not find the requested resource")
 
     # ------------------------------------------------------------------ reads
@@ -674,6 +670,8 @@ class ApiServer:
         """
         k = t.kind
         mode = request.query.get("fieldValidation", "") or "Warn"
+        if not versions.validates_fields(self.kube_version.name):
+            mode = "Ignore"  # releases before it drop unknown fields without a word
         if mode not in ("Strict", "Warn", "Ignore"):
             raise errors.BadRequest(f"fieldValidation must be one of Ignore, Warn, Strict, got {mode}")
         name = str((obj.get("metadata") or {}).get("name") or "")
@@ -689,14 +687,15 @@ class ApiServer:
                 obj.update(pruned)
                 field_errors.extend(validate.validate_custom(obj, schema=k.schema))
         else:
-            errs, _ = validate.validate_builtin(obj, field_validation="Strict")
+            release = self.kube_version.name
+            errs, _ = validate.validate_builtin(obj, field_validation="Strict", release=release)
             decoding = [e for e in errs if e.decoding]
             if decoding:
                 raise errors.BadRequest(validate.decoding_message(k.kind, k.version, decoding[0].decoding))
             unknown = [e.path for e in errs if e.reason == validate.UNKNOWN]
             field_errors.extend(e for e in errs if e.reason != validate.UNKNOWN)
             if unknown:
-                pruned = validate.prune_builtin(obj)
+                pruned = validate.prune_builtin(obj, release=release)
                 obj.clear()
                 obj.update(pruned)
         if unknown and mode == "Strict":
@@ -706,7 +705,8 @@ class ApiServer:
         if unknown and mode == "Warn":
             warnings.extend(f'unknown field "{p}"' for p in unknown)
         if k.group == "apiextensions.k8s.io" and k.kind == "CustomResourceDefinition":
-            field_errors.extend(validate.FieldError(f, r, m) for f, r, m in crd_errors(obj))
+            v1 = convert.crd_v1(obj) if k.version == "v1beta1" else obj
+            field_errors.extend(validate.FieldError(f, r, m) for f, r, m in crd_errors(v1))
         if name:
             field_errors[:0] = validate.name_errors(name, kind=k.kind)
         if field_errors:
@@ -737,6 +737,10 @@ class ApiServer:
     def _set_managed(
         self, request: web.Request, old: Obj | None, new: Obj, t: Target, *, operation: str = "Update"
     ) -> None:
+        if not versions.server_side_apply(self.kube_version.name):
+            # releases before server-side apply record no managedFields
+            new.get("metadata", {}).pop("managedFields", None)
+            return
         now = rfc3339(self.store.clock())
         mf = ssa.update_managed_fields(
             old, new, manager=self._manager(request), operation=operation,
@@ -765,7 +769,7 @@ class ApiServer:
             return obj, k
         stored = self.registry.any_version(*k.storage)
         assert stored is not None
-        return convert.to_storage(k, obj), stored
+        return convert.to_storage(k, obj, storage_api_version=stored.api_version), stored
 
     def _current(self, t: Target) -> Obj:
         k = t.kind
@@ -801,11 +805,12 @@ class ApiServer:
         k = t.kind
         ctype = request.content_type
         dry = _dry_run(request)
-        if ctype == APPLY_PATCH:
+        if ctype == APPLY_PATCH and versions.server_side_apply(self.kube_version.name):
             return self._apply(request, t, body)
         if ctype not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH):
+            types = _patch_types(k, apply=versions.server_side_apply(self.kube_version.name))
             raise errors.UnsupportedMediaType(
-                f"the body of the request was in an unknown format - accepted media types include: {', '.join(_patch_types(k))}"
+                f"the body of the request was in an unknown format - accepted media types include: {', '.join(types)}"
             )
         if ctype == STRATEGIC_PATCH and k.custom:
             raise errors.UnsupportedMediaType(
@@ -829,7 +834,9 @@ class ApiServer:
             else:
                 if not isinstance(doc, dict):
                     raise errors.BadRequest("json: cannot unmarshal array into Go value of type map[string]interface {}")
-                new = patch.strategic_merge_patch(current, doc, api_version=k.api_version, kind=k.kind)
+                new = patch.strategic_merge_patch(
+                    current, doc, api_version=k.api_version, kind=k.kind,
+                    schema=patch.builtin_schema(k.api_version, k.kind, self.kube_version.name))
         except patch.PatchError as e:
             raise errors.Invalid(str(e), name=t.name, group=k.group, kind=k.kind) from None
         if not isinstance(new, dict):
@@ -1122,8 +1129,8 @@ def _dry_run(request: web.Request) -> bool:
     return bool(vals)
 
 
-def _patch_types(k: Kind) -> list[str]:
-    types = [JSON_PATCH, MERGE_PATCH, APPLY_PATCH]
+def _patch_types(k: Kind, *, apply: bool = True) -> list[str]:
+    types = [JSON_PATCH, MERGE_PATCH, *([APPLY_PATCH] if apply else [])]
     if not k.custom:
         types.insert(2, STRATEGIC_PATCH)
     return types

@@ -3,10 +3,11 @@
 Real clients judge the emulator by its refusals as much as by its answers, so this
 module reproduces what the API server says, word for word where it matters:
 
-* built-in kinds are checked against the upstream definitions of
-  :data:`federationd.sim.patch.KUBERNETES_VERSION` shipped by ``kubernetes-validate``
-  (the same definitions strategic merge patch and server-side apply read, through the
-  one :class:`~federationd.sim.patch.Schema` view). The real server decodes built-ins
+* built-in kinds are checked against the upstream definitions of the cluster's
+  Kubernetes release (:mod:`federationd.sim.versions`; by default
+  :data:`federationd.sim.patch.KUBERNETES_VERSION`), the same definitions strategic
+  merge patch and server-side apply read through the one
+  :class:`~federationd.sim.patch.Schema` view. The real server decodes built-ins
   into Go structs, so an unknown field is dropped (``fieldValidation=Ignore``),
   reported as a warning (``Warn``) or refused as a strict decoding error (``Strict``),
   and a mistyped field is a decoding error — :class:`FieldError` carries both the
@@ -255,15 +256,16 @@ class _BuiltinWalk:
 
 
 def validate_builtin(
-    obj: Mapping[str, Any], *, field_validation: str = "Strict"
+    obj: Mapping[str, Any], *, field_validation: str = "Strict", release: str = KUBERNETES_VERSION
 ) -> tuple[list[FieldError], list[str]]:
     """Check a built-in object against its upstream schema: ``(errors, warnings)``.
 
     Unknown fields are errors (``FieldValueUnknown``) under ``Strict``, warning
     texts (``unknown field "spec.foo"``) under ``Warn`` and nothing under ``Ignore``;
     :func:`prune_builtin` drops them. A kind without an upstream schema passes.
+    ``release`` (``1.14``) picks the Kubernetes release whose schemas apply.
     """
-    schema = builtin_schema(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+    schema = builtin_schema(str(obj.get("apiVersion", "")), str(obj.get("kind", "")), release)
     if schema is None:
         return [], []
     walk = _BuiltinWalk()
@@ -351,13 +353,13 @@ def _check_builtin(
         walk.errors.append(FieldError.not_supported(path, value, enum))
 
 
-def prune_builtin(obj: Mapping[str, Any]) -> dict[str, Any]:
+def prune_builtin(obj: Mapping[str, Any], *, release: str = KUBERNETES_VERSION) -> dict[str, Any]:
     """``obj`` without the fields its upstream schema does not know.
 
     The real server decodes built-ins into Go structs, which silently loses unknown
     fields whatever ``fieldValidation`` says.
     """
-    schema = builtin_schema(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+    schema = builtin_schema(str(obj.get("apiVersion", "")), str(obj.get("kind", "")), release)
     if schema is None:
         return copy.deepcopy(dict(obj))
     result: dict[str, Any] = _prune_value(obj, schema, builtin=True, root=True)

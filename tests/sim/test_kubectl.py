@@ -23,6 +23,7 @@ from tests.sim.crds import remoteistio, remoteistio_crd
 
 KUBECTL = "/usr/bin/kubectl"
 KUBECTL_VERSION = "v1.32.4"
+ISTIO_CRD = Path(__file__).resolve().parents[2] / "deploy" / "crds" / "istio.banzaicloud.io_istios.yaml"
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
@@ -240,3 +241,91 @@ async def test_auth_can_i_follows_the_token(kubectl: Kubectl, fleet: Fleet, tmp_
     async with asyncio.timeout(30):
         out_b, _ = await proc.communicate()
     assert proc.returncode == 1 and out_b.decode().strip() == "no"
+
+
+async def test_generators_of_every_builtin_kind_send_protobuf(kubectl: Kubectl, fleet: Fleet) -> None:
+    c = fleet["remote-us"]
+    ns = unique("pb")
+    await kubectl.run("remote-us", "create", "namespace", ns)
+    commands = [
+        (["create", "deployment", "web", "--image=nginx:1.27", "--replicas=0", "--port=80"], "deployment.apps/web created"),
+        (["create", "service", "clusterip", "web", "--tcp=80:8080"], "service/web created"),
+        (["create", "role", "reader", "--verb=get,list", "--resource=pods,deployments.apps"],
+         "role.rbac.authorization.k8s.io/reader created"),
+        (["create", "rolebinding", "reader", "--role=reader", "--user=alice", f"--serviceaccount={ns}:default"],
+         "rolebinding.rbac.authorization.k8s.io/reader created"),
+        (["create", "pdb", "web", "--selector=app=web", "--min-available=50%"], "poddisruptionbudget.policy/web created"),
+    ]
+    for argv, expected in commands:
+        _, out, _ = await kubectl.run("remote-us", *argv, "-n", ns)
+        assert out.strip() == expected
+    cr = unique("cr")
+    _, out, _ = await kubectl.run("remote-us", "create", "clusterrole", cr, "--verb=get", "--resource=nodes")
+    assert out.strip() == f"clusterrole.rbac.authorization.k8s.io/{cr} created"
+    # every one of them went over the wire as protobuf, and is stored as the JSON object
+    dep = c.store.get("apps/v1", "Deployment", "web", ns)
+    assert dep is not None and dep["spec"]["replicas"] == 0  # a pointer's zero survives
+    assert dep["spec"]["template"]["spec"]["containers"][0]["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+    svc = c.store.get("v1", "Service", "web", ns)
+    assert svc is not None and svc["spec"]["ports"][0]["targetPort"] == 8080  # IntOrString as a number
+    pdb = c.store.get("policy/v1", "PodDisruptionBudget", "web", ns)
+    assert pdb is not None and pdb["spec"]["minAvailable"] == "50%"  # ... and as a string
+    role = c.store.get("rbac.authorization.k8s.io/v1", "Role", "reader", ns)
+    assert role is not None and role["rules"][1] == {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}
+    rb = c.store.get("rbac.authorization.k8s.io/v1", "RoleBinding", "reader", ns)
+    assert rb is not None and [s["kind"] for s in rb["subjects"]] == ["User", "ServiceAccount"]
+    assert c.store.get("rbac.authorization.k8s.io/v1", "ClusterRole", cr) is not None
+
+
+async def test_explain_builtins_and_a_crd(kubectl: Kubectl, fleet: Fleet) -> None:
+    _, out, _ = await kubectl.run("remote-eu", "explain", "deployment.spec.template")
+    assert "FIELD: template <PodTemplateSpec>" in out
+    assert "Template describes the pods that will be created." in out
+    assert "spec\t<PodSpec>" in out
+    # the v2 document, which kubectl reads in client-go's protobuf form
+    _, out, _ = await kubectl.run("remote-eu", "explain", "--output", "plaintext-openapiv2", "service.spec.ports")
+    assert "VERSION:  v1" in out and "targetPort\t<string>" in out
+    await kubectl.run("remote-eu", "apply", "-f", str(ISTIO_CRD))
+    await kubectl.run("remote-eu", "wait", "--for=condition=Established", "crd/istios.istio.banzaicloud.io", "--timeout=10s")
+    _, out, _ = await kubectl.run("remote-eu", "explain", "istios.spec")
+    assert "GROUP:      istio.banzaicloud.io" in out and "KIND:       Istio" in out
+    assert "version\t<string>" in out and "mtls\t<boolean>" in out
+    _, out, _ = await kubectl.run("remote-eu", "explain", "istios.metadata.labels")
+    assert "map[string]string" in out
+
+
+async def test_tables_have_the_upstream_columns(kubectl: Kubectl, fleet: Fleet) -> None:
+    c = fleet["master"]
+    ns = unique("tab")
+    c.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    c.store.create({
+        "apiVersion": "v1", "kind": "Event", "metadata": {"name": "web.1", "namespace": ns},
+        "involvedObject": {"kind": "Deployment", "name": "web", "namespace": ns},
+        "reason": "ScalingReplicaSet", "message": "Scaled up replica set web-1 to 1 ", "type": "Normal",
+        "source": {"component": "deployment-controller"}, "count": 2,
+        "firstTimestamp": "2025-01-01T00:00:00Z", "lastTimestamp": "2025-01-01T00:00:00Z",
+    })
+    _, out, _ = await kubectl.run("master", "get", "events", "-n", ns)
+    head, row = out.splitlines()
+    assert head.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert row.split()[1:] == ["Normal", "ScalingReplicaSet", "deployment/web", "Scaled", "up", "replica", "set", "web-1", "to", "1"]
+    _, out, _ = await kubectl.run("master", "get", "events", "-n", ns, "-o", "wide")
+    assert out.splitlines()[0].split()[-4:] == ["FIRST", "SEEN", "COUNT", "NAME"]
+    assert "deployment-controller" in out and out.splitlines()[1].split()[-2:] == ["2", "web.1"]
+    _, out, _ = await kubectl.run("master", "get", "nodes")
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert lines[1].split()[1] == "Ready" and lines[1].split()[-1] == "v1.32.0"
+    c.store.create({
+        "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "web", "namespace": ns},
+        "subsets": [{"addresses": [{"ip": f"10.1.0.{i}"} for i in range(1, 6)], "ports": [{"port": 8080}]}],
+    })
+    _, out, _ = await kubectl.run("master", "get", "endpoints", "web", "-n", ns)
+    head, row = out.splitlines()
+    assert head.split() == ["NAME", "ENDPOINTS", "AGE"]
+    assert row.split()[1:5] == ["10.1.0.1:8080,10.1.0.2:8080,10.1.0.3:8080", "+", "2", "more..."]
+    cr = unique("cr")
+    c.store.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": cr}})
+    _, out, _ = await kubectl.run("master", "get", "clusterrole", cr)
+    head, row = out.splitlines()
+    assert head.split() == ["NAME", "CREATED", "AT"] and row.split()[1].endswith("Z")
