@@ -127,6 +127,22 @@ BUILTINS: tuple[Kind, ...] = (
     _k("apps", "v1", "DaemonSet", "daemonsets", True, "ds", status=True, categories=_ALL),
     _k("apps", "v1", "StatefulSet", "statefulsets", True, "sts", status=True, scale=True, categories=_ALL),
     _k("apps", "v1", "ReplicaSet", "replicasets", True, "rs", status=True, scale=True, categories=_ALL),
+    # workloads, storage, networking, certificates: what `kubectl get all` and
+    # `kubectl apply --prune` (its default allowlist) expect every cluster to serve
+    _k("", "v1", "ReplicationController", "replicationcontrollers", True, "rc", status=True, scale=True, categories=_ALL),
+    _k("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, "pvc", status=True),
+    _k("", "v1", "PersistentVolume", "persistentvolumes", False, "pv", status=True),
+    _k("batch", "v1", "Job", "jobs", True, status=True, categories=_ALL),
+    _k("batch", "v1", "CronJob", "cronjobs", True, "cj", status=True, categories=_ALL),
+    _k("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
+    _k("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, "netpol"),
+    _k("networking.k8s.io", "v1", "Ingress", "ingresses", True, "ing", status=True),
+    _k("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False),
+    _k("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, "sc"),
+    _k("storage.k8s.io", "v1", "CSIDriver", "csidrivers", False),
+    _k("storage.k8s.io", "v1", "CSINode", "csinodes", False),
+    _k("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", False, status=True),
+    _k("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", False, "csr", status=True),
     _k("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
     _k("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
     _k("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
@@ -175,6 +191,18 @@ BUILTINS: tuple[Kind, ...] = (
         "hpa",
         status=True,
         categories=_ALL,
+    ),
+    # served too, stored as autoscaling/v2 (the real server's storage version)
+    Kind(
+        group="autoscaling",
+        version="v1",
+        kind="HorizontalPodAutoscaler",
+        plural="horizontalpodautoscalers",
+        namespaced=True,
+        short_names=("hpa",),
+        categories=_ALL,
+        status=True,
+        storage=("autoscaling", "horizontalpodautoscalers"),
     ),
 )
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from federationd.api.v1beta1 import DEFAULT_VERSION, image_tag_for
-from federationd.render.objects import COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from federationd.render.objects import COMPONENT_LABEL
 from federationd.sim.server import MUTATING
 from tests.daemon.conftest import kubectl
 from tests.daemon.test_e2e import SEED_000
@@ -65,8 +65,6 @@ def _deployment(mesh: Mesh, name: str) -> Obj | None:
 
 async def test_seed_000_installs_the_full_control_plane(mesh: Mesh) -> None:
     b = mesh.master.behaviours
-    # workloads get Pods, so `kubectl get pods` shows what the seed shows
-    b.run_pods_matching(b.selector_matches(f"{MANAGED_BY_LABEL}={MANAGED_BY}"))
     # galley never passes its readiness probe until released
     b.hold_ready(NAMESPACE, "istio-galley")
     with StatusLog(mesh.master, NAME) as log:
