@@ -97,7 +97,7 @@ async def test_seed_000_installs_the_full_control_plane(mesh: Mesh) -> None:
 
     await wait_for(lambda: _pod_count(pods, len(SEED_PODS)), timeout=20, what="one pod per workload")
     rows = await pods()
-    assert {r[0].rsplit("-", 1)[0]: r[1] for r in rows} == SEED_PODS, rows
+    assert {r[0].rsplit("-", 2)[0]: r[1] for r in rows} == SEED_PODS, rows
     assert all(r[2] == "Running" for r in rows), rows
     for name in SEED_PODS:
         d = _deployment(mesh, name)
