@@ -98,6 +98,7 @@ class Change:
 
 
 ChangeList = list[Change]
+DependentList = list[tuple[ResourceKey, Obj]]
 #: where an object lives: (resource, namespace, name)
 ObjKey = tuple[ResourceKey, str, str]
 
@@ -267,7 +268,7 @@ class Store:
             keys = sorted(k for k in bucket if k[0] == namespace)
         return [bucket[k] for k in keys], rv
 
-    def dependents(self, uid: str) -> list[tuple[ResourceKey, Obj]]:
+    def dependents(self, uid: str) -> DependentList:
         """Objects whose ownerReferences name ``uid`` (the garbage collector's index),
         sorted by name."""
         out = [(key[0], o) for key in self._dependents.get(uid, ()) if (o := self.raw(*key)) is not None]

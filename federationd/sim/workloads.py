@@ -712,7 +712,7 @@ class Controllers:
             if not (_cond(p, "PodScheduled") or {}).get("status") == "False":
                 self.schedule(("bind", ns, name), 0.0, lambda: self._bind(ns, name))
         elif phase == "Pending":
-            self.schedule(("start", ns, name), self.ready_delay, lambda: self._start(ns, name))
+            self.schedule(("start", ns, name), self.ready_delay, lambda: self._run(ns, name))
         elif phase == "Running" and self._completes(p):
             self.schedule(("finish", ns, name), self.ready_delay, lambda: self._finish(ns, name))
         elif phase == "Running" and not pod_ready(p) and not self._is_held(p):
@@ -803,6 +803,9 @@ class Controllers:
             if owner is not None:
                 return str(owner.get("name"))
         return str(ref.get("name"))
+
+    def _run(self, ns: str, name: str) -> None:
+        self._start(ns, name)
 
     def _start(self, ns: str, name: str, *, new_ip: bool = False) -> Obj | None:
         p = self.store.raw(PODS, ns, name)
@@ -1142,7 +1145,7 @@ def _qos(spec: Obj) -> str:
     if not any(r.get("requests") or r.get("limits") for r in reqs):
         return "BestEffort"
     guaranteed = all(
-        set((r.get("limits") or {})) >= {"cpu", "memory"}
+        set(r.get("limits") or {}) >= {"cpu", "memory"}
         and all(str((r.get("requests") or {}).get(k, (r.get("limits") or {})[k])) == str((r.get("limits") or {})[k])
                 for k in ("cpu", "memory"))
         for r in reqs)

@@ -256,7 +256,7 @@ async def test_apply_prune_and_diff(kubectl: Kubectl, fleet: Fleet) -> None:
     assert rc == 1 and "+  k: new" in out, out
     f = kubectl.write("prune", cm("a"), dep)
     _, out, _ = await kubectl.run("remote-us", "apply", "-f", f, "--prune", "-l", f"set={ns}")
-    assert f"configmap/b pruned" in out and "configmap/a unchanged" in out, out
+    assert "configmap/b pruned" in out and "configmap/a unchanged" in out, out
     assert fleet["remote-us"].store.get("v1", "ConfigMap", "b", ns) is None
 
 
