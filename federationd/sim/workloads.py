@@ -69,6 +69,10 @@ _OWNER_KINDS: dict[str, Resource] = {
     "ReplicationController": RCS,
 }
 WORKLOADS = frozenset(_OWNER_KINDS.values())
+#: namespace defaults, recreated when deleted
+_DEFAULTS = frozenset({("", "serviceaccounts"), ("", "configmaps")})
+#: the resources whose changes some controller here reacts to
+_WATCHED = WORKLOADS | _DEFAULTS | {PODS, SERVICES, NODES, ("", "namespaces")}
 
 REVISION = "deployment.kubernetes.io/revision"
 _ALNUM = "bcdfghjklmnpqrstvwxz2456789"
@@ -261,6 +265,8 @@ class Controllers:
 
     def on_change(self, ch: Change) -> None:
         res = ch.resource
+        if res not in _WATCHED or (res in _DEFAULTS and ch.type != "DELETED"):
+            return  # most writes (ConfigMaps, Secrets, CRs) concern no controller here
         if res in (SERVICES, PODS) and self.endpoints_enabled:
             ns = ch.namespace
             self.schedule(("endpoints", ns), 0.0, lambda: self.sync_endpoints(ns))
