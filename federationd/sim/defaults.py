@@ -165,7 +165,10 @@ def on_create(group: str, kind: str, obj: Obj, *, now: str) -> None:
     if not isinstance(spec, dict):
         return
     meta = obj.get("metadata") or {}
-    if group == "" and kind == "Pod":
+    if group == "" and kind in ("PersistentVolumeClaim", "PersistentVolume"):
+        # no provisioner binds them: a claim waits, a volume is free
+        obj["status"] = {"phase": "Pending" if kind == "PersistentVolumeClaim" else "Available"}
+    elif group == "" and kind == "Pod":
         tolerations = spec.setdefault("tolerations", [])
         if isinstance(tolerations, list):
             have = {(t.get("key"), t.get("effect")) for t in tolerations if isinstance(t, dict)}
@@ -181,8 +184,9 @@ def on_create(group: str, kind: str, obj: Obj, *, now: str) -> None:
     elif group == "batch" and kind == "Job":
         uid = str(meta.get("uid", ""))
         name = str(meta.get("name", ""))
+        if spec.get("completions") is None and spec.get("parallelism") is None:
+            spec["completions"] = 1  # both unset: one Pod to completion (else a work queue)
         spec.setdefault("parallelism", 1)
-        spec.setdefault("completions", 1 if spec.get("parallelism") is not None else None)
         spec.setdefault("backoffLimit", 6)
         spec.setdefault("completionMode", "NonIndexed")
         spec.setdefault("suspend", False)
