@@ -107,13 +107,35 @@ def decoding_error(group: str, kind: str, obj: Obj) -> str:
     return ""
 
 
+def _go_map(labels: dict[str, Any]) -> str:
+    """A label map as Go's ``%#v`` prints it in messages."""
+    inner = ", ".join(f'"{k}":"{v}"' for k, v in sorted(labels.items()))
+    return f"map[string]string{{{inner}}}"
+
+
+def _selector_errors(group: str, kind: str, obj: Obj) -> list[FieldError]:
+    if (group, kind) not in (("apps", "Deployment"), ("apps", "ReplicaSet"), ("apps", "DaemonSet"), ("apps", "StatefulSet")):
+        return []
+    spec = obj.get("spec") or {}
+    selector = spec.get("selector")
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    if not isinstance(selector, dict) or not isinstance(labels, dict):
+        return []
+    match = selector.get("matchLabels") or {}
+    if not isinstance(match, dict) or all(labels.get(k) == v for k, v in match.items()):
+        return []
+    return [FieldError("spec.template.metadata.labels", "FieldValueInvalid",
+                       f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`")]
+
+
 def field_errors(group: str, kind: str, obj: Obj) -> list[FieldError]:
-    """Validation of the pod spec a kind carries: container names and images."""
+    """Validation of the pod spec a kind carries: container names and images, and a
+    workload's selector against its template's labels."""
     found = _pod_spec(group, kind, obj)
     if found is None:
         return []
     prefix, spec = found
-    out: list[FieldError] = []
+    out: list[FieldError] = _selector_errors(group, kind, obj)
     seen: set[str] = set()
     for key in ("initContainers", "containers"):
         containers = spec.get(key)

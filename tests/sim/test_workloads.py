@@ -281,6 +281,12 @@ async def test_bad_containers_and_quantities_are_refused(raw: Raw) -> None:
     assert body["message"].startswith(f'Deployment.apps "{name}" is invalid: [spec.template.spec.containers[0].name: '
                                       'Invalid value: "nginx:1.27": a lowercase RFC 1123 label must consist of')
     d = _deploy(name)
+    d["spec"]["template"]["metadata"]["labels"] = {"app": "other", "tier": "web"}
+    code, body, _ = await raw.request("POST", DEP, body=d)
+    assert code == 422 and body["message"] == (
+        f'Deployment.apps "{name}" is invalid: spec.template.metadata.labels: Invalid value: '
+        'map[string]string{"app":"other", "tier":"web"}: `selector` does not match template `labels`')
+    d = _deploy(name)
     d["spec"]["template"]["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "lots"}}
     code, body, _ = await raw.request("POST", DEP, body=d)
     assert code == 400 and body["reason"] == "BadRequest"
