@@ -295,8 +295,13 @@ async def test_discovery_serves_the_kinds_prune_and_get_all_need(kubectl: Kubect
         assert resource in rows and short in rows[resource].split(), resource
     for resource in ("jobs", "endpointslices", "ingressclasses"):
         assert resource in rows, resource
-    _, out, _ = await kubectl.run("master", "get", "all", "-n", "kube-system")
-    assert "No resources found" not in out or out == ""
+    name = unique("all")
+    await kubectl.run("master", "apply", "-f", kubectl.write(name, _deployment(name, replicas=1)))
+    await kubectl.run("master", "rollout", "status", f"deployment/{name}", "--timeout=20s")
+    _, out, _ = await kubectl.run("master", "get", "all", "-n", "default", "-o", "name")
+    names = set(out.split())
+    assert {"service/kubernetes", f"deployment.apps/{name}"} <= names, out
+    assert any(n.startswith(f"pod/{name}-") for n in names) and any(n.startswith(f"replicaset.apps/{name}-") for n in names)
     pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "default"},
            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
     _, out, _ = await kubectl.run("master", "apply", "-f", kubectl.write("pvc", pvc))
