@@ -80,6 +80,7 @@ async def _watch_latency(
     c = fleet["master"]
     ns = f"bench-watch-{watchers}"
     c.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    await _namespace_defaults(c.store, ns)
     committed: dict[str, float] = {}
 
     def on_change(ch: Change) -> None:
@@ -149,6 +150,7 @@ def _serve_in_child(conn: Any) -> None:
                         conn.send(c.store.revision)
                     elif cmd[0] == "namespace":
                         c.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cmd[1]}})
+                        await _namespace_defaults(c.store, cmd[1])
                         conn.send(c.store.revision)
                     elif cmd[0] == "write":
                         _, ns, n, interval = cmd
@@ -159,6 +161,14 @@ def _serve_in_child(conn: Any) -> None:
                         conn.send(dict(committed))
 
     asyncio.run(run())
+
+
+async def _namespace_defaults(store: Any, ns: str) -> None:
+    """Wait for the ConfigMap every new namespace gets (``kube-root-ca.crt``), so the
+    watched writes start after it."""
+    async with asyncio.timeout(10):
+        while store.get("v1", "ConfigMap", "kube-root-ca.crt", ns) is None:  # noqa: ASYNC110 - a controller's timer, no event to await
+            await asyncio.sleep(0.001)
 
 
 async def _watch_latency_separate(*, watchers: int, events: int, interval: float) -> dict[str, float]:

@@ -464,6 +464,8 @@ class ClusterView:
     status: str  # of its CR: the Istio on the master, the RemoteIstio on a remote
     error: str
     cr_gateways: tuple[str, ...]
+    #: Pods in the Istio namespace: (Running, Ready, all)
+    pods: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def versions(self) -> tuple[str, ...]:
@@ -585,6 +587,17 @@ def components(fleet: Fleet, cluster: str) -> tuple[Component, ...]:
             current = int(st.get("observedGeneration") or 0) >= int(meta.get("generation") or 1)
             out.append(Component(meta["name"], kind, ready, desired, _images(o), current=current))
     return tuple(sorted(out, key=lambda c: c.name))
+
+
+def pods(fleet: Fleet, cluster: str) -> tuple[int, int, int]:
+    """The Pods the cluster runs in the Istio namespace: (Running, Ready, all)."""
+    running = ready = total = 0
+    for p in fleet[cluster].store.list("v1", "Pod", NAMESPACE):
+        st = p.get("status") or {}
+        total += 1
+        running += st.get("phase") == "Running"
+        ready += any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+    return running, ready, total
 
 
 def gateway(fleet: Fleet, cluster: str, resolutions: dict[str, Any]) -> Gateway | None:
@@ -796,6 +809,7 @@ class Demo:
                     status=str(st.get("Status") or ""),
                     error=str(st.get("ErrorMessage") or ""),
                     cr_gateways=tuple(st.get("GatewayAddress") or ()),
+                    pods=pods(fleet, name),
                 )
             )
         return Snapshot(
@@ -856,6 +870,9 @@ class Demo:
                 for comp in c.components
             ]
             lines.extend(_wrap(tokens or [s.dim("no components yet")], width=width, indent="  "))
+            running, ready_pods, total = c.pods
+            line = f"pods in {NAMESPACE}: {running} Running, {ready_pods} ready of {total}"
+            lines.append("  " + (s.good if total and ready_pods == total else s.wait)(line))
         lines.append("")
         lines.append(s.bold(f"meshNetworks (ConfigMap {NAMESPACE}/istio on the master: one network per cluster)"))
         for name, (registries, gateways) in sorted(snap.networks.items()):

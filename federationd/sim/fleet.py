@@ -301,6 +301,7 @@ class Fleet:
                         store, index=i, region=region, zones=tuple(zones), lb=spec.lb,
                         lb_delay=self.lb_delay, ready_delay=self.ready_delay, nodes=spec.nodes,
                         kubelet_version=release.git_version,
+                        ca_pem=ca_pem,
                     ),
                     token=token,
                     viewer_token=viewer,
@@ -326,6 +327,7 @@ class Fleet:
                 c._sock_ssl = ctx
                 self._clusters[spec.name] = c
                 await c.start()
+                c.behaviours.set_api_endpoint("127.0.0.1", c.port)
                 _write_private(c.kubeconfig_path, yaml.safe_dump(c.kubeconfig, sort_keys=False))
             self._write_merged()
         except BaseException:

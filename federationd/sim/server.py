@@ -35,6 +35,7 @@ from federationd.sim import (
     openapi,
     patch,
     protobuf,
+    semantics,
     ssa,
     tables,
     validate,
@@ -692,6 +693,10 @@ class ApiServer:
             decoding = [e for e in errs if e.decoding]
             if decoding:
                 raise errors.BadRequest(validate.decoding_message(k.kind, k.version, decoding[0].decoding))
+            undecodable = semantics.decoding_error(k.group, k.kind, obj)
+            if undecodable:
+                raise errors.BadRequest(validate.decoding_message(k.kind, k.version, undecodable))
+            field_errors.extend(semantics.field_errors(k.group, k.kind, obj))
             unknown = [e.path for e in errs if e.reason == validate.UNKNOWN]
             field_errors.extend(e for e in errs if e.reason != validate.UNKNOWN)
             if unknown:
@@ -704,6 +709,7 @@ class ApiServer:
             )
         if unknown and mode == "Warn":
             warnings.extend(f'unknown field "{p}"' for p in unknown)
+        semantics.drop_empty_maps(obj if not k.custom else obj.get("metadata") or {})
         if k.group == "apiextensions.k8s.io" and k.kind == "CustomResourceDefinition":
             v1 = convert.crd_v1(obj) if k.version == "v1beta1" else obj
             field_errors.extend(validate.FieldError(f, r, m) for f, r, m in crd_errors(v1))
@@ -830,7 +836,12 @@ class ApiServer:
             elif ctype == JSON_PATCH:
                 if not isinstance(doc, list):
                     raise errors.BadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
-                new = patch.json_patch(current, doc)
+                try:
+                    new = patch.json_patch(current, doc)
+                except patch.PatchError:
+                    # the real server answers every failed operation (a ``test`` that
+                    # does not hold, a missing path) with this generic 422
+                    raise errors.Invalid("the server rejected our request due to an error in our request") from None
             else:
                 if not isinstance(doc, dict):
                     raise errors.BadRequest("json: cannot unmarshal array into Go value of type map[string]interface {}")

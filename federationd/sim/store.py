@@ -101,6 +101,7 @@ class Change:
 
 
 ChangeList = list[Change]
+DependentList = list[tuple[ResourceKey, Obj]]
 #: where an object lives: (resource, namespace, name)
 ObjKey = tuple[ResourceKey, str, str]
 
@@ -270,6 +271,13 @@ class Store:
             keys = sorted(k for k in bucket if k[0] == namespace)
         return [bucket[k] for k in keys], rv
 
+    def dependents(self, uid: str) -> DependentList:
+        """Objects whose ownerReferences name ``uid`` (the garbage collector's index),
+        sorted by name."""
+        out = [(key[0], o) for key in self._dependents.get(uid, ()) if (o := self.raw(*key)) is not None]
+        out.sort(key=lambda ro: str(ro[1]["metadata"]["name"]))
+        return out
+
     def namespaced_objects(self, namespace: str) -> Iterable[tuple[ResourceKey, Obj]]:
         for resource, bucket in list(self._objects.items()):
             for (ns, _), o in list(bucket.items()):
@@ -423,6 +431,8 @@ class Store:
             obj.pop("status", None)
         self._defaults_on_create(kind, obj)
         defaults.apply(kind.group, kind.kind, obj)
+        if not kind.custom:
+            defaults.on_create(kind.group, kind.kind, obj, now=meta["creationTimestamp"])
         if dry_run:
             meta["resourceVersion"] = ""
             return obj

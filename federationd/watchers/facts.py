@@ -366,7 +366,10 @@ def workload_fact(cluster: ClusterName, obj: Obj, now: float) -> list[Event]:
         desired = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
         available = int(st.get("availableReplicas") or 0)
         updated = int(st.get("updatedReplicas") or 0)
-    ready = observed and available >= desired and updated >= desired
+    # old replicas still running (a rollout that has not finished) count as not ready,
+    # as `kubectl rollout status` says "old replicas are pending termination"
+    pending_old = kind == "Deployment" and int(st.get("replicas") or 0) > updated
+    ready = observed and available >= desired and updated >= desired and not pending_old
     containers = (((spec.get("template") or {}).get("spec") or {}).get("containers")) or []
     image = str(containers[0].get("image", "")) if containers and isinstance(containers[0], dict) else ""
     return [ev.WorkloadReadinessObserved(

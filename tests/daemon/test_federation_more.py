@@ -28,8 +28,7 @@ def _endpoint_ips(fleet: Fleet, cluster: str, name: str) -> list[str]:
 async def test_flat_network_remote_endpoints_follow_the_masters_pods(tmp_path: Path, daemons: list[DaemonProcess]) -> None:
     async with Fleet(["master", REMOTE], directory=tmp_path / "fleet") as fleet:
         master = fleet["master"]
-        # pilot on the master gets Pods with IPs; the Endpoints controller lists them
-        master.behaviours.run_pods(NS, "istio-pilot")
+        # pilot on the master runs Pods with IPs; the Endpoints controller lists them
         await _join(fleet, daemons, tmp_path)  # its RemoteIstio enables istio-pilot
 
         await wait_for(lambda: bool(_endpoint_ips(fleet, "master", "istio-pilot")), timeout=30, what="master pilot pods")

@@ -136,6 +136,10 @@ async def test_demo_once_converges_and_leaves_nothing_running(tmp_path: Path) ->
     # every component ready x/x on every cluster
     counts = re.findall(r"istio-[a-z-]+ (\d+)/(\d+)", view)
     assert counts and all(a == b and a != "0" for a, b in counts), counts
+    # and their Pods run: every cluster's, all Running and Ready
+    pod_lines = re.findall(r"^  pods in istio-system: (\d+) Running, (\d+) ready of (\d+)$", view, re.M)
+    assert len(pod_lines) == len(CLUSTERS), view
+    assert all(a == b == c and a != "0" for a, b, c in pod_lines), pod_lines
 
     assert "federationd events --log" in out and "federationd explain --log" in out
     # the printed commands work as printed, from where the demo was run

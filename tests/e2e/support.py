@@ -1,8 +1,8 @@
 """What the end-to-end tests look at: the cluster as a user sees it, and what render says.
 
 * ``inventory`` is every object on the master carrying federationd's managed-by label
-  (Pods and Endpoints excepted: the kubelet and the endpoints controller copy our labels
-  onto objects they own), keyed by (group, kind, namespace, name) so that the key of an
+  (Pods, ReplicaSets, Endpoints and EndpointSlices excepted: the controllers copy our
+  labels onto objects they own), keyed by (group, kind, namespace, name) so that the key of an
   object on the cluster and of a rendered one agree whatever version each is read at.
 * ``expected`` renders a CR's spec with the same facts the daemon derives for a single
   master (no mesh networks; the nodes' localities), so a test can say which objects a
@@ -37,7 +37,7 @@ NAMESPACE = "istio-system"
 ISTIO = ("istio.banzaicloud.io/v1beta1", "Istio")
 ISTIOS = ("istio.banzaicloud.io", "istios")
 #: Objects other controllers create from ours, copying our labels.
-NOT_OURS = {("", "pods"), ("", "endpoints")}
+NOT_OURS = {("", "pods"), ("", "endpoints"), ("apps", "replicasets"), ("discovery.k8s.io", "endpointslices")}
 
 Key = tuple[str, str, str, str]
 Obj = dict[str, Any]

@@ -137,10 +137,9 @@ async def test_a_held_workload_stays_unready_until_released(api: client.ApiClien
     await wait_for(lambda: ready(held), what="released workload ready")
 
 
-async def test_selected_workloads_get_pods_with_ips_and_restarts_change_them(api: client.ApiClient, master: Cluster) -> None:
+async def test_workloads_run_pods_with_ips_and_restarts_change_them(api: client.ApiClient, master: Cluster) -> None:
     v1 = client.CoreV1Api(api)
     name = unique("web")
-    master.behaviours.run_pods("default", name)
     await client.AppsV1Api(api).create_namespaced_deployment("default", _deploy(name, 2))
 
     async def pods() -> Any:
@@ -149,9 +148,10 @@ async def test_selected_workloads_get_pods_with_ips_and_restarts_change_them(api
 
     items = await wait_for(pods, what="pods with IPs")
     p = items[0]
-    assert p.metadata.labels == {"app": name, "version": "v1"}
+    assert {k: v for k, v in p.metadata.labels.items() if k != "pod-template-hash"} == {"app": name, "version": "v1"}
     assert p.status.phase == "Running" and {c.type: c.status for c in p.status.conditions}["Ready"] == "True"
-    assert p.metadata.owner_references[0].name == name
+    rs = p.metadata.owner_references[0]
+    assert rs.kind == "ReplicaSet" and rs.name == f"{name}-{p.metadata.labels['pod-template-hash']}"
     old_ip = p.status.pod_ip
     new_ip = master.behaviours.restart_pod("default", p.metadata.name)
     assert new_ip != old_ip
@@ -173,7 +173,6 @@ async def test_nodes_carry_region_zone_and_addresses(fleet: Fleet) -> None:
 async def test_endpoints_follow_ready_pods(api: client.ApiClient, master: Cluster) -> None:
     v1 = client.CoreV1Api(api)
     name = unique("ep")
-    master.behaviours.run_pods("default", name)
     dep = _deploy(name, 2)
     dep["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"name": "http", "containerPort": 8080}]
     await client.AppsV1Api(api).create_namespaced_deployment("default", dep)

@@ -1,4 +1,7 @@
-"""LIST (selectors, paging, resourceVersion semantics) and WATCH (resume, 410, bookmarks)."""
+"""LIST (selectors, paging, resourceVersion semantics) and WATCH (resume, 410, bookmarks).
+
+The objects listed are Secrets: a fresh namespace holds none, while its ConfigMaps
+already include the ``kube-root-ca.crt`` bundle every namespace gets."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ async def _ns(api: client.ApiClient) -> str:
 
 
 async def _cm(v1: client.CoreV1Api, ns: str, name: str, labels: dict[str, str] | None = None) -> Any:
-    return await v1.create_namespaced_config_map(ns, {"metadata": {"name": name, "labels": labels or {}}})
+    return await v1.create_namespaced_secret(ns, {"metadata": {"name": name, "labels": labels or {}}})
 
 
 async def test_label_selectors_full_syntax(api: client.ApiClient) -> None:
@@ -34,7 +37,7 @@ async def test_label_selectors_full_syntax(api: client.ApiClient) -> None:
     await _cm(v1, ns, "d")
 
     async def names(sel: str) -> list[str]:
-        r = await v1.list_namespaced_config_map(ns, label_selector=sel)
+        r = await v1.list_namespaced_secret(ns, label_selector=sel)
         return [i.metadata.name for i in r.items]
 
     assert await names("app=web") == ["a", "b"]
@@ -55,10 +58,10 @@ async def test_field_selectors(api: client.ApiClient) -> None:
     ns = await _ns(api)
     await _cm(v1, ns, "one")
     await _cm(v1, ns, "two")
-    r = await v1.list_config_map_for_all_namespaces(field_selector=f"metadata.namespace={ns},metadata.name!=one")
+    r = await v1.list_secret_for_all_namespaces(field_selector=f"metadata.namespace={ns},metadata.name!=one")
     assert [i.metadata.name for i in r.items] == ["two"]
     with pytest.raises(client.ApiException) as e:
-        await v1.list_namespaced_config_map(ns, field_selector="data.x=y")
+        await v1.list_namespaced_secret(ns, field_selector="data.x=y")
     assert e.value.status == 400 and "field label not supported: data.x" in json.loads(e.value.body)["message"]
 
 
@@ -67,14 +70,14 @@ async def test_paging_with_limit_and_continue_is_consistent(api: client.ApiClien
     ns = await _ns(api)
     for i in range(7):
         await _cm(v1, ns, f"p{i}")
-    first = await v1.list_namespaced_config_map(ns, limit=3)
+    first = await v1.list_namespaced_secret(ns, limit=3)
     assert [i.metadata.name for i in first.items] == ["p0", "p1", "p2"]
     assert first.metadata.remaining_item_count == 4 and first.metadata._continue
     # a change between pages is not visible: the list is served at the first page's revision
     await _cm(v1, ns, "p3a")
-    second = await v1.list_namespaced_config_map(ns, limit=3, _continue=first.metadata._continue)
+    second = await v1.list_namespaced_secret(ns, limit=3, _continue=first.metadata._continue)
     assert [i.metadata.name for i in second.items] == ["p3", "p4", "p5"]
-    third = await v1.list_namespaced_config_map(ns, limit=3, _continue=second.metadata._continue)
+    third = await v1.list_namespaced_secret(ns, limit=3, _continue=second.metadata._continue)
     assert [i.metadata.name for i in third.items] == ["p6"] and not third.metadata._continue
     assert third.metadata.resource_version == first.metadata.resource_version
 
@@ -84,11 +87,11 @@ async def test_continue_token_expires_after_compaction(api: client.ApiClient, ma
     ns = await _ns(api)
     for i in range(3):
         await _cm(v1, ns, f"q{i}")
-    first = await v1.list_namespaced_config_map(ns, limit=1)
+    first = await v1.list_namespaced_secret(ns, limit=1)
     await _cm(v1, ns, "later")
     master.faults.compact()
     with pytest.raises(client.ApiException) as e:
-        await v1.list_namespaced_config_map(ns, limit=1, _continue=first.metadata._continue)
+        await v1.list_namespaced_secret(ns, limit=1, _continue=first.metadata._continue)
     assert e.value.status == 410 and json.loads(e.value.body)["reason"] == "Expired"
 
 
@@ -98,16 +101,16 @@ async def test_list_resource_version_semantics(api: client.ApiClient, master: Cl
     a = await _cm(v1, ns, "a")
     rv_a = a.metadata.resource_version
     await _cm(v1, ns, "b")
-    latest = await v1.list_namespaced_config_map(ns)
+    latest = await v1.list_namespaced_secret(ns)
     assert int(latest.metadata.resource_version) == master.store.revision
-    any_ = await v1.list_namespaced_config_map(ns, resource_version="0")
+    any_ = await v1.list_namespaced_secret(ns, resource_version="0")
     assert len(any_.items) == 2
-    exact = await v1.list_namespaced_config_map(ns, resource_version=rv_a, resource_version_match="Exact")
+    exact = await v1.list_namespaced_secret(ns, resource_version=rv_a, resource_version_match="Exact")
     assert [i.metadata.name for i in exact.items] == ["a"] and exact.metadata.resource_version == rv_a
-    not_older = await v1.list_namespaced_config_map(ns, resource_version=rv_a)
+    not_older = await v1.list_namespaced_secret(ns, resource_version=rv_a)
     assert len(not_older.items) == 2
     with pytest.raises(client.ApiException) as e:
-        await v1.list_namespaced_config_map(ns, resource_version=str(master.store.revision + 1000))
+        await v1.list_namespaced_secret(ns, resource_version=str(master.store.revision + 1000))
     assert e.value.status == 504
 
 
@@ -131,9 +134,9 @@ async def test_watch_resumes_from_any_revision_in_the_window(api: client.ApiClie
     ns = await _ns(api)
     a = await _cm(v1, ns, "a")
     await _cm(v1, ns, "b")
-    await v1.patch_namespaced_config_map("a", ns, {"data": {"x": "1"}})
-    await v1.delete_namespaced_config_map("b", ns)
-    evs = await _collect(raw, f"/api/v1/namespaces/{ns}/configmaps", {"resourceVersion": a.metadata.resource_version}, 3)
+    await v1.patch_namespaced_secret("a", ns, {"data": {"x": "MQ=="}})
+    await v1.delete_namespaced_secret("b", ns)
+    evs = await _collect(raw, f"/api/v1/namespaces/{ns}/secrets", {"resourceVersion": a.metadata.resource_version}, 3)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in evs] == [
         ("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
     rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in evs]
@@ -145,7 +148,7 @@ async def test_watch_without_version_starts_with_synthetic_adds(api: client.ApiC
     ns = await _ns(api)
     await _cm(v1, ns, "x")
     await _cm(v1, ns, "y")
-    evs = await _collect(raw, f"/api/v1/namespaces/{ns}/configmaps", {}, 2)
+    evs = await _collect(raw, f"/api/v1/namespaces/{ns}/secrets", {}, 2)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in evs] == [("ADDED", "x"), ("ADDED", "y")]
 
 
@@ -155,7 +158,7 @@ async def test_watch_from_a_compacted_revision_gets_410_error_event(api: client.
     a = await _cm(v1, ns, "a")
     await _cm(v1, ns, "b")
     floor = master.faults.compact()
-    evs = await _collect(raw, f"/api/v1/namespaces/{ns}/configmaps", {"resourceVersion": a.metadata.resource_version}, 1)
+    evs = await _collect(raw, f"/api/v1/namespaces/{ns}/secrets", {"resourceVersion": a.metadata.resource_version}, 1)
     assert evs[0]["type"] == "ERROR"
     status = evs[0]["object"]
     assert status["code"] == 410 and status["reason"] == "Expired" and status["kind"] == "Status"
@@ -170,7 +173,7 @@ async def test_history_window_is_bounded(master: Cluster, api: client.ApiClient,
     try:
         for i in range(1, 8):
             await _cm(v1, ns, f"w{i}")
-        evs = await _collect(raw, f"/api/v1/namespaces/{ns}/configmaps", {"resourceVersion": first.metadata.resource_version}, 1)
+        evs = await _collect(raw, f"/api/v1/namespaces/{ns}/secrets", {"resourceVersion": first.metadata.resource_version}, 1)
         assert evs[0]["type"] == "ERROR" and evs[0]["object"]["code"] == 410
     finally:
         master.store.set_history(20_000)
@@ -178,10 +181,10 @@ async def test_history_window_is_bounded(master: Cluster, api: client.ApiClient,
 
 async def test_watch_sends_periodic_bookmarks_when_allowed(api: client.ApiClient, raw: Raw, master: Cluster) -> None:
     ns = await _ns(api)
-    evs = await _collect(raw, f"/api/v1/namespaces/{ns}/configmaps",
+    evs = await _collect(raw, f"/api/v1/namespaces/{ns}/secrets",
                          {"resourceVersion": str(master.store.revision), "allowWatchBookmarks": "true"}, 2)
     assert [e["type"] for e in evs] == ["BOOKMARK", "BOOKMARK"]
-    assert evs[0]["object"]["kind"] == "ConfigMap"
+    assert evs[0]["object"]["kind"] == "Secret"
     assert int(evs[0]["object"]["metadata"]["resourceVersion"]) >= 1
 
 
@@ -202,10 +205,10 @@ async def test_label_selector_watch_sees_objects_enter_and_leave(api: client.Api
     ns = await _ns(api)
     cm = await _cm(v1, ns, "m")
     start = cm.metadata.resource_version
-    await v1.patch_namespaced_config_map("m", ns, {"metadata": {"labels": {"sel": "yes"}}})
-    await v1.patch_namespaced_config_map("m", ns, {"data": {"k": "v"}})
-    await v1.patch_namespaced_config_map("m", ns, {"metadata": {"labels": {"sel": "no"}}})
-    evs = await _collect(raw, f"/api/v1/namespaces/{ns}/configmaps", {"resourceVersion": start, "labelSelector": "sel=yes"}, 3)
+    await v1.patch_namespaced_secret("m", ns, {"metadata": {"labels": {"sel": "yes"}}})
+    await v1.patch_namespaced_secret("m", ns, {"data": {"k": "dg=="}})
+    await v1.patch_namespaced_secret("m", ns, {"metadata": {"labels": {"sel": "no"}}})
+    evs = await _collect(raw, f"/api/v1/namespaces/{ns}/secrets", {"resourceVersion": start, "labelSelector": "sel=yes"}, 3)
     assert [e["type"] for e in evs] == ["ADDED", "MODIFIED", "DELETED"]
 
 
@@ -216,12 +219,12 @@ async def test_kubernetes_asyncio_watch_sees_live_changes(api: client.ApiClient)
     seen: list[tuple[str, str]] = []
 
     async def writer() -> None:
-        await v1.patch_namespaced_config_map("live", ns, {"data": {"a": "b"}})
-        await v1.delete_namespaced_config_map("live", ns)
+        await v1.patch_namespaced_secret("live", ns, {"data": {"a": "Yg=="}})
+        await v1.delete_namespaced_secret("live", ns)
 
     task = asyncio.create_task(writer())
     async with watch.Watch() as w, asyncio.timeout(5):
-        async for ev in w.stream(v1.list_namespaced_config_map, ns, resource_version=cm.metadata.resource_version, timeout_seconds=5):
+        async for ev in w.stream(v1.list_namespaced_secret, ns, resource_version=cm.metadata.resource_version, timeout_seconds=5):
             seen.append((ev["type"], ev["object"].metadata.name))
             if ev["type"] == "DELETED":
                 break
@@ -243,7 +246,7 @@ async def test_watch_list_protocol_marks_the_end_of_initial_events(api: client.A
     v1 = client.CoreV1Api(api)
     ns = await _ns(api)
     await _cm(v1, ns, "one")
-    evs = await _collect(raw, f"/api/v1/namespaces/{ns}/configmaps",
+    evs = await _collect(raw, f"/api/v1/namespaces/{ns}/secrets",
                          {"sendInitialEvents": "true", "allowWatchBookmarks": "true",
                           "resourceVersionMatch": "NotOlderThan", "resourceVersion": ""}, 2)
     assert evs[0]["type"] == "ADDED" and evs[0]["object"]["metadata"]["name"] == "one"
