@@ -109,6 +109,32 @@ KINDS: dict[tuple[str, str], Schema] = {
         ),
         3: ("status", "skip"),
     },
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): {
+        1: _META,
+        2: ("spec", ("msg", {1: ("namespace", "str")})),
+        3: ("status", "skip"),
+    },
+    ("authentication.k8s.io/v1", "TokenRequest"): {
+        1: _META,
+        2: (
+            "spec",
+            (
+                "msg",
+                {
+                    1: ("audiences", ("list", "str")),
+                    3: ("boundObjectRef", ("msg", {1: ("kind", "str"), 2: ("apiVersion", "str"), 3: ("name", "str"), 4: ("uid", "str")})),
+                    4: ("expirationSeconds", "int"),
+                },
+            ),
+        ),
+        3: ("status", "skip"),
+    },
+    ("authentication.k8s.io/v1", "TokenReview"): {
+        1: _META,
+        2: ("spec", ("msg", {1: ("token", "str"), 2: ("audiences", ("list", "str"))})),
+        3: ("status", "skip"),
+    },
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): {1: _META, 2: ("status", "skip")},
     ("v1", "ServiceAccount"): {
         1: _META,
         2: ("secrets", ("list", ("msg", _OBJECT_REF))),
