@@ -15,7 +15,9 @@ federationd does not own). Each object key goes through a per-cluster deduplicat
 * Not in effect → server-side apply (field manager ``federationd``, forced; fields of
   other managers — a user's extra label — are left alone by the server).
 * Owned and no longer desired → delete. A *patch* no longer desired (injection labels on
-  a namespace) → apply an empty patch, which releases the fields federationd owned.
+  a namespace), or a Namespace federationd created or adopted → apply an empty patch,
+  which releases the fields federationd owned (deleting a namespace would delete what
+  others keep in it, such as the ServiceAccount a remote's kubeconfig authenticates as).
 * A held cluster (invalid spec, render error) is left exactly as it is.
 * Credentials are in the desired state only as ``federationd.secretref`` placeholders:
   the body is completed with the values from ``lookup`` right before the apply, and the
@@ -428,9 +430,11 @@ class ClusterConverger:
                 return
             await self._apply(key, d, observed)
             return
-        if observed is not None and self._owned(observed):
+        if observed is not None and self._owned(observed) and kind != "Namespace":
             await self._delete(key, observed)
-        elif observed is not None and observed_hash(observed):
+        elif observed is not None and (observed_hash(observed) or self._owned(observed)):
+            # A Namespace is only released, never deleted: it holds what others put in it —
+            # on a remote, the ServiceAccount federationd's own kubeconfig authenticates as.
             await self._release(key, observed)
         elif key in self._acts and self._acts[key].ok:
             # Gone already (deleted by hand while no longer desired): record it so the

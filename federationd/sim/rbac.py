@@ -281,7 +281,7 @@ def _rule_covers(owner: Rule, sub: Rule) -> bool:
 
 
 def _breakdown(rule: Rule) -> list[Rule]:
-    out = []
+    out: list[Rule] = []
     for g in rule.api_groups:
         for r in rule.resources:
             for v in rule.verbs:
@@ -431,7 +431,7 @@ def bootstrap_objects() -> Iterator[Obj]:
         obj: Obj = {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRole", "metadata": meta}
         if agg:
             obj["aggregationRule"] = {"clusterRoleSelectors": [{"matchLabels": {_AGG + agg: "true"}}]}
-        obj["rules"] = deep_copy(rules)
+        obj["rules"] = [deep_copy(r) for r in rules]
         yield obj
     for name, role, subjects in BOOTSTRAP_CLUSTER_ROLE_BINDINGS:
         meta = {"name": name, "labels": dict(_BOOTSTRAP_META["labels"]), "annotations": dict(_BOOTSTRAP_META["annotations"])}
@@ -567,7 +567,7 @@ class Authorizer:
                                     wanted.append(rule)
                     if wanted != (role.get("rules") or []):
                         new = deep_copy(role)
-                        new["rules"] = deep_copy(wanted)
+                        new["rules"] = [deep_copy(r) for r in wanted]
                         self.store.update(new, check_version=False)
                 if not self._again:
                     break
@@ -721,7 +721,7 @@ class Authorizer:
                                 "clusterroles" if ref_kind == "ClusterRole" else "roles", "", ref_name)
             if self.allowed(user, attrs):
                 return
-        rules, err = self._role_rules(self.index, ref_kind, ref_name, namespace)
+        rules, _ = self._role_rules(self.index, ref_kind, ref_name, namespace)
         if rules is None:
             plural = "clusterroles" if ref_kind == "ClusterRole" else "roles"
             raise errors.not_found(plural, ref_name, group=RBAC_GROUP)

@@ -139,6 +139,9 @@ class ApiServer:
         self.rbac.bootstrap()
         self.faults = faults
         self.requests = RequestCounters()
+        #: when a Counter: every request's (user, verb, group, resource or path) — what a
+        #: least-privilege test compares a role with
+        self.audit: Counter[tuple[str, str, str, str]] | None = None
         self.bookmark_interval = bookmark_interval
         self.watch_timeout_max = watch_timeout_max
         self.transports: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -236,8 +239,12 @@ class ApiServer:
         user = self.auth.authenticate(headers)
         if "Impersonate-User" in headers or "Impersonate-Group" in headers or "Impersonate-Uid" in headers:
             user = self.auth.impersonate(headers, user, self.rbac.allowed)
-        if not user.privileged:
-            self.rbac.require(user, rbac.request_info(request.method, request.path, request.query))
+        if not user.privileged or self.audit is not None:
+            info = rbac.request_info(request.method, request.path, request.query)
+            if self.audit is not None:
+                self.audit[(user.name, info.verb, info.api_group, info.combined_resource if info.resource_request else info.path)] += 1
+            if not user.privileged:
+                self.rbac.require(user, info)
         request[USER] = user
         return user
 
@@ -914,9 +921,11 @@ class ApiServer:
         """A patch that creates its object needs ``create`` as well (upstream's
         ``withAuthorization``); the 403 carries only the authorizer's reason."""
         user = request.get(USER)
+        k = t.kind
+        if self.audit is not None and user is not None:
+            self.audit[(user.name, "create", k.group, f"{k.plural}/{t.subresource}" if t.subresource else k.plural)] += 1
         if user is None or user.privileged:
             return
-        k = t.kind
         info = rbac.RequestInfo(True, request.path, "create", k.group, k.version, t.namespace or "", k.plural, t.subresource, t.name)
         ok, reason = self.rbac.authorize(user, info)
         if not ok:
