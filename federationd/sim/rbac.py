@@ -22,6 +22,7 @@ currently held" with its compacted missing rules.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -519,6 +520,8 @@ class Authorizer:
         self._again = False
         #: (user, verb, group, resource) of denied requests: what a least-privilege test reads
         self.denied: dict[tuple[str, str, str, str], int] = {}
+        #: when set, the escalate/bind checks of role and binding writes are counted here
+        self.audit: Counter[tuple[str, str, str, str]] | None = None
         store.listeners.append(self._on_change)
 
     # ------------------------------------------------------------------ bootstrap and controllers
@@ -708,6 +711,7 @@ class Authorizer:
             return
         if resource in ("roles", "clusterroles"):
             attrs = RequestInfo(True, "", "escalate", RBAC_GROUP, "*", namespace, resource, "", url_name)
+            self._note(user, attrs)
             if self.allowed(user, attrs):
                 return
             if resource == "clusterroles" and (obj.get("aggregationRule") or (old is not None and old.get("aggregationRule"))):
@@ -719,6 +723,7 @@ class Authorizer:
         if ref_kind in ("ClusterRole", "Role"):
             attrs = RequestInfo(True, "", "bind", str(ref.get("apiGroup", "")), "*", namespace,
                                 "clusterroles" if ref_kind == "ClusterRole" else "roles", "", ref_name)
+            self._note(user, attrs)
             if self.allowed(user, attrs):
                 return
         rules, _ = self._role_rules(self.index, ref_kind, ref_name, namespace)
@@ -726,6 +731,10 @@ class Authorizer:
             plural = "clusterroles" if ref_kind == "ClusterRole" else "roles"
             raise errors.not_found(plural, ref_name, group=RBAC_GROUP)
         self._confirm_no_escalation(user, namespace, rules, resource=resource, name=name)
+
+    def _note(self, user: UserInfo, attrs: RequestInfo) -> None:
+        if self.audit is not None:
+            self.audit[(user.name, attrs.verb, attrs.api_group, attrs.resource)] += 1
 
     def _confirm_no_escalation(self, user: UserInfo, namespace: str, rules: Iterable[Rule], *, resource: str, name: str) -> None:
         owner, errs = self.rules_for(user, namespace)

@@ -139,14 +139,23 @@ class ApiServer:
         self.rbac.bootstrap()
         self.faults = faults
         self.requests = RequestCounters()
-        #: when a Counter: every request's (user, verb, group, resource or path) — what a
-        #: least-privilege test compares a role with
-        self.audit: Counter[tuple[str, str, str, str]] | None = None
+        self._audit: Counter[tuple[str, str, str, str]] | None = None
         self.bookmark_interval = bookmark_interval
         self.watch_timeout_max = watch_timeout_max
         self.transports: weakref.WeakSet[Any] = weakref.WeakSet()
         self._watch_tasks: set[asyncio.Task[Any]] = set()
         store.listeners.append(self._on_change)
+
+    @property
+    def audit(self) -> Counter[tuple[str, str, str, str]] | None:
+        """When a Counter: every authorization the requests needed, as (user, verb, group,
+        resource or path) — what a least-privilege test compares a role with."""
+        return self._audit
+
+    @audit.setter
+    def audit(self, counter: Counter[tuple[str, str, str, str]] | None) -> None:
+        self._audit = counter
+        self.rbac.audit = counter
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)

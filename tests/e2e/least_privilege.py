@@ -5,9 +5,9 @@ and the remote's (``deploy/samples/cluster-add/``) — either as shipped or with
 taken out — and drives the daemon, running as those ServiceAccounts, through everything
 it does to a cluster:
 
-1. install the widest mesh (every component on, ``everything-1.2``) on the master and join
-   a remote with flat-network services and injection namespaces (creates, applies,
-   Secrets, Events, leader election, status, the finalizer);
+1. install a mesh on the master (by default the widest, every component on:
+   ``everything-1.2``) and join a remote with flat-network services and injection
+   namespaces (creates, applies, Secrets, Events, leader election, status, the finalizer);
 2. shrink it to seed 000's minimal mesh (deletes on the master);
 3. delete the RemoteIstio (the remote's cleanup: deletes there, the finalizer released).
 
@@ -37,7 +37,7 @@ import yaml
 
 from federationd.sim import ClusterSpec, Fleet
 from tests.daemon import identity
-from tests.daemon.conftest import DaemonProcess, install_crds, kubectl, start_daemon
+from tests.daemon.conftest import DaemonProcess, install_crds, start_daemon
 from tests.daemon.test_e2e import SEED_000
 
 INPUTS = Path(__file__).resolve().parents[1] / "golden" / "inputs"
@@ -72,7 +72,7 @@ class Outcome:
 
 def without_rule(docs: list[Obj], index: int) -> list[Obj]:
     """``docs`` with rule ``index`` of its ClusterRole taken out."""
-    out = json.loads(json.dumps(docs))
+    out: list[Obj] = json.loads(json.dumps(docs))
     role = next(d for d in out if d["kind"] == "ClusterRole")
     del role["rules"][index]
     return out
@@ -94,8 +94,28 @@ class _Stop(Exception):
     pass
 
 
+def widest_mesh() -> Obj:
+    """``everything-1.2`` as the mesh ``istio``, on the mesh's own root of trust (the
+    daemon writes the cacerts Secrets)."""
+    doc: Obj = json.loads(json.dumps(EVERYTHING))
+    doc["metadata"]["name"] = "istio"
+    doc["metadata"]["namespace"] = NAMESPACE
+    doc["spec"]["citadel"].pop("caSecretName", None)
+    return doc
+
+
+def small_mesh() -> Obj:
+    """Seed 000's mesh with PodDisruptionBudgets: every kind a role rule is about, at a
+    fraction of the widest mesh's objects."""
+    doc: Obj = yaml.safe_load(SEED_000)
+    doc["metadata"]["namespace"] = NAMESPACE
+    doc["spec"]["defaultPodDisruptionBudget"] = {"enabled": True}
+    return doc
+
+
 async def run(
     directory: Path, *, master_docs: list[Obj] | None = None, remote_docs: list[Obj] | None = None,
+    mesh: Obj | None = None,
     stop_at_first_sign: bool = False, timeout: float = 120,  # noqa: ASYNC109 - the whole run's deadline
 ) -> Outcome:
     out = Outcome()
@@ -108,7 +128,6 @@ async def run(
         install_crds(fleet)
         dkc = identity.master_kubeconfig(master, docs=master_docs)
         rkc = identity.remote_kubeconfig(remote, docs=remote_docs)
-        kc = master.kubeconfig_path
 
         async def until(stage: str, cond: Callable[[], Awaitable[bool] | bool]) -> None:
             out.stage = stage
@@ -135,28 +154,26 @@ async def run(
             return st.get("Status") == "Available" and (generation is None or st.get("observedGeneration") == generation)
 
         try:
-            everything = json.loads(json.dumps(EVERYTHING))
-            everything["metadata"]["name"] = "istio"
-            # the mesh's own shared root of trust (the daemon writes the cacerts Secrets)
-            everything["spec"]["citadel"].pop("caSecretName", None)
-            await kubectl(kc, "apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(everything))
-            secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": REMOTE, "namespace": NAMESPACE},
-                      "data": {REMOTE: base64.b64encode(rkc).decode()}}
-            await kubectl(kc, "apply", "-f", "-", stdin=json.dumps(secret))
-            remote_cr = {
+            # what users apply, written as the admin straight into the store (no kubectl
+            # process per step: many runs share the machine)
+            store = master.store
+            store.create(mesh if mesh is not None else widest_mesh())
+            store.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": REMOTE, "namespace": NAMESPACE},
+                          "data": {REMOTE: base64.b64encode(rkc).decode()}})
+            store.create({
                 "apiVersion": "istio.banzaicloud.io/v1beta1", "kind": "RemoteIstio",
                 "metadata": {"name": REMOTE, "namespace": NAMESPACE},
                 "spec": {"autoInjectionNamespaces": ["default"], "enabledServices": [{"name": "istio-pilot"}]},
-            }
-            await kubectl(kc, "apply", "-f", "-", stdin=json.dumps(remote_cr))
+            })
             d = await start_daemon(daemons, fleet, directory / "log.db", kubeconfig=dkc, extra=["--leader-elect"], wait_ready=False)
             await until("installed", lambda: available("Istio", "istio") and available("RemoteIstio", REMOTE))
             await until("converged", d.converged)
-            await kubectl(kc, "apply", "-n", NAMESPACE, "-f", "-", stdin=SEED_000)
-            gen = int((master.store.get("istio.banzaicloud.io/v1beta1", "Istio", "istio", NAMESPACE) or {})["metadata"]["generation"])
+            live = store.get("istio.banzaicloud.io/v1beta1", "Istio", "istio", NAMESPACE) or {}
+            live["spec"] = yaml.safe_load(SEED_000)["spec"]
+            gen = int(store.update(live)["metadata"]["generation"])
             await until("shrunk", lambda: available("Istio", "istio", gen))
             await until("converged after shrinking", d.converged)
-            await kubectl(kc, "delete", "remoteistio", REMOTE, "-n", NAMESPACE, "--wait=false")
+            store.remove("istio.banzaicloud.io/v1beta1", "RemoteIstio", REMOTE, NAMESPACE)
             await until("remote left", lambda: master.store.get("istio.banzaicloud.io/v1beta1", "RemoteIstio", REMOTE, NAMESPACE) is None)
             await until("converged after leaving", d.converged)
             out.signs = await _signs(d)
