@@ -57,7 +57,8 @@ def _per_cluster(values: Sequence[str], *, flag: str, names: Sequence[str]) -> d
 def identities(args: argparse.Namespace, names: Sequence[str]) -> list[tuple[str, str, str]]:
     """``--identity CLUSTER=NAMESPACE/SERVICEACCOUNT`` flags as (cluster, namespace, name)."""
     out = []
-    for cluster, value in ((c, v) for item in args.identity for c, v in [_per_cluster([item], flag="--identity", names=names).popitem()]):
+    for item in args.identity:
+        ((cluster, value),) = _per_cluster([item], flag="--identity", names=names).items()
         ns, sep, name = value.partition("/")
         if not sep or not ns or not name or "/" in name:
             raise UsageError(f"--identity {cluster}={value}: expected NAMESPACE/SERVICEACCOUNT")

@@ -644,7 +644,10 @@ class Authorizer:
         """(allowed, reason) as the authorizer chain decides it."""
         if user.privileged:
             return True, ""
-        key = (user.name, user.groups, info)
+        # the path decides only non-resource requests; the object name stays in the key
+        # because rules with resourceNames decide on it
+        key = (user.name, user.groups, info.resource_request, info.verb, info.api_group, info.namespace,
+               info.resource, info.subresource, info.name, "" if info.resource_request else info.path)
         hit = self._decisions.get(key)
         if hit is not None:
             return hit

@@ -105,11 +105,13 @@ def widest_mesh() -> Obj:
 
 
 def small_mesh() -> Obj:
-    """Seed 000's mesh with PodDisruptionBudgets: every kind a role rule is about, at a
-    fraction of the widest mesh's objects."""
+    """Seed 000's mesh with PodDisruptionBudgets and mesh expansion (seed 002's split
+    horizon: Gateways on the remote too): every kind a role rule is about, at a fraction
+    of the widest mesh's objects."""
     doc: Obj = yaml.safe_load(SEED_000)
     doc["metadata"]["namespace"] = NAMESPACE
     doc["spec"]["defaultPodDisruptionBudget"] = {"enabled": True}
+    doc["spec"]["meshExpansion"] = True
     return doc
 
 
