@@ -5,6 +5,8 @@ Prints one JSON object:
 * ``writes_per_s_http``: ConfigMap creates over HTTPS (keep-alive, ``--concurrency``
   clients), client and emulator in this one process, so the figure is what one process
   sustains end to end;
+* ``writes_per_s_http_serviceaccount_rbac``: the same, as a ServiceAccount token whose
+  RoleBinding (to ``edit``) allows it, so every request is authorised by RBAC;
 * ``writes_per_s_store``: the same creates straight into the store (no HTTP), the
   emulator's own ceiling;
 * ``watch_latency_ms``: commit-to-receipt latency of watch events (p50/p99) with 1 and
@@ -266,6 +268,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=0)) as s:
                 c.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})
                 http = await _writes_http(s, c.url, c.token, total=args.writes, concurrency=args.concurrency, ns="bench")
+                # the same as a ServiceAccount whose RoleBinding allows it: RBAC evaluated per request
+                c.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench-sa"}})
+                c.store.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                                "metadata": {"name": "writer", "namespace": "bench-sa"},
+                                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+                                "subjects": [{"kind": "ServiceAccount", "name": "writer", "namespace": "bench-sa"}]})
+                sa_token = c.identity_kubeconfig("bench-sa", "writer")["users"][0]["user"]["token"]
+                http_sa = await _writes_http(s, c.url, sa_token, total=args.writes, concurrency=args.concurrency, ns="bench-sa")
                 store = _writes_store(fleet, total=args.writes)
                 w1 = await _watch_latency(fleet, s, watchers=1, events=args.events, interval=args.interval)
                 w100 = await _watch_latency(fleet, s, watchers=100, events=args.events, interval=args.interval)
@@ -278,6 +288,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "writes": args.writes,
         "concurrency": args.concurrency,
         "writes_per_s_http": round(http),
+        "writes_per_s_http_serviceaccount_rbac": round(http_sa),
         "writes_per_s_store": round(store),
         # watchers in the emulator's own process (they compete with it for the CPU)
         "watch_latency_ms_same_process": {"watchers_1": w1, "watchers_100": w100},

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from federationd.actuators.client import ApiNotFound, KubeClient
+from federationd.actuators.client import ApiForbidden, ApiNotFound, KubeClient
 from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL
 
 Obj = dict[str, Any]
@@ -92,13 +92,19 @@ def _foreign(kind: str, obj: Obj) -> bool:
 async def foreign_content(client: KubeClient, namespace: str, *, limit: int = 3) -> list[str]:
     """Up to ``limit`` objects in ``namespace`` that are not federationd's, as
     ``Kind/name``. A kind the cluster does not serve holds nothing; any other error
-    propagates (the caller retries: deciding on a partial answer could delete data)."""
+    propagates (the caller retries: deciding on a partial answer could delete data); a
+    kind federationd may not list counts as foreign content."""
     found: list[str] = []
     for api_version, kind in CONTENT_KINDS:
         try:
             listed = await client.list(api_version, kind, namespace)
         except ApiNotFound:
             continue
+        except ApiForbidden:
+            # Least privilege: what federationd may not read it cannot vouch for, so the
+            # namespace is kept (released), never deleted on a guess.
+            found.append(f"{kind}/* (not readable by federationd)")
+            break
         found.extend(f"{kind}/{_meta(o).get('name')}" for o in listed.items if _foreign(kind, o))
         if len(found) >= limit:
             break

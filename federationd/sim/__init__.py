@@ -6,7 +6,10 @@ from the command line (``cli``). For tests::
     async with Fleet(["master", ClusterSpec("remote-us", lb="hostname")], directory=d) as fleet:
         c = fleet["master"]
         c.kubeconfig_path, c.kubeconfig, fleet.merged_kubeconfig_path
-        c.url, c.ca_path, c.token          # c.viewer_token may read but not write (403)
+        c.url, c.ca_path, c.token          # kubernetes-admin (system:masters)
+        c.viewer_token                     # user "viewer", bound to the default "view" role
+        c.identity_kubeconfig(ns, sa)      # a kubeconfig authenticating as a ServiceAccount
+        c.server.rbac, c.server.auth       # the authorizer and the authenticator
 
         # direct store access (no HTTP; same rules as the API: metadata, generation, ...)
         c.store.create(obj); c.store.update(obj); c.store.get("v1", "Secret", name, ns)
@@ -29,7 +32,8 @@ from the command line (``cli``). For tests::
         c.region, c.zones                        # on the Nodes' topology labels
 
 Modules: ``kinds`` (what is served), ``store`` (MVCC, lifecycle, watch fan-out),
-``server`` (HTTP, verbs, admission), ``discovery``, ``tables``, ``selectors``,
+``server`` (HTTP, verbs, admission), ``auth`` (tokens, impersonation), ``rbac``
+(authorization, default roles, aggregation, escalation checks), ``discovery``, ``tables``, ``selectors``,
 ``defaults``, ``protobuf``, ``behaviours``, ``faults``, ``fleet``, ``control``;
 ``patch``, ``ssa`` and ``validate`` hold patch semantics, server-side apply and schemas.
 """

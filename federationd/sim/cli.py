@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="the Kubernetes release a cluster is, e.g. remote-us=1.14; without NAME= the "
                         f"default for every cluster (repeatable; default {versions.DEFAULT_VERSION}, "
                         f"supported 1.{versions.OLDEST_MINOR} to 1.{versions.newest_minor()})")
+    p.add_argument("--identity", action="append", default=[], metavar="CLUSTER=NAMESPACE/SERVICEACCOUNT",
+                   help="also write a kubeconfig that authenticates as this ServiceAccount (created if "
+                        "missing, with no permissions: RBAC decides what it may do; repeatable)")
     p.add_argument("--bookmark-interval", type=float, default=5.0)
     p.add_argument("--history", type=int, default=20_000, help="changes kept for watch resume")
     p.add_argument("--control-port", type=int, default=None, help="serve the fault-control API on this port (0: any)")
@@ -53,6 +56,18 @@ def _per_cluster(values: Sequence[str], *, flag: str, names: Sequence[str]) -> d
         if name not in names:
             raise UsageError(f"{flag} {v!r}: no cluster {name!r} in --clusters ({', '.join(names)})")
         out[name] = value
+    return out
+
+
+def identities(args: argparse.Namespace, names: Sequence[str]) -> list[tuple[str, str, str]]:
+    """``--identity CLUSTER=NAMESPACE/SERVICEACCOUNT`` flags as (cluster, namespace, name)."""
+    out = []
+    for item in args.identity:
+        ((cluster, value),) = _per_cluster([item], flag="--identity", names=names).items()
+        ns, sep, name = value.partition("/")
+        if not sep or not ns or not name or "/" in name:
+            raise UsageError(f"--identity {cluster}={value}: expected NAMESPACE/SERVICEACCOUNT")
+        out.append((cluster, ns, name))
     return out
 
 
@@ -90,7 +105,7 @@ def cluster_specs(args: argparse.Namespace) -> list[ClusterSpec]:
     return specs
 
 
-async def _serve(args: argparse.Namespace, specs: list[ClusterSpec]) -> int:
+async def _serve(args: argparse.Namespace, specs: list[ClusterSpec], ids: list[tuple[str, str, str]]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -101,6 +116,9 @@ async def _serve(args: argparse.Namespace, specs: list[ClusterSpec]) -> int:
             print(f"{c.name}: {c.url} region={where} kubernetes={c.server.kube_version.git_version} "
                   f"kubeconfig={c.kubeconfig_path}", flush=True)
         print(f"merged kubeconfig: {fleet.merged_kubeconfig_path}", flush=True)
+        for cluster, ns, name in ids:
+            path = fleet[cluster].write_identity_kubeconfig(ns, name)
+            print(f"{cluster}: serviceaccount {ns}/{name} kubeconfig={path}", flush=True)
         runner = None
         if args.control_port is not None:
             from federationd.sim.control import start_control
@@ -124,11 +142,12 @@ def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv[1:]))
     try:
         specs = cluster_specs(args)
+        ids = identities(args, [s.name for s in specs])
     except UsageError as e:
         print(f"federationd sim: {e}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve(args, specs))
+        return asyncio.run(_serve(args, specs, ids))
     except OSError as e:
         print(f"federationd sim: {e}", file=sys.stderr)
         return 1

@@ -57,6 +57,18 @@ def _resource_entries(kind: Kind) -> list[Doc]:
                 "verbs": ["get", "patch", "update"],
             }
         )
+    if kind.group == "" and kind.plural == "serviceaccounts":
+        out.append(
+            {
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": True,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }
+        )
     if kind.scale:
         out.append(
             {
@@ -135,6 +147,14 @@ def _aggregated_resource(kind: Kind) -> Doc:
                 "subresource": "status",
                 "responseKind": {"group": kind.group, "version": kind.version, "kind": kind.kind},
                 "verbs": ["get", "patch", "update"],
+            }
+        )
+    if kind.group == "" and kind.plural == "serviceaccounts":
+        subs.append(
+            {
+                "subresource": "token",
+                "responseKind": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"},
+                "verbs": ["create"],
             }
         )
     if kind.scale:

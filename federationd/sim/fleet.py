@@ -4,7 +4,9 @@ Each cluster is its own HTTPS API server on 127.0.0.1 (an ephemeral port), with 
 store, registry, behaviours and faults, serving a certificate from one CA generated per
 fleet. Kubeconfigs embed the CA and a bearer token (no file references, so they can be
 put in a Secret as the source operator's users do); one file per cluster with a context
-named like the cluster, and a merged file with a context per cluster.
+named like the cluster, and a merged file with a context per cluster. Their token is
+``kubernetes-admin`` in ``system:masters``; ``identity_kubeconfig`` gives one that
+authenticates as a ServiceAccount instead, so RBAC decides what it may do.
 
 Partitions close the listening socket and reset open connections, then listen again on
 the same port, so clients see "connection refused" and then recover without new
@@ -109,11 +111,41 @@ class Cluster:
         }
 
     def kubeconfig_for(self, *, viewer: bool = False) -> dict[str, Any]:
-        """A kubeconfig; with ``viewer`` its token may read but not write (403)."""
+        """A kubeconfig; with ``viewer`` its token is user ``viewer``, bound to the
+        default ``view`` ClusterRole (reads, except Secrets; writes are 403)."""
         kc = self.kubeconfig
         if viewer:
             kc["users"][0]["user"]["token"] = self.viewer_token
         return kc
+
+    def identity_kubeconfig(
+        self, namespace: str, name: str, *, expiration_seconds: int = 365 * 24 * 3600
+    ) -> dict[str, Any]:
+        """A kubeconfig whose token (a bound ServiceAccount token, as ``kubectl create
+        token`` issues) authenticates as ServiceAccount ``namespace/name``; the namespace
+        and the ServiceAccount are created if missing (with no permissions of their own)."""
+        store = self.store
+        if store.get("v1", "Namespace", namespace) is None:
+            store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        if store.get("v1", "ServiceAccount", name, namespace) is None:
+            store.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}})
+        token, _ = self.server.auth.issue(namespace, name, expiration_seconds=expiration_seconds)
+        user = f"system:serviceaccount:{namespace}:{name}"
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "preferences": {},
+            "clusters": [self._cluster_entry()],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": self.name, "context": {"cluster": self.name, "user": user, "namespace": namespace}}],
+            "current-context": self.name,
+        }
+
+    def write_identity_kubeconfig(self, namespace: str, name: str, path: Path | None = None) -> Path:
+        """``identity_kubeconfig`` written to ``path`` (default: next to the cluster's own)."""
+        path = path or self.kubeconfig_path.with_name(f"{self.name}.{namespace}.{name}.kubeconfig")
+        _write_private(path, yaml.safe_dump(self.identity_kubeconfig(namespace, name), sort_keys=False))
+        return path
 
     def _cluster_entry(self) -> dict[str, Any]:
         return {
@@ -322,6 +354,14 @@ class Fleet:
                     faults=c.faults, bookmark_interval=self.bookmark_interval,
                     kubernetes_version=release.git_version,
                 )
+                c.server.auth.ca_pem = ca_pem
+                # the viewer token's user may read what the default "view" role allows
+                store.create({
+                    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                    "metadata": {"name": "viewer"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "viewer"}],
+                })
                 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
                 cert.configure(ctx)
                 c._sock_ssl = ctx

@@ -172,14 +172,17 @@ BUILTINS: tuple[Kind, ...] = (
         status=True,
     ),
     _k("coordination.k8s.io", "v1", "Lease", "leases", True),
-    # not stored: answered from the caller's token (kubectl auth can-i)
-    Kind(
-        group="authorization.k8s.io",
-        version="v1",
-        kind="SelfSubjectAccessReview",
-        plural="selfsubjectaccessreviews",
-        namespaced=False,
-        verbs=("create",),
+    # not stored: answered from the caller's identity (federationd.sim.rbac, .auth)
+    *(
+        Kind(group=g, version="v1", kind=k, plural=p, namespaced=ns, verbs=("create",))
+        for g, k, p, ns in (
+            ("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False),
+            ("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False),
+            ("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", False),
+            ("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", True),
+            ("authentication.k8s.io", "TokenReview", "tokenreviews", False),
+            ("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", False),
+        )
     ),
     _k("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, "pdb", status=True),
     _k(

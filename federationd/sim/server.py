@@ -28,6 +28,7 @@ import yaml
 from aiohttp import web
 
 from federationd.sim import (
+    auth,
     convert,
     defaults,
     discovery,
@@ -36,6 +37,7 @@ from federationd.sim import (
     patch,
     protobuf,
     semantics,
+    rbac,
     ssa,
     tables,
     validate,
@@ -122,7 +124,7 @@ class ApiServer:
         *,
         name: str,
         store: Store,
-        tokens: dict[str, str],
+        tokens: dict[str, str | rbac.UserInfo],
         faults: Faults | None = None,
         bookmark_interval: float = 5.0,
         watch_timeout_max: float = 1800.0,
@@ -134,15 +136,31 @@ class ApiServer:
         self.openapi = openapi.Documents(store.registry, self.kube_version)
         self.store = store
         self.registry: Registry = store.registry
-        #: token -> role: "admin" may do anything, "viewer" only read
-        self.tokens = tokens
+        #: static token -> user ("admin": kubernetes-admin in system:masters; "viewer": a
+        #: user named viewer, who may do what bindings give it)
+        self.tokens = {t: _static_user(u) for t, u in tokens.items()}
+        self.auth = auth.Authenticator(store, static=self.tokens)
+        self.rbac = rbac.Authorizer(store)
+        self.rbac.bootstrap()
         self.faults = faults
         self.requests = RequestCounters()
+        self._audit: Counter[tuple[str, str, str, str]] | None = None
         self.bookmark_interval = bookmark_interval
         self.watch_timeout_max = watch_timeout_max
         self.transports: weakref.WeakSet[Any] = weakref.WeakSet()
         self._watch_tasks: set[asyncio.Task[Any]] = set()
         store.listeners.append(self._on_change)
+
+    @property
+    def audit(self) -> Counter[tuple[str, str, str, str]] | None:
+        """When a Counter: every authorization the requests needed, as (user, verb, group,
+        resource or path) — what a least-privilege test compares a role with."""
+        return self._audit
+
+    @audit.setter
+    def audit(self, counter: Counter[tuple[str, str, str, str]] | None) -> None:
+        self._audit = counter
+        self.rbac.audit = counter
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -202,7 +220,7 @@ class ApiServer:
             self.transports.add(request.transport)
         verb, resource = "", ""
         try:
-            role = self._authenticate(request)
+            user = self._authenticate(request)
             path = request.path
             if path.startswith("/api/") or path.startswith("/apis/"):
                 target = self._route(path)
@@ -212,10 +230,8 @@ class ApiServer:
                     if self.faults is not None:
                         await self.faults.before(verb, resource)
                     self.requests.record(verb, resource)
-                    if resource == "selfsubjectaccessreviews" and verb == "create":
-                        return await self._access_review(request, target, role)
-                    if verb in MUTATING and role != "admin":
-                        raise self._forbidden(target, verb, role)
+                    if target.kind.group in _AUTH_GROUPS or target.subresource == "token":
+                        return await self._auth_api(request, verb, target, user)
                     return await self._dispatch(request, verb, target)
             if self.faults is not None:
                 await self.faults.before("get", "")
@@ -230,34 +246,35 @@ class ApiServer:
             err = errors.InternalError(f"an error on the server ({type(e).__name__}) has prevented the request from succeeding")
             return web.Response(body=_encode(err.status()), status=500, content_type=JSON)
 
-    def _authenticate(self, request: web.Request) -> str:
-        auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            role = self.tokens.get(auth[7:].strip())
-            if role is not None:
-                return role
-        raise errors.Unauthorized("Unauthorized")
+    def _authenticate(self, request: web.Request) -> rbac.UserInfo:
+        """Authentication, impersonation and authorization (``federationd.sim.auth``,
+        ``federationd.sim.rbac``); the user is kept on the request for admission."""
+        headers = request.headers
+        user = self.auth.authenticate(headers)
+        if "Impersonate-User" in headers or "Impersonate-Group" in headers or "Impersonate-Uid" in headers:
+            user = self.auth.impersonate(headers, user, self.rbac.allowed)
+        if not user.privileged or self.audit is not None:
+            info = rbac.request_info(request.method, request.path, request.query)
+            if self.audit is not None:
+                self.audit[(user.name, info.verb, info.api_group, info.combined_resource if info.resource_request else info.path)] += 1
+            if not user.privileged:
+                self.rbac.require(user, info)
+        request[USER] = user
+        return user
 
-    async def _access_review(self, request: web.Request, t: Target, role: str) -> web.StreamResponse:
-        """``kubectl auth can-i``: admins may do anything, viewers only read."""
-        review = self._decode_body(request, await request.read(), t)
-        attrs = (review.get("spec") or {}).get("resourceAttributes") or {}
-        verb = str(attrs.get("verb", ""))
-        allowed = role == "admin" or verb in ("get", "list", "watch")
-        review["status"] = {"allowed": allowed}
-        review.setdefault("metadata", {})["creationTimestamp"] = None
-        return _json(review, status=201)
-
-    def _forbidden(self, target: Target, verb: str, role: str) -> errors.Forbidden:
-        k = target.kind
-        where = f' in the namespace "{target.namespace}"' if target.namespace else ""
-        res = f"{k.plural}/{target.subresource}" if target.subresource else k.plural
-        return errors.Forbidden(
-            f'{k.group_kind} "{target.name}" is forbidden: User "system:serviceaccount:default:{role}" cannot {verb} resource "{res}" in API group "{k.group}"{where}',
-            name=target.name,
-            group=k.group,
-            kind=k.plural,
-        )
+    async def _auth_api(self, request: web.Request, verb: str, t: Target, user: rbac.UserInfo) -> web.StreamResponse:
+        """The create-only review resources and TokenRequest, answered from the caller."""
+        if verb != "create" or (t.subresource == "token") != (t.kind.plural == "serviceaccounts"):
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+        body = self._decode_body(request, await request.read(), t)
+        plural = t.kind.plural
+        if plural == "serviceaccounts":
+            return _json(self.auth.token_request(t.namespace or "", t.name, body), status=201)
+        if plural == "tokenreviews":
+            return _json(self.auth.token_review(body), status=201)
+        if plural == "selfsubjectreviews":
+            return _json(self.auth.self_subject_review(user, body), status=201)
+        return _json(rbac.review(self.rbac, plural, user, body, namespace=t.namespace or ""), status=201)
 
     # ------------------------------------------------------------------ routing
 
@@ -287,6 +304,7 @@ class ApiServer:
         if sub and not (
             (sub == "status" and kind.status)
             or (sub == "scale" and kind.scale)
+            or (sub == "token" and kind.group == "" and kind.plural == "serviceaccounts")
             or (sub == "finalize" and kind.kind == "Namespace")
         ):
             raise errors.NotFound("the server could not find the requested resource")
@@ -670,6 +688,8 @@ class ApiServer:
         before validation, which answers 422 Invalid with every field error.
         """
         k = t.kind
+        if k.group == rbac.RBAC_GROUP:
+            self._check_rbac_write(request, obj, t)
         mode = request.query.get("fieldValidation", "") or "Warn"
         if not versions.validates_fields(self.kube_version.name):
             mode = "Ignore"  # releases before it drop unknown fields without a word
@@ -728,6 +748,13 @@ class ApiServer:
             # server defaulted, as on a real server (an Apply does not)
             defaults.apply(k.group, k.kind, obj)
         return warnings
+
+    def _check_rbac_write(self, request: web.Request, obj: Obj, t: Target) -> None:
+        user = request.get(USER)
+        if user is None:
+            return
+        old = self.store.raw(t.kind.resource, t.namespace or "", t.name) if t.name else None
+        self.rbac.check_write(user, resource=t.kind.plural, namespace=t.namespace or "", url_name=t.name, obj=obj, old=old)
 
     @staticmethod
     def _manager(request: web.Request) -> str:
@@ -903,6 +930,7 @@ class ApiServer:
         if live is None:
             if t.subresource:
                 raise errors.not_found(k.plural, t.name, group=k.group)
+            self._authorize_create(request, t)
             warnings = self._admit(new, t, request)
             stored, sk = self._stored(new, k)
             out = self.store.create(stored, kind=sk, dry_run=_dry_run(request), copy_result=False)
@@ -915,6 +943,20 @@ class ApiServer:
         stored, sk = self._stored(new, k)
         out = self.store.update(stored, kind=sk, subresource=t.subresource, dry_run=_dry_run(request), copy_result=False)
         return _json(_as_version(out, k), warnings=warnings)
+
+    def _authorize_create(self, request: web.Request, t: Target) -> None:
+        """A patch that creates its object needs ``create`` as well (upstream's
+        ``withAuthorization``); the 403 carries only the authorizer's reason."""
+        user = request.get(USER)
+        k = t.kind
+        if self.audit is not None and user is not None:
+            self.audit[(user.name, "create", k.group, f"{k.plural}/{t.subresource}" if t.subresource else k.plural)] += 1
+        if user is None or user.privileged:
+            return
+        info = rbac.RequestInfo(True, request.path, "create", k.group, k.version, t.namespace or "", k.plural, t.subresource, t.name)
+        ok, reason = self.rbac.authorize(user, info)
+        if not ok:
+            raise rbac.forbidden_error(k.group, k.plural, t.name, reason)
 
     async def _scale(self, request: web.Request, verb: str, t: Target) -> web.StreamResponse:
         """The ``scale`` subresource: an autoscaling/v1 Scale view of spec.replicas."""
@@ -1050,6 +1092,20 @@ class ApiServer:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+#: the authenticated (or impersonated) user of a request, for admission
+USER = web.RequestKey("user", rbac.UserInfo)
+
+_AUTH_GROUPS = frozenset({"authorization.k8s.io", "authentication.k8s.io"})
+
+
+def _static_user(u: str | rbac.UserInfo) -> rbac.UserInfo:
+    if isinstance(u, rbac.UserInfo):
+        return u
+    if u == "admin":
+        return auth.ADMIN
+    return rbac.UserInfo(name=u, groups=(rbac.AUTHENTICATED,))
 
 
 def _json(obj: Any, *, status: int = 200, warnings: Iterable[str] = ()) -> web.Response:

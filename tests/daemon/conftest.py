@@ -134,9 +134,16 @@ async def daemons(tmp_path: Path) -> AsyncIterator[list[DaemonProcess]]:
 
 async def start_daemon(
     daemons: list[DaemonProcess], fleet: Fleet, log: Path, *, name: str = "d", extra: list[str] | None = None,
-    wait_ready: bool = True,
+    wait_ready: bool = True, kubeconfig: Path | None = None,
 ) -> DaemonProcess:
-    d = DaemonProcess(kubeconfig=fleet["master"].kubeconfig_path, log=log, name=name, extra=extra)
+    """A daemon against the fleet's master; it authenticates as the ServiceAccount of
+    ``deploy/rbac.yaml`` (applied first), so RBAC decides what it may do, unless the test
+    gives another ``kubeconfig``."""
+    if kubeconfig is None:
+        from .identity import master_kubeconfig
+
+        kubeconfig = master_kubeconfig(fleet["master"])
+    d = DaemonProcess(kubeconfig=kubeconfig, log=log, name=name, extra=extra)
     daemons.append(d)
     await d.start()
     if wait_ready:

@@ -52,21 +52,28 @@ def _allowed(rules: list[dict[str, Any]], group: str, resource: str, verb: str) 
     )
 
 
-def test_the_cluster_role_covers_every_rendered_kind() -> None:
+def test_the_cluster_roles_cover_every_rendered_kind() -> None:
+    """The master's role covers what the master and a remote get (the same kinds but
+    for the remote's Namespace); cluster-add's role covers what a remote gets."""
     role = next(d for d in _docs("rbac.yaml") if d["kind"] == "ClusterRole")
+    remote_role = next(d for d in _docs("samples/cluster-add/istio-operator.yaml") if d["kind"] == "ClusterRole")
     spec = v1beta1.istio_spec({"mtls": True, "gateways": {"k8singress": {"enabled": True}}, "sidecarInjector": {"initCNIConfiguration": {"enabled": True}}, "nodeAgent": {"enabled": True}, "istioCoreDNS": {"enabled": True}, "defaultPodDisruptionBudget": {"enabled": True}}, namespace="istio-system")
-    objs = render_master(spec, namespace="istio-system", facts=RenderFacts())
-    objs += render_remote(spec, v1beta1.remote_istio_spec({"enabledServices": []}, namespace="istio-system"), namespace="istio-system", facts=RenderFacts(role="remote"))
+    master_objs = render_master(spec, namespace="istio-system", facts=RenderFacts())
+    remote_objs = render_remote(spec, v1beta1.remote_istio_spec({"enabledServices": []}, namespace="istio-system"), namespace="istio-system", facts=RenderFacts(role="remote"))
     registry = Registry.with_builtins()
-    for o in objs:
+    for o in master_objs + remote_objs:
         if o["kind"] == "CustomResourceDefinition":
             for k in kinds_from_crd(o):
                 registry.add(k)
-    for o in objs:
-        kind = registry.by_kind(o["apiVersion"], o["kind"])
-        assert kind is not None, o["kind"]
-        for verb in ("list", "watch", "patch", "delete"):
-            assert _allowed(role["rules"], kind.group, kind.plural, verb), (kind.group, kind.plural, verb)
+    for objs, rules in ((master_objs, role["rules"]), (remote_objs, remote_role["rules"])):
+        for o in objs:
+            kind = registry.by_kind(o["apiVersion"], o["kind"])
+            assert kind is not None, o["kind"]
+            # server-side apply creates or patches; the control-plane Namespace (made by
+            # cluster-add) is only patched, and released rather than deleted
+            verbs = ("list", "watch", "patch") if kind.kind == "Namespace" else ("list", "watch", "create", "patch", "delete")
+            for verb in verbs:
+                assert _allowed(rules, kind.group, kind.plural, verb), (kind.group, kind.plural, verb)
     for verb in ("get", "create", "update"):
         assert _allowed(role["rules"], "coordination.k8s.io", "leases", verb)
     assert _allowed(role["rules"], "istio.banzaicloud.io", "istios/status", "patch")

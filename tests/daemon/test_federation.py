@@ -12,6 +12,7 @@ import yaml
 from federationd.sim import Fleet
 
 from .conftest import DaemonProcess, install_crds, kubectl, start_daemon
+from .identity import remote_kubeconfig
 from .test_e2e import SEED_000
 from .waiting import wait_for
 
@@ -47,7 +48,8 @@ async def _join(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path, *, e
     install_crds(fleet)
     kc = fleet["master"].kubeconfig_path
     await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
-    await kubectl(kc, "apply", "-f", "-", stdin=_secret(fleet, fleet[REMOTE].kubeconfig_path.read_bytes()))
+    # the remote prepared as seed 001's cluster-add step does; its Secret authenticates as that identity
+    await kubectl(kc, "apply", "-f", "-", stdin=_secret(fleet, remote_kubeconfig(fleet[REMOTE])))
     remote_cr = {
         "apiVersion": "istio.banzaicloud.io/v1beta1", "kind": "RemoteIstio",
         "metadata": {"name": REMOTE, "namespace": "istio-system"},
@@ -117,7 +119,8 @@ async def test_credential_rotation_reconnects_without_rewriting(tmp_path: Path, 
         remote = fleet[REMOTE]
         before = remote.requests.mutating()
         # the same credentials written differently: a new fingerprint, a reconnection
-        raw = json.dumps(yaml.safe_load(remote.kubeconfig_path.read_text())).encode()
+        secret = fleet["master"].store.get("v1", "Secret", REMOTE, "istio-system") or {}
+        raw = json.dumps(yaml.safe_load(base64.b64decode(secret["data"][REMOTE]))).encode()
         await kubectl(kc, "apply", "-f", "-", stdin=_secret(fleet, raw))
         await wait_for(lambda: "disconnected for a new kubeconfig" in d.stderr(), timeout=30, what="reconnection")
         await wait_for(lambda: "remote-eu joined" in d.stderr().split("disconnected for a new kubeconfig")[-1], timeout=30)

@@ -25,6 +25,7 @@ from federationd.api.v1beta1 import image_tag_for
 from federationd.render import UNSUPPORTED_MESSAGE
 from federationd.sim import Cluster, ClusterSpec
 from tests.daemon.conftest import kubectl
+from tests.daemon.identity import remote_kubeconfig
 from tests.daemon.test_e2e import _quiet
 from tests.daemon.test_federation import REMOTE, _secret
 from tests.daemon.waiting import wait_for
@@ -115,7 +116,8 @@ async def test_a_1_1_mesh_with_a_remote_upgrades_to_1_2_everywhere(fed: Mesh) ->
     assert old_tag.startswith("1.1.") and new_tag.startswith("1.2.")
     kc = fed.kubeconfig
     gen = await apply(fed, OLD_CR)
-    await kubectl(kc, "apply", "-f", "-", stdin=_secret(fed.fleet, _remote(fed).kubeconfig_path.read_bytes()))
+    # the remote prepared by seed 001's cluster-add step; its Secret authenticates as that identity
+    await kubectl(kc, "apply", "-f", "-", stdin=_secret(fed.fleet, remote_kubeconfig(_remote(fed))))
     remote_cr = {
         "apiVersion": "istio.banzaicloud.io/v1beta1", "kind": "RemoteIstio",
         "metadata": {"name": REMOTE, "namespace": NAMESPACE},

@@ -83,6 +83,8 @@ async def test_sim_command_sets_regions_zones_nodes_and_load_balancers(tmp_path:
         (["--lb", "master=elb"], "expected ip or hostname"),
         (["--nodes", "master=zero"], "expected a whole number"),
         (["--zones", "master"], "expected NAME=VALUE"),
+        (["--identity", "master=federationd"], "expected NAMESPACE/SERVICEACCOUNT"),
+        (["--identity", "other=istio-system/federationd"], "no cluster 'other' in --clusters"),
     ],
 )
 async def test_sim_command_refuses_bad_cluster_flags(tmp_path: Path, flags: list[str], message: str) -> None:
@@ -94,3 +96,44 @@ async def test_sim_command_refuses_bad_cluster_flags(tmp_path: Path, flags: list
         _, err = await proc.communicate()
     assert proc.returncode == 2
     assert message in err.decode()
+
+
+async def test_sim_command_writes_a_kubeconfig_per_identity(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "federationd.cli", "sim", "--clusters", "master", "--dir", str(tmp_path),
+        "--identity", "master=istio-system/federationd",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    path = tmp_path / "master.istio-system.federationd.kubeconfig"
+    try:
+        async with asyncio.timeout(30):
+            out = ""
+            while "serving" not in out:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "exited early"
+                out += line
+        assert f"master: serviceaccount istio-system/federationd kubeconfig={path}" in out
+        assert path.stat().st_mode & 0o777 == 0o600
+        # the ServiceAccount has no permissions of its own: RBAC decides
+        for kubeconfig, want in ((path, "system:serviceaccount:istio-system:federationd"), (tmp_path / "master.kubeconfig", "kubernetes-admin")):
+            kube = await asyncio.create_subprocess_exec(
+                "kubectl", "--kubeconfig", str(kubeconfig), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+            )
+            async with asyncio.timeout(30):
+                who, err = await kube.communicate()
+            assert kube.returncode == 0 and who.decode() == want, err.decode()
+        kube = await asyncio.create_subprocess_exec(
+            "kubectl", "--kubeconfig", str(path), "auth", "can-i", "list", "nodes",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )
+        async with asyncio.timeout(30):
+            answer, _ = await kube.communicate()
+        assert kube.returncode == 1 and answer.decode().strip() == "no"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            await proc.communicate()
+    assert proc.returncode == 0
