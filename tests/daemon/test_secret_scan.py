@@ -141,9 +141,7 @@ async def test_no_credential_leaks_anywhere(tmp_path: Path, daemons: list[Daemon
             served[f"{kind} statuses"] = json.dumps([o.get("status") for o in fleet["master"].store.list(ISTIO, kind)]).encode()
         assert await d.terminate() == 0
         # what is written: the log, its WAL and snapshots, stderr
-        for f in tmp_path.iterdir():
-            if f.is_file():
-                served[f.name] = f.read_bytes()
+        served.update(_files(tmp_path))
         assert any(n.startswith("log.db") for n in served) and "log.d.stderr" in served
 
         leaks = [
@@ -154,3 +152,8 @@ async def test_no_credential_leaks_anywhere(tmp_path: Path, daemons: list[Daemon
         ]
         assert not leaks, leaks
         assert _get(fleet, "master", ISTIO, "Istio", "istio-2", "istio-system") is not None
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    """Every file ``directory`` holds, by name (synchronous: read after the daemon exited)."""
+    return {f.name: f.read_bytes() for f in directory.iterdir() if f.is_file()}
