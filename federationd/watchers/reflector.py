@@ -104,9 +104,24 @@ def _node(obj: Obj) -> Obj:
     return out
 
 
+def _namespace(obj: Obj) -> Obj:
+    """A Namespace keeps who wrote it (the managers' names, not their field sets): before
+    deleting one, the converger checks that nobody but federationd ever did
+    (``actuators.keep``)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or "managedFields" not in meta:
+        return obj
+    managers = sorted({str(e.get("manager") or "") for e in meta["managedFields"] or () if isinstance(e, dict)})
+    out = dict(obj)
+    out["metadata"] = {**meta, "managedFields": [{"manager": m} for m in managers]}
+    return out
+
+
 def default_transform(kind: str) -> Transform:
     """What a reflector of ``kind`` keeps by default (see the module docstring)."""
-    return _node if kind == "Node" else strip_managed_fields
+    if kind == "Node":
+        return _node
+    return _namespace if kind == "Namespace" else strip_managed_fields
 
 
 def object_key(obj: Obj) -> ObjectKey:

@@ -42,14 +42,19 @@ def _secret(fleet: Fleet, raw: bytes) -> str:
     })
 
 
-async def _join(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path, *, extra: list[str] | None = None) -> DaemonProcess:
+async def _join(
+    fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path, *, extra: list[str] | None = None, admin: bool = False
+) -> DaemonProcess:
     """Seed 001: the Istio, a Secret named like the RemoteIstio holding the remote's
-    kubeconfig, the RemoteIstio; then the daemon, until the remote is Available."""
+    kubeconfig, the RemoteIstio; then the daemon, until the remote is Available.
+    ``admin``: the Secret holds the remote's cluster-admin kubeconfig, and nothing is
+    prepared on the remote (no cluster-add step)."""
     install_crds(fleet)
     kc = fleet["master"].kubeconfig_path
     await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
     # the remote prepared as seed 001's cluster-add step does; its Secret authenticates as that identity
-    await kubectl(kc, "apply", "-f", "-", stdin=_secret(fleet, remote_kubeconfig(fleet[REMOTE])))
+    raw = yaml.safe_dump(fleet[REMOTE].kubeconfig, sort_keys=False).encode() if admin else remote_kubeconfig(fleet[REMOTE])
+    await kubectl(kc, "apply", "-f", "-", stdin=_secret(fleet, raw))
     remote_cr = {
         "apiVersion": "istio.banzaicloud.io/v1beta1", "kind": "RemoteIstio",
         "metadata": {"name": REMOTE, "namespace": "istio-system"},

@@ -286,7 +286,7 @@ async def test_stop_propagates_the_callers_own_cancellation(client: ClusterClien
     await r2.stop()
 
 
-async def test_the_store_keeps_objects_without_managed_fields(client: ClusterClient, api: FakeApi) -> None:
+async def test_the_store_keeps_namespaces_with_their_writers_only(client: ClusterClient, api: FakeApi) -> None:
     mf = [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:metadata": {}}}]
     api.put("namespaces", {**ns("a", team="x"), "metadata": {"name": "a", "labels": {"team": "x"}, "managedFields": mf}})
     seen: list[dict[str, Any]] = []
@@ -296,11 +296,19 @@ async def test_the_store_keeps_objects_without_managed_fields(client: ClusterCli
     await wait_for(lambda: api.open_watches == 1)
     api.put("namespaces", {**ns("b"), "metadata": {"name": "b", "managedFields": mf}})
     await wait_for(lambda: len(seen) == 2)
+    # a Namespace keeps only who wrote it (what the converger checks before deleting one)
     for key in (("", "a"), ("", "b")):
-        assert "managedFields" not in r.store[key]["metadata"]
+        assert r.store[key]["metadata"]["managedFields"] == [{"manager": "kubectl"}]
     assert r.store[("", "a")]["metadata"]["labels"] == {"team": "x"}
-    assert all("managedFields" not in o["metadata"] for o in seen)  # callbacks see the same
+    assert all(o["metadata"]["managedFields"] == [{"manager": "kubectl"}] for o in seen)  # callbacks see the same
     await r.stop()
+
+
+def test_other_kinds_keep_no_managed_fields() -> None:
+    mf = [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:metadata": {}}}]
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"a": "b"}, "managedFields": mf}}
+    assert default_transform("ConfigMap")(cm) == {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"a": "b"}}}
+    assert cm["metadata"]["managedFields"] == mf, "the transform copies, it does not change what it was given"
 
 
 def test_a_node_keeps_its_labels_and_addresses_only() -> None:
