@@ -13,7 +13,8 @@ int-or-string and quantities as upstream spells them. Custom resources are publi
 from their CRD's ``openAPIV3Schema`` with ``apiVersion``/``kind``/``metadata`` added,
 as the apiextensions server does.
 
-Releases before 1.24 serve no v3 documents, and before 1.25 no ``fieldValidation``
+Releases before 1.15 publish no custom resource schemas, before 1.24 serve no v3
+documents, and before 1.25 no ``fieldValidation``
 parameter (:mod:`federationd.sim.versions`), so kubectl validates on the client side
 against the v2 document there, as it does against those servers.
 
@@ -188,15 +189,38 @@ def _patch_paths(kinds: Iterable[Kind], *, v3: bool, field_validation: bool = Tr
     return paths
 
 
+def _v2_open(node: Any) -> Any:
+    """A v2 schema in which a node keeping unknown fields lists none of its known ones.
+
+    kubectl's client-side validation (what reads v2) refuses any field a schema does not
+    list; the apiextensions server publishes such nodes without their properties so
+    that it does not refuse what the server keeps.
+    """
+    if isinstance(node, list):
+        return [_v2_open(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("x-kubernetes-preserve-unknown-fields"):
+        return {k: v for k, v in node.items() if k not in ("properties", "required", "additionalProperties")}
+    return {k: (v if k in ("enum", "default", "example") else _v2_open(v)) for k, v in node.items()}
+
+
 def _schemas(kinds: list[Kind], release: str, *, v3: bool) -> Doc:
     index = versions.gvk_index(release)
     roots = [index[(k.group, k.version, k.kind)] for k in kinds if (k.group, k.version, k.kind) in index]
+    if not v3 and versions.parse(release).minor < versions.CRD_OPENAPI_MINOR:
+        kinds = [k for k in kinds if not k.custom]
     if any(k.custom for k in kinds):
         roots.append(_OBJECT_META)
     out: Doc = {name: _definition(release, name, v3) for name in _closure(release, tuple(sorted(set(roots))))}
     for k in kinds:
         if k.custom:
-            out[_custom_name(k)] = _custom_schema(k, v3=v3)
+            schema = _custom_schema(k, v3=v3)
+            if not v3:
+                props = schema.get("properties") or {}
+                schema["properties"] = {name: (v if name in ("apiVersion", "kind", "metadata") else _v2_open(v))
+                                        for name, v in props.items()}
+            out[_custom_name(k)] = schema
     return out
 
 

@@ -73,9 +73,7 @@ def _packages() -> dict[str, str]:
     out: dict[str, str] = {}
     for package, group in _data()["groups"].items():
         version = package.rsplit(".", 1)[1]
-        api_version = f"{group}/{version}" if group else version
-        # core/v1 wins over meta.k8s.io's "v1" alias of nothing
-        out.setdefault(api_version, package)
+        out[f"{group}/{version}" if group else version] = package
     return out
 
 
@@ -278,7 +276,7 @@ def _message(raw: bytes, name: str) -> Any:
             if vals:
                 items: list[Any] = []
                 for v in vals:
-                    if typ in _SCALARS and typ not in ("string", "bytes") and isinstance(v, bytes) and typ in _VARINT_TYPES:
+                    if typ in _VARINT_TYPES and isinstance(v, bytes):
                         # a packed repeated scalar
                         j = 0
                         while j < len(v):

@@ -136,6 +136,15 @@ def _pod_ready(o: Obj) -> str:
     return f"{ready}/{total}"
 
 
+def _pod_restarts(o: Obj, now: float) -> str:
+    """``N``, or ``N (<age> ago)`` after the last container restart, as printPod shows it."""
+    statuses = _st(o, "status", "containerStatuses") or []
+    restarts = sum(int(s.get("restartCount", 0)) for s in statuses)
+    last = max((str(((s.get("lastState") or {}).get("terminated") or {}).get("finishedAt") or "") for s in statuses),
+               default="")
+    return f"{restarts} ({_ts_since(last, now)} ago)" if restarts and last else str(restarts)
+
+
 def _terminated_reason(t: dict[str, Any], prefix: str = "") -> str:
     if t.get("reason"):
         return prefix + str(t["reason"])
@@ -418,7 +427,7 @@ _BUILTIN: dict[tuple[str, str], list[Column]] = {
         _N,
         (_col("Ready"), _f(_pod_ready)),
         (_col("Status"), _f(_pod_status)),
-        (_col("Restarts"), _f(lambda o: str(sum(int(s.get("restartCount", 0)) for s in _st(o, "status", "containerStatuses") or [])))),
+        (_col("Restarts"), _pod_restarts),
         _A,
         (_col("IP", priority=1), _f(lambda o: _st(o, "status", "podIP") or "<none>")),
         (_col("Node", priority=1), _f(lambda o: _st(o, "spec", "nodeName") or "<none>")),

@@ -26,7 +26,8 @@ the emulator needs is here, in one place:
   not routed, not in discovery, still what the store and behaviours use.
 
 * what a release's API server does differently on the wire, by the minor its feature
-  went on by default: aggregated discovery (1.26, ``v2`` from 1.30), server-side apply
+  went on by default: custom resource schemas in ``/openapi/v2`` (1.15), aggregated
+  discovery (1.26, ``v2`` from 1.30), server-side apply
   and managedFields (1.16), ``/openapi/v3`` (1.24), the ``fieldValidation`` parameter
   (1.25; before it unknown fields are dropped silently and kubectl validates on the
   client against ``/openapi/v2``).
@@ -233,6 +234,8 @@ def serves(version: str, api_version: str, kind: str) -> bool:
     return (group, v, kind) in gvk_index(parse(version).name)
 
 
+#: first minor publishing custom resource schemas in /openapi/v2 (beta in 1.15)
+CRD_OPENAPI_MINOR: Final = 15
 #: first minor with server-side apply on by default (beta in 1.16), and managedFields
 SERVER_SIDE_APPLY_MINOR: Final = 16
 #: first minor serving /openapi/v3 by default (the OpenAPIV3 gate went beta in 1.24)

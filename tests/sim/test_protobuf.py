@@ -58,6 +58,25 @@ def test_kubectl_bodies_decode_to_the_json_form(case: dict[str, Any]) -> None:
     assert got == _without_zero_structs(case["json"])
 
 
+def test_configmap_with_labels_finalizers_and_data() -> None:
+    meta = (_ld(1, b"c") + _ld(2, b"") + _ld(3, b"ns") + bytes([7 << 3, 0]) + _ld(8, b"")
+            + _ld(11, _ld(1, b"app") + _ld(2, b"web")) + _ld(14, b"example.com/f"))
+    raw = _ld(1, meta) + _ld(2, _ld(1, b"a") + _ld(2, b"b")) + _ld(2, _ld(1, b"x") + _ld(2, b""))
+    assert protobuf.decode(_envelope("v1", "ConfigMap", raw)) == {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "ns", "labels": {"app": "web"}, "finalizers": ["example.com/f"]},
+        "data": {"a": "b", "x": ""},
+    }
+
+
+def test_secret_data_is_base64_as_in_json() -> None:
+    raw = _ld(1, _ld(1, b"s")) + _ld(2, _ld(1, b"k") + _ld(2, b"\x00\xff")) + _ld(3, b"Opaque")
+    assert protobuf.decode(_envelope("v1", "Secret", raw)) == {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "AP8="}, "type": "Opaque"}
+
+
+
+
 def test_pointer_zero_values_stay_plain_zero_values_go() -> None:
     # Deployment spec: replicas (pointer) = 0 is kept; minReadySeconds (plain) = 0 is not
     spec = _vi(1, 0) + _vi(5, 0) + _vi(7, 0)

@@ -29,10 +29,11 @@ def _pod(*statuses: dict[str, Any], phase: str = "Running", **meta: Any) -> dict
 
 
 def test_pod_status_and_ready_follow_the_containers() -> None:
-    running = {"ready": True, "restartCount": 1, "state": {"running": {}}}
+    running = {"ready": True, "restartCount": 1, "state": {"running": {}},
+               "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2025-01-01T00:55:00Z"}}}
     waiting = {"ready": False, "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
     row = _row("", "Pod", _pod(running, waiting))
-    assert (row["Ready"], row["Status"], row["Restarts"], row["Age"]) == ("1/2", "CrashLoopBackOff", "4", "60m")
+    assert (row["Ready"], row["Status"], row["Restarts"], row["Age"]) == ("1/2", "CrashLoopBackOff", "4 (5m ago)", "60m")
     assert _row("", "Pod", _pod({"state": {"waiting": {"reason": "ContainerCreating"}}}, phase="Pending"))["Status"] == "ContainerCreating"
     assert _row("", "Pod", _pod({"state": {"terminated": {"exitCode": 137, "signal": 9}}}, phase="Failed"))["Status"] == "Signal:9"
     assert _row("", "Pod", _pod(running, deletionTimestamp="2025-01-01T00:59:00Z"))["Status"] == "Terminating"

@@ -335,6 +335,16 @@ async def test_kubectl_against_a_release_without_server_validation(mixed: Fleet,
     assert rc != 0 and "Server-side apply not available on the server" in err and "apply-patch" not in err
     rc, out, _ = await kubectl("old", "explain", "deployment.spec.strategy")
     assert rc == 0 and "VERSION:  apps/v1" in out and "rollingUpdate\t<Object>" in out
+    # a v1beta1 CRD keeps unknown fields, and nothing on the client refuses them either
+    crd = _crd_v1beta1("gizmos")
+    (tmp_path / "crd.json").write_text(json.dumps(crd))
+    await kubectl("old", "apply", "-f", str(tmp_path / "crd.json"))
+    await kubectl("old", "wait", "--for=condition=Established", "crd/gizmos.example.com", "--timeout=10s")
+    cr = {"apiVersion": "example.com/v1alpha1", "kind": "Gizmo", "metadata": {"name": "g"}, "spec": {"size": 1, "color": "red"}}
+    (tmp_path / "cr.json").write_text(json.dumps(cr))
+    rc, out, err = await kubectl("old", "apply", "-f", str(tmp_path / "cr.json"))
+    assert rc == 0, err
+    assert (mixed["old"].store.get("example.com/v1alpha1", "Gizmo", "g", "default") or {}).get("spec") == cr["spec"]
     # 1.30 validates on the server
     rc, _, err = await kubectl("new", "apply", "-f", str(pod))
     assert rc == 0 and 'unknown field "spec.os"' not in err
