@@ -851,9 +851,9 @@ class Demo:
                 for comp in c.components
             ]
             lines.extend(_wrap(tokens or [s.dim("no components yet")], width=width, indent="  "))
-            running, ready_pods, total = c.pods
-            line = f"pods in {NAMESPACE}: {running} Running, {ready_pods} ready of {total}"
-            lines.append("  " + (s.good if total and ready_pods == total else s.wait)(line))
+            running, ready_pods, all_pods = c.pods
+            line = f"pods in {NAMESPACE}: {running} Running, {ready_pods} ready of {all_pods}"
+            lines.append("  " + (s.good if all_pods and ready_pods == all_pods else s.wait)(line))
         lines.append("")
         lines.append(s.bold(f"meshNetworks (ConfigMap {NAMESPACE}/istio on the master: one network per cluster)"))
         for name, (registries, gateways) in sorted(snap.networks.items()):
