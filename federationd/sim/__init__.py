@@ -27,15 +27,18 @@ from the command line (``cli``). For tests::
         c.faults.clear()
 
         c.behaviours.lb_enabled = False; c.behaviours.set_load_balancer(ns, svc, [{"ip": ...}])
-        c.behaviours.kubelet_enabled = False; c.behaviours.run_pods(ns, deployment)
+        c.behaviours.kubelet_enabled = False     # no controllers, scheduler or kubelets
+        c.behaviours.hold_ready(ns, workload)    # its new Pods never get Ready (release_ready)
         c.behaviours.restart_pod(ns, pod)        # new pod IP (Endpoints follow)
         c.region, c.zones                        # on the Nodes' topology labels
 
 Modules: ``kinds`` (what is served), ``store`` (MVCC, lifecycle, watch fan-out),
 ``server`` (HTTP, verbs, admission), ``auth`` (tokens, impersonation), ``rbac``
-(authorization, default roles, aggregation, escalation checks), ``discovery``, ``tables``, ``selectors``,
-``defaults``, ``protobuf``, ``behaviours``, ``faults``, ``fleet``, ``control``;
-``patch``, ``ssa`` and ``validate`` hold patch semantics, server-side apply and schemas.
+(authorization, default roles, aggregation, escalation checks), ``discovery``, ``tables``,
+``selectors``, ``defaults``, ``protobuf``, ``openapi``, ``versions`` (what each Kubernetes
+release serves), ``behaviours``, ``workloads``, ``faults``, ``fleet``, ``control``;
+``patch``, ``ssa``, ``validate`` and ``semantics`` hold patch semantics, server-side apply,
+schemas and the server's own validation rules.
 """
 
 from federationd.sim.fleet import Cluster, ClusterSpec, Fleet

@@ -345,6 +345,27 @@ class Controllers:
     def _write(self, resource: Resource, o: Obj) -> Obj:
         return self.store.update(o, kind=self._kind(resource), check_version=False, copy_result=False)
 
+    def _event(self, o: Obj, reason: str, message: str, *, component: str, host: str = "") -> None:
+        """A Normal Event about ``o``, as the controllers and kubelets record them
+        (what ``kubectl describe`` lists); never a reason for a sync to fail."""
+        m = _meta(o)
+        now = rfc3339(self.store.clock())
+        source: Obj = {"component": component, **({"host": host} if host else {})}
+        event: Obj = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{m['name']}.{_random_suffix(16)}", "namespace": m.get("namespace") or "default"},
+            "involvedObject": {"apiVersion": o.get("apiVersion", ""), "kind": o.get("kind", ""), "name": m["name"],
+                               "namespace": m.get("namespace", ""), "uid": m.get("uid", ""),
+                               "resourceVersion": m.get("resourceVersion", "")},
+            "reason": reason, "message": message, "source": source, "type": "Normal", "count": 1,
+            "firstTimestamp": now, "lastTimestamp": now,
+            "reportingComponent": component, "reportingInstance": host,
+        }
+        try:
+            self.store.create(event, copy_result=False)
+        except errors.ApiError:
+            pass  # a namespace being deleted takes no new Events
+
     # ------------------------------------------------------------------ deployments
 
     def _sync_deployment(self, d: Obj) -> None:
@@ -396,6 +417,9 @@ class Controllers:
                              "ownerReferences": [_owner_ref(d, api_version="apps/v1", kind="Deployment")]},
                 "spec": rs_spec,
             }, kind=self._kind(REPLICASETS), copy_result=False)
+            if first:
+                self._event(d, "ScalingReplicaSet", f"Scaled up replica set {_meta(new)['name']} from 0 to {first}",
+                            component="deployment-controller")
             top += 1
         elif new is not None and int((_meta(new).get("annotations") or {}).get(REVISION, "0") or 0) < top:
             # a rollback to an older template: its ReplicaSet becomes the newest revision
@@ -420,6 +444,10 @@ class Controllers:
             if rs_replicas(r) == n and (_meta(r).get("annotations") or {}).get(
                     "deployment.kubernetes.io/desired-replicas") == str(replicas):
                 return
+            if rs_replicas(r) != n:
+                way = "up" if n > rs_replicas(r) else "down"
+                self._event(d, "ScalingReplicaSet", f"Scaled {way} replica set {_meta(r)['name']} from {rs_replicas(r)} to {n}",
+                            component="deployment-controller")
             nr = deep_copy(r)
             nr["spec"]["replicas"] = n
             ann = nr["metadata"].setdefault("annotations", {})
@@ -519,9 +547,12 @@ class Controllers:
         replicas = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
         pods = [p for p in self._controlled(rs) if _active(p)]
         if len(pods) < replicas:
+            component = "replicaset-controller" if resource == REPLICASETS else "replication-controller"
             for _ in range(replicas - len(pods)):
-                pods.append(self._new_pod(rs, kind=str(rs["kind"]), template=spec.get("template") or {},
-                                          generate=f"{meta['name']}-"))
+                pod = self._new_pod(rs, kind=str(rs["kind"]), template=spec.get("template") or {},
+                                    generate=f"{meta['name']}-")
+                pods.append(pod)
+                self._event(rs, "SuccessfulCreate", f"Created pod: {_meta(pod)['name']}", component=component)
         elif len(pods) > replicas:
             # the least useful go first: unscheduled, pending, unready, newest
             def rank(p: Obj) -> tuple[int, int, int]:
@@ -533,6 +564,8 @@ class Controllers:
             ranked.sort(key=rank)
             for p in ranked[: len(pods) - replicas]:
                 self._delete(PODS, p)
+                self._event(rs, "SuccessfulDelete", f"Deleted pod: {_meta(p)['name']}",
+                            component="replicaset-controller" if resource == REPLICASETS else "replication-controller")
             gone = {id(p) for p in ranked[: len(pods) - replicas]}
             pods = [p for p in pods if id(p) not in gone]
         ready = sum(1 for p in pods if pod_ready(p))
@@ -685,8 +718,9 @@ class Controllers:
         if not done and not spec.get("suspend"):
             want = parallelism if completions is None else min(parallelism, int(completions) - succeeded)
             for _ in range(max(0, want - len(active))):
-                active.append(self._new_pod(job, kind="Job", template=spec.get("template") or {},
-                                            generate=f"{meta['name']}-"))
+                pod = self._new_pod(job, kind="Job", template=spec.get("template") or {}, generate=f"{meta['name']}-")
+                active.append(pod)
+                self._event(job, "SuccessfulCreate", f"Created pod: {_meta(pod)['name']}", component="job-controller")
         status: Obj = {k: v for k, v in status_old.items() if k in ("startTime", "conditions")}
         status.setdefault("startTime", now)
         status["active"] = 0 if done else len(active)
@@ -704,6 +738,7 @@ class Controllers:
                                    "reason": "CompletionsReached", "message": reached})
             status["conditions"] = conditions
             status["completionTime"] = now
+            self._event(job, "Completed", "Job completed", component="job-controller")
         self._write_status(JOBS, job, status)
 
     # ------------------------------------------------------------------ scheduler and kubelet
@@ -761,6 +796,8 @@ class Controllers:
         bound = deep_copy(p)
         bound["spec"]["nodeName"] = _meta(node)["name"]
         self._write(PODS, bound)
+        self._event(p, "Scheduled", f"Successfully assigned {ns}/{name} to {_meta(node)['name']}",
+                    component="default-scheduler")
         cur = self.store.raw(PODS, ns, name)
         if cur is not None:
             status = deep_copy(cur.get("status") or {})
@@ -833,7 +870,15 @@ class Controllers:
         ready = not self._is_held(p)
         status = self._running_status(p, ip=ip, host_ip=host_ip, ready=ready, now=now,
                                       started=str(old.get("startTime") or now))
+        first_start = _phase(p) == "Pending"
         self._write_status(PODS, p, status)
+        if first_start:
+            for c in list(spec.get("initContainers") or []) + list(spec.get("containers") or []):
+                cname, image = c.get("name", ""), c.get("image", "")
+                self._event(p, "Pulled", f'Container image "{image}" already present on machine',
+                            component="kubelet", host=node)
+                self._event(p, "Created", f"Created container: {cname}", component="kubelet", host=node)
+                self._event(p, "Started", f"Started container {cname}", component="kubelet", host=node)
         return self.store.raw(PODS, ns, name)
 
     def _running_status(self, p: Obj, *, ip: str, host_ip: str, ready: bool, now: str, started: str) -> Obj:

@@ -63,6 +63,12 @@ async def test_get_pods_wide_after_applying_a_deployment(kubectl: Kubectl, fleet
         assert ipaddress.ip_address(r["IP"]) in ipaddress.ip_network(nodes[r["NODE"]]["spec"]["podCIDR"]), r
     # two replicas land on two different nodes (the least loaded first)
     assert len({r["NODE"] for r in rows}) == 2
+    # the controllers and kubelets record what they did, as `kubectl describe` shows
+    _, out, _ = await kubectl.run("master", "describe", "deployment", name)
+    assert "ScalingReplicaSet" in out and "Scaled up replica set" in out and "to 2" in out, out
+    _, out, _ = await kubectl.run("master", "describe", "pod", rows[0]["NAME"])
+    assert f"Successfully assigned default/{rows[0]['NAME']} to {rows[0]['NODE']}" in out, out
+    assert "Started container web" in out, out
     _, out, _ = await kubectl.run("master", "get", "replicasets", "-l", f"app={name}", "-o", "json")
     rs = json.loads(out)["items"]
     assert len(rs) == 1 and rs[0]["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
