@@ -163,11 +163,12 @@ async def test_a_nodeport_gateway_is_announced_by_node_addresses_and_node_port(t
             a["address"] for n in fleet[REMOTE].store.list("v1", "Node")
             for a in n["status"]["addresses"] if a["type"] == "ExternalIP"
         )
-        tls = next(p for p in remote_gw()["spec"]["ports"] if p.get("name") == "tls")
+        # the node port of "https": the *.local AUTO_PASSTHROUGH listener (443) behind it
+        https = next(p for p in remote_gw()["spec"]["ports"] if p.get("name") == "https")
         await wait_for(lambda: _gateway_addrs(fleet, REMOTE) == external, timeout=15, what="node addresses announced")
         gateways = _networks(fleet)[REMOTE]["gateways"]
-        assert {g["port"] for g in gateways} == {tls["nodePort"]}, gateways
-        assert tls["nodePort"] != tls["port"]
+        assert {g["port"] for g in gateways} == {https["nodePort"]}, gateways
+        assert https["nodePort"] != https["port"]
         await wait_for(lambda: _remote_status(fleet).get("GatewayAddress") == external, timeout=10, what="GATEWAYS are the nodes")
         assert await d.terminate() == 0
 
