@@ -277,7 +277,11 @@ class ClusterRuntime:
         r = self.reflectors.get("secrets")
         return r.store.get((namespace, name)) if r is not None else None
 
+    #: runtimes stopped in this process (the GC loop collects fully after one stops)
+    stopped_total = 0
+
     async def stop(self) -> None:
+        ClusterRuntime.stopped_total += 1
         try:
             await self.converger.stop()
             for r in self.reflectors.values():
@@ -866,7 +870,7 @@ class Daemon:
             master.start()
             self._tasks.append(asyncio.create_task(self._master_synced(), name="initial-sync"))
             self._tasks.append(asyncio.create_task(self._resync_loop(), name="resync"))
-            self._tasks.append(asyncio.create_task(_gc_loop(), name="gc"))
+            self._tasks.append(asyncio.create_task(_gc_loop(lambda: ClusterRuntime.stopped_total), name="gc"))
             await self.resolver.start()
             if s.leader_elect:
                 self.elector = LeaderElector(
@@ -946,21 +950,24 @@ GC_FREEZE_PERIOD = 15.0
 GC_FULL_EVERY = 40
 
 
-async def _gc_loop() -> None:
+async def _gc_loop(stopped: Callable[[], int]) -> None:
     """Keep the cyclic garbage collector off the long-lived state.
 
     The projection state, the derivation's memo and the reflectors' stores are millions
     of containers that live for hours; every full collection walked all of them (at 50
     clusters that was most of a derivation's time). ``gc.freeze()`` moves what is alive
     into the permanent generation, so collections look at new objects only. Every
-    ``GC_FULL_EVERY`` rounds a full collection runs over everything (``unfreeze``), so
-    cycles among objects that were alive at a freeze (a stopped cluster's runtime) are
-    still reclaimed."""
+    ``GC_FULL_EVERY`` rounds, and after a cluster runtime stopped (its reflectors, tasks
+    and stores hold cycles and were alive at a freeze), a full collection runs over
+    everything (``unfreeze``), so nothing frozen leaks."""
     rounds = 0
+    seen = stopped()
     while True:
         await asyncio.sleep(GC_FREEZE_PERIOD)
         rounds += 1
-        if rounds % GC_FULL_EVERY == 0:
+        now = stopped()
+        if rounds % GC_FULL_EVERY == 0 or now != seen:
+            seen = now
             gc.unfreeze()
             gc.collect()
         gc.freeze()
