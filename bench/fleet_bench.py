@@ -427,6 +427,13 @@ async def _run_size(
 
 
 async def main(args: argparse.Namespace) -> int:
+    # SIGTERM/SIGINT cancel the run, so the daemon child is stopped and the directory
+    # removed on the way out (a killed benchmark must not leave a daemon behind)
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
     for n in [int(x) for x in args.sizes.split(",") if x]:
         result = await run_size(n, changes=args.changes, resync=args.resync_period, seed=args.seed, keep=args.keep)
         print(json.dumps(result), flush=True)
