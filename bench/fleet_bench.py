@@ -345,14 +345,15 @@ async def _run_size(
                     _join(fleet, r)
                 t_all = await _until(
                     lambda: all(_status(fleet, "RemoteIstio", r) == "Available" for r in remotes[:-1]),
-                    timeout=900, what="all remotes Available", every=0.05,
+                    timeout=2400, what="all remotes Available", every=0.05,
                 )
                 join_all = t_all - t0
                 await _converged(d, session, timeout=300)
                 await _quiet(fleet)
                 t0 = time.monotonic()
                 _join(fleet, remotes[-1])
-                join_one = await _until(lambda: _status(fleet, "RemoteIstio", remotes[-1]) == "Available", timeout=120, what="one remote Available", every=0.005) - t0
+                join_one = await _until(lambda: _status(fleet, "RemoteIstio", remotes[-1]) == "Available", timeout=300, what="one remote Available", every=0.005) - t0
+                print(f"[{n} clusters] join: {n - 1} at once {join_all:.1f} s, one more {join_one:.2f} s", file=sys.stderr, flush=True)
                 await _converged(d, session, timeout=300)
                 await _quiet(fleet)
 
@@ -374,6 +375,7 @@ async def _run_size(
                     await _until(lambda: len(feed.acks) >= expected, timeout=60, what=f"change {k} acknowledged", every=0.002)
                     lat_master.append((feed.acks["master"] - t0) * 1000)
                     lat_all.append((max(feed.acks.values()) - t0) * 1000)
+                    print(f"[{n} clusters] change {k}: master {lat_master[-1]:.0f} ms, all {lat_all[-1]:.0f} ms", file=sys.stderr, flush=True)
                     await _quiet(fleet, quiet_for=0.3)
                     writes += _mutating(fleet) - w0
                     changed += feed.content_changes - c0 - 1  # minus the bench's own status write
@@ -425,6 +427,13 @@ async def _run_size(
 
 
 async def main(args: argparse.Namespace) -> int:
+    # SIGTERM/SIGINT cancel the run, so the daemon child is stopped and the directory
+    # removed on the way out (a killed benchmark must not leave a daemon behind)
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
     for n in [int(x) for x in args.sizes.split(",") if x]:
         result = await run_size(n, changes=args.changes, resync=args.resync_period, seed=args.seed, keep=args.keep)
         print(json.dumps(result), flush=True)

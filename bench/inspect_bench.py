@@ -118,6 +118,8 @@ def main() -> int:
         built = time.perf_counter() - t0
         log = str(path)
         results: dict[str, float] = {}
+        # the floor of any command: starting Python and importing the CLI, one event read
+        results["startup_reference_s"], _ = _time("events", "--log", log, "--from", str(head), "--until", str(head))
         results["state_s"], _ = _time("state", "--log", log)
         results["replay_hash_s"], _ = _time("replay", "--log", log, "--hash")
         results["explain_s"], out = _time("explain", "--log", log, "master", "ConfigMap/istio-system/istio")

@@ -612,18 +612,26 @@ class EventLog:
         key: str,
         types: Iterable[type[Event] | str],
         to_seq: int | None = None,
-    ) -> list[Record]:
-        """Every event of these types about the object ``key`` on ``cluster``, in order,
-        through the (cluster, type, seq) index: what ``explain`` lists as writes and drift
-        without reading the rest of the log."""
+        last: int | None = None,
+    ) -> tuple[list[Record], int]:
+        """The events of these types about the object ``key`` on ``cluster`` (the newest
+        ``last`` of them when given), in order, and how many there are in all — through
+        the (cluster, type, seq) index: what ``explain`` lists as writes and drift without
+        reading the rest of the log."""
         tags = _tags(types)
         marks = ", ".join("?" * len(tags))
-        rows = await self._query(
-            "SELECT seq, recorded, payload FROM events INDEXED BY events_by_cluster_type"
-            f" WHERE cluster = ? AND type IN ({marks}) AND seq <= ? AND key = ? ORDER BY seq",
-            [cluster, *tags, _MAX_SEQ if to_seq is None else to_seq, key],
+        where = (
+            "FROM events INDEXED BY events_by_cluster_type"
+            f" WHERE cluster = ? AND type IN ({marks}) AND seq <= ? AND key = ?"
         )
-        return self._decode(rows)
+        params = [cluster, *tags, _MAX_SEQ if to_seq is None else to_seq, key]
+        rows = await self._query(
+            f"SELECT seq, recorded, payload {where} ORDER BY seq DESC LIMIT ?", [*params, -1 if last is None else last]
+        )
+        total = len(rows)
+        if last is not None and total >= last:
+            total = int((await self._query(f"SELECT COUNT(*) {where}", params))[0][0])
+        return self._decode(list(reversed(rows))), total
 
     async def object_keys(self, *, cluster: str, types: Iterable[type[Event] | str]) -> list[str]:
         """The distinct object keys of events of these types on ``cluster`` (index only)."""

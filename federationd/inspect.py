@@ -341,7 +341,9 @@ async def cmd_explain(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        writes = await log.object_events(cluster=args.cluster, key=key, types=_OBJECT_FACTS, to_seq=until)
+        writes, total = await log.object_events(
+            cluster=args.cluster, key=key, types=_OBJECT_FACTS, to_seq=until, last=args.writes or None
+        )
         desired = derive(state)
         cluster = desired.clusters.get(args.cluster)
         current = cluster.objects.get(key) if cluster else None
@@ -369,6 +371,8 @@ async def cmd_explain(args: argparse.Namespace) -> int:
             cause = f"{codec.tag_of(rec.event)} {rec.event.key}" if rec else ""
             lines.append(f"    {seq:>7}  {what}  <- {cause}")
         lines.append("  writes and drift:")
+        if total > len(writes):
+            lines.append(f"    ({total - len(writes)} earlier not shown; --writes 0 for all)")
         for w in writes:
             lines.append("    " + event_line(w))
         if not writes:
@@ -484,6 +488,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
             "--no-snapshot", action="store_true",
             help="derive the content history over the whole log, not from the newest snapshot",
         )
+        p.add_argument("--writes", type=int, default=50, help="show the newest N writes (0: all)")
     elif command == "diff":
         p.add_argument("--from", dest="from_seq", type=int, required=True)
         p.add_argument("--to", dest="to_seq", type=int, required=True)

@@ -236,6 +236,8 @@ class ClusterConverger:
         self._reflectors: dict[Kind, Reflector] = {}
         #: kinds whose reflector belongs to someone else (``share``)
         self._shared: set[Kind] = set()
+        #: no desired state yet: nothing is applied, deleted or released before one
+        self._has_desired = False
         self._desired = ClusterDesired()
         self._acts: Mapping[str, Actuation] = {}
         # What this process recorded (apply/verify) per key, so a verify is logged once
@@ -304,6 +306,8 @@ class ClusterConverger:
         old = self._desired
         if desired is old and actuations is self._acts:
             return
+        first = not self._has_desired
+        self._has_desired = True
         self._desired = desired
         self._acts = actuations
         for kind in sorted(self._kinds() - self._reflectors.keys()):
@@ -320,6 +324,10 @@ class ClusterConverger:
             if cause_seq:
                 self._cause[key] = (cause_seq, cause_time)
         self._enqueue(changed)
+        if first:
+            # what the inventory held before anything was desired (shared reflectors
+            # list before the first derivation) is looked at now, not released then
+            self.resync()
 
     def resync(self) -> None:
         """Re-check every key (desired, observed, or recorded as applied)."""
@@ -477,7 +485,7 @@ class ClusterConverger:
             self._metrics.reconcile_time_seconds.labels(controller=controller).observe(time.monotonic() - started)
 
     async def _handle(self, key: str) -> None:
-        if not self.active or self._desired.hold:
+        if not self.active or self._desired.hold or not self._has_desired:
             return
         api_version, kind, namespace, name = split_key(key)
         r = self._reflectors.get((api_version, kind))

@@ -100,13 +100,17 @@ class StatusWriter:
 
     def set_desired(self, statuses: Mapping[str, DesiredStatus]) -> None:
         mine = {k: s for k, s in statuses.items() if s.cluster == self.cluster}
-        self._desired = mine
+        before, self._desired = self._desired, mine
         for key in list(self._shown):
             if key not in mine:
                 self._shown.pop(key, None)
         if not self.active:
             return
         for key, s in mine.items():
+            # The same DesiredStatus object as last time (derivation reuses what did not
+            # change) was compared then and, if it differed, queued: no need to hash it.
+            if before.get(key) is s and key in self._shown:
+                continue
             if self._shown.get(key) != content_hash(s.status):
                 self.queue.add(key)
 

@@ -134,6 +134,7 @@ class _Memo:
     def __init__(self) -> None:
         self.entries: dict[tuple[str, ...], tuple[tuple[Any, ...], Any]] = {}
         self.render = RenderCache()
+        self._kept: set[str] = set()
         #: cluster → id(rendered object) → (object, reason inputs, DesiredObject)
         self.objects: dict[str, dict[int, tuple[dict[str, Any], tuple[int, ...], DesiredObject]]] = {}
         #: (cluster, what, objects) of every build that was not a memo hit.
@@ -149,6 +150,9 @@ class _Memo:
 
     def retain(self, clusters: Iterable[str]) -> None:
         keep = set(clusters)
+        if keep == self._kept:
+            return  # nobody left since the last derivation
+        self._kept = keep
         # keys are ("kind", cluster, ...) for per-cluster entries; shared ones use "*"
         for k in [k for k in self.entries if len(k) > 1 and k[1] != "*" and k[1] not in keep]:
             del self.entries[k]
