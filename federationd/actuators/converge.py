@@ -14,9 +14,9 @@ federationd does not own). Each object key goes through a per-cluster deduplicat
   on its own is learnt from the response of our apply, so it never causes a second write.
 * Not in effect → server-side apply (field manager ``federationd``, forced; fields of
   other managers — a user's extra label — are left alone by the server).
-* Owned and no longer desired → delete — except what holds other people's data (CRDs,
-  a Namespace someone else wrote or that holds foreign objects: ``actuators.keep``),
-  which is kept without federationd's marks. A *patch* no longer desired (injection labels on
+* Owned and no longer desired → delete — except what holds other people's data
+  (``actuators.keep``): a CRD is left exactly as it is, a Namespace someone else wrote or
+  that holds foreign objects is kept with federationd's fields released. A *patch* no longer desired (injection labels on
   a namespace) → apply an empty patch, which releases the fields federationd owned.
 * A held cluster (invalid spec, render error) is left exactly as it is.
 * Credentials are in the desired state only as ``federationd.secretref`` placeholders:
@@ -433,7 +433,8 @@ class ClusterConverger:
             for obj in r.store.values():
                 if self._inventory_object(obj):
                     keys.add(self._key_of(obj))
-        return sorted(k for k in keys if k not in self._desired.objects)
+        # a CRD no longer desired is left as it is: nothing to wait for
+        return sorted(k for k in keys if k not in self._desired.objects and split_key(k)[1] not in keep.NEVER_DELETED)
 
     def _enqueue(self, keys: Iterable[str]) -> None:
         if not self.active:
@@ -509,7 +510,9 @@ class ClusterConverger:
                 return
             await self._apply(key, d, observed)
             return
-        if observed is not None and self._owned(observed):
+        if observed is not None and self._owned(observed) and kind in keep.NEVER_DELETED:
+            await self._leave_as_is(key, observed)
+        elif observed is not None and self._owned(observed):
             why = await keep.keep_reason(self.client, observed)
             if why:
                 await self._keep(key, observed, why)
@@ -600,32 +603,23 @@ class ClusterConverger:
         )
 
     async def _keep(self, key: str, observed: Obj, why: str) -> None:
-        """An object of ours no longer desired that holds other people's data
-        (``actuators.keep``): leave it, without federationd's marks — a Namespace by
-        releasing every field federationd owned, a CRD (whose spec it cannot give back)
-        by removing the managed-by label and the content-hash annotation."""
-        api_version, kind, namespace, name = split_key(key)
-        if kind == "Namespace":
-            await self._release(key, observed)
-        else:
-            started = time.monotonic()
-            try:
-                await self.client.patch(
-                    api_version, kind, namespace or None, name,
-                    keep.abandon_patch(content_hash_annotation=CONTENT_HASH_ANNOTATION),
-                )
-            except ApiNotFound:
-                pass
-            except ApiError as e:
-                await self._failed(key, verb=RELEASE, content_hash=observed_hash(observed), started=started, error=e)
-                raise
-            self.stats["release"] += 1
-            self._recorded.pop(key, None)
-            await self._record(
-                ev.ActuationApplied, key, verb=RELEASE, content_hash=observed_hash(observed),
-                latency=time.monotonic() - started,
-            )
+        """A Namespace of ours no longer desired that holds other people's data
+        (``actuators.keep``): release every field federationd owned, leave the rest."""
+        _, kind, namespace, name = split_key(key)
+        await self._release(key, observed)
         log.info("%s: kept %s/%s%s: %s", self.cluster, kind, f"{namespace}/" if namespace else "", name, why)
+
+    async def _leave_as_is(self, key: str, observed: Obj) -> None:
+        """A CRD no longer desired is left exactly as it is (as Helm leaves CRDs): no
+        request. The projection is told once that federationd no longer counts it, so
+        an uninstall or a leaving remote does not wait for it."""
+        if key not in self._acts:
+            return
+        self._recorded.pop(key, None)
+        self.stats["release"] += 1
+        await self._record(ev.ActuationApplied, key, verb=RELEASE, content_hash=observed_hash(observed), latency=0.0)
+        _, kind, _, name = split_key(key)
+        log.info("%s: kept %s/%s: %s", self.cluster, kind, name, keep.NEVER_DELETED_REASON)
 
     async def _release(self, key: str, observed: Obj) -> None:
         """Give back the fields of a patch: applying an object with nothing but its name

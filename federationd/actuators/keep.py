@@ -6,9 +6,8 @@ containers of *other people's* data, and deleting them deletes that data with th
 
 * **CustomResourceDefinitions.** Deleting a CRD deletes every custom resource of it —
   the user's VirtualServices, DestinationRules, Gateways. As Helm never deletes CRDs,
-  federationd never does: a CRD no longer desired is *kept* and only federationd's marks
-  (the managed-by label and the content-hash annotation) are taken off, so it leaves the
-  inventory and a later install adopts it again.
+  federationd never does: a CRD no longer desired is left exactly as it is (no request at
+  all), and a later install applies over it.
 * **Namespaces.** Deleting one deletes everything in it — on a remote, the
   ServiceAccount its kubeconfig authenticates as (``deploy/samples/cluster-add/``). A
   Namespace is deleted only if federationd created it (no other field manager ever wrote
@@ -33,6 +32,7 @@ Obj = dict[str, Any]
 
 #: Kinds never deleted, whoever created them.
 NEVER_DELETED = frozenset({"CustomResourceDefinition"})
+NEVER_DELETED_REASON = "CustomResourceDefinitions are never deleted (their custom resources would go with them)"
 
 #: Namespaced kinds looked at before a Namespace is deleted: what a user (or the
 #: cluster-add step) puts in a namespace. Pods and ReplicaSets follow their owners.
@@ -116,7 +116,7 @@ async def keep_reason(client: KubeClient, obj: Obj) -> str:
     "" when deleting it loses nothing of anyone else's."""
     kind = str(obj.get("kind") or "")
     if kind in NEVER_DELETED:
-        return "CustomResourceDefinitions are never deleted (their custom resources would go with them)"
+        return NEVER_DELETED_REASON
     if kind != "Namespace":
         return ""
     writers = other_writers(obj, field_manager=client.field_manager)
@@ -126,8 +126,3 @@ async def keep_reason(client: KubeClient, obj: Obj) -> str:
     if foreign:
         return f"the namespace holds objects that are not federationd's: {', '.join(foreign)}"
     return ""
-
-
-def abandon_patch(*, content_hash_annotation: str) -> Obj:
-    """The merge patch that takes federationd's marks off an object it keeps."""
-    return {"metadata": {"labels": {MANAGED_BY_LABEL: None}, "annotations": {content_hash_annotation: None}}}

@@ -951,7 +951,7 @@ def _cr_status_now(
     if value == AVAILABLE and not message:
         # Available, yet something the user should know: the ERROR column says so in
         # one line (``kubectl get``); the conditions carry each in full (``describe``).
-        notes = [*( [remapped] if remapped else []), *([pending] if pending else []), *warnings]
+        notes = [*([remapped] if remapped else []), *([pending] if pending else []), *warnings]
         if notes:
             message = ("warning: " + "; ".join(notes))[:300]
     return DesiredStatus(

@@ -80,7 +80,7 @@ async def test_deleting_and_recreating_the_crs_loses_nothing_of_the_users(tmp_pa
         assert _crds(fleet, "master") == crds["master"]
         assert len(_present(fleet, "master", users)) == 3
         crd = _get(fleet, "master", CRD, "CustomResourceDefinition", "virtualservices.networking.istio.io") or {}
-        assert "app.kubernetes.io/managed-by" not in (crd["metadata"].get("labels") or {})
+        assert crd and not crd["metadata"].get("deletionTimestamp")
         assert "kept CustomResourceDefinition/virtualservices.networking.istio.io" in d.stderr()
 
         # both recreated: the mesh comes back over the user's objects, which are untouched
@@ -91,8 +91,7 @@ async def test_deleting_and_recreating_the_crs_loses_nothing_of_the_users(tmp_pa
         await wait_for(lambda: _remote_status(fleet).get("Status") == "Available", timeout=90, what="remote Available again")
         await wait_for(d.converged, timeout=60)
         assert _get(fleet, "master", "apps/v1", "Deployment", "istio-pilot", "istio-system") is not None
-        crd = _get(fleet, "master", CRD, "CustomResourceDefinition", "virtualservices.networking.istio.io") or {}
-        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "federationd"  # adopted again
+        assert _crds(fleet, "master") == crds["master"]
         for cluster in ("master", REMOTE):
             assert len(_present(fleet, cluster, users)) == 3, cluster
             vs = _get(fleet, cluster, NET, "VirtualService", "reviews", "default") or {}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from federationd.sim import Fleet
 
-from .conftest import DaemonProcess, install_crds, kubectl, start_daemon
+from .conftest import DaemonProcess, kubectl, start_daemon
 from .test_e2e import SEED_000, _available, _cli, _events_all, _spec, _status
 from .test_federation import REMOTE, _join, _remote_status
 from .waiting import wait_for
@@ -40,7 +40,6 @@ async def test_sigkill_at_random_points_during_actuation(fleet: Fleet, daemons: 
     rng = random.Random(20261206)
     kc = fleet["master"].kubeconfig_path
     log = tmp_path / "log.db"
-    install_crds(fleet)
     await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
     started = time.monotonic()
     for i in range(kills):
@@ -61,7 +60,6 @@ async def test_sigkill_at_random_points_during_actuation(fleet: Fleet, daemons: 
 async def test_throttling_and_server_errors(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path) -> None:
     kc = fleet["master"].kubeconfig_path
     log = tmp_path / "log.db"
-    install_crds(fleet)
     faults = fleet["master"].faults
     # a burst of 5xx on a third of the requests and 429 + Retry-After on a fifth, for 15 s
     faults.error_rate(rate=0.33, code=503, duration=15)
@@ -83,7 +81,6 @@ async def test_throttling_and_server_errors(fleet: Fleet, daemons: list[DaemonPr
 async def test_watch_drops_and_410_storms(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path) -> None:
     kc = fleet["master"].kubeconfig_path
     log = tmp_path / "log.db"
-    install_crds(fleet)
     await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
     d = await start_daemon(daemons, fleet, log)
     await _available(fleet, d)

@@ -58,12 +58,12 @@ async def test_flat_network_remote_endpoints_follow_the_masters_pods(tmp_path: P
         assert _remote_status(fleet)["Status"] == "ReconcileFailed"
         assert "istio-system/istio-citadel" in _remote_status(fleet)["ErrorMessage"]
 
-        # a podIPs value that is not an address: held, with the field named in the status
+        # a podIPs value that is not an address: the CRD schema refuses it at once, with
+        # the field named (the projection's own check is in tests/corpus)
         patch = {"spec": {"enabledServices": [{"name": "istio-pilot", "podIPs": ["10.0.0.1", "nope"]}]}}
-        await kubectl(kc, "patch", "remoteistio", REMOTE, "-n", NS, "--type", "merge", "-p", json.dumps(patch))
-        await wait_for(lambda: "podIPs[1]" in str(_remote_status(fleet).get("ErrorMessage")), timeout=15, what="bad podIPs reported")
-        msg: Any = _remote_status(fleet)["ErrorMessage"]
-        assert "nope" not in msg
+        before = _remote_cr(fleet)
+        out = await kubectl(kc, "patch", "remoteistio", REMOTE, "-n", NS, "--type", "merge", "-p", json.dumps(patch), check=False)
+        assert out == "" and _remote_cr(fleet) == before
 
 
 FINALIZER = "federationd.istio.banzaicloud.io/remote-cleanup"

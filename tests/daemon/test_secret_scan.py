@@ -12,6 +12,7 @@ each value, raw and base64-encoded at every alignment.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
@@ -141,7 +142,10 @@ async def test_no_credential_leaks_anywhere(tmp_path: Path, daemons: list[Daemon
             served[f"{kind} statuses"] = json.dumps([o.get("status") for o in fleet["master"].store.list(ISTIO, kind)]).encode()
         assert await d.terminate() == 0
         # what is written: the log, its WAL and snapshots, stderr
-        served.update(_files(tmp_path))
+        def written() -> dict[str, bytes]:
+            return {f.name: f.read_bytes() for f in tmp_path.iterdir() if f.is_file()}
+
+        served |= await asyncio.to_thread(written)
         assert any(n.startswith("log.db") for n in served) and "log.d.stderr" in served
 
         leaks = [
@@ -153,7 +157,3 @@ async def test_no_credential_leaks_anywhere(tmp_path: Path, daemons: list[Daemon
         assert not leaks, leaks
         assert _get(fleet, "master", ISTIO, "Istio", "istio-2", "istio-system") is not None
 
-
-def _files(directory: Path) -> dict[str, bytes]:
-    """Every file ``directory`` holds, by name (synchronous: read after the daemon exited)."""
-    return {f.name: f.read_bytes() for f in directory.iterdir() if f.is_file()}
