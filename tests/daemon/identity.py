@@ -60,9 +60,13 @@ def apply_docs(cluster: Cluster, docs: Iterable[Obj]) -> None:
 
 def master_kubeconfig(cluster: Cluster, *, docs: list[Obj] | None = None) -> Path:
     """Apply the master's RBAC (``docs``, default ``deploy/rbac.yaml``) and write a
-    kubeconfig that authenticates as its ServiceAccount."""
+    kubeconfig that authenticates as its ServiceAccount. Asked again for the shipped
+    RBAC, the same kubeconfig is returned: a restarted daemon keeps its credentials."""
+    path = cluster.kubeconfig_path.with_name(f"{cluster.name}.{MASTER_SA[0]}.{MASTER_SA[1]}.kubeconfig")
+    if docs is None and path.exists():
+        return path
     apply_docs(cluster, master_docs() if docs is None else docs)
-    return cluster.write_identity_kubeconfig(*MASTER_SA)
+    return cluster.write_identity_kubeconfig(*MASTER_SA, path=path)
 
 
 def remote_kubeconfig(cluster: Cluster, *, docs: list[Obj] | None = None) -> bytes:

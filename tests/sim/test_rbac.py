@@ -337,3 +337,4 @@ async def test_fleet_kubeconfigs_are_cluster_admin(fleet: Fleet) -> None:
         user = c.server.auth.user_for(c.token)
         assert user is not None and "system:masters" in user.groups
 
+
