@@ -212,9 +212,10 @@ def _mesh_networks(
     state: ProjectionState, master: str, istio: CustomResource
 ) -> tuple[tuple[MeshNetwork, ...], tuple[int, ...]]:
     """One network per cluster: the master's (announced with its own gateway, so remote →
-    master traffic works) and one per RemoteIstio, named like it. Single-cluster meshes
-    have no networks."""
-    remotes = _remote_crs(state)
+    master traffic works) and one per RemoteIstio, named like it, once its cluster is
+    identified (before, it may turn out to be a second name for a cluster already in
+    the mesh, or never to connect at all). Single-cluster meshes have no networks."""
+    remotes = [r for r in _remote_crs(state) if r.name in state.identities]
     if not remotes:
         return (), ()
     seqs: list[int] = []
@@ -229,7 +230,7 @@ def _mesh_networks(
         )
     )
     for r in remotes:
-        seqs.append(r.seq)
+        seqs.extend((r.seq, state.identities[r.name].seq))
         addrs, port, s = gateway_addresses(state, r.name, r.namespace)
         seqs.extend(s)
         nets.append(
