@@ -521,6 +521,8 @@ class Daemon:
             elif not want.identify_only and not rt.joined:
                 self._join(rt, member=want.member)
         for name, left_behind in m.remove.items():
+            if name == self.settings.cluster_name:
+                continue  # never the master (a log from before MasterConfigured)
             if state.seq < self._removed_at.get(name, 0):
                 continue  # its ClusterRemoved is appended, not folded yet
             await self._remove_remote(name, left_behind)
@@ -785,6 +787,12 @@ class Daemon:
             )
             print(f"federationd: serving on {self.http.url}", flush=True)
             client = await self._master_client()
+            if self.state.master != s.cluster_name:
+                # before any fact about it: the master is never taken for a remote
+                await self.append([ev.MasterConfigured(
+                    cluster=ClusterName(s.cluster_name), key=f"Cluster//{s.cluster_name}", time=time.time(),
+                    identity=self.identity,
+                )])
             master = ClusterRuntime(self, s.cluster_name, client, master=True)
             self.runtimes[s.cluster_name] = master
             self.status = StatusWriter(s.cluster_name, master.kube, append=self.append, metrics=self.metrics)
