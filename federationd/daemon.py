@@ -274,6 +274,11 @@ class ClusterRuntime:
         return r.store.get((namespace, name)) if r is not None else None
 
     async def stop(self) -> None:
+        # Health first: the watches and requests that fail as they are stopped must not
+        # report the cluster unreachable after it was removed.
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         try:
             await self.converger.stop()
             for r in self.reflectors.values():
@@ -281,8 +286,6 @@ class ClusterRuntime:
                 raise_if_cancelled()
             await reap(list(self._tasks))
         finally:
-            if self._unsubscribe is not None:
-                self._unsubscribe()
             await self.client.close()
 
 
@@ -579,6 +582,7 @@ class Daemon:
         self._dirty.set()
 
     async def _remove_remote(self, name: str, left_behind: str) -> None:
+        had_runtime = name in self.runtimes
         await self._stop_remote(name)
         self.resolver.forget_cluster(ClusterName(name))
         self._resolving.discard(name)
@@ -589,7 +593,10 @@ class Daemon:
             self._removed_at[name] = int(seqs[-1])
         if left_behind:
             log.warning("remote %s: %s", name, left_behind)
-        log.info("remote %s left", name)
+        if had_runtime or left_behind:
+            log.info("remote %s left", name)
+        else:
+            log.debug("remote %s forgotten", name)
         self._dirty.set()
 
     async def _apply_finalizers(self, m: Membership) -> None:
