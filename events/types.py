@@ -320,6 +320,14 @@ class LeadershipLost(Event, frozen=True, tag=True):
     identity: str
 
 
+class MasterConfigured(Event, frozen=True, tag=True):
+    """The daemon runs against ``cluster`` as its master (appended at start when the log
+    does not say so yet): the membership projection never takes the master for a remote,
+    even before any Istio or RemoteIstio names it."""
+
+    identity: str = ""
+
+
 
 # --- the shared root of trust ----------------------------------------------------------------
 
@@ -403,6 +411,7 @@ CATALOGUE: tuple[type[Event], ...] = (
     TrustObserved,
     ClusterIdentityObserved,
     CleanupDeadlinePassed,
+    MasterConfigured,
 )
 
 

@@ -286,6 +286,11 @@ class ClusterRuntime:
 
     async def stop(self) -> None:
         ClusterRuntime.stopped_total += 1
+        # Health first: the watches and requests that fail as they are stopped must not
+        # report the cluster unreachable after it was removed.
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         try:
             await self.converger.stop()
             for r in self.reflectors.values():
@@ -293,8 +298,6 @@ class ClusterRuntime:
                 raise_if_cancelled()
             await reap(list(self._tasks))
         finally:
-            if self._unsubscribe is not None:
-                self._unsubscribe()
             await self.client.close()
 
 
@@ -544,6 +547,8 @@ class Daemon:
             elif not want.identify_only and not rt.joined:
                 self._join(rt, member=want.member)
         for name, left_behind in m.remove.items():
+            if name == self.settings.cluster_name:
+                continue  # never the master (a log from before MasterConfigured)
             if state.seq < self._removed_at.get(name, 0):
                 continue  # its ClusterRemoved is appended, not folded yet
             await self._remove_remote(name, left_behind)
@@ -600,6 +605,7 @@ class Daemon:
         self._dirty.set()
 
     async def _remove_remote(self, name: str, left_behind: str) -> None:
+        had_runtime = name in self.runtimes
         await self._stop_remote(name)
         self.resolver.forget_cluster(ClusterName(name))
         self._resolving.discard(name)
@@ -610,7 +616,10 @@ class Daemon:
             self._removed_at[name] = int(seqs[-1])
         if left_behind:
             log.warning("remote %s: %s", name, left_behind)
-        log.info("remote %s left", name)
+        if had_runtime or left_behind:
+            log.info("remote %s left", name)
+        else:
+            log.debug("remote %s forgotten", name)
         self._dirty.set()
 
     async def _apply_finalizers(self, m: Membership) -> None:
@@ -809,6 +818,12 @@ class Daemon:
             )
             print(f"federationd: serving on {self.http.url}", flush=True)
             client = await self._master_client()
+            if self.state.master != s.cluster_name:
+                # before any fact about it: the master is never taken for a remote
+                await self.append([ev.MasterConfigured(
+                    cluster=ClusterName(s.cluster_name), key=f"Cluster//{s.cluster_name}", time=time.time(),
+                    identity=self.identity,
+                )])
             master = ClusterRuntime(self, s.cluster_name, client, master=True)
             self.runtimes[s.cluster_name] = master
             self.status = StatusWriter(s.cluster_name, master.kube, append=self.append, metrics=self.metrics)

@@ -315,14 +315,15 @@ def _mesh_networks(
     state: ProjectionState, master: str, istio: CustomResource
 ) -> tuple[tuple[MeshNetwork, ...], tuple[int, ...]]:
     """One network per cluster: the master's (announced with its own gateway, so remote →
-    master traffic works) and one per RemoteIstio that has connected, named like it.
-    Single-cluster meshes have no networks.
+    master traffic works) and one per RemoteIstio, named like it, once its cluster is
+    identified (before, it may turn out to be a second name for a cluster already in
+    the mesh, or never to connect at all). Single-cluster meshes have no networks.
 
     Built once per change for every cluster; when equal to the previous networks the
     previous tuple itself is returned, so everything keyed on it hits by identity."""
     inputs = (
-        state.remote_istios, state.gateways, state.resolutions, state.nodes, state.clusters,
-        state.identities, master, istio.namespace,
+        state.remote_istios, state.gateways, state.resolutions, state.nodes, state.identities,
+        master, istio.namespace,
     )
     return _memo.get(("networks-in", "*"), inputs, lambda: _mesh_networks_now(state, master, istio))
 
@@ -330,7 +331,7 @@ def _mesh_networks(
 def _mesh_networks_now(
     state: ProjectionState, master: str, istio: CustomResource
 ) -> tuple[tuple[MeshNetwork, ...], tuple[int, ...]]:
-    remotes = _remote_crs(state)
+    remotes = [r for r in _remote_crs(state) if r.name in state.identities]
     if not remotes:
         return (), ()
     seqs: list[int] = []
@@ -339,10 +340,7 @@ def _mesh_networks_now(
     seqs.extend(gw[2])
     nets.append(_network(master, (MASTER_REGISTRY,), gw))
     for r in remotes:
-        c = state.clusters.get(r.name)
-        if (c is None or not c.server) and not state.gateways.get(r.name) and r.name not in state.identities:
-            continue  # never connected: no network to announce (and none to route to)
-        seqs.append(r.seq)
+        seqs.extend((r.seq, state.identities[r.name].seq))
         gw = gateway_addresses(state, r.name, r.namespace)
         seqs.extend(gw[2])
         nets.append(_network(r.name, (r.name,), gw))

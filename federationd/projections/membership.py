@@ -183,6 +183,8 @@ def left_behind_message(remote: str, *, reason: str, waited: float, left: Sequen
 def _master_names(state: ProjectionState, istio: CustomResource | None) -> set[str]:
     """The master's cluster name(s): where the CRs are observed."""
     names = {cr.cluster for cr in state.remote_istios.values()}
+    if state.master:
+        names.add(state.master)
     if istio is not None:
         names.add(istio.cluster)
     return names
@@ -209,6 +211,8 @@ def refusals(state: ProjectionState) -> dict[str, str]:
 def _refusals(state: ProjectionState) -> dict[str, str]:
     crs = {cr.name: cr for cr in sorted(state.remote_istios.values(), key=lambda cr: (cr.namespace, cr.name))}
     masters = {cr.cluster for cr in crs.values()} | {cr.cluster for cr in state.istios.values()}
+    if state.master:
+        masters.add(state.master)
     master_uids = {state.identities[m].uid: m for m in sorted(masters) if m in state.identities}
     out: dict[str, str] = {}
     first: dict[str, str] = {}  # uid → the remote that has it

@@ -236,6 +236,8 @@ class ProjectionState(msgspec.Struct, frozen=True, kw_only=True):
     trust: dict[str, Trust] = {}
     #: cluster → the UID of its kube-system namespace (which cluster the name reaches)
     identities: dict[str, Identity] = {}
+    #: the cluster the daemon runs against (``MasterConfigured``)
+    master: str = ""
     #: remote → its leave in progress (see ``projections.membership``)
     departures: dict[str, Departure] = {}
     #: cluster → fact identity → the last fact of that identity in the log, time blanked:
@@ -590,6 +592,8 @@ def fold(state: ProjectionState, record: RecordLike) -> ProjectionState:
         case ev.TrustObserved():
             tr = Trust(root_fingerprint=e.root_fingerprint, problem=e.problem, seq=seq)
             s = rep(s, trust=_put(s.trust, c, tr))
+        case ev.MasterConfigured():
+            s = rep(s, master=c)
         case ev.LeadershipAcquired():
             s = rep(s, leader=Leader(identity=e.identity, seq=seq))
         case ev.LeadershipLost():

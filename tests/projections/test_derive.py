@@ -146,6 +146,9 @@ def test_gateway_address_and_mesh_networks_with_a_remote() -> None:
         ev.GatewayAddressesObserved(cluster=ClusterName("remote-eu"), key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="LoadBalancer", hostnames=("lb.eu",)),
         ev.HostnameResolved(cluster=ClusterName("remote-eu"), key="", time=1, hostname="lb.eu", ips=("198.51.100.7",)),
     )
+    # not announced before it is known which cluster the RemoteIstio reaches
+    assert "remote-eu" not in str(derive(log.state).clusters["master"].objects[CM].obj["data"].get("meshNetworks"))
+    log.add(ev.ClusterIdentityObserved(cluster=ClusterName("remote-eu"), key="Namespace//kube-system", time=1, uid="uid-eu"))
     out = derive(log.state)
     assert out.statuses["Istio/istio-system/istio"].status["GatewayAddress"] == ["192.0.2.1"]
     remote = out.statuses["RemoteIstio/istio-system/remote-eu"].status
@@ -198,6 +201,7 @@ def _remote(log: Log, spec: dict[str, object] | None = None) -> None:
     log.add(
         ev.RemoteIstioSpecChanged(cluster=MASTER, key="RemoteIstio/istio-system/remote-eu", time=1, namespace="istio-system", name="remote-eu", uid="r", generation=1, spec=spec or {"enabledServices": [{"name": "istio-pilot"}]}),
         ev.KubeconfigObserved(cluster=MASTER, key="Secret/istio-system/remote-eu", time=1, remote="remote-eu", server="https://r", fingerprint="f"),
+        ev.ClusterIdentityObserved(cluster=ClusterName("remote-eu"), key="Namespace//kube-system", time=1, uid="uid-eu"),
     )
 
 

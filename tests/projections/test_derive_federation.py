@@ -22,6 +22,7 @@ def _remote(log: Log, spec: dict[str, Any]) -> None:
     log.add(
         ev.RemoteIstioSpecChanged(cluster=MASTER, key="RemoteIstio/istio-system/remote-eu", time=1, namespace="istio-system", name="remote-eu", uid="r", generation=1, spec=spec),
         ev.KubeconfigObserved(cluster=MASTER, key="Secret/istio-system/remote-eu", time=1, remote="remote-eu", server="https://r", fingerprint="f"),
+        ev.ClusterIdentityObserved(cluster=ClusterName("remote-eu"), key="Namespace//kube-system", time=1, uid="uid-eu"),
     )
 
 

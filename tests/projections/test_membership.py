@@ -192,3 +192,14 @@ def test_fact_memory_forgets_removed_things_and_clusters() -> None:
     assert set(log.state.facts["remote-a"]) == {"identity Namespace//kube-system"}
     log.add(ev.ClusterRemoved(cluster=ClusterName("remote-a"), key="Cluster//remote-a", time=3.0))
     assert "remote-a" not in log.state.facts and "remote-a" not in log.state.identities
+
+
+def test_the_master_is_never_taken_for_a_remote() -> None:
+    """A master without any Istio or RemoteIstio yet, or after its Istio went with objects
+    of ours still on it: known to be the master from ``MasterConfigured``."""
+    log = Log()
+    log.add(ev.MasterConfigured(cluster=MASTER, key="Cluster//master", time=1.0, identity="d"))
+    log.add(ev.ClusterConnected(cluster=MASTER, key="Cluster//master", time=1.0, server="https://m"), identity("master", "uid-master"))
+    log.add(applied_on("master", CITADEL))
+    m = members(log)
+    assert not m.remove and not m.connect and not m.deadlines, m
