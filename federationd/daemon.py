@@ -90,7 +90,7 @@ from federationd.projections.state import (
 )
 from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL
 from federationd.watchers import facts
-from federationd.watchers.reflector import Reflector, limit_tls_read_buffers
+from federationd.watchers.reflector import Reflector
 from federationd.watchers.resolver import HostnameResolver, hosts_file_resolver
 from federationd.watchers.timers import DeadlineTimer
 
@@ -963,7 +963,6 @@ def main(argv: Sequence[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    limit_tls_read_buffers()
     try:
         return asyncio.run(Daemon(settings).run())
     except (LogError, KubeconfigRejected, config.ConfigError, OSError) as e:

@@ -15,7 +15,6 @@ from federationd.clusters.backoff import Backoff
 from federationd.watchers.reflector import (
     Reflector,
     default_transform,
-    limit_tls_read_buffers,
     strip_managed_fields,
 )
 from tests.runtime.conftest import FakeClock, wait_for
@@ -324,14 +323,3 @@ def test_a_node_keeps_its_labels_and_addresses_only() -> None:
     assert "images" in node["status"]  # the input is not changed
     plain = {"metadata": {"name": "x"}}
     assert strip_managed_fields(plain) is plain
-
-
-def test_tls_read_buffers_are_limited_for_the_process() -> None:
-    from asyncio import sslproto
-
-    before = sslproto.SSLProtocol.max_size
-    try:
-        limit_tls_read_buffers(16 * 1024)
-        assert sslproto.SSLProtocol.max_size == 16 * 1024
-    finally:
-        sslproto.SSLProtocol.max_size = before
