@@ -146,6 +146,13 @@ def _custom_name(kind: Kind) -> str:
 
 
 def _custom_schema(kind: Kind, *, v3: bool) -> Doc:
+    gvk = [{"group": kind.group, "kind": kind.kind, "version": kind.version}]
+    if kind.schema is None or (not v3 and (kind.schema or {}).get("x-kubernetes-preserve-unknown-fields")):
+        # As apiextensions-apiserver's builder (buildKubeNative): without a schema — or,
+        # in v2, one that keeps unknown fields — only "type: object" is published, not even
+        # apiVersion/kind/metadata, "because kubectl will complain about unknown fields
+        # for anything else" (kubectl's v2 validation takes listed properties as closed).
+        return {"type": "object", "x-kubernetes-group-version-kind": gvk}
     prefix = "#/components/schemas/" if v3 else "#/definitions/"
     schema: Doc = dict(_convert(kind.schema or {}, prefix, v3=v3))
     props = dict(schema.get("properties") or {})
@@ -156,11 +163,9 @@ def _custom_schema(kind: Kind, *, v3: bool) -> Doc:
     props["kind"] = {"description": "Kind is a string value representing the REST resource this object represents.", "type": "string"}
     meta_ref = prefix + _OBJECT_META
     props["metadata"] = {"allOf": [{"$ref": meta_ref}]} if v3 else {"$ref": meta_ref}
-    if kind.schema is None:
-        schema["x-kubernetes-preserve-unknown-fields"] = True
     schema.setdefault("type", "object")
     schema["properties"] = props
-    schema["x-kubernetes-group-version-kind"] = [{"group": kind.group, "kind": kind.kind, "version": kind.version}]
+    schema["x-kubernetes-group-version-kind"] = gvk
     return schema
 
 
