@@ -544,6 +544,8 @@ class Daemon:
             elif not want.identify_only and not rt.joined:
                 self._join(rt, member=want.member)
         for name, left_behind in m.remove.items():
+            if name == self.settings.cluster_name:
+                continue  # before the first CR nothing names the master: it is never "removed"
             if state.seq < self._removed_at.get(name, 0):
                 continue  # its ClusterRemoved is appended, not folded yet
             await self._remove_remote(name, left_behind)
