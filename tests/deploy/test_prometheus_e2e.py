@@ -193,7 +193,9 @@ def _test_rules() -> dict[str, Any]:
 async def _connected(o: Observed, cluster: str) -> bool:
     # for a few scrapes: the panels read the last seconds, not only the last sample
     q = f'min_over_time(federationd_cluster_state{{cluster="{cluster}", state="connected"}}[3s]) == 1'
-    return bool(await o.prom.query(q))
+    other = f'max_over_time(federationd_cluster_state{{cluster="{cluster}", state!="connected"}}[3s]) == 1'
+    gateway = f'federationd_gateway_addresses{{cluster="{cluster}"}} == 1'
+    return bool(await o.prom.query(q)) and not await o.prom.query(other) and bool(await o.prom.query(gateway))
 
 
 async def _has(series: Awaitable[set[Any]], n: int) -> bool:
@@ -244,7 +246,8 @@ async def obs(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Observe
             await wait_for(lambda: _remote_status(fleet).get("Status") == "Available"
                            and bool(_remote_status(fleet).get("GatewayAddress")), timeout=90, what="RemoteIstio Available")
             # The RemoteIstio may read Available before the remote's runtime connects:
-            # settled is the remote connected as Prometheus sees it, then converged.
+            # settled is the remote connected, with its gateway address, as Prometheus
+            # sees it, then converged.
             await wait_for(lambda: _connected(o, REMOTE), timeout=60, what=f"{REMOTE} connected in Prometheus")
             await wait_for(d0.converged, timeout=60, what="daemon converged")
             yield o
