@@ -10,6 +10,8 @@ healthy again:
 * the remote partitioned (emulator fault injection) → ``FederationdRemoteClusterUnreachable``;
 * a kubeconfig that would run a program → ``FederationdClusterCredentialsRejected``;
 * every write to the remote failing → ``FederationdActuationsFailing``;
+* every write answered 3 s late while the master's gateway keeps changing address →
+  ``FederationdConvergenceSlow``;
 * two replicas with ``--leader-elect``, the leader killed → ``FederationdNoLeader`` until
   the standby takes over; then the last replica stopped → ``FederationdDown``.
 
@@ -18,7 +20,11 @@ alert may fire meanwhile; each panel must show its scenario. Prometheus scrapes 
 second and evaluates every second, and the rules are ``deploy/prometheusrule.yaml``'s with
 every ``for:`` and range selector divided by 60 (``scale_durations``): "unreachable for 5
 minutes" fires after 5 seconds, a ``rate(...[5m])`` looks at 5 seconds. Thresholds are
-unchanged. Waiting is always for a condition read from Prometheus' HTTP API, with a
+unchanged but FederationdConvergenceSlow's (``CONVERGENCE_SLOW``).
+``FederationdProjectionLagGrowing`` is left to ``rules_test.yaml``: the daemon folds each
+committed page as soon as it is appended, faster than any watch can feed it facts (a
+burst of 6000 Namespaces never showed a lag above 1 at a scrape), so no real load makes
+it lag 1000 events for seconds. Waiting is always for a condition read from Prometheus' HTTP API, with a
 deadline; the only fixed windows are the ones an alert must stay silent for.
 """
 
@@ -26,9 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +82,11 @@ LEADER_PANELS = {"Leaders", "Leader by replica"}
 #: The longest range selector of the scaled rules, plus a few evaluations: a condition
 #: that holds is active (pending) by then.
 SILENCE = 10 + 4
+#: FederationdConvergenceSlow's threshold here (30 s in the rule): a p99 above 30 s for
+#: scaled minutes would need writes held back for longer than a scenario lasts, so the
+#: threshold is divided by 6 (a bucket boundary of federationd_convergence_seconds). A
+#: healthy installation stays far below it (its p99 is 1-2.5 s here).
+CONVERGENCE_SLOW = 5
 ALERTS = {r["alert"] for g in rule_groups()["groups"] for r in g["rules"]}
 
 BAD_KUBECONFIG = {
@@ -170,6 +182,26 @@ class Observed:
         return out
 
 
+def _test_rules() -> dict[str, Any]:
+    rules = scale_durations(rule_groups(), SCALE)
+    (slow,) = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == "FederationdConvergenceSlow"]
+    assert slow["expr"].rstrip().endswith("> 30"), slow["expr"]
+    slow["expr"] = slow["expr"].rstrip().removesuffix("> 30") + f"> {CONVERGENCE_SLOW}"
+    return rules
+
+
+async def _connected(o: Observed, cluster: str) -> bool:
+    # for a few scrapes: the panels read the last seconds, not only the last sample
+    q = f'min_over_time(federationd_cluster_state{{cluster="{cluster}", state="connected"}}[3s]) == 1'
+    other = f'max_over_time(federationd_cluster_state{{cluster="{cluster}", state!="connected"}}[3s]) == 1'
+    gateway = f'federationd_gateway_addresses{{cluster="{cluster}"}} == 1'
+    return bool(await o.prom.query(q)) and not await o.prom.query(other) and bool(await o.prom.query(gateway))
+
+
+async def _has(series: Awaitable[set[Any]], n: int) -> bool:
+    return len(await series) >= n
+
+
 def _remote_status(fleet: Fleet, name: str = REMOTE) -> dict[str, Any]:
     cr = fleet["master"].store.get("istio.banzaicloud.io/v1beta1", "RemoteIstio", name, NS) or {}
     return cr.get("status") or {}
@@ -191,7 +223,7 @@ async def obs(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Observe
     daemons: list[DaemonProcess] = []
     async with Fleet(["master", REMOTE], directory=directory / "fleet") as fleet:
         install_crds(fleet)
-        prom = PrometheusServer(directory / "prometheus", rules=scale_durations(rule_groups(), SCALE))
+        prom = PrometheusServer(directory / "prometheus", rules=_test_rules())
         watcher: asyncio.Task[None] | None = None
         try:
             # The daemon first, so that Prometheus never runs without it (that is
@@ -204,11 +236,19 @@ async def obs(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Observe
             await prom.start()
             watcher = asyncio.create_task(alerts.run(), name="alert log")
             await wait_for(lambda: o.up(d0), timeout=30, what="Prometheus scraping the daemon")
+            # Prometheus evaluated FederationdDown before its first scrape (no target up
+            # yet); when that scrape comes late the alert may have gone firing already.
+            # The scenarios start from the first evaluation that saw the daemon up.
+            await alerts.wait_inactive("FederationdDown", timeout=30)
             o.started = time.time()
             # Applied only now, so every write of the installation is in the scraped counters.
             await _seed_001(fleet)
             await wait_for(lambda: _remote_status(fleet).get("Status") == "Available"
                            and bool(_remote_status(fleet).get("GatewayAddress")), timeout=90, what="RemoteIstio Available")
+            # The RemoteIstio may read Available before the remote's runtime connects:
+            # settled is the remote connected, with its gateway address, as Prometheus
+            # sees it, then converged.
+            await wait_for(lambda: _connected(o, REMOTE), timeout=60, what=f"{REMOTE} connected in Prometheus")
             await wait_for(d0.converged, timeout=60, what="daemon converged")
             yield o
         finally:
@@ -264,6 +304,14 @@ async def test_a_healthy_fleet_fires_nothing_and_fills_every_panel(obs: Observed
         ("master", "connected"), (REMOTE, "connected")}
     gateways = (await obs.panel("Gateway addresses per cluster", since=time.time() - 2))["A"]
     assert {s["metric"]["cluster"]: latest(s) for s in gateways} == {"master": 1.0, REMOTE: 1.0}
+    async def write_series() -> set[tuple[str, str]]:
+        writes = (await obs.panel("Actuations by result", since=obs.started))["A"]
+        return {(s["metric"]["cluster"], s["metric"]["result"]) for s in writes}
+
+    # The remote's label sets appear with its runtime; Prometheus may not have scraped
+    # them yet when the fleet reads converged.
+    with contextlib.suppress(AssertionError):
+        await wait_for(lambda: _has(write_series(), 4), timeout=10, what="both clusters' write series")
     writes = (await obs.panel("Actuations by result", since=obs.started))["A"]
     assert {(s["metric"]["cluster"], s["metric"]["result"]) for s in writes} == {
         (c, r) for c in ("master", REMOTE) for r in ("success", "error")}, "label sets exported at 0"
@@ -359,6 +407,43 @@ async def test_failing_writes_fire_actuations_failing(obs: Observed) -> None:
     obs.alerts.assert_only(t0, allowed={"FederationdActuationsFailing"})
 
 
+async def test_slow_writes_fire_convergence_slow(obs: Observed) -> None:
+    # Both API servers answer every write 3 s late (under the daemon's 5 s request
+    # timeout: slow, not failing), and the master's ingress gateway keeps changing
+    # address, so every remote's rendered mesh networks change each time: each change
+    # queues writes behind the slow ones, and the time from the gateway fact to its write
+    # grows past the (scaled) threshold.
+    master = obs.fleet["master"]
+    gateway = master.store.get("v1", "Service", "istio-ingressgateway", NS)
+    assert gateway is not None, "the master has no ingress gateway"
+    original = gateway.get("status") or {}
+    t0 = time.time()
+    for c in ("master", REMOTE):
+        obs.fleet[c].faults.latency(3.0, verb="patch", duration=60)
+    try:
+        deadline = time.monotonic() + 50
+        i = 0
+        while not obs.alerts.active("FederationdConvergenceSlow", "firing", namespace=NS):
+            assert time.monotonic() < deadline, f"FederationdConvergenceSlow not firing (active: {sorted(obs.alerts.now())})"
+            i += 1
+            master.store.apply_status("v1", "Service", "istio-ingressgateway", NS,
+                                      {"loadBalancer": {"ingress": [{"ip": f"10.9.0.{i}"}]}})
+            # one change every 2.5 s: a paced load, bounded by the deadline above
+            next_change = t0 + 2.5 * i
+            await wait_for(lambda: time.time() > next_change, timeout=5, what="the next address change")  # noqa: B023 - awaited at once
+        latency = await obs.panel("Convergence latency", since=t0)
+        assert all(latency.values()), latency
+        p99 = [float(v) for s in latency["B"] for _, v in s["values"] if math.isfinite(float(v))]
+        assert max(p99) > CONVERGENCE_SLOW, p99
+    finally:
+        for c in ("master", REMOTE):
+            obs.fleet[c].faults.clear()
+        master.store.apply_status("v1", "Service", "istio-ingressgateway", NS, original)
+    await obs.alerts.wait_inactive("FederationdConvergenceSlow", timeout=60)
+    await wait_for(obs.d0.converged, timeout=60, what="daemon converged")
+    obs.alerts.assert_only(t0, allowed={"FederationdConvergenceSlow"})
+
+
 async def test_the_leader_killed_fires_no_leader_and_the_last_replica_stopped_fires_down(obs: Observed) -> None:
     # Two replicas as deploy/deployment.yaml runs them, replacing the single one; the
     # first is scraped before the single one stops, so a replica is always up.
@@ -406,3 +491,5 @@ async def test_the_leader_killed_fires_no_leader_and_the_last_replica_stopped_fi
 
 async def _leads(obs: Observed, d: DaemonProcess) -> bool:
     return any(latest(s) == 1 for s in await obs.prom.query(f'leader_election_master_status{{pod="{d.name}"}}'))
+
+
