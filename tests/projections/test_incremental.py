@@ -39,6 +39,7 @@ def _fleet(remotes: int) -> Log:
                 generation=1, spec={"autoInjectionNamespaces": ["default"], "enabledServices": [{"name": "istio-pilot"}]},
             ),
             ev.KubeconfigObserved(cluster=MASTER, key=f"Secret/{NS}/{r}", time=1, remote=r, server="https://r", fingerprint="f"),
+            ev.ClusterIdentityObserved(cluster=ClusterName(r), key="Namespace//kube-system", time=1, uid=f"uid-{r}"),
             _gateway(r, f"35.1.{i}.1"),
             namespace("default", cluster=r),
         )

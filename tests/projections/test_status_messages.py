@@ -68,6 +68,8 @@ def test_a_pending_gateway_is_said_in_the_error_column_and_a_never_connected_rem
 
     assert "remote-eu" not in networks()  # never connected
     log.add(ev.ClusterConnected(cluster=REMOTE, key="", time=2, server="https://r"))
+    assert "remote-eu" not in networks()  # connected, not identified yet (it may be a duplicate)
+    log.add(ev.ClusterIdentityObserved(cluster=REMOTE, key="Namespace//kube-system", time=2, uid="uid-r"))
     assert "remote-eu" in networks()
     log.add(ev.ClusterUnreachable(cluster=REMOTE, key="", time=3, reason="connection refused by r:443"))
     assert "remote-eu" in networks()  # known, unreachable now: kept as last known
