@@ -57,6 +57,8 @@ def _state(spec: dict[str, Any], *, remote: bool = True) -> ProjectionState:
         events += [
             ev.RemoteIstioSpecChanged(cluster=MASTER, key=f"RemoteIstio/{NS}/{REMOTE}", time=2, namespace=NS, name=REMOTE, spec={"enabledServices": [{"name": "istio-pilot", "labelSelector": "istio=pilot"}]}, generation=1, uid="u2", creation_timestamp="2026-01-01T00:00:00Z"),
             ev.KubeconfigObserved(cluster=MASTER, key=f"Secret/{NS}/{REMOTE}", time=2, remote=REMOTE, server="https://203.0.113.5", fingerprint="ab" * 32),
+            # connected and identified: a remote enters meshNetworks only then
+            ev.ClusterIdentityObserved(cluster=REMOTE, key="Namespace//kube-system", time=2, uid="uid-remote"),
             _gateway(REMOTE, "13.48.20.30", spec),
             ev.NodeLocalityObserved(cluster=REMOTE, key="Node//r1", time=1, node="r1", region="eu-north-1", zone="eu-north-1a"),
         ]

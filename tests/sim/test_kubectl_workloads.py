@@ -42,10 +42,17 @@ def _rows(out: str) -> list[list[str]]:
 
 
 def _table(out: str) -> list[dict[str, str]]:
-    """Rows of kubectl's table output by column name (columns of one word)."""
+    """Rows of kubectl's table output by column name, cut at the header's column starts
+    (names may hold a space: NOMINATED NODE, READINESS GATES)."""
+    import re
+
     lines = [ln for ln in out.splitlines() if ln.strip()]
-    header = lines[0].split()
-    return [dict(zip(header, ln.split(), strict=False)) for ln in lines[1:]]
+    starts = [m.start() for m in re.finditer(r"\S+(?: \S+)*", lines[0])]
+    names = [lines[0][a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    return [
+        {n: ln[a:b].strip() for n, a, b in zip(names, starts, [*starts[1:], None], strict=True)}
+        for ln in lines[1:]
+    ]
 
 
 async def test_get_pods_wide_after_applying_a_deployment(kubectl: Kubectl, fleet: Fleet) -> None:

@@ -67,7 +67,7 @@ async def test_discovery_serves_the_release_group_versions(clients: dict[str, Ra
     assert old["apps"] == ["v1", "v1beta2", "v1beta1"] and new["apps"] == ["v1"]
     assert "extensions" in old and "extensions" not in new
     _, ext, _ = await clients["old"].request("GET", "/apis/extensions/v1beta1")
-    assert {r["name"] for r in ext["resources"] if "/" not in r["name"]} == {"daemonsets", "deployments", "replicasets"}
+    assert {r["name"] for r in ext["resources"] if "/" not in r["name"]} == {"daemonsets", "deployments", "ingresses", "networkpolicies", "replicasets"}
     # the aggregated form (kubectl's first choice) says the same where the release has it
     accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
     _, agg, resp = await clients["new"].request("GET", "/apis", headers={"Accept": accept})
