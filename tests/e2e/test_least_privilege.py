@@ -54,6 +54,7 @@ def test_the_roles_grant_no_wildcards() -> None:
                 assert not any("*" in x for x in rule.get(key, [])), rule
 
 
+@pytest.mark.timeout(900)  # the scenario's own stages are bounded by 300 s; setup and teardown come on top
 async def test_the_shipped_roles_are_enough_and_all_used(tmp_path: Path) -> None:
     out = await lp.run(tmp_path, timeout=300)
     assert out.completed, f"stopped at {out.stage}: {out.signs} {out.denied}"
