@@ -122,7 +122,8 @@ async def keep_reason(client: KubeClient, obj: Obj) -> str:
     writers = other_writers(obj, field_manager=client.field_manager)
     if writers:
         return f"the namespace was also written by {', '.join(writers)}"
-    foreign = await foreign_content(client, str(_meta(obj).get("name") or ""))
+    # the first foreign object decides (and spares lists a least-privilege identity may lack)
+    foreign = await foreign_content(client, str(_meta(obj).get("name") or ""), limit=1)
     if foreign:
         return f"the namespace holds objects that are not federationd's: {', '.join(foreign)}"
     return ""

@@ -58,7 +58,7 @@ def test_the_roles_grant_no_wildcards() -> None:
 async def test_the_shipped_roles_are_enough_and_all_used(tmp_path: Path) -> None:
     out = await lp.run(tmp_path, timeout=300)
     assert out.completed, f"stopped at {out.stage}: {out.signs} {out.denied}"
-    assert out.signs == [], out.signs
+    assert out.signs == [], (out.signs, out.denied)
     assert out.denied == {"master": {}, lp.REMOTE: {}}
     for cluster, user, docs in (("master", lp.MASTER_USER, identity.master_docs()),
                                 (lp.REMOTE, lp.REMOTE_USER, identity.remote_docs())):
