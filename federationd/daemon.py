@@ -318,6 +318,23 @@ def _task_kind(task: asyncio.Task[Any]) -> str:
     return "unnamed" if name.startswith("Task-") else name
 
 
+def _task_stacks() -> list[dict[str, Any]]:
+    """Every asyncio task and where it waits (file:line function, innermost last): what a
+    stuck daemon is stuck on, without a debugger (like Go's goroutine dump)."""
+    out = []
+    for t in asyncio.all_tasks():
+        # Task.get_stack() stops at the task's own coroutine; the await chain goes deeper.
+        frames: list[str] = []
+        coro: Any = t.get_coro()
+        while coro is not None and len(frames) < 50:
+            f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+            if f is not None:
+                frames.append(f"{f.f_code.co_filename.rsplit('/site-packages/', 1)[-1]}:{f.f_lineno} {f.f_code.co_name}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+        out.append({"name": t.get_name(), "waiting_at": frames})
+    return sorted(out, key=lambda d: str(d["name"]))
+
+
 #: Seconds a stop may take before the process gives up on a clean shutdown.
 SHUTDOWN_GRACE = 25.0
 
@@ -737,6 +754,7 @@ class Daemon:
                 "deadlines": self.timers.pending(),
             },
             "runtime": self._runtime_stats,
+            "tasks": _task_stacks,
         }
 
     def _runtime_stats(self) -> dict[str, Any]:

@@ -111,7 +111,9 @@ class StatusWriter:
             # change) was compared then and, if it differed, queued: no need to hash it.
             if before.get(key) is s and key in self._shown:
                 continue
-            if self._shown.get(key) != content_hash(s.status):
+            # A worker holding the key may be writing an older status over the one the CR
+            # shows now, so it is looked at again afterwards even if it matches ``_shown``.
+            if self._shown.get(key) != content_hash(s.status) or self.queue.is_processing(key):
                 self.queue.add(key)
 
     def idle(self) -> bool:

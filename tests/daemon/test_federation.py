@@ -190,6 +190,9 @@ async def test_join_leave_cycles_leave_no_tasks_or_connections_behind(tmp_path: 
         await wait_for(d.converged, timeout=30)
         baseline = await d.debug("runtime")
         assert baseline["clusters"] == ["master"]
+        # /debug/tasks says where each task waits: the derivation, idle, on its wake-up
+        tasks = {t["name"]: t["waiting_at"] for t in await d.debug("tasks")}
+        assert any("_derive_loop" in frame for frame in tasks["derive"]), tasks["derive"]
         for i in range(cycles):
             await join(i + 2)
             await leave(i + 2)
