@@ -66,6 +66,9 @@ class Settings:
     log_level: str = "INFO"
     #: log durability: NORMAL survives a process crash, FULL also a power loss
     synchronous: str = "NORMAL"
+    #: a fire drill, never for production: hold every event this many seconds before
+    #: folding it, so the projection really falls behind the log (0: off)
+    debug_fold_delay: float = 0.0
     #: extra flags kept for forward compatibility of tests
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -98,6 +101,9 @@ _HELP = {
     "hosts_file": "/etc/hosts-style file consulted before DNS for gateway hostnames",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "synchronous": "event log durability: NORMAL or FULL",
+    "debug_fold_delay": "fire drill, never in production: seconds each event waits before it is "
+    "folded, so the projection lags the log and FederationdProjectionLagGrowing can be seen to fire "
+    "(default: 0, off)",
 }
 
 
@@ -174,6 +180,8 @@ def _check(s: Settings) -> None:
         raise ConfigError("--log: a path is required")
     if s.snapshot_every < 1:
         raise ConfigError("--snapshot-every must be >= 1")
+    if s.debug_fold_delay < 0:
+        raise ConfigError("--debug-fold-delay must be >= 0")
     if not 0 <= s.http_port <= 65535:
         raise ConfigError("--http-port must be in 0..65535")
     if s.leader_elect:

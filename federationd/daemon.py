@@ -448,11 +448,20 @@ class Daemon:
         self.metrics.event_log_head.set(seqs[-1] if seqs else 0)
         if seqs:
             self._appended = max(self._appended, seqs[-1])
+            # Here too, not only when a record is folded: a fold loop that is stuck
+            # (a slow snapshot write, an overloaded process) folds nothing, and its lag
+            # must grow with the log rather than stay at the last value it folded.
+            head = await self.events_log.head()
+            self.metrics.projection_lag_events.set(max(0, head - self.state.seq))
         return seqs
 
     async def _tail(self, from_seq: int) -> None:
         assert self.events_log is not None
+        delay = self.settings.debug_fold_delay
         async for record in self.events_log.tail(from_seq):
+            if delay:
+                # --debug-fold-delay: the fire drill for the projection-lag alert
+                await asyncio.sleep(delay)
             self.state = fold(self.state, record)
             if not isinstance(record.event, ev.ActuationApplied | ev.ActuationFailed):
                 self._last_fact_time = record.event.time

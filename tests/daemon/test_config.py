@@ -28,6 +28,7 @@ def test_defaults_flags_and_environment() -> None:
         (["--synchronous", "OFF"], {}, "--synchronous"),
         ([], {"FEDERATIOND_HTTP_PORT": "eighty"}, "FEDERATIOND_HTTP_PORT"),
         (["--resync-period", "0"], {}, "--resync-period"),
+        (["--debug-fold-delay", "-1"], {}, "--debug-fold-delay"),
         # the leader's own rule (renew > 1.2 * retry), refused at start, not later
         (["--leader-elect", "--renew-deadline", "10", "--retry-period", "9"], {}, r"1\.2 \* --retry-period"),
         (["--leader-elect", "--retry-period", "0"], {}, "lease timings"),

@@ -12,19 +12,25 @@ healthy again:
 * every write to the remote failing → ``FederationdActuationsFailing``;
 * every write answered 3 s late while the master's gateway keeps changing address →
   ``FederationdConvergenceSlow``;
-* two replicas with ``--leader-elect``, the leader killed → ``FederationdNoLeader`` until
-  the standby takes over; then the last replica stopped → ``FederationdDown``.
+* two replicas with ``--leader-elect`` replace the single one: one leads, nothing fires;
+* a third replica, a standby whose fold is held back (``--debug-fold-delay``, the fire
+  drill), while namespaces are relabelled faster than it folds →
+  ``FederationdProjectionLagGrowing`` for that replica, until it catches up;
+* the leader killed → ``FederationdNoLeader`` until the standby takes over; then the last
+  replica stopped → ``FederationdDown``.
 
 Each alert must fire in its scenario, with the labels that name the culprit, and no other
 alert may fire meanwhile; each panel must show its scenario. Prometheus scrapes every
 second and evaluates every second, and the rules are ``deploy/prometheusrule.yaml``'s with
 every ``for:`` and range selector divided by 60 (``scale_durations``): "unreachable for 5
 minutes" fires after 5 seconds, a ``rate(...[5m])`` looks at 5 seconds. Thresholds are
-unchanged but FederationdConvergenceSlow's (``CONVERGENCE_SLOW``).
-``FederationdProjectionLagGrowing`` is left to ``rules_test.yaml``: the daemon folds each
-committed page as soon as it is appended, faster than any watch can feed it facts (a
-burst of 6000 Namespaces never showed a lag above 1 at a scrape), so no real load makes
-it lag 1000 events for seconds. Waiting is always for a condition read from Prometheus' HTTP API, with a
+unchanged but FederationdConvergenceSlow's (``CONVERGENCE_SLOW``) and
+FederationdProjectionLagGrowing's (``LAG_GROWING``). A daemon folds what it appends
+faster than its watches can feed it facts (a burst of 2000 Namespaces, even with a
+snapshot saved after every event, sampled 4 times a second never showed a lag above 50), so that
+alert's scenario holds one replica's fold back with the flag made for that fire drill:
+the lag it shows is real (its projection is that many events behind its log), only its
+cause is chosen. Waiting is always for a condition read from Prometheus' HTTP API, with a
 deadline; the only fixed windows are the ones an alert must stay silent for.
 """
 
@@ -35,7 +41,7 @@ import contextlib
 import math
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +93,19 @@ SILENCE = 10 + 4
 #: threshold is divided by 6 (a bucket boundary of federationd_convergence_seconds). A
 #: healthy installation stays far below it (its p99 is 1-2.5 s here).
 CONVERGENCE_SLOW = 5
+#: FederationdProjectionLagGrowing's threshold here (1000 events in the rule), divided by
+#: 10 for the same reason: with the lagging replica folding at most 1 / FOLD_DELAY events
+#: a second, 1000 events behind for scaled minutes would take a minute to pile up and
+#: another to fold. A replica that is not held back stays far below it (its lag is 0 at
+#: nearly every scrape; at most a few dozen in a burst of thousands of facts).
+LAG_GROWING = 100
+#: --debug-fold-delay of the lagging replica: each event waits 20 ms before it is folded.
+FOLD_DELAY = 0.02
+#: Namespaces per cluster the chatty scenario relabels, and its pace (changes a second,
+#: all clusters together): well above what the lagging replica folds, well within what
+#: one reflector per cluster appends.
+CHATTY_NAMESPACES = 10
+CHATTY_RATE = 160
 ALERTS = {r["alert"] for g in rule_groups()["groups"] for r in g["rules"]}
 
 BAD_KUBECONFIG = {
@@ -164,6 +183,8 @@ class Observed:
     d0: DaemonProcess
     #: When Prometheus first scraped the daemon (before the seed was applied).
     started: float
+    #: The replicas with --leader-elect, once they replaced the single daemon.
+    replicas: list[DaemonProcess] = field(default_factory=list)
 
     def scrape(self, *ds: DaemonProcess) -> None:
         """Prometheus scrapes exactly ``ds``, labelled as the Operator labels Pods."""
@@ -187,6 +208,9 @@ def _test_rules() -> dict[str, Any]:
     (slow,) = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == "FederationdConvergenceSlow"]
     assert slow["expr"].rstrip().endswith("> 30"), slow["expr"]
     slow["expr"] = slow["expr"].rstrip().removesuffix("> 30") + f"> {CONVERGENCE_SLOW}"
+    (lag,) = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == "FederationdProjectionLagGrowing"]
+    assert lag["expr"].rstrip().endswith("> 1000"), lag["expr"]
+    lag["expr"] = lag["expr"].rstrip().removesuffix("> 1000") + f"> {LAG_GROWING}"
     return rules
 
 
@@ -349,6 +373,9 @@ async def test_a_partitioned_remote_fires_unreachable(obs: Observed) -> None:
         assert (REMOTE, "unreachable") in {(s["metric"]["cluster"], s["metric"]["state"]) for s in states}
         by_state = (await obs.panel("Clusters by state", since=time.time() - 2))["A"]
         assert {s["metric"]["state"]: latest(s) for s in by_state} == {"connected": 1.0, "unreachable": 1.0}
+        # Requests that got no answer at all are counted under code "<error>", as client-go does.
+        requests = (await obs.panel("REST client requests by code", since=t0))["A"]
+        assert any(float(v) > 0 for s in requests if s["metric"] == {"host": REMOTE, "code": "<error>"} for _, v in s["values"]), requests
     finally:
         await obs.fleet[REMOTE].faults.heal()
     await obs.alerts.wait_inactive("FederationdRemoteClusterUnreachable", timeout=60)
@@ -400,6 +427,8 @@ async def test_failing_writes_fire_actuations_failing(obs: Observed) -> None:
         assert any(float(v) > 0 for s in errors if s["metric"] == {"controller": f"converge-{REMOTE}"} for _, v in s["values"])
         retries = (await obs.panel("Workqueue retries", since=since))["A"]
         assert any(float(v) > 0 for s in retries if s["metric"] == {"name": f"actuator-{REMOTE}"} for _, v in s["values"])
+        requests = (await obs.panel("REST client requests by code", since=since))["A"]
+        assert any(float(v) > 0 for s in requests if s["metric"] == {"host": REMOTE, "code": "500"} for _, v in s["values"]), requests
     finally:
         remote.faults.clear()
     await wait_for(lambda: remote.store.get("v1", "ServiceAccount", name, ns) is not None, timeout=30, what="ServiceAccount put back")
@@ -444,24 +473,28 @@ async def test_slow_writes_fire_convergence_slow(obs: Observed) -> None:
     obs.alerts.assert_only(t0, allowed={"FederationdConvergenceSlow"})
 
 
-async def test_the_leader_killed_fires_no_leader_and_the_last_replica_stopped_fires_down(obs: Observed) -> None:
+#: How the replicas of deploy/deployment.yaml elect their leader, with shorter timings.
+ELECT = ["--leader-elect", "--lease-duration", "20", "--renew-deadline", "15", "--retry-period", "2"]
+
+
+async def _leaders(obs: Observed) -> dict[str, float]:
+    return {s["metric"]["pod"]: latest(s) for s in await obs.prom.query("leader_election_master_status")}
+
+
+async def test_two_replicas_with_leader_election_replace_the_single_one(obs: Observed) -> None:
     # Two replicas as deploy/deployment.yaml runs them, replacing the single one; the
     # first is scraped before the single one stops, so a replica is always up.
-    elect = ["--leader-elect", "--lease-duration", "20", "--renew-deadline", "15", "--retry-period", "2"]
     t0 = time.time()
-    d1 = await start_daemon(obs.daemons, obs.fleet, obs.directory / "d1.db", name="federationd-1", extra=elect)
+    d1 = await start_daemon(obs.daemons, obs.fleet, obs.directory / "d1.db", name="federationd-1", extra=ELECT)
     obs.scrape(obs.d0, d1)
     await wait_for(lambda: obs.up(d1), timeout=30, what="federationd-1 scraped")
     assert await obs.d0.terminate() == 0, obs.d0.stderr()[-3000:]
-    d2 = await start_daemon(obs.daemons, obs.fleet, obs.directory / "d2.db", name="federationd-2", extra=elect)
+    d2 = await start_daemon(obs.daemons, obs.fleet, obs.directory / "d2.db", name="federationd-2", extra=ELECT)
     obs.scrape(d1, d2)
     await wait_for(lambda: obs.up(d2), timeout=30, what="federationd-2 scraped")
 
-    async def leaders() -> dict[str, float]:
-        return {s["metric"]["pod"]: latest(s) for s in await obs.prom.query("leader_election_master_status")}
-
     async def one_leader() -> bool:
-        return sorted((await leaders()).values()) == [0.0, 1.0]
+        return sorted((await _leaders(obs)).values()) == [0.0, 1.0]
 
     await wait_for(one_leader, timeout=30, what="one leader, one standby")
     board = await obs.panel("Leaders", since=time.time() - 2)
@@ -469,14 +502,99 @@ async def test_the_leader_killed_fires_no_leader_and_the_last_replica_stopped_fi
     by_replica = (await obs.panel("Leader by replica", since=time.time() - 2))["A"]
     assert {s["metric"]["pod"] for s in by_replica} == {"federationd-1", "federationd-2"}
     obs.alerts.assert_only(t0, allowed=(), firing_only=True)
+    obs.replicas[:] = [d1, d2]
 
+
+def _chatter(fleet: Fleet, names: Sequence[tuple[str, str]], *, first: int, n: int) -> None:
+    """Changes ``first`` to ``first + n`` (round robin over ``names``, (cluster, namespace)
+    pairs): each rewrites a namespace's labels, as a controller that keeps relabelling
+    namespaces would, and is a new ``NamespaceObserved`` fact for every replica."""
+    for k in range(first, first + n):
+        cluster, name = names[k % len(names)]
+        store = fleet[cluster].store
+        ns = store.get("v1", "Namespace", name)
+        assert ns is not None, name
+        ns["metadata"].setdefault("labels", {})["chatter"] = str(k)
+        store.update(ns, check_version=False)
+
+
+async def _projection_lag(d: DaemonProcess) -> float:
+    """The replica's own gauge, read directly: steering the load must not wait for a scrape."""
+    status, text = await d.get("/metrics")
+    assert status == 200, text
+    (value,) = [line.split()[1] for line in text.splitlines() if line.startswith("federationd_projection_lag_events ")]
+    return float(value)
+
+
+async def test_a_standby_folding_slowly_fires_projection_lag(obs: Observed) -> None:
+    # A third replica whose fold is held back (--debug-fold-delay, the fire drill): it
+    # folds at most 1 / FOLD_DELAY events a second. A standby, so that what it decides
+    # late is never written. Then both clusters turn chatty: namespaces relabelled
+    # CHATTY_RATE times a second, each change a fact every replica appends at once. The
+    # other replicas fold as fast as they append; the held-back one's log grows faster
+    # than its projection, and the alert names it. When the chatter stops, it catches up
+    # and the alert resolves while it still runs.
+    assert len(obs.replicas) == 2, "needs the two replicas with leader election"
+    # The replicas' start is over: nothing active (pending included) from here on.
+    await wait_for(lambda: not obs.alerts.now(), timeout=30, what=f"no alert active (active: {sorted(obs.alerts.now())})")
+    names = [(c, f"chatty-{i}") for c in ("master", REMOTE) for i in range(CHATTY_NAMESPACES)]
+    t0 = time.time()
+    for c, name in names:
+        obs.fleet[c].store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    lagging = await start_daemon(obs.daemons, obs.fleet, obs.directory / "d3.db", name="federationd-3",
+                                 extra=[*ELECT, "--debug-fold-delay", str(FOLD_DELAY)], wait_ready=False)
+    obs.scrape(*obs.replicas, lagging)
+    try:
+        # Not waiting for it to be ready: folding its initial lists is slow already.
+        async def standby() -> bool:
+            return await obs.up(lagging) and (await _leaders(obs)).get(lagging.name) == 0.0
+
+        await wait_for(standby, timeout=30, what=f"{lagging.name} scraped, a standby")
+        chatty_from = time.time()
+        deadline = time.monotonic() + 40
+        i = changes = 0
+        while not obs.alerts.active("FederationdProjectionLagGrowing", "firing", pod=lagging.name, namespace=NS):
+            assert time.monotonic() < deadline, f"FederationdProjectionLagGrowing not firing (active: {sorted(obs.alerts.now())})"
+            # Held at a few times the threshold rather than left to grow: what piles up
+            # must be folded before the alert resolves.
+            if await _projection_lag(lagging) < 3 * LAG_GROWING:
+                _chatter(obs.fleet, names, first=changes, n=CHATTY_RATE // 10)
+                changes += CHATTY_RATE // 10
+            i += 1
+            # a tenth of the rate every 0.1 s: a paced load, bounded by the deadline above
+            next_change = chatty_from + 0.1 * i
+            await wait_for(lambda: time.time() > next_change, timeout=5, what="the next relabelling")  # noqa: B023 - awaited at once
+        lag = (await obs.panel("Projection lag", since=chatty_from))["A"]
+        peak = {s["metric"]["pod"]: max(float(v) for _, v in s["values"]) for s in lag}
+        assert peak.keys() == {d.name for d in (*obs.replicas, lagging)}, peak
+        assert peak.pop(lagging.name) > LAG_GROWING and max(peak.values()) < LAG_GROWING, peak
+        # Behind, not stuck: its log took in the chatter like the others'.
+        heads = {s["metric"]["pod"]: s["values"] for s in (await obs.panel("Event log head", since=chatty_from))["A"]}
+        assert heads.keys() == {d.name for d in (*obs.replicas, lagging)}, heads
+        grown = {pod: float(v[-1][1]) - float(v[0][1]) for pod, v in heads.items()}
+        assert all(g > LAG_GROWING for g in grown.values()), grown
+        # The chatter has stopped (it runs only in the loop above): it catches up, and
+        # the alert resolves while the replica still runs.
+        await obs.alerts.wait_inactive("FederationdProjectionLagGrowing", timeout=60)
+        assert await obs.up(lagging)
+    finally:
+        obs.scrape(*obs.replicas)
+        assert await lagging.terminate() == 0, lagging.stderr()[-3000:]
+        for c, name in names:
+            obs.fleet[c].store.remove("v1", "Namespace", name)
+    obs.alerts.assert_only(t0, allowed={"FederationdProjectionLagGrowing"})
+
+
+async def test_the_leader_killed_fires_no_leader_and_the_last_replica_stopped_fires_down(obs: Observed) -> None:
+    assert len(obs.replicas) == 2, "needs the two replicas with leader election"
+    d1, d2 = obs.replicas
     # The leader dies without releasing the Lease: until it expires nobody leads.
-    status = await leaders()
+    status = await _leaders(obs)
     leader, standby = (d1, d2) if status["federationd-1"] == 1.0 else (d2, d1)
     killed = time.time()
     await leader.terminate(signal.SIGKILL)
     await obs.alerts.wait_firing("FederationdNoLeader", name="federationd", namespace=NS, timeout=30)
-    assert (await leaders()).get(standby.name) == 0.0, "the alert fired after the standby took over"
+    assert (await _leaders(obs)).get(standby.name) == 0.0, "the alert fired after the standby took over"
     await wait_for(lambda: _leads(obs, standby), timeout=60, what=f"{standby.name} leading")
     await obs.alerts.wait_inactive("FederationdNoLeader", timeout=30)
     obs.alerts.assert_only(killed, allowed={"FederationdNoLeader"})
