@@ -37,6 +37,7 @@ __all__ = [
     "KUBERNETES_VERSION",
     "FieldError",
     "apply_defaults",
+    "compiled_schema",
     "decoding_message",
     "invalid_message",
     "name_errors",
@@ -372,8 +373,12 @@ _COMPILED: dict[int, tuple[Mapping[str, Any], Schema]] = {}
 _COMPILED_LIMIT: Final = 512
 
 
-def _compiled(schema: Mapping[str, Any] | Schema) -> Schema:
+def compiled_schema(schema: Mapping[str, Any] | Schema) -> Schema:
     """The node view of a CRD schema, memoised per schema object."""
+    return _compiled(schema)
+
+
+def _compiled(schema: Mapping[str, Any] | Schema) -> Schema:
     if isinstance(schema, Schema):
         return schema
     hit = _COMPILED.get(id(schema))
@@ -393,7 +398,16 @@ def validate_custom(
     node = _compiled(schema)
     errors: list[FieldError] = []
     for key, value in obj.items():
-        if key in ("apiVersion", "kind", "metadata"):
+        if key == "metadata" and isinstance(value, Mapping):
+            # name and generateName are the metadata a CRD schema may restrict
+            meta_node = node.field(key) if key in node.properties else None
+            for sub in ("name", "generateName"):
+                if meta_node is not None and sub in meta_node.properties and sub in value:
+                    child = meta_node.field(sub)
+                    assert child is not None
+                    _check_custom(value[sub], child, f"metadata.{sub}", errors)
+            continue
+        if key in ("apiVersion", "kind"):
             continue
         child = node.properties.get(key)
         if child is None:
