@@ -48,10 +48,11 @@ import cel
 
 from federationd.sim import versions
 from federationd.sim.patch import Schema
-from federationd.sim.validate import FieldError, compiled_schema
+from federationd.sim.validate import FieldError, compiled_schema, validate_custom
 
 __all__ = [
     "BLOCKED",
+    "admit_custom",
     "CelOutcome",
     "crd_rule_errors",
     "drop_rules",
@@ -237,6 +238,10 @@ _KNOWN_FUNCTIONS: Final = frozenset({
     "getMilliseconds", "in", "null_type",
 })
 _OPERATOR: Final = re.compile(r"^(_.*_|!_|-_|@.*)$")
+#: Type names a rule may use as values (``type(x) == double``).
+_TYPE_NAMES: Final = frozenset(
+    {"int", "uint", "double", "string", "bool", "bytes", "list", "map", "null_type", "type", "dyn"}
+)
 #: The iteration variable of a macro (``l.all(x, ...)``): bound, not a free reference.
 _MACRO_VARIABLE: Final = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
 
@@ -338,7 +343,7 @@ def _compile(text: str) -> _Compiled | str:
         unknown = sorted(f for f in functions if not _OPERATOR.match(f) and f not in _KNOWN_FUNCTIONS)
         variables = set(refs.get("variables", ()))
         bound = set(_MACRO_VARIABLE.findall(text))
-        undeclared = sorted(variables - {"self", "oldSelf"} - bound)
+        undeclared = sorted(variables - {"self", "oldSelf"} - _TYPE_NAMES - bound)
         if undeclared or unknown:
             name = (undeclared or unknown)[0]
             at = re.search(rf"(?<![\w.]){re.escape(name)}\b" if undeclared else rf"\b{re.escape(name)}\s*\(", text)
@@ -484,6 +489,11 @@ def _field_path(path: str, field_path: str) -> str:
     return f"{path}.{normalized}" if path else normalized
 
 
+def _at(path: str) -> str:
+    # the validator starts from a nil field.Path, which prints as "<nil>"
+    return path or "<nil>"
+
+
 @dataclass(slots=True)
 class _Walk:
     ratchet: bool
@@ -503,7 +513,7 @@ def _check_node(value: Any, old: Any, node: Schema, path: str, walk: _Walk, *, r
             compiled = _compile(str(rule.get("rule") or ""))
             if isinstance(compiled, str):
                 walk.outcome.errors.append(
-                    FieldError.invalid(path, _node_type(node), f"rule compile error: {compiled}"))
+                    FieldError.invalid(_at(path), _node_type(node), f"rule compile error: {compiled}"))
                 continue
             if compiled.uses_old_self and old is None:
                 continue  # transition rules need a value to compare with
@@ -516,11 +526,11 @@ def _check_node(value: Any, old: Any, node: Schema, path: str, walk: _Walk, *, r
                               f"macro signature for rule: {_rule_text(rule)}")
                 else:
                     detail = f"{text} evaluating rule: {_rule_text(rule)}"
-                walk.outcome.errors.append(FieldError.invalid(path, _node_type(node), detail))
+                walk.outcome.errors.append(FieldError.invalid(_at(path), _node_type(node), detail))
                 continue
             if ok is True:
                 continue
-            error = _failure(_field_path(path, str(rule.get("fieldPath") or "")), node, rule,
+            error = _failure(_at(_field_path(path, str(rule.get("fieldPath") or ""))), node, rule,
                              _message(rule, activation))
             if walk.ratchet and not compiled.uses_old_self and old is not None and old == value:
                 walk.outcome.warnings.append(str(error))
@@ -577,3 +587,24 @@ def validate(
     walk = _Walk(ratchet=versions.parse(release).minor >= RATCHETING_MINOR)
     _check_node(dict(obj), dict(old) if old is not None else None, node, "", walk, root=True)
     return walk.outcome
+
+
+def admit_custom(
+    obj: Mapping[str, Any],
+    *,
+    schema: Mapping[str, Any] | Schema,
+    release: str,
+    old: Mapping[str, Any] | None = None,
+) -> CelOutcome:
+    """Every validation error of a custom resource in the server's order: the OpenAPI
+    schema's, then the rules' (or, after a blocking schema error, :data:`BLOCKED`)."""
+    outcome = CelOutcome(errors=validate_custom(obj, schema=schema))
+    if not evaluates_rules(release) or not has_rules(compiled_schema(schema).raw):
+        return outcome
+    if is_blocking(outcome.errors):
+        outcome.errors.append(BLOCKED)
+        return outcome
+    rules = validate(obj, schema=schema, release=release, old=old)
+    outcome.errors.extend(rules.errors)
+    outcome.warnings.extend(rules.warnings)
+    return outcome

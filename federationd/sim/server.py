@@ -709,14 +709,9 @@ class ApiServer:
                 unknown = [p for p in _unknown_paths(defaulted, pruned) if not p.startswith("metadata.")]
                 obj.clear()
                 obj.update(pruned)
-                field_errors.extend(validate.validate_custom(obj, schema=k.schema))
-                if celrules.evaluates_rules(self.kube_version.name) and celrules.has_rules(k.schema):
-                    if celrules.is_blocking(field_errors):
-                        field_errors.append(celrules.BLOCKED)
-                    else:
-                        outcome = celrules.validate(obj, schema=k.schema, release=self.kube_version.name, old=old)
-                        field_errors.extend(outcome.errors)
-                        warnings.extend(outcome.warnings)
+                outcome = celrules.admit_custom(obj, schema=k.schema, release=self.kube_version.name, old=old)
+                field_errors.extend(outcome.errors)
+                warnings.extend(outcome.warnings)
         else:
             release = self.kube_version.name
             errs, _ = validate.validate_builtin(obj, field_validation="Strict", release=release)

@@ -109,6 +109,9 @@ class FieldError:
 
     @classmethod
     def duplicate(cls, path: str, value: Any) -> FieldError:
+        if isinstance(value, Mapping):
+            # a list-type map's key, a map[string]interface{} that Go prints with %#v
+            return cls(path, DUPLICATE, f"Duplicate value: {_go_map(value)}")
         return cls(path, DUPLICATE, _body("Duplicate value", value, ""))
 
     @classmethod
@@ -128,6 +131,26 @@ class FieldError:
 
 def _go_quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
+
+
+def _go_map(value: Mapping[str, Any]) -> str:
+    """Go's ``%#v`` of a ``map[string]interface{}`` of scalars (keys sorted, as fmt does)."""
+
+    def item(v: Any) -> str:
+        if v is None:
+            return "interface {}(nil)"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return f"{v}"
+        if isinstance(v, float):
+            return repr(v)
+        if isinstance(v, str):
+            return _go_quote(v)
+        return json.dumps(v, separators=(",", ":"), sort_keys=True)
+
+    inner = ", ".join(f"{_go_quote(str(k))}:{item(v)}" for k, v in sorted(value.items()))
+    return "map[string]interface {}{" + inner + "}"
 
 
 def _go_value(value: Any) -> str:
@@ -548,25 +571,29 @@ def _check_list(value: list[Any], node: Schema, path: str, errors: list[FieldErr
     for index, item in enumerate(value):
         _check_custom(item, items, f"{path}[{index}]", errors)
     list_type = node.raw.get("x-kubernetes-list-type")
+    # Each value that repeats is reported once, at its second appearance (upstream's
+    # validateListSet); a list-type map's duplicate carries only the key fields present.
     if list_type == "set":
         seen: list[Any] = []
+        reported: list[Any] = []
         for index, item in enumerate(value):
             if any(_same(item, s) for s in seen):
-                errors.append(FieldError.duplicate(f"{path}[{index}]", item))
+                if not any(_same(item, r) for r in reported):
+                    errors.append(FieldError.duplicate(f"{path}[{index}]", item))
+                    reported.append(item)
             else:
                 seen.append(item)
     elif list_type == "map":
         keys = tuple(node.raw.get("x-kubernetes-list-map-keys") or ())
-        seen_keys: set[str] = set()
+        counts: dict[str, int] = {}
         for index, item in enumerate(value):
             if not isinstance(item, Mapping):
                 continue
-            key = json.dumps({k: item.get(k) for k in keys}, sort_keys=True)
-            if key in seen_keys:
-                errors.append(
-                    FieldError.duplicate(f"{path}[{index}]", {k: item.get(k) for k in keys})
-                )
-            seen_keys.add(key)
+            present = {k: item[k] for k in keys if k in item}
+            key = json.dumps(present, sort_keys=True)
+            counts[key] = counts.get(key, 0) + 1
+            if counts[key] == 2:
+                errors.append(FieldError.duplicate(f"{path}[{index}]", present))
 
 
 _REGEX_CACHE: dict[str, re.Pattern[str]] = {}

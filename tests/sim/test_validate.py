@@ -339,7 +339,7 @@ def test_custom_value_constraints() -> None:
         "spec.tags: Too many: 3: must have at most 2 items",
         'spec.tags[1]: Duplicate value: "a"',
         "spec.gateways[2].name: Required value",
-        'spec.gateways[1]: Duplicate value: {"name":"g"}',
+        'spec.gateways[1]: Duplicate value: map[string]interface {}{"name":"g"}',
     ]
     reasons = {e.path: e.reason for e in errors}
     assert reasons["spec.mode"] == "FieldValueNotSupported"
