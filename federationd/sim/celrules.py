@@ -52,8 +52,8 @@ from federationd.sim.validate import FieldError, compiled_schema, validate_custo
 
 __all__ = [
     "BLOCKED",
-    "admit_custom",
     "CelOutcome",
+    "admit_custom",
     "crd_rule_errors",
     "drop_rules",
     "evaluates_rules",

@@ -291,7 +291,7 @@ async def test_a_widget_stored_before_its_rule(fleet: Fleet, tmp_path: Path) -> 
             "x-kubernetes-validations"] = [MIN_MAX]
         rc, _, err = await _kubectl(fleet, tmp_path, context, "apply", "-f", "-", stdin=yaml.safe_dump(crd_status))
         assert rc == 0, err
-        rc, out, err = await _kubectl(fleet, tmp_path, context, "patch", "widget", "stale", "-n", "default",
+        rc, _, err = await _kubectl(fleet, tmp_path, context, "patch", "widget", "stale", "-n", "default",
                                       "--subresource=status", "--type=merge", "-p", status)
         message = 'spec: Invalid value: "object": min must not exceed max'
         if context == "k129":
