@@ -48,7 +48,7 @@ import cel
 
 from federationd.sim import versions
 from federationd.sim.patch import Schema
-from federationd.sim.validate import FieldError, compiled_schema, validate_custom
+from federationd.sim.validate import DUPLICATE, FieldError, compiled_schema, validate_custom
 
 __all__ = [
     "BLOCKED",
@@ -597,8 +597,17 @@ def admit_custom(
     old: Mapping[str, Any] | None = None,
 ) -> CelOutcome:
     """Every validation error of a custom resource in the server's order: the OpenAPI
-    schema's, then the rules' (or, after a blocking schema error, :data:`BLOCKED`)."""
-    outcome = CelOutcome(errors=validate_custom(obj, schema=schema))
+    schema's, then the rules' (or, after a blocking schema error, :data:`BLOCKED`).
+
+    ``old`` is the stored object of an update: transition rules and ratcheting read it,
+    and list uniqueness is only enforced if the stored object already had it.
+    """
+    errors = validate_custom(obj, schema=schema)
+    if old is not None and any(e.reason == DUPLICATE for e in validate_custom(old, schema=schema)):
+        # an update checks list-type set/map uniqueness only if the stored object
+        # already kept it (the custom resource strategy's ValidateUpdate)
+        errors = [e for e in errors if e.reason != DUPLICATE]
+    outcome = CelOutcome(errors=errors)
     if not evaluates_rules(release) or not has_rules(compiled_schema(schema).raw):
         return outcome
     if is_blocking(outcome.errors):

@@ -307,3 +307,15 @@ def test_the_invalid_message_joins_rule_errors_as_the_server_does() -> None:
         'Widget.example.com "w" is invalid: [spec: Invalid value: "object": min must not exceed max, '
         'spec.items[0]: Invalid value: "object": no bad item]'
     )
+
+
+def test_an_update_keeps_list_uniqueness_only_if_the_stored_object_had_it() -> None:
+    schema = _schema([])
+    listed = schema["properties"]["spec"]["properties"]["items"]
+    listed["x-kubernetes-list-type"] = "map"
+    listed["x-kubernetes-list-map-keys"] = ["name"]
+    twice = _obj(items=[{"name": "a"}, {"name": "a"}])
+    duplicate = ['spec.items[1]: Duplicate value: map[string]interface {}{"name":"a"}']
+    assert _messages(twice, schema) == duplicate
+    assert _messages(twice, schema, old=_obj(items=[{"name": "a"}])) == duplicate
+    assert _messages(twice, schema, old=copy.deepcopy(twice)) == []
