@@ -24,10 +24,14 @@ every write of every benchmark goes through here.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
+import datetime
+import ipaddress
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -499,6 +503,14 @@ def _check_custom(value: Any, node: Schema, path: str, errors: list[FieldError])
         max_length = raw.get("maxLength")
         if isinstance(max_length, int) and length > max_length:
             errors.append(FieldError.too_long(path, max_length))
+        fmt = raw.get("format")
+        check = _FORMATS.get(str(fmt).replace("-", "").replace("_", "").lower()) if fmt else None
+        if check is not None and not check(value):
+            errors.append(
+                FieldError.type_invalid(
+                    path, value, f"{path} in body must be of type {fmt}: {_go_quote(value)}"
+                )
+            )
         return
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         _check_bounds(value, raw, path, errors)
@@ -594,6 +606,82 @@ def _check_list(value: list[Any], node: Schema, path: str, errors: list[FieldErr
             counts[key] = counts.get(key, 0) + 1
             if counts[key] == 2:
                 errors.append(FieldError.duplicate(f"{path}[{index}]", present))
+
+
+def _ip(text: str) -> bool:
+    # Go's net.ParseIP: no zone, no leading zeros in IPv4 octets (Python agrees on those)
+    if "%" in text:
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _cidr(text: str) -> bool:
+    # Go's net.ParseCIDR: an address (host bits allowed) and a prefix length
+    address, sep, prefix = text.partition("/")
+    if not sep or not prefix.isdigit() or (len(prefix) > 1 and prefix[0] == "0"):
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return int(prefix) <= (32 if ip.version == 4 else 128)
+
+
+def _base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def _date(text: str) -> bool:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return False
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+_DATETIME: Final = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$"
+)
+_UUID: Final = {
+    "uuid": re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I),
+    "uuid3": re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-3[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I),
+    "uuid4": re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I),
+    "uuid5": re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I),
+}
+_MAC: Final = re.compile(
+    r"^([0-9a-f]{2}([:-])[0-9a-f]{2}(\2[0-9a-f]{2}){4,18}|[0-9a-f]{4}(\.[0-9a-f]{4}){2,9})$", re.I
+)
+
+#: The formats a CRD schema's ``format`` is checked against (kube-openapi's ``strfmt``
+#: registry, names normalised as it does). The others an API server knows (hostname,
+#: email, uri, duration, isbn, creditcard, ssn) are not checked here, nor are unknown
+#: formats, which the server ignores too.
+_FORMATS: Final[Mapping[str, Callable[[str], bool]]] = {
+    # strfmt: an IP Go parses, with a "." (IPv4) or a ":" (IPv6) in it
+    "ipv4": lambda v: "." in v and _ip(v),
+    "ipv6": lambda v: ":" in v and _ip(v),
+    "cidr": _cidr,
+    "byte": _base64,
+    "date": _date,
+    "datetime": lambda v: bool(_DATETIME.match(v)),
+    "mac": lambda v: bool(_MAC.match(v)),
+    "bsonobjectid": lambda v: bool(re.fullmatch(r"[0-9a-fA-F]{24}", v)),
+    "hexcolor": lambda v: bool(re.fullmatch(r"#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})", v)),
+    "rgbcolor": lambda v: bool(re.fullmatch(
+        r"rgb\(\s*(0|[1-9]\d?|1\d\d?|2[0-4]\d|25[0-5])\s*,\s*(0|[1-9]\d?|1\d\d?|2[0-4]\d|25[0-5])\s*,"
+        r"\s*(0|[1-9]\d?|1\d\d?|2[0-4]\d|25[0-5])\s*\)", v)),
+    **{name: (lambda v, r=regex: bool(r.match(v))) for name, regex in _UUID.items()},
+}
 
 
 _REGEX_CACHE: dict[str, re.Pattern[str]] = {}
