@@ -662,6 +662,11 @@ _MAC: Final = re.compile(
     r"^([0-9a-f]{2}([:-])[0-9a-f]{2}(\2[0-9a-f]{2}){4,18}|[0-9a-f]{4}(\.[0-9a-f]{4}){2,9})$", re.I
 )
 
+def _regex_matches(regex: re.Pattern[str]) -> Callable[[str], bool]:
+    """A format check that is one regular expression."""
+    return lambda value: regex.match(value) is not None
+
+
 #: The formats a CRD schema's ``format`` is checked against (kube-openapi's ``strfmt``
 #: registry, names normalised as it does). The others an API server knows (hostname,
 #: email, uri, duration, isbn, creditcard, ssn) are not checked here, nor are unknown
@@ -680,7 +685,7 @@ _FORMATS: Final[Mapping[str, Callable[[str], bool]]] = {
     "rgbcolor": lambda v: bool(re.fullmatch(
         r"rgb\(\s*(0|[1-9]\d?|1\d\d?|2[0-4]\d|25[0-5])\s*,\s*(0|[1-9]\d?|1\d\d?|2[0-4]\d|25[0-5])\s*,"
         r"\s*(0|[1-9]\d?|1\d\d?|2[0-4]\d|25[0-5])\s*\)", v)),
-    **{name: (lambda v, r=regex: bool(r.match(v))) for name, regex in _UUID.items()},
+    **{name: _regex_matches(regex) for name, regex in _UUID.items()},
 }
 
 
