@@ -26,7 +26,7 @@ from typing import Any
 
 from events import types as ev
 from events.types import ClusterName, Event
-from federationd.actuators.client import ApiError, ApiNotFound, KubeClient
+from federationd.actuators.client import ApiError, ApiInvalid, ApiNotFound, KubeClient
 from federationd.actuators.converge import redact
 from federationd.actuators.tasks import reap
 from federationd.actuators.workqueue import RateLimit, WorkQueue, run_worker
@@ -75,6 +75,9 @@ class StatusWriter:
         self._shown: dict[str, str] = {}
         #: key → the Status value last shown (for transition Events)
         self._value: dict[str, str] = {}
+        #: key → hash of a status whose write failed: the queue retries it with backoff,
+        #: a re-derivation (its own ActuationFailed is one) does not re-add it at once
+        self._failed: dict[str, str] = {}
         self._worker: asyncio.Task[None] | None = None
         self.active = False
         self.writes = 0
@@ -111,7 +114,8 @@ class StatusWriter:
             # change) was compared then and, if it differed, queued: no need to hash it.
             if before.get(key) is s and key in self._shown:
                 continue
-            if self._shown.get(key) != content_hash(s.status):
+            wanted = content_hash(s.status)
+            if self._shown.get(key) != wanted and self._failed.get(key) != wanted:
                 self.queue.add(key)
 
     def idle(self) -> bool:
@@ -122,6 +126,7 @@ class StatusWriter:
     def forget(self, key: str) -> None:
         """The CR changed on the server (e.g. its status was edited): read it again."""
         self._shown.pop(key, None)
+        self._failed.pop(key, None)
 
     async def _handle(self, key: str) -> None:
         s = self._desired.get(key)
@@ -145,6 +150,8 @@ class StatusWriter:
         try:
             await self.client.patch_status(CR_API_VERSION, s.kind, s.namespace, s.name, s.status, apply=True)
         except ApiError as e:
+            first = self._failed.get(key) != wanted
+            self._failed[key] = wanted
             await self._append(
                 [
                     ev.ActuationFailed(
@@ -158,7 +165,14 @@ class StatusWriter:
                     )
                 ]
             )
+            value = str(s.status.get("Status", ""))
+            if first and self._events and value == RECONCILE_FAILED and isinstance(e, ApiInvalid):
+                # The server refuses every write to the CR (a validation rule its stored
+                # spec breaks, on a release without ratcheting): the Event is then the
+                # only place the user can read why.
+                await self._event(cr, s, value, obj_key)
             raise
+        self._failed.pop(key, None)
         self.writes += 1
         self._shown[key] = wanted
         await self._append(
