@@ -11,7 +11,11 @@ Status writes use server-side apply on the status subresource (field manager
 error is gone) disappears instead of lingering as it would with a merge patch.
 
 Transitions of ``Status`` (``Reconciling`` → ``Available``, anything → ``ReconcileFailed``)
-and failures also become Kubernetes Events on the CR, for ``kubectl describe``. Each write
+and failures also become Kubernetes Events on the CR, for ``kubectl describe``. A status
+the server refuses as invalid — a CR whose stored spec breaks a CRD validation rule, on a
+release (1.25 to 1.29) that refuses every write to it — is retried with the queue's
+backoff only, and its ``ReconcileFailed`` message goes into a Warning Event, the one
+place left to say it. Each write
 is appended to the log as ``ActuationApplied``/``ActuationFailed`` with verb ``status``
 (or ``event``), which the projection ignores for inventory.
 """
@@ -75,9 +79,11 @@ class StatusWriter:
         self._shown: dict[str, str] = {}
         #: key → the Status value last shown (for transition Events)
         self._value: dict[str, str] = {}
-        #: key → hash of a status whose write failed: the queue retries it with backoff,
-        #: a re-derivation (its own ActuationFailed is one) does not re-add it at once
-        self._failed: dict[str, str] = {}
+        #: key → hash of a status the server refused as invalid (a validation rule the
+        #: CR's stored spec breaks): the queue retries it with backoff, a re-derivation
+        #: (its own ActuationFailed is one) does not re-add it at once. Transient errors
+        #: are not recorded: any re-derivation retries those.
+        self._refused: dict[str, str] = {}
         self._worker: asyncio.Task[None] | None = None
         self.active = False
         self.writes = 0
@@ -115,7 +121,7 @@ class StatusWriter:
             if before.get(key) is s and key in self._shown:
                 continue
             wanted = content_hash(s.status)
-            if self._shown.get(key) != wanted and self._failed.get(key) != wanted:
+            if self._shown.get(key) != wanted and self._refused.get(key) != wanted:
                 self.queue.add(key)
 
     def idle(self) -> bool:
@@ -126,7 +132,7 @@ class StatusWriter:
     def forget(self, key: str) -> None:
         """The CR changed on the server (e.g. its status was edited): read it again."""
         self._shown.pop(key, None)
-        self._failed.pop(key, None)
+        self._refused.pop(key, None)
 
     async def _handle(self, key: str) -> None:
         s = self._desired.get(key)
@@ -150,8 +156,9 @@ class StatusWriter:
         try:
             await self.client.patch_status(CR_API_VERSION, s.kind, s.namespace, s.name, s.status, apply=True)
         except ApiError as e:
-            first = self._failed.get(key) != wanted
-            self._failed[key] = wanted
+            first = self._refused.get(key) != wanted
+            if isinstance(e, ApiInvalid):
+                self._refused[key] = wanted
             await self._append(
                 [
                     ev.ActuationFailed(
@@ -172,7 +179,7 @@ class StatusWriter:
                 # only place the user can read why.
                 await self._event(cr, s, value, obj_key)
             raise
-        self._failed.pop(key, None)
+        self._refused.pop(key, None)
         self.writes += 1
         self._shown[key] = wanted
         await self._append(
