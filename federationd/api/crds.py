@@ -6,7 +6,9 @@ a structural ``openAPIV3Schema`` — types, enums (``Literal``), patterns and bo
 (``msgspec.Meta``), required fields, ``nullable`` for optional sub-objects,
 ``x-kubernetes-int-or-string`` for quantities and ports, and
 ``x-kubernetes-preserve-unknown-fields`` for the pass-through Kubernetes objects
-(affinity, tolerations, label selectors). ``deploy/crds/`` holds this module's output;
+(affinity, tolerations, label selectors) — plus what no single field says: CEL
+``x-kubernetes-validations`` between fields (``_RULES``), a bound on a RemoteIstio's name
+and one ``enabledServices`` entry per name. ``deploy/crds/`` holds this module's output;
 a test keeps the two equal.
 
 Defaults are deliberately *not* written into the schema: the API server would persist
@@ -69,8 +71,8 @@ _PRINTER_COLUMNS: Final = [
 #: CRD had the rule, or on an older server, is refused in its status instead). Only
 #: ``rule`` and ``message``: ``messageExpression``, ``reason`` and ``fieldPath`` came in
 #: 1.27 and 1.28, and a 1.25 server refuses a CRD that carries them (strict decoding).
-#: Each rule costs O(1) or one pass over a list of a singleton struct, well within the
-#: server's cost budget; rules that would compare strings in unbounded lists (duplicate
+#: Each rule costs O(1) or one pass over a list of a singleton struct, which keeps the
+#: server's cost estimate (per rule and per CRD) far below its limits; rules that would compare strings in unbounded lists (duplicate
 #: ports, failover regions) stay in the projection, and so do what CEL before the
 #: Kubernetes libraries cannot say (quantities, sums over maps).
 _REPLICAS_RULE: Final = {
@@ -207,8 +209,8 @@ def schema_of(cls: type[msgspec.Struct]) -> dict[str, Any]:
 
 def _metadata(kind: Kind) -> dict[str, Any]:
     # A RemoteIstio's name is its cluster's network name, a label value on the remote's
-    # workloads: at most 63 characters (checks.MAX_REMOTE_NAME). metadata.name is the
-    # one metadata field a CRD schema may restrict.
+    # workloads: at most 63 characters (checks.MAX_REMOTE_NAME). name and generateName
+    # are the metadata fields a CRD schema may restrict.
     if kind == "RemoteIstio":
         return {"type": "object", "properties": {"name": {"type": "string", "maxLength": checks.MAX_REMOTE_NAME}}}
     return {"type": "object"}
