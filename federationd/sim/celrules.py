@@ -32,7 +32,8 @@ integer in a ``number`` field is a double). Not reproduced: cel-go's static type
 at CRD creation (only syntax and unknown functions are refused), the cost budget and
 its estimates, and the Kubernetes extension libraries (quantity, IP/CIDR, URL, format,
 the ``strings`` and ``lists`` extensions): a rule using one of those is refused at CRD
-creation here, where a real server would accept it.
+creation here, where a real server would accept it; and ``optionalOldSelf`` (such a rule
+is skipped on create, as one without it is, instead of seeing an empty ``oldSelf``).
 """
 
 from __future__ import annotations
