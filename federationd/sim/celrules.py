@@ -30,15 +30,17 @@ The expressions run on ``common-expression-language`` (a CEL interpreter with Py
 bindings), fed values typed by the schema as upstream's ``UnstructuredToVal`` does (an
 integer in a ``number`` field is a double). Not reproduced: cel-go's static type check
 at CRD creation (only syntax and unknown functions are refused), the cost budget and
-its estimates, and the Kubernetes extension libraries (quantity, IP/CIDR, URL, format,
-the ``strings`` and ``lists`` extensions): a rule using one of those is refused at CRD
-creation here, where a real server would accept it; and ``optionalOldSelf`` (such a rule
+its estimates, and the Kubernetes libraries beyond those of 1.25 (cel-go's ``strings``
+extension and the ``lists`` and ``regex`` libraries are here; URLs, quantities, IPs and
+CIDRs, ``format``, sets are not): a rule using one of those is refused at CRD creation
+here, where a real server of the release that has it would accept it; and ``optionalOldSelf`` (such a rule
 is skipped on create, as one without it is, instead of seeing an empty ``oldSelf``).
 """
 
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -237,8 +239,102 @@ _KNOWN_FUNCTIONS: Final = frozenset({
     "duration", "timestamp", "dyn", "getFullYear", "getMonth", "getDayOfYear",
     "getDayOfMonth", "getDate", "getDayOfWeek", "getHours", "getMinutes", "getSeconds",
     "getMilliseconds", "in", "null_type",
+    "charAt", "indexOf", "lastIndexOf", "lowerAscii", "upperAscii", "replace", "split",
+    "substring", "trim", "join", "isSorted", "sum", "min", "max", "find", "findAll",
 })
 _OPERATOR: Final = re.compile(r"^(_.*_|!_|-_|@.*)$")
+
+
+class _LibraryError(ValueError):
+    """A library function refusing its arguments (cel-go's words)."""
+
+
+def _index_of(target: Any, item: Any, start: int = 0) -> int:
+    if isinstance(target, str):
+        if not 0 <= start <= len(target):
+            raise _LibraryError(f"index out of range: {start}")
+        return target.find(item, start)
+    return next((i for i, x in enumerate(target) if x == item), -1)
+
+
+def _last_index_of(target: Any, item: Any, end: int | None = None) -> int:
+    if isinstance(target, str):
+        return target.rfind(item, 0, None if end is None else end + len(item))
+    return next((i for i in range(len(target) - 1, -1, -1) if target[i] == item), -1)
+
+
+def _split(text: str, sep: str, limit: int = -1) -> list[str]:
+    if limit == 0:
+        return []
+    if sep == "":
+        parts = list(text)
+        return parts if limit < 0 or limit >= len(parts) else [*parts[:limit - 1], "".join(parts[limit - 1:])]
+    return text.split(sep, limit - 1 if limit > 0 else -1)
+
+
+def _replace(text: str, old: str, new: str, limit: int = -1) -> str:
+    return text.replace(old, new, limit)
+
+
+def _substring(text: str, start: int, end: int | None = None) -> str:
+    stop = len(text) if end is None else end
+    if not 0 <= start <= stop <= len(text):
+        raise _LibraryError(f"index out of range: {start if start < 0 or start > len(text) else stop}")
+    return text[start:stop]
+
+
+def _char_at(text: str, index: int) -> str:
+    if not 0 <= index <= len(text):
+        raise _LibraryError(f"index out of range: {index}")
+    return text[index:index + 1]
+
+
+def _sorted(items: list[Any]) -> bool:
+    return all(a <= b for a, b in itertools.pairwise(items))
+
+
+def _find_all(text: str, pattern: str, limit: int = -1) -> list[str]:
+    found = [m.group(0) for m in re.finditer(pattern, text)]
+    return found if limit < 0 else found[:limit]
+
+
+def _find(text: str, pattern: str) -> str:
+    m = re.search(pattern, text)
+    return m.group(0) if m else ""
+
+
+def _min(items: list[Any]) -> Any:
+    if not items:
+        raise _LibraryError("min(list) called on empty list")
+    return min(items)
+
+
+def _max(items: list[Any]) -> Any:
+    if not items:
+        raise _LibraryError("max(list) called on empty list")
+    return max(items)
+
+
+#: What a 1.25 server adds to standard CEL and the emulator provides: cel-go's
+#: ``ext.Strings`` and the Kubernetes ``lists`` and ``regex`` libraries.
+_LIBRARY: Final[Mapping[str, Any]] = {
+    "charAt": _char_at,
+    "indexOf": _index_of,
+    "lastIndexOf": _last_index_of,
+    "lowerAscii": lambda text: "".join(c.lower() if c.isascii() else c for c in text),
+    "upperAscii": lambda text: "".join(c.upper() if c.isascii() else c for c in text),
+    "replace": _replace,
+    "split": _split,
+    "substring": _substring,
+    "trim": lambda text: text.strip(),
+    "join": lambda items, sep="": sep.join(items),
+    "isSorted": _sorted,
+    "sum": lambda items: sum(items) if items else 0,
+    "min": _min,
+    "max": _max,
+    "find": _find,
+    "findAll": _find_all,
+}
 #: Type names a rule may use as values (``type(x) == double``).
 _TYPE_NAMES: Final = frozenset(
     {"int", "uint", "double", "string", "bool", "bytes", "list", "map", "null_type", "type", "dyn"}
@@ -390,6 +486,8 @@ def _go_error(e: Exception) -> str:
 def _run(compiled: _Compiled, activation: dict[str, Any]) -> Any:
     context = cel.Context(activation)
     context.add_function("k8s_go_duration", go_duration)
+    for name, function in _LIBRARY.items():
+        context.add_function(name, function)
     try:
         return compiled.program.execute(context)
     except Exception as e:  # the interpreter raises builtins; each is one CEL error

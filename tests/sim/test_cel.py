@@ -319,3 +319,21 @@ def test_an_update_keeps_list_uniqueness_only_if_the_stored_object_had_it() -> N
     assert _messages(twice, schema) == duplicate
     assert _messages(twice, schema, old=_obj(items=[{"name": "a"}])) == duplicate
     assert _messages(twice, schema, old=copy.deepcopy(twice)) == []
+
+
+def test_the_libraries_of_1_25_are_there() -> None:
+    schema = _schema([
+        {"rule": "self.ttl.split('/').size() == 2 && self.ttl.lowerAscii().startsWith('a')", "message": "two parts"},
+        {"rule": "self.items.map(i, i.name).isSorted()", "message": "sorted names"},
+    ])
+    assert _messages(_obj(ttl="A/b", items=[{"name": "a"}, {"name": "b"}]), schema) == []
+    assert _messages(_obj(ttl="b", items=[{"name": "b"}, {"name": "a"}]), schema) == [
+        'spec: Invalid value: "object": two parts',
+        'spec: Invalid value: "object": sorted names',
+    ]
+    assert _messages(_obj(ttl="abc"), _schema([{"rule": "self.ttl.substring(5) == ''"}])) == [
+        "spec: Invalid value: \"object\": index out of range: 5 evaluating rule: self.ttl.substring(5) == ''"
+    ]
+    # a function no release has does not compile
+    crd = _crd([{"rule": "frobnicate(self.ttl)"}])
+    assert "undeclared reference to 'frobnicate'" in celrules.crd_rule_errors(crd, release="1.32")[0][2]
