@@ -11,7 +11,11 @@ Status writes use server-side apply on the status subresource (field manager
 error is gone) disappears instead of lingering as it would with a merge patch.
 
 Transitions of ``Status`` (``Reconciling`` → ``Available``, anything → ``ReconcileFailed``)
-and failures also become Kubernetes Events on the CR, for ``kubectl describe``. Each write
+and failures also become Kubernetes Events on the CR, for ``kubectl describe``. A status
+the server refuses as invalid — a CR whose stored spec breaks a CRD validation rule, on a
+release (1.25 to 1.29) that refuses every write to it — is retried with the queue's
+backoff only, and its ``ReconcileFailed`` message goes into a Warning Event, the one
+place left to say it. Each write
 is appended to the log as ``ActuationApplied``/``ActuationFailed`` with verb ``status``
 (or ``event``), which the projection ignores for inventory.
 """
@@ -26,7 +30,7 @@ from typing import Any
 
 from events import types as ev
 from events.types import ClusterName, Event
-from federationd.actuators.client import ApiError, ApiNotFound, KubeClient
+from federationd.actuators.client import ApiError, ApiInvalid, ApiNotFound, KubeClient
 from federationd.actuators.converge import redact
 from federationd.actuators.tasks import reap
 from federationd.actuators.workqueue import RateLimit, WorkQueue, run_worker
@@ -75,6 +79,11 @@ class StatusWriter:
         self._shown: dict[str, str] = {}
         #: key → the Status value last shown (for transition Events)
         self._value: dict[str, str] = {}
+        #: key → hash of a status the server refused as invalid (a validation rule the
+        #: CR's stored spec breaks): the queue retries it with backoff, a re-derivation
+        #: (its own ActuationFailed is one) does not re-add it at once. Transient errors
+        #: are not recorded: any re-derivation retries those.
+        self._refused: dict[str, str] = {}
         self._worker: asyncio.Task[None] | None = None
         self.active = False
         self.writes = 0
@@ -111,9 +120,8 @@ class StatusWriter:
             # change) was compared then and, if it differed, queued: no need to hash it.
             if before.get(key) is s and key in self._shown:
                 continue
-            # A worker holding the key may be writing an older status over the one the CR
-            # shows now, so it is looked at again afterwards even if it matches ``_shown``.
-            if self._shown.get(key) != content_hash(s.status) or self.queue.is_processing(key):
+            wanted = content_hash(s.status)
+            if self._shown.get(key) != wanted and self._refused.get(key) != wanted:
                 self.queue.add(key)
 
     def idle(self) -> bool:
@@ -124,29 +132,44 @@ class StatusWriter:
     def forget(self, key: str) -> None:
         """The CR changed on the server (e.g. its status was edited): read it again."""
         self._shown.pop(key, None)
+        self._refused.pop(key, None)
 
     async def _handle(self, key: str) -> None:
+        shown = await self._write(key)
+        # The derivation may have moved on while the write was in flight, even back to
+        # what the CR showed before it (which ``set_desired`` then found already shown,
+        # and did not queue): look again, or the CR keeps the older status.
+        now = self._desired.get(key)
+        if shown is not None and now is not None and self.active and content_hash(now.status) != shown:
+            self.queue.add(key)
+
+    async def _write(self, key: str) -> str | None:
+        """Make the CR show the desired status; the hash it shows afterwards, or None when
+        nothing was looked at (a failure raises)."""
         s = self._desired.get(key)
         if s is None or not self.active:
-            return
+            return None
         wanted = content_hash(s.status)
         if self._shown.get(key) == wanted:
-            return
+            return wanted
         try:
             cr = await self.client.get(CR_API_VERSION, s.kind, s.namespace, s.name)
         except ApiNotFound:
-            return  # deleted meanwhile; its removal event will drop it from desired
+            return None  # deleted meanwhile; its removal event will drop it from desired
         observed = cr.get("status")
         previous = str((observed or {}).get("Status", ""))
         if _same(s.status, observed):
             self._shown[key] = wanted
             self._value[key] = previous
-            return
+            return wanted
         obj_key = f"{CR_API_VERSION}/{s.kind}/{s.namespace}/{s.name}"
         started = time.monotonic()
         try:
             await self.client.patch_status(CR_API_VERSION, s.kind, s.namespace, s.name, s.status, apply=True)
         except ApiError as e:
+            first = self._refused.get(key) != wanted
+            if isinstance(e, ApiInvalid):
+                self._refused[key] = wanted
             await self._append(
                 [
                     ev.ActuationFailed(
@@ -160,7 +183,14 @@ class StatusWriter:
                     )
                 ]
             )
+            value = str(s.status.get("Status", ""))
+            if first and self._events and value == RECONCILE_FAILED and isinstance(e, ApiInvalid):
+                # The server refuses every write to the CR (a validation rule its stored
+                # spec breaks, on a release without ratcheting): the Event is then the
+                # only place the user can read why.
+                await self._event(cr, s, value, obj_key)
             raise
+        self._refused.pop(key, None)
         self.writes += 1
         self._shown[key] = wanted
         await self._append(
@@ -179,6 +209,7 @@ class StatusWriter:
         if self._events and value != previous and value:
             await self._event(cr, s, value, obj_key)
         self._value[key] = value
+        return wanted
 
     async def _event(self, cr: dict[str, Any], s: DesiredStatus, value: str, obj_key: str) -> None:
         message = str(s.status.get("ErrorMessage") or f"{s.kind} {s.namespace}/{s.name} is {value}")

@@ -170,10 +170,6 @@ class WorkQueue(Generic[T]):
     def processing(self) -> frozenset[T]:
         return frozenset(self._processing)
 
-    def is_processing(self, item: T) -> bool:
-        """A worker holds ``item`` now (between ``get`` and ``done``)."""
-        return item in self._processing
-
     # --- delays and rate limiting ------------------------------------------------------
 
     def add_after(self, item: T, delay: float) -> None:

@@ -5,9 +5,11 @@ gets wrong — a CIDR, a duration, a quantity, an image, a bound — before anyt
 stored. What is left needs two fields at once (``minReplicas`` against ``maxReplicas``,
 a request against its limit, two ports of one Service) or the CR's name; these rules run
 in the fold (``projections.validate``), so a spec that breaks one is refused with one
-line in the CR's status and nothing of it is applied. (CEL ``x-kubernetes-validations``
-could say some of this in the schema, but the simulated API server does not evaluate
-CEL, and a rule only one of the two enforces would make them disagree.)
+line in the CR's status and nothing of it is applied. Those a CRD can state (the
+replica bounds, the certificate TTLs, unnamed ports, the RemoteIstio name's length) are
+in the CRD as well — CEL rules and bounds in :mod:`federationd.api.crds` — so that a
+server of 1.25 or later refuses them at ``kubectl apply``; they stay here for a CR stored
+before the CRD had them, or on an older server, which ignores CEL rules.
 
 Each problem is ``"<path>: <what is wrong>"``, quoting values that are numbers, names or
 quantities — never a free-form string. Pure.

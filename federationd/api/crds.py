@@ -6,7 +6,9 @@ a structural ``openAPIV3Schema`` — types, enums (``Literal``), patterns and bo
 (``msgspec.Meta``), required fields, ``nullable`` for optional sub-objects,
 ``x-kubernetes-int-or-string`` for quantities and ports, and
 ``x-kubernetes-preserve-unknown-fields`` for the pass-through Kubernetes objects
-(affinity, tolerations, label selectors). ``deploy/crds/`` holds this module's output;
+(affinity, tolerations, label selectors) — plus what no single field says: CEL
+``x-kubernetes-validations`` between fields (``_RULES``), a bound on a RemoteIstio's name
+and one ``enabledServices`` entry per name. ``deploy/crds/`` holds this module's output;
 a test keeps the two equal.
 
 Defaults are deliberately *not* written into the schema: the API server would persist
@@ -30,7 +32,7 @@ import msgspec
 import msgspec.inspect as mi
 import yaml
 
-from federationd.api import v1beta1
+from federationd.api import checks, v1beta1
 
 Kind = Literal["Istio", "RemoteIstio"]
 KINDS: Final[tuple[Kind, ...]] = ("Istio", "RemoteIstio")
@@ -61,6 +63,54 @@ _PRINTER_COLUMNS: Final = [
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+
+
+#: Rules between fields of one struct, as CEL ``x-kubernetes-validations``, so the API
+#: server (1.25 and later) refuses a spec that breaks one at ``kubectl apply``. The
+#: projection checks the same in :mod:`federationd.api.checks` (a CR stored before the
+#: CRD had the rule, or on an older server, is refused in its status instead). Only
+#: ``rule`` and ``message``: ``messageExpression``, ``reason`` and ``fieldPath`` came in
+#: 1.27 and 1.28, and a 1.25 server refuses a CRD that carries them (strict decoding).
+#: Each rule costs O(1) or one pass over a list of a singleton struct, which keeps the
+#: server's cost estimate (per rule and per CRD) far below its limits; rules that would compare strings in unbounded lists (duplicate
+#: ports, failover regions) stay in the projection, and so do what CEL before the
+#: Kubernetes libraries cannot say (quantities, sums over maps).
+_REPLICAS_RULE: Final = {
+    "rule": (
+        "(has(self.minReplicas) && self.minReplicas != 0 ? self.minReplicas : 1) <= "
+        "(has(self.maxReplicas) && self.maxReplicas != 0 ? self.maxReplicas : 5)"
+    ),
+    "message": "minReplicas must not be greater than maxReplicas (1 and 5 when unset)",
+}
+_RULES: Final[dict[type, list[dict[str, str]]]] = {
+    v1beta1.PilotConfiguration: [_REPLICAS_RULE],
+    v1beta1.MixerConfiguration: [_REPLICAS_RULE],
+    v1beta1.GatewayConfiguration: [
+        _REPLICAS_RULE,
+        {
+            "rule": "!has(self.ports) || size(self.ports) <= 1 || self.ports.all(p, has(p.name) && size(p.name) > 0)",
+            "message": "a Service with more than one port needs a name on each",
+        },
+    ],
+    v1beta1.CitadelConfiguration: [
+        {
+            "rule": (
+                "!has(self.workloadCertTTL) || !has(self.maxWorkloadCertTTL) || self.workloadCertTTL == '' "
+                "|| self.maxWorkloadCertTTL == '' || duration(self.workloadCertTTL) <= duration(self.maxWorkloadCertTTL)"
+            ),
+            "message": "workloadCertTTL must not be longer than maxWorkloadCertTTL",
+        }
+    ],
+    v1beta1.LocalityLBConfiguration: [
+        {
+            "rule": (
+                "!(has(self.distribute) && size(self.distribute) > 0 && has(self.failover) "
+                "&& size(self.failover) > 0)"
+            ),
+            "message": "can not simultaneously specify 'distribute' and 'failover'",
+        }
+    ],
+}
 
 
 class SchemaError(TypeError):
@@ -144,6 +194,9 @@ def _struct(t: mi.StructType) -> dict[str, Any]:
     required = [f.encode_name for f in t.fields if f.required]
     if required:
         out["required"] = required
+    rules = _RULES.get(t.cls)
+    if rules:
+        out["x-kubernetes-validations"] = [dict(r) for r in rules]
     return out
 
 
@@ -152,6 +205,25 @@ def schema_of(cls: type[msgspec.Struct]) -> dict[str, Any]:
     info = mi.type_info(cls)
     assert isinstance(info, mi.StructType)
     return _struct(info)
+
+
+def _metadata(kind: Kind) -> dict[str, Any]:
+    # A RemoteIstio's name is its cluster's network name, a label value on the remote's
+    # workloads: at most 63 characters (checks.MAX_REMOTE_NAME). name and generateName
+    # are the metadata fields a CRD schema may restrict.
+    if kind == "RemoteIstio":
+        return {"type": "object", "properties": {"name": {"type": "string", "maxLength": checks.MAX_REMOTE_NAME}}}
+    return {"type": "object"}
+
+
+def _spec(kind: Kind) -> dict[str, Any]:
+    spec = schema_of(_SPECS[kind])
+    if kind == "RemoteIstio":
+        # one entry per service name: the server refuses a duplicate at apply time
+        services = spec["properties"]["enabledServices"]
+        services["x-kubernetes-list-type"] = "map"
+        services["x-kubernetes-list-map-keys"] = ["name"]
+    return spec
 
 
 def open_api_schema(kind: Kind) -> dict[str, Any]:
@@ -168,8 +240,8 @@ def open_api_schema(kind: Kind) -> dict[str, Any]:
                 "type": "string",
                 "description": "Kind is a string value representing the REST resource this object represents.",
             },
-            "metadata": {"type": "object"},
-            "spec": schema_of(_SPECS[kind]),
+            "metadata": _metadata(kind),
+            "spec": _spec(kind),
             "status": schema_of(v1beta1.Status),
         },
     }

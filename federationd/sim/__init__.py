@@ -37,8 +37,8 @@ Modules: ``kinds`` (what is served), ``store`` (MVCC, lifecycle, watch fan-out),
 (authorization, default roles, aggregation, escalation checks), ``discovery``, ``tables``,
 ``selectors``, ``defaults``, ``protobuf``, ``openapi``, ``versions`` (what each Kubernetes
 release serves), ``behaviours``, ``workloads``, ``faults``, ``fleet``, ``control``;
-``patch``, ``ssa``, ``validate`` and ``semantics`` hold patch semantics, server-side apply,
-schemas and the server's own validation rules.
+``patch``, ``ssa``, ``validate``, ``celrules`` and ``semantics`` hold patch semantics,
+server-side apply, schemas, CRD validation rules and the server's own validation rules.
 """
 
 from federationd.sim.fleet import Cluster, ClusterSpec, Fleet

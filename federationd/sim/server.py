@@ -29,6 +29,7 @@ from aiohttp import web
 
 from federationd.sim import (
     auth,
+    celrules,
     convert,
     defaults,
     discovery,
@@ -680,12 +681,14 @@ class ApiServer:
         if url_name and not meta.get("name"):
             meta["name"] = url_name
 
-    def _admit(self, obj: Obj, t: Target, request: web.Request) -> list[str]:
+    def _admit(self, obj: Obj, t: Target, request: web.Request, old: Obj | None = None) -> list[str]:
         """Decode checks, names, schema validation, CR defaults and pruning; returns warnings.
 
         The order is the real server's: what its decoder refuses (mistyped built-in
         fields, unknown fields under ``fieldValidation=Strict``) is a 400 BadRequest
-        before validation, which answers 422 Invalid with every field error.
+        before validation, which answers 422 Invalid with every field error. A custom
+        resource's CEL rules run last, on the releases that evaluate them
+        (:mod:`federationd.sim.celrules`); ``old`` is the stored object of an update.
         """
         k = t.kind
         if k.group == rbac.RBAC_GROUP:
@@ -706,7 +709,9 @@ class ApiServer:
                 unknown = [p for p in _unknown_paths(defaulted, pruned) if not p.startswith("metadata.")]
                 obj.clear()
                 obj.update(pruned)
-                field_errors.extend(validate.validate_custom(obj, schema=k.schema))
+                outcome = celrules.admit_custom(obj, schema=k.schema, release=self.kube_version.name, old=old)
+                field_errors.extend(outcome.errors)
+                warnings.extend(outcome.warnings)
         else:
             release = self.kube_version.name
             errs, _ = validate.validate_builtin(obj, field_validation="Strict", release=release)
@@ -733,6 +738,10 @@ class ApiServer:
         if k.group == "apiextensions.k8s.io" and k.kind == "CustomResourceDefinition":
             v1 = convert.crd_v1(obj) if k.version == "v1beta1" else obj
             field_errors.extend(validate.FieldError(f, r, m) for f, r, m in crd_errors(v1))
+            celrules.drop_rules(obj, release=self.kube_version.name, old=old)
+            field_errors.extend(
+                validate.FieldError(f, r, m) for f, r, m in celrules.crd_rule_errors(v1, release=self.kube_version.name)
+            )
         if name:
             field_errors[:0] = validate.name_errors(name, kind=k.kind)
         if field_errors:
@@ -816,7 +825,7 @@ class ApiServer:
         self._check_identity(obj, t, url_name=t.name)
         old = self._current(t)
         if t.subresource != "status":
-            warnings = self._admit(obj, t, request)
+            warnings = self._admit(obj, t, request, old)
         else:
             warnings = self._admit_status(obj, old, t, request)
         self._set_managed(request, _as_version(old, t.kind), obj, t)
@@ -829,7 +838,7 @@ class ApiServer:
         merged = {**deep_copy(old), "status": obj.get("status")}
         if merged["status"] is None:
             merged.pop("status")
-        w = self._admit(merged, t, request)
+        w = self._admit(merged, t, request, old)
         if "status" in merged:
             obj["status"] = merged["status"]
         return w
@@ -887,7 +896,7 @@ class ApiServer:
         if t.subresource == "status":
             warnings = self._admit_status(new, old, t, request)
         else:
-            warnings = self._admit(new, t, request)
+            warnings = self._admit(new, t, request, old)
         self._set_managed(request, current, new, t)
         stored, sk = self._stored(new, k)
         out = self.store.update(stored, kind=sk, subresource=t.subresource, dry_run=dry, copy_result=False)
@@ -939,7 +948,7 @@ class ApiServer:
         if t.subresource == "status":
             warnings = self._admit_status(new, live, t, request)
         else:
-            warnings = self._admit(new, t, request)
+            warnings = self._admit(new, t, request, live)
         stored, sk = self._stored(new, k)
         out = self.store.update(stored, kind=sk, subresource=t.subresource, dry_run=_dry_run(request), copy_result=False)
         return _json(_as_version(out, k), warnings=warnings)

@@ -24,10 +24,14 @@ every write of every benchmark goes through here.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
+import datetime
+import ipaddress
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -37,6 +41,7 @@ __all__ = [
     "KUBERNETES_VERSION",
     "FieldError",
     "apply_defaults",
+    "compiled_schema",
     "decoding_message",
     "invalid_message",
     "name_errors",
@@ -108,6 +113,9 @@ class FieldError:
 
     @classmethod
     def duplicate(cls, path: str, value: Any) -> FieldError:
+        if isinstance(value, Mapping):
+            # a list-type map's key, a map[string]interface{} that Go prints with %#v
+            return cls(path, DUPLICATE, f"Duplicate value: {_go_map(value)}")
         return cls(path, DUPLICATE, _body("Duplicate value", value, ""))
 
     @classmethod
@@ -127,6 +135,26 @@ class FieldError:
 
 def _go_quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
+
+
+def _go_map(value: Mapping[str, Any]) -> str:
+    """Go's ``%#v`` of a ``map[string]interface{}`` of scalars (keys sorted, as fmt does)."""
+
+    def item(v: Any) -> str:
+        if v is None:
+            return "interface {}(nil)"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return f"{v}"
+        if isinstance(v, float):
+            return repr(v)
+        if isinstance(v, str):
+            return _go_quote(v)
+        return json.dumps(v, separators=(",", ":"), sort_keys=True)
+
+    inner = ", ".join(f"{_go_quote(str(k))}:{item(v)}" for k, v in sorted(value.items()))
+    return "map[string]interface {}{" + inner + "}"
 
 
 def _go_value(value: Any) -> str:
@@ -372,8 +400,12 @@ _COMPILED: dict[int, tuple[Mapping[str, Any], Schema]] = {}
 _COMPILED_LIMIT: Final = 512
 
 
-def _compiled(schema: Mapping[str, Any] | Schema) -> Schema:
+def compiled_schema(schema: Mapping[str, Any] | Schema) -> Schema:
     """The node view of a CRD schema, memoised per schema object."""
+    return _compiled(schema)
+
+
+def _compiled(schema: Mapping[str, Any] | Schema) -> Schema:
     if isinstance(schema, Schema):
         return schema
     hit = _COMPILED.get(id(schema))
@@ -393,7 +425,16 @@ def validate_custom(
     node = _compiled(schema)
     errors: list[FieldError] = []
     for key, value in obj.items():
-        if key in ("apiVersion", "kind", "metadata"):
+        if key == "metadata" and isinstance(value, Mapping):
+            # name and generateName are the metadata a CRD schema may restrict
+            meta_node = node.field(key) if key in node.properties else None
+            for sub in ("name", "generateName"):
+                if meta_node is not None and sub in meta_node.properties and sub in value:
+                    child = meta_node.field(sub)
+                    assert child is not None
+                    _check_custom(value[sub], child, f"metadata.{sub}", errors)
+            continue
+        if key in ("apiVersion", "kind"):
             continue
         child = node.properties.get(key)
         if child is None:
@@ -462,6 +503,14 @@ def _check_custom(value: Any, node: Schema, path: str, errors: list[FieldError])
         max_length = raw.get("maxLength")
         if isinstance(max_length, int) and length > max_length:
             errors.append(FieldError.too_long(path, max_length))
+        fmt = raw.get("format")
+        check = _FORMATS.get(str(fmt).replace("-", "").replace("_", "").lower()) if fmt else None
+        if check is not None and not check(value):
+            errors.append(
+                FieldError.type_invalid(
+                    path, value, f"{path} in body must be of type {fmt}: {_go_quote(value)}"
+                )
+            )
         return
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         _check_bounds(value, raw, path, errors)
@@ -534,25 +583,110 @@ def _check_list(value: list[Any], node: Schema, path: str, errors: list[FieldErr
     for index, item in enumerate(value):
         _check_custom(item, items, f"{path}[{index}]", errors)
     list_type = node.raw.get("x-kubernetes-list-type")
+    # Each value that repeats is reported once, at its second appearance (upstream's
+    # validateListSet); a list-type map's duplicate carries only the key fields present.
     if list_type == "set":
         seen: list[Any] = []
+        reported: list[Any] = []
         for index, item in enumerate(value):
             if any(_same(item, s) for s in seen):
-                errors.append(FieldError.duplicate(f"{path}[{index}]", item))
+                if not any(_same(item, r) for r in reported):
+                    errors.append(FieldError.duplicate(f"{path}[{index}]", item))
+                    reported.append(item)
             else:
                 seen.append(item)
     elif list_type == "map":
         keys = tuple(node.raw.get("x-kubernetes-list-map-keys") or ())
-        seen_keys: set[str] = set()
+        counts: dict[str, int] = {}
         for index, item in enumerate(value):
             if not isinstance(item, Mapping):
                 continue
-            key = json.dumps({k: item.get(k) for k in keys}, sort_keys=True)
-            if key in seen_keys:
-                errors.append(
-                    FieldError.duplicate(f"{path}[{index}]", {k: item.get(k) for k in keys})
-                )
-            seen_keys.add(key)
+            present = {k: item[k] for k in keys if k in item}
+            key = json.dumps(present, sort_keys=True)
+            counts[key] = counts.get(key, 0) + 1
+            if counts[key] == 2:
+                errors.append(FieldError.duplicate(f"{path}[{index}]", present))
+
+
+def _ip(text: str) -> bool:
+    # Go's net.ParseIP: no zone, no leading zeros in IPv4 octets (Python agrees on those)
+    if "%" in text:
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _cidr(text: str) -> bool:
+    # Go's net.ParseCIDR: an address (host bits allowed) and a prefix length
+    address, sep, prefix = text.partition("/")
+    if not sep or not prefix.isdigit() or (len(prefix) > 1 and prefix[0] == "0"):
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return int(prefix) <= (32 if ip.version == 4 else 128)
+
+
+def _base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def _date(text: str) -> bool:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return False
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+_DATETIME: Final = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$"
+)
+_UUID: Final = {
+    "uuid": re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I),
+    "uuid3": re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-3[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I),
+    "uuid4": re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I),
+    "uuid5": re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I),
+}
+_MAC: Final = re.compile(
+    r"^([0-9a-f]{2}([:-])[0-9a-f]{2}(\2[0-9a-f]{2}){4,18}|[0-9a-f]{4}(\.[0-9a-f]{4}){2,9})$", re.I
+)
+
+def _regex_matches(regex: re.Pattern[str]) -> Callable[[str], bool]:
+    """A format check that is one regular expression."""
+    return lambda value: regex.match(value) is not None
+
+
+#: The formats a CRD schema's ``format`` is checked against (kube-openapi's ``strfmt``
+#: registry, names normalised as it does). The others an API server knows (hostname,
+#: email, uri, duration, isbn, creditcard, ssn) are not checked here, nor are unknown
+#: formats, which the server ignores too.
+_FORMATS: Final[Mapping[str, Callable[[str], bool]]] = {
+    # strfmt: an IP Go parses, with a "." (IPv4) or a ":" (IPv6) in it
+    "ipv4": lambda v: "." in v and _ip(v),
+    "ipv6": lambda v: ":" in v and _ip(v),
+    "cidr": _cidr,
+    "byte": _base64,
+    "date": _date,
+    "datetime": lambda v: bool(_DATETIME.match(v)),
+    "mac": lambda v: bool(_MAC.match(v)),
+    "bsonobjectid": lambda v: bool(re.fullmatch(r"[0-9a-fA-F]{24}", v)),
+    "hexcolor": lambda v: bool(re.fullmatch(r"#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})", v)),
+    "rgbcolor": lambda v: bool(re.fullmatch(
+        r"rgb\(\s*(0|[1-9]\d?|1\d\d?|2[0-4]\d|25[0-5])\s*,\s*(0|[1-9]\d?|1\d\d?|2[0-4]\d|25[0-5])\s*,"
+        r"\s*(0|[1-9]\d?|1\d\d?|2[0-4]\d|25[0-5])\s*\)", v)),
+    **{name: _regex_matches(regex) for name, regex in _UUID.items()},
+}
 
 
 _REGEX_CACHE: dict[str, re.Pattern[str]] = {}

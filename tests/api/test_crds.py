@@ -128,8 +128,26 @@ def test_schema_is_structural(kind: crds.Kind) -> None:
         assert not ("properties" in node and "additionalProperties" in node), where
         if node.get("type") == "array":
             assert "items" in node, where
-    # The metadata is left to the API server.
-    assert schema["properties"]["metadata"] == {"type": "object"}
+    # The metadata is left to the API server, but for what a CRD may restrict: the name.
+    meta = schema["properties"]["metadata"]
+    assert meta["type"] == "object"
+    assert set(meta.get("properties", {})) <= {"name", "generateName"}
+
+
+@pytest.mark.parametrize("kind", crds.KINDS)
+def test_crd_rules_compile_and_use_only_what_1_25_has(kind: crds.Kind) -> None:
+    """A rule field newer than 1.25 (messageExpression, reason, fieldPath) would make a
+    1.25 server refuse the whole CRD; a rule that does not compile would too."""
+    from federationd.sim import celrules
+
+    crd = crds.crd(kind)
+    rules = [r for _, node in _nodes(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+             for r in node.get("x-kubernetes-validations", [])]
+    assert rules
+    for rule in rules:
+        assert set(rule) <= {"rule", "message"}, rule
+    for release in ("1.25", "1.32"):
+        assert celrules.crd_rule_errors(crd, release=release) == []
 
 
 def test_schema_carries_the_sources_constraints() -> None:

@@ -339,7 +339,7 @@ def test_custom_value_constraints() -> None:
         "spec.tags: Too many: 3: must have at most 2 items",
         'spec.tags[1]: Duplicate value: "a"',
         "spec.gateways[2].name: Required value",
-        'spec.gateways[1]: Duplicate value: {"name":"g"}',
+        'spec.gateways[1]: Duplicate value: map[string]interface {}{"name":"g"}',
     ]
     reasons = {e.path: e.reason for e in errors}
     assert reasons["spec.mode"] == "FieldValueNotSupported"
@@ -500,3 +500,25 @@ def test_labels_and_annotations_follow_the_metadata_rules() -> None:
     assert messages(validate_builtin(huge)[0]) == [
         "metadata.annotations: Too long: must have at most 262144 bytes"
     ]
+
+
+def test_custom_formats_are_checked_as_the_server_does() -> None:
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "ip": {"type": "string", "format": "ipv4"},
+        "net": {"type": "string", "format": "cidr"},
+        "when": {"type": "string", "format": "date-time"},
+        "blob": {"type": "string", "format": "byte"},
+        "free": {"type": "string", "format": "no-such-format"},
+    }}}}
+    good = {"spec": {"ip": "10.0.0.1", "net": "10.0.0.0/8", "when": "2024-01-01T00:00:00Z", "blob": "aGk=",
+                     "free": "anything"}}
+    assert validate_custom(good, schema=schema) == []
+    bad = {"spec": {"ip": "300.1.2.3", "net": "10.0.0.0/33", "when": "yesterday", "blob": "a!", "free": "x"}}
+    errors = validate_custom(bad, schema=schema)
+    assert messages(errors) == [
+        'spec.ip: Invalid value: "300.1.2.3": spec.ip in body must be of type ipv4: "300.1.2.3"',
+        'spec.net: Invalid value: "10.0.0.0/33": spec.net in body must be of type cidr: "10.0.0.0/33"',
+        'spec.when: Invalid value: "yesterday": spec.when in body must be of type date-time: "yesterday"',
+        'spec.blob: Invalid value: "a!": spec.blob in body must be of type byte: "a!"',
+    ]
+    assert {e.reason for e in errors} == {"FieldValueTypeInvalid"}  # blocking for CEL rules
