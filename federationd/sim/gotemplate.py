@@ -161,8 +161,8 @@ def truth(v: Any) -> bool:
 
 
 def format_float(f: float) -> str:
-    """``fmt``'s ``%v`` of a float64 (``strconv.FormatFloat(f, 'g', -1, 64)`` with %v's
-    exponent threshold of 21)."""
+    """``fmt``'s ``%v`` of a float64: ``strconv.FormatFloat(f, 'g', -1, 64)``, the shortest
+    digits, in exponent form from 1e+06 on (why a YAML ``1000000`` prints as ``1e+06``)."""
     if math.isinf(f):
         return "+Inf" if f > 0 else "-Inf"
     if math.isnan(f):
@@ -182,7 +182,7 @@ def format_float(f: float) -> str:
     lead_zeros = len(int_part + frac) - len((int_part + frac).lstrip("0"))
     x = len(int_part) - 1 + exp - lead_zeros
     all_digits = all_digits.rstrip("0") or "0"
-    if x < -4 or x >= 21:
+    if x < -4 or x >= 6:
         m = all_digits[0] + ("." + all_digits[1:] if len(all_digits) > 1 else "")
         return f"{sign}{m}e{'-' if x < 0 else '+'}{abs(x):02d}"
     if x >= 0:
@@ -442,7 +442,7 @@ class _Lexer:
                     self.emit("dot", i, i + 1, self.line)
                     i += 1
             elif ch.isdigit() or (ch in "+-." and i + 1 < n and t[i + 1].isdigit()):
-                m = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|[0-9_]*\.?[0-9_]+([eE][+-]?[0-9]+)?i?)").match(t, i)
+                m = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|([0-9_]+\.?[0-9_]*|\.[0-9_]+)([eE][+-]?[0-9]+)?i?)").match(t, i)
                 assert m
                 end = m.end()
                 if end < n and _ALNUM.match(t[end]):

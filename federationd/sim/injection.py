@@ -77,7 +77,12 @@ LEGACY = {"initContainers": ["istio-init", "enable-core-dump"], "containers": ["
 
 
 class InjectorDown(Exception):
-    """The injector could not start (its own error, as it would log it)."""
+    """The injector could not start: its own error as it would log it, or the kubelet's
+    when its volume cannot be mounted (``reason``)."""
+
+    def __init__(self, message: str, *, reason: str = "InjectorCannotStart") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class CallFailed(Exception):
@@ -1190,7 +1195,8 @@ class Webhooks:
         try:
             injector = self._load(deployment, container, ns)
         except InjectorDown as e:
-            self._report(deployment, f"failed to create injection webhook: {e}")
+            message = str(e) if e.reason == "FailedMount" else f"failed to create injection webhook: {e}"
+            self._report(deployment, message, reason=e.reason)
             raise no_endpoints from None
         self._reported.pop(deployment["metadata"]["uid"], None)
         if not self._ready_endpoints(ns, svc_name):
@@ -1237,21 +1243,28 @@ class Webhooks:
         cm_name = str(vol["configMap"].get("name", ""))
         cm = self.store.raw(("", "configmaps"), ns, cm_name)
         data = (cm or {}).get("data") or {}
+        optional = bool(vol["configMap"].get("optional"))
+        if cm is None and not optional:
+            raise InjectorDown(f'MountVolume.SetUp failed for volume "{vol["name"]}" : '
+                               f'configmap "{cm_name}" not found', reason="FailedMount")
         items = vol["configMap"].get("items")
         if items:
             key = next((i.get("key") for i in items if i.get("path") == filename), None)
-            # a listed key the ConfigMap lacks keeps the volume from mounting at all
-            if any(i.get("key") not in data for i in items):
-                raise missing
+            # a listed key the ConfigMap lacks keeps the volume from mounting at all: the
+            # injector's container never starts (the kubelet's FailedMount)
+            absent = next((i.get("key") for i in items if i.get("key") not in data), None)
+            if absent is not None and not optional:
+                raise InjectorDown(f'MountVolume.SetUp failed for volume "{vol["name"]}" : '
+                                   f"configmap references non-existent config key: {absent}", reason="FailedMount")
         else:
             key = filename
         if cm is None or key is None or key not in data:
             raise missing
         return str(data[key])
 
-    def _report(self, deployment: Obj, message: str) -> None:
+    def _report(self, deployment: Obj, message: str, *, reason: str) -> None:
         """A Warning Event on the injector's Deployment saying why it cannot start (once
-        per cause), what its crash-looping Pods' logs would say."""
+        per cause): what its crash-looping Pods' log, or the kubelet, would say."""
         uid = deployment["metadata"]["uid"]
         if self._reported.get(uid) == message:
             return
@@ -1264,8 +1277,8 @@ class Webhooks:
                          "namespace": m["namespace"]},
             "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": m["name"],
                                "namespace": m["namespace"], "uid": uid},
-            "reason": "InjectorCannotStart", "message": message, "type": "Warning",
-            "source": {"component": "sidecar-injector"}, "count": 1,
+            "reason": reason, "message": message, "type": "Warning",
+            "source": {"component": "kubelet" if reason == "FailedMount" else "sidecar-injector"}, "count": 1,
             "firstTimestamp": now, "lastTimestamp": now,
         }
         try:
