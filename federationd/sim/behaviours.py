@@ -25,8 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from federationd.sim import errors
-from federationd.sim.store import Change, Obj, Store, rfc3339
 from federationd.sim.injection import Webhooks
+from federationd.sim.store import Change, Obj, Store, rfc3339
 from federationd.sim.workloads import Controllers
 
 

@@ -177,7 +177,7 @@ def format_float(f: float) -> str:
     if frac == "0":
         frac = ""
     exp = int(exp_s) if exp_s else 0
-    # normalise to d.ddd × 10^x
+    # normalise to d.ddd * 10^x
     all_digits = (int_part + frac).lstrip("0")
     lead_zeros = len(int_part + frac) - len((int_part + frac).lstrip("0"))
     x = len(int_part) - 1 + exp - lead_zeros
@@ -387,7 +387,7 @@ class _Lexer:
             elif ch == ")":
                 depth -= 1
                 if depth < 0:
-                    raise self.error(f"unexpected right paren U+0029 ')'")
+                    raise self.error("unexpected right paren U+0029 ')'")
                 self.emit("rparen", i, i + 1, self.line)
                 i += 1
             elif ch == ":":
@@ -624,7 +624,7 @@ class _Parser:
         context = key.val
         depth = len(self.vars)
         pipe = self.pipeline(context)
-        body, end, end_tok = self.item_list()
+        body, end, _end_tok = self.item_list()
         else_body: list[Node] | None = None
         if end == "else":
             # {{else if ...}} is {{else}}{{if ...}}{{end}}
@@ -656,7 +656,7 @@ class _Parser:
                 t2 = self.next_non_space()
                 d2 = self.next_non_space()
                 if t2.kind != "variable" or d2.kind not in ("decl", "assign"):
-                    raise self.error(t2, f"range can only initialize variables")
+                    raise self.error(t2, "range can only initialize variables")
                 decl, is_assign = [t.val, t2.val], d2.kind == "assign"
             else:
                 self.i = save
@@ -783,7 +783,7 @@ def _unquote(t: Tok, p: _Parser) -> str:
             i += 1
             continue
         if i + 1 >= len(body):
-            raise p.error(t, f"invalid syntax")
+            raise p.error(t, "invalid syntax")
         e = body[i + 1]
         if e in _ESCAPES and e != "'":
             out.append(_ESCAPES[e])
@@ -1184,7 +1184,8 @@ class _Exec:
             raise self.error(head, head.src, f"error calling {name}: incompatible types for comparison")
         if k1 == "bool":
             raise self.error(head, head.src, f"error calling {name}: invalid type for comparison")
-        return {"lt": v1 < v2, "le": v1 <= v2, "gt": v1 > v2, "ge": v1 >= v2}[name]
+        result: bool = {"lt": v1 < v2, "le": v1 <= v2, "gt": v1 > v2, "ge": v1 >= v2}[name]
+        return result
 
 
 def sprintf(fmt: str, args: list[Any]) -> str:

@@ -332,7 +332,7 @@ def _parse_duration(v: Any, where: str) -> tuple[int, int]:
         total += float(num) * _UNITS[unit]
     if "".join(a + b for a, b in re.findall(r"([0-9]*\.?[0-9]*)([a-zµμ]+)", s)) != s:
         raise bad
-    nanos_total = int(round(total)) * (-1 if neg else 1)
+    nanos_total = round(total) * (-1 if neg else 1)
     seconds = int(nanos_total / 1_000_000_000)
     _ = where
     return seconds, nanos_total - seconds * 1_000_000_000
@@ -386,11 +386,11 @@ def proto_message(name: str, data: dict[str, Any], *, where: str) -> GoStruct:
                 number = int(raw or 0)
             value = GoEnum(tname, number, names.get(number, str(number)))
         elif kind == "msg":
-            value = proto_message(extra, raw, where=f) if present else GoNil(
+            value = proto_message(extra, raw or {}, where=f) if present else GoNil(
                 f"v1alpha1.{extra}", methods=_nil_getters(extra), field_names=frozenset(_pascal(x) for x in _MESSAGES[extra]))
         elif kind == "oneof":
             if present:
-                oneof = proto_message(extra, raw, where=f)
+                oneof = proto_message(extra, raw or {}, where=f)
                 value = oneof
             else:
                 value = GoNil(f"v1alpha1.{extra}", methods=_nil_getters(extra),
@@ -588,7 +588,7 @@ def _format_duration(d: Any) -> str:
     return "1s"  # types.DurationFromProto(nil) fails; formatDuration answers "1s"
 
 
-S, I, ANY = Param("string"), Param("int"), Param("interface {}")
+S, INT, ANY = Param("string"), Param("int"), Param("interface {}")
 META_P = Param("v1.ObjectMeta")
 
 
@@ -609,7 +609,7 @@ def functions(minor: int, render: Callable[[str], str] | None = None) -> dict[st
         "toJson": Func([Param("map[string]string")], _to_json),
         "fromJSON": Func([S], _from_json),
         "toYaml": Func([ANY], _to_yaml),
-        "indent": Func([I, S], _indent),
+        "indent": Func([INT, S], _indent),
         "directory": Func([S], lambda p: posixpath.split(p)[0] + "/" if "/" in p else ""),
     }
     if minor >= 2:
@@ -677,11 +677,11 @@ def validate_annotations(annotations: dict[str, str], *, minor: int) -> str | No
                     problems.append(f"injection failed. Invalid value for annotation {name}: "
                                     f"{annotations[name]}. Error: {err}")
     else:
-        validators = {**VALIDATORS, "traffic.sidecar.istio.io/excludeOutboundPorts":
-                      lambda v: _ports(v, "excludeOutboundPorts")}
+        validators: dict[str, Callable[[str], str | None]] = {
+            **VALIDATORS, "traffic.sidecar.istio.io/excludeOutboundPorts": lambda v: _ports(v, "excludeOutboundPorts")}
         for name, value in annotations.items():
-            check = validators.get(name)
-            err = check(value) if check else None
+            validator = validators.get(name)
+            err = validator(value) if validator is not None else None
             if err:
                 problems.append(f"invalid value '{value}' for annotation '{name}': {err}")
     if not problems:
@@ -906,8 +906,8 @@ def decode_injection_spec(text: str) -> Obj:
                 out[name] = [decode(typ, x) for x in value]
                 if name in ("containers", "initContainers"):
                     for c in out[name]:
-                        for f in _NEWER_CONTAINER_FIELDS:
-                            c.pop(f, None)
+                        for newer in _NEWER_CONTAINER_FIELDS:
+                            c.pop(newer, None)
         except DecodeError as e:
             raise DecodeError(f"error unmarshaling JSON: {e}") from None
     return out
@@ -925,7 +925,7 @@ def _cpu_millis(q: Any) -> int:
         return 0
     n = float(m.group(1))
     mult = {"m": 0.001, None: 1, "k": 1e3, "M": 1e6, "G": 1e9}[m.group(2)]
-    return int(math.ceil(n * mult * 1000 - 1e-9))
+    return math.ceil(n * mult * 1000 - 1e-9)
 
 
 _CONCURRENCY = re.compile(r"^-{1,2}concurrency(=(?P<threads>\d+))?$")

@@ -342,7 +342,7 @@ class Controllers:
             res = _OWNER_KINDS.get(owner_key[0])
             if res is not None:
                 ns, name_ = owner_key[1], owner_key[2]
-                self.schedule(("retry",) + owner_key, min(0.1 * 2 ** failures, 5.0),
+                self.schedule(("retry", *owner_key), min(0.1 * 2 ** failures, 5.0),
                               lambda: self.sync(res, ns, name_))
             raise
         self._create_failures.pop(owner_key, None)
