@@ -30,7 +30,7 @@ from federationd.api import v1beta1
 from federationd.render import render_master
 from federationd.render.objects import RenderFacts
 from federationd.sim import ClusterSpec, Fleet, errors, versions
-from federationd.sim.injection import Webhooks
+from federationd.sim.injection import Webhooks, functions
 from federationd.sim.store import Store
 from tests.daemon.conftest import kubectl
 from tests.render.test_golden import KUBERNETES_1_14_APIS
@@ -145,6 +145,24 @@ def test_1_1_template_is_parsed_with_square_delimiters_and_1_2_with_curly() -> N
         store.create(_pod())
     assert e.value.code == 400
     assert e.value.message.startswith(f'admission webhook "{WEBHOOK}" denied the request: ')
+
+
+def test_each_version_has_exactly_its_template_functions() -> None:
+    # injectionData's FuncMap at 1.1.14; 1.2.8 adds contains (flippedContains) and render.
+    # (toLower, structToJSON, protoToJSON came later: a template using them does not parse.)
+    v11 = {"formatDuration", "isset", "excludeInboundPort", "includeInboundPorts", "kubevirtInterfaces",
+           "applicationPorts", "annotation", "valueOrDefault", "toJSON", "toJson", "fromJSON", "toYaml", "indent",
+           "directory"}
+    assert set(functions(1)) == v11
+    assert set(functions(2)) == v11 | {"contains", "render"}
+    store = _store(TAGS["1.1"])
+    cm, config = _config(store)
+    config["template"] = "[[ if contains `a` `abc` ]]x: 1[[ end ]]\n" + config["template"]
+    cm["data"]["config"] = yaml.safe_dump(config)
+    store.update(cm)
+    with pytest.raises(errors.ApiError) as e:
+        store.create(_pod())
+    assert e.value.message.endswith('template: inject:1: function "contains" not defined')
 
 
 def test_who_is_injected_follows_inject_required() -> None:
