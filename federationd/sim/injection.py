@@ -339,20 +339,25 @@ def _parse_duration(v: Any, where: str) -> tuple[int, int]:
 
 
 def _duration(seconds: int, nanos: int) -> GoStruct:
-    text = go_duration(seconds, nanos)
+    """A ``*types.Duration``; ``fmt`` prints it as its proto text."""
     d = GoStruct("types.Duration", {"Seconds": GoInt("int64", seconds), "Nanos": GoInt("int32", nanos)},
                  text=f"seconds:{seconds} " + (f"nanos:{nanos} " if nanos else ""))
     d.methods = {"String": lambda: d.text or "", "GetSeconds": lambda: d.fields["Seconds"],
                  "GetNanos": lambda: d.fields["Nanos"]}
-    _ = text
     return d
 
 
-def proto_message(name: str, data: dict[str, Any], *, where: str) -> GoStruct:
+#: the 1.2 API adds ``sds`` to ProxyConfig
+_MESSAGES_1_2: dict[str, dict[str, tuple[str, Any]]] = {
+    **_MESSAGES, "ProxyConfig": {**PROXY_FIELDS, "sds": ("msg", "SDS")}}
+
+
+def proto_message(name: str, data: dict[str, Any], *, where: str,
+                  messages: dict[str, dict[str, tuple[str, Any]]] = _MESSAGES) -> GoStruct:
     """A mesh-config protobuf message as the Go struct the template reads (unset fields at
     their zero values, ``Get…`` methods, enums by name); an unknown field fails as
     ``jsonpb`` fails (the injector then cannot start)."""
-    spec = _MESSAGES[name]
+    spec = messages[name]
     by_json: dict[str, str] = {}
     for f in spec:
         by_json[f] = f
@@ -386,37 +391,38 @@ def proto_message(name: str, data: dict[str, Any], *, where: str) -> GoStruct:
                 number = int(raw or 0)
             value = GoEnum(tname, number, names.get(number, str(number)))
         elif kind == "msg":
-            value = proto_message(extra, raw or {}, where=f) if present else GoNil(
-                f"v1alpha1.{extra}", methods=_nil_getters(extra), field_names=frozenset(_pascal(x) for x in _MESSAGES[extra]))
+            value = proto_message(extra, raw or {}, where=f, messages=messages) if present else GoNil(
+                f"v1alpha1.{extra}", methods=_nil_getters(extra, messages),
+                field_names=frozenset(_pascal(x) for x in messages[extra]))
         elif kind == "oneof":
             if present:
-                oneof = proto_message(extra, raw or {}, where=f)
+                oneof = proto_message(extra, raw or {}, where=f, messages=messages)
                 value = oneof
             else:
-                value = GoNil(f"v1alpha1.{extra}", methods=_nil_getters(extra),
-                              field_names=frozenset(_pascal(x) for x in _MESSAGES[extra]))
+                value = GoNil(f"v1alpha1.{extra}", methods=_nil_getters(extra, messages),
+                              field_names=frozenset(_pascal(x) for x in messages[extra]))
             methods["Get" + _pascal(f)] = (lambda v=value: v)
             continue
         elif kind == "strings":
             value = GoSlice(None if raw is None else [str(x) for x in raw], "[]string")
         elif kind == "repeated":
-            value = GoSlice(None if raw is None else [proto_message(extra, x, where=f) for x in raw],
+            value = GoSlice(None if raw is None else [proto_message(extra, x, where=f, messages=messages) for x in raw],
                             f"[]*v1alpha1.{extra}")
         else:
             value = raw
         fields[_pascal(f)] = value
         methods["Get" + _pascal(f)] = (lambda v=value: v)
-    if spec is _MESSAGES["Tracing"]:
+    if name == "Tracing":
         fields["Tracer"] = oneof
     msg = GoStruct(f"v1alpha1.{name}", fields, methods)
     msg.methods["String"] = lambda: sprint(msg)
     return msg
 
 
-def _nil_getters(name: str) -> dict[str, Callable[..., Any]]:
+def _nil_getters(name: str, messages: dict[str, dict[str, tuple[str, Any]]]) -> dict[str, Callable[..., Any]]:
     """A nil message's getters return zero values, as generated protobuf getters do."""
     out: dict[str, Callable[..., Any]] = {}
-    for f, (kind, extra) in _MESSAGES[name].items():
+    for f, (kind, extra) in messages[name].items():
         zero: Any
         if kind == "string":
             zero = ""
@@ -427,7 +433,7 @@ def _nil_getters(name: str) -> dict[str, Callable[..., Any]]:
         elif kind == "enum":
             zero = GoEnum(extra[0], 0, extra[1][0])
         elif kind in ("msg", "oneof"):
-            zero = GoNil(f"v1alpha1.{extra}", methods=_nil_getters(extra))
+            zero = GoNil(f"v1alpha1.{extra}", methods=_nil_getters(extra, messages))
         else:
             zero = None
         out["Get" + _pascal(f)] = (lambda z=zero: z)
@@ -463,18 +469,8 @@ def read_mesh_config(text: str, *, with_sds: bool) -> GoStruct:
     mesh = {**DEFAULT_MESH, **{k: v for k, v in doc.items() if k not in ("defaultConfig", "default_config")}}
     proxy = dict(DEFAULT_PROXY)
     proxy.update(doc.get("defaultConfig") or doc.get("default_config") or {})
-    if with_sds:
-        PROXY_FIELDS.setdefault("sds", ("msg", "SDS"))
-    fields = dict(PROXY_FIELDS)
-    if not with_sds:
-        fields.pop("sds", None)
-    saved = _MESSAGES["ProxyConfig"]
-    _MESSAGES["ProxyConfig"] = fields
-    try:
-        mesh["defaultConfig"] = proxy
-        return proto_message("MeshConfig", mesh, where="mesh")
-    finally:
-        _MESSAGES["ProxyConfig"] = saved
+    mesh["defaultConfig"] = proxy
+    return proto_message("MeshConfig", mesh, where="mesh", messages=_MESSAGES_1_2 if with_sds else _MESSAGES)
 
 
 # ---------------------------------------------------------------------------- template functions
@@ -537,11 +533,11 @@ def _go_json(v: Any) -> Any:
 
 
 def _to_json(m: Any) -> str:
-    if m is None or (isinstance(m, GoMap) and not m.items and False):
+    """``toJSON``: ``json.Marshal`` of a map[string]string (sorted keys, HTML-escaped), "{}" for nil."""
+    if not isinstance(m, GoMap):
         return "{}"
-    if isinstance(m, GoMap):
-        return json.dumps(dict(sorted(m.items.items())), separators=(",", ":"), ensure_ascii=False)
-    return "{}"
+    text = json.dumps(dict(sorted(m.items.items())), separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _from_json(j: str) -> Any:
