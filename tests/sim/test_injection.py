@@ -334,3 +334,8 @@ async def test_kubectl_shows_the_sidecar_and_deployments_retry_refused_pods(tmp_
         images = sorted({line.strip() for line in out.splitlines() if line.strip().startswith("image:")})
         assert images == ["image: docker.io/istio/proxy_init:1.2.8", "image: docker.io/istio/proxyv2:1.2.8",
                           "image: k8s.gcr.io/echoserver:1.10"]
+        # a denial reaches kubectl as the API server words it
+        bad = _pod("bad", annotations={"sidecar.istio.io/interceptionMode": "BOGUS"})
+        with pytest.raises(AssertionError) as e:
+            await kubectl(kc, "apply", "-f", "-", stdin=json.dumps(bad))
+        assert f'Error from server: error when creating "STDIN": admission webhook "{WEBHOOK}" denied the request' in str(e.value)
