@@ -27,10 +27,12 @@ key that version reads and does not find) show up here too:
   (``createPatch``: earlier injections removed, containers, volumes, image pull secrets
   appended, ``dnsConfig``, the status annotation, ``--concurrency`` from CPU).
 
+  The HTTP probe rewrite (``rewriteAppHTTPProbe``, 1.2's per-Pod annotation) is part of
+  the patch too.
+
 Only webhooks served by an Istio sidecar injector (its Deployment runs a
 ``sidecar_injector`` image) are evaluated; other webhooks are not called (the emulator
-cannot run arbitrary servers). The HTTP probe rewrite (``rewriteAppHTTPProbe``) is not
-reproduced.
+cannot run arbitrary servers).
 """
 
 from __future__ import annotations
@@ -1035,6 +1037,14 @@ class Injector:
             "imagePullSecrets": [s.get("name", "") for s in sic.get("imagePullSecrets") or []] or None,
         }
         previous = _previous_status(meta.get("annotations") or {})
+        original = deep_copy(spec.get("containers") or [])
+        rewrite = self._rewrite_probes(meta.get("annotations") or {}, sic)
+        sidecar = next((c for c in sic.get("containers") or [] if c.get("name") == PROXY_CONTAINER), None)
+        if rewrite and sidecar is not None:
+            # addAppProberCmd: the app's HTTP probes, for pilot-agent to run in its place
+            prober = dump_app_probers(original)
+            if prober:
+                sidecar["env"] = [*(sidecar.get("env") or []), {"name": KUBE_APP_PROBERS, "value": prober}]
         for key in ("initContainers", "containers", "volumes", "imagePullSecrets"):
             gone = set(previous.get(key) or [])
             kept = [x for x in spec.get(key) or [] if x.get("name") not in gone]
@@ -1055,7 +1065,89 @@ class Injector:
         if sic.get("dnsConfig") is not None:
             spec["dnsConfig"] = sic["dnsConfig"]
         meta.setdefault("annotations", {})[ANNOTATION_STATUS] = json.dumps(status, separators=(",", ":"))
+        status_port = status_port_of(sidecar) if sidecar is not None else -1
+        if rewrite and status_port != -1:
+            # createProbeRewritePatch: "replace" at the original containers' indices
+            containers = spec.get("containers") or []
+            for i, c in enumerate(original):
+                if c.get("name") == PROXY_CONTAINER or i >= len(containers):
+                    continue
+                for probe, which in (("readinessProbe", "readyz"), ("livenessProbe", "livez")):
+                    after = self._convert_prober(c.get(probe), f"/app-health/{c.get('name')}/{which}", status_port)
+                    if after is not None and isinstance(containers[i].get(probe), dict):
+                        containers[i][probe]["httpGet"] = after
         return pod
+
+    def _rewrite_probes(self, annotations: dict[str, str], sic: Obj) -> bool:
+        """``ShouldRewriteAppHTTPProbers``: 1.2 lets the Pod's annotation decide first."""
+        if self.minor >= 2 and ANNOTATION_REWRITE in annotations:
+            value = annotations[ANNOTATION_REWRITE]
+            if value in ("1", "t", "T", "TRUE", "true", "True"):
+                return True
+            if value in ("0", "f", "F", "FALSE", "false", "False"):
+                return False
+        return bool(sic.get("rewriteAppHTTPProbe"))
+
+    def _convert_prober(self, probe: Any, url: str, status_port: int) -> Obj | None:
+        """``convertAppProber``: the probe's httpGet sent to pilot-agent's status port
+        (1.2 also turns HTTPS into HTTP: the agent speaks HTTPS to the app)."""
+        if not isinstance(probe, dict) or not isinstance(probe.get("httpGet"), dict):
+            return None
+        get = deep_copy(probe["httpGet"])
+        get["port"] = status_port
+        get["path"] = url
+        if self.minor >= 2 and get.get("scheme") == "HTTPS":
+            get["scheme"] = "HTTP"
+        return get
+
+
+ANNOTATION_REWRITE = "sidecar.istio.io/rewriteAppHTTPProbers"
+KUBE_APP_PROBERS = "ISTIO_KUBE_APP_PROBERS"
+_STATUS_PORT = re.compile(r"^-{1,2}statusPort(=(?P<port>\d+))?$")
+
+
+def status_port_of(sidecar: Obj) -> int:
+    """``extractStatusPort``: the proxy's ``--statusPort``, -1 when it has none."""
+    args = [str(a) for a in sidecar.get("args") or []]
+    for i, a in enumerate(args):
+        m = _STATUS_PORT.match(a.strip())
+        if not m:
+            continue
+        port = m.group("port")
+        if port is None:
+            if i + 1 >= len(args):
+                return -1
+            port = args[i + 1]
+        return int(port) if re.fullmatch(r"[+-]?\d+", port) else -1
+    return -1
+
+
+def dump_app_probers(containers: list[Obj]) -> str:
+    """``DumpAppProbers``: each app container's HTTP probes by their agent URL, named ports
+    resolved, as ``json.Marshal`` writes the map (sorted keys, HTTPGetAction's field order)."""
+    out: dict[str, Obj] = {}
+    for c in containers:
+        if c.get("name") == PROXY_CONTAINER:
+            continue
+        ports = {p["name"]: p.get("containerPort") for p in c.get("ports") or [] if p.get("name")}
+        for probe, which in (("readinessProbe", "readyz"), ("livenessProbe", "livez")):
+            get = (c.get(probe) or {}).get("httpGet")
+            if not isinstance(get, dict):
+                continue
+            port = get.get("port")
+            if isinstance(port, str):
+                if port not in ports:
+                    continue
+                port = ports[port]
+            action: Obj = {}
+            if get.get("path"):
+                action["path"] = get["path"]
+            action["port"] = port
+            for k in ("host", "scheme", "httpHeaders"):
+                if get.get(k):
+                    action[k] = get[k]
+            out[f"/app-health/{c.get('name')}/{which}"] = action
+    return json.dumps(dict(sorted(out.items())), separators=(",", ":"))
 
 
 def _previous_status(annotations: dict[str, str]) -> dict[str, list[str]]:

@@ -269,6 +269,27 @@ def test_failure_policy_decides_when_the_injector_cannot_be_called() -> None:
     assert _names(ignoring.create(_pod()), "containers") == ["echo"]
 
 
+@pytest.mark.parametrize("minor", ["1.1", "1.2"])
+def test_app_http_probes_are_rewritten_through_the_agent_when_asked(minor: str) -> None:
+    store = _store(TAGS[minor], objs=_objects(TAGS[minor], sidecarInjector={"rewriteAppHTTPProbe": True}))
+    probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 5}
+    pod = _pod("probed")
+    pod["spec"]["containers"][0].update(ports=[{"name": "http", "containerPort": 8080}], readinessProbe=probe)
+    created = store.create(pod)
+    app, proxy = created["spec"]["containers"]
+    # createProbeRewritePatch: the kubelet asks pilot-agent's status port, by container
+    assert app["readinessProbe"]["httpGet"] == {"path": "/app-health/echo/readyz", "port": 15020}
+    assert app["readinessProbe"]["periodSeconds"] == 5
+    # addAppProberCmd: the agent learns the app's probe, the named port resolved
+    env = {e["name"]: e.get("value") for e in proxy["env"]}
+    assert env["ISTIO_KUBE_APP_PROBERS"] == '{"/app-health/echo/readyz":{"path":"/health","port":8080}}'
+    # 1.2 lets a Pod opt out with sidecar.istio.io/rewriteAppHTTPProbers; 1.1 has no such annotation
+    pod["metadata"] = {"name": "opted-out", "namespace": APP_NS,
+                       "annotations": {"sidecar.istio.io/rewriteAppHTTPProbers": "false"}}
+    kept = store.create(pod)["spec"]["containers"][0]["readinessProbe"]["httpGet"]
+    assert (kept == {"path": "/health", "port": "http"}) == (minor == "1.2")
+
+
 def test_a_pod_injected_before_is_re_injected_not_doubled() -> None:
     store = _store(TAGS["1.2"])
     first = store.create(_pod("first"))
