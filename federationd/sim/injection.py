@@ -1037,7 +1037,7 @@ class Injector:
             "imagePullSecrets": [s.get("name", "") for s in sic.get("imagePullSecrets") or []] or None,
         }
         previous = _previous_status(meta.get("annotations") or {})
-        original = deep_copy(spec.get("containers") or [])
+        original: list[Obj] = [deep_copy(c) for c in spec.get("containers") or []]
         rewrite = self._rewrite_probes(meta.get("annotations") or {}, sic)
         sidecar = next((c for c in sic.get("containers") or [] if c.get("name") == PROXY_CONTAINER), None)
         if rewrite and sidecar is not None:
