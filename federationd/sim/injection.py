@@ -1181,6 +1181,8 @@ class Webhooks:
         self.store = store
         #: injector Deployments whose start failure was already reported (uid → message)
         self._reported: dict[str, str] = {}
+        #: each injector's configuration as last read (uid → (versions read, injector))
+        self._loaded: dict[str, tuple[Any, Injector]] = {}
 
     def admit(self, group: str, kind: str, pod: Obj, *, generated_name: bool) -> None:
         if group != "" or kind != "Pod":
@@ -1281,7 +1283,7 @@ class Webhooks:
             return None
         no_endpoints = CallFailed(f'Post {url}: no endpoints available for service "{svc_name}"')
         try:
-            injector = self._load(deployment, container, ns)
+            injector = self._cached_load(deployment, container, ns)
         except InjectorDown as e:
             message = str(e) if e.reason == "FailedMount" else f"failed to create injection webhook: {e}"
             self._report(deployment, message, reason=e.reason)
@@ -1294,6 +1296,22 @@ class Webhooks:
     def _ready_endpoints(self, ns: str, name: str) -> bool:
         ep = self.store.raw(("", "endpoints"), ns, name)
         return any(s.get("addresses") for s in (ep or {}).get("subsets") or [])
+
+    def _cached_load(self, deployment: Obj, container: Obj, ns: str) -> Injector:
+        """``_load``, once per version of the Deployment and of the namespace's ConfigMaps
+        (what an injector re-reads when its files change)."""
+        names = {str(v["configMap"].get("name")) for v in deployment["spec"]["template"]["spec"].get("volumes") or []
+                 if isinstance(v.get("configMap"), dict)}
+        key = (str(deployment["metadata"].get("resourceVersion")), tuple(sorted(
+            (n, str(((self.store.raw(("", "configmaps"), ns, n) or {}).get("metadata") or {}).get("resourceVersion")))
+            for n in names)))
+        uid = str(deployment["metadata"]["uid"])
+        hit = self._loaded.get(uid)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        injector = self._load(deployment, container, ns)
+        self._loaded[uid] = (key, injector)
+        return injector
 
     def _load(self, deployment: Obj, container: Obj, ns: str) -> Injector:
         """Read the files the injector reads at start (``loadConfig``)."""
