@@ -1253,8 +1253,10 @@ class Template:
         nodes = _Parser(name, text, toks, {k: v.fn for k, v in funcs.items()}).parse()
         return cls(name, text, nodes, funcs)
 
-    def execute(self, data: Any) -> str:
-        ex = _Exec(self.name, self.text, self.funcs)
+    def execute(self, data: Any, *, funcs: dict[str, Func] | None = None) -> str:
+        """Run the template on ``data``; ``funcs`` replaces the functions' implementations
+        (same names as at parse, as Go's ``Funcs`` after ``Parse``)."""
+        ex = _Exec(self.name, self.text, {**self.funcs, **(funcs or {})})
         ex.vars.append(("$", data))
         ex.walk(data, self.nodes)
         return "".join(ex.out)

@@ -69,6 +69,20 @@ from federationd.sim.gotemplate import (
 from federationd.sim.store import Obj, Store, deep_copy, rfc3339
 
 MWC = ("admissionregistration.k8s.io", "mutatingwebhookconfigurations")
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _json_or_yaml(text: str) -> Any:
+    """YAML that is usually JSON (a values file): the JSON parser first, it is faster."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _yaml_load(text)
+
+
+def _yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` with libyaml when present (a template's output is parsed per Pod)."""
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
 IGNORED_NAMESPACES = ("kube-system", "kube-public")
 ANNOTATION_POLICY = "sidecar.istio.io/inject"
 ANNOTATION_STATUS = "sidecar.istio.io/status"
@@ -143,6 +157,7 @@ def _short(message: str) -> str:
     return f"{parts[-2]}.{parts[-1]}"
 
 
+@functools.cache
 def _fields_of(message: str) -> list[tuple[str, Any, str]]:
     """(json name, type, flags) of a message's fields, inline ones expanded."""
     out: list[tuple[str, Any, str]] = []
@@ -463,7 +478,7 @@ def read_mesh_config(text: str, *, with_sds: bool) -> GoStruct:
     """``cmd.ReadMeshConfig``: defaults, the file over them, ``defaultConfig`` over the
     default ProxyConfig."""
     try:
-        doc = yaml.safe_load(text) if text.strip() else {}
+        doc = _yaml_load(text) if text.strip() else {}
     except yaml.YAMLError as e:
         raise InjectorDown(f"failed to convert to proto.: {e}") from None
     if not isinstance(doc, dict):
@@ -866,7 +881,7 @@ def decode_injection_spec(text: str) -> Obj:
     """The template's output as ``SidecarInjectionSpec`` (Go field names matched without
     regard to case, as ``encoding/json`` does; other keys ignored)."""
     try:
-        doc = yaml.safe_load(text)
+        doc = _yaml_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
@@ -977,6 +992,9 @@ class Injector:
         self.template_text = template_text
         self.values = values
         self.mesh = mesh
+        #: the template parsed at the first Pod (the real injector parses it per request;
+        #: the outcome, a parse error included, is the same every time)
+        self._parsed: Template | None = None
 
     def inject(self, pod: Obj) -> Obj | None:
         """The mutated Pod, None when no injection is required; raises :class:`Denied`."""
@@ -993,7 +1011,7 @@ class Injector:
         values: Any = {}
         if self.minor >= 2:
             try:
-                loaded = yaml.safe_load(self.values or "")
+                loaded = _json_or_yaml(self.values or "")
             except yaml.YAMLError as e:
                 raise Denied(f"error converting YAML to JSON: yaml: {e}") from None
             values = _floats(_yaml_to_json_value(loaded)) if loaded is not None else {}
@@ -1021,7 +1039,9 @@ class Injector:
 
         funcs = functions(self.minor, render)
         try:
-            out = Template.parse(self.template_text, funcs=funcs, delims=delims).execute(data)
+            if self._parsed is None:
+                self._parsed = Template.parse(self.template_text, funcs=funcs, delims=delims)
+            out = self._parsed.execute(data, funcs=funcs)
         except TemplateError as e:
             raise Denied(str(e)) from None
         try:
@@ -1322,7 +1342,7 @@ class Webhooks:
         values_path = _flag(args, "injectValues", "/etc/istio/inject/values")
         config_text = self._file(deployment, container, ns, config_path)
         try:
-            config = yaml.safe_load(config_text) or {}
+            config = _yaml_load(config_text) or {}
         except yaml.YAMLError as e:
             raise InjectorDown(f"error converting YAML to JSON: yaml: {e}") from None
         if not isinstance(config, dict):
