@@ -69,6 +69,15 @@ from federationd.sim.gotemplate import (
 from federationd.sim.store import Obj, Store, deep_copy, rfc3339
 
 MWC = ("admissionregistration.k8s.io", "mutatingwebhookconfigurations")
+IGNORED_NAMESPACES = ("kube-system", "kube-public")
+ANNOTATION_POLICY = "sidecar.istio.io/inject"
+ANNOTATION_STATUS = "sidecar.istio.io/status"
+PROXY_CONTAINER = "istio-proxy"
+SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+LEGACY = {"initContainers": ["istio-init", "enable-core-dump"], "containers": ["istio-proxy"],
+          "volumes": ["istio-certs", "istio-envoy"], "imagePullSecrets": []}
+
+
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -82,14 +91,7 @@ def _json_or_yaml(text: str) -> Any:
 
 def _yaml_load(text: str) -> Any:
     """``yaml.safe_load`` with libyaml when present (a template's output is parsed per Pod)."""
-    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
-IGNORED_NAMESPACES = ("kube-system", "kube-public")
-ANNOTATION_POLICY = "sidecar.istio.io/inject"
-ANNOTATION_STATUS = "sidecar.istio.io/status"
-PROXY_CONTAINER = "istio-proxy"
-SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
-LEGACY = {"initContainers": ["istio-init", "enable-core-dump"], "containers": ["istio-proxy"],
-          "volumes": ["istio-certs", "istio-envoy"], "imagePullSecrets": []}
+    return yaml.load(text, Loader=_LOADER)
 
 
 class InjectorDown(Exception):
