@@ -1248,7 +1248,7 @@ class Webhooks:
         v1 = str(cfg.get("apiVersion", "")).endswith("/v1")
         policy = hook.get("failurePolicy") or ("Fail" if v1 else "Ignore")
         try:
-            injector = self._injector(hook)
+            injector = self._injector(hook, default_timeout=10 if v1 else 30)
             if injector is None:
                 return  # not an Istio injector: not emulated
             review = deep_copy(pod)
@@ -1276,7 +1276,7 @@ class Webhooks:
             raise errors.InternalError(f"Internal error occurred: {message}",
                                        causes=[{"message": message}]) from None
 
-    def _injector(self, hook: Obj) -> Injector | None:
+    def _injector(self, hook: Obj, *, default_timeout: int) -> Injector | None:
         cc = hook.get("clientConfig") or {}
         svc_ref = cc.get("service")
         if not isinstance(svc_ref, dict):
@@ -1284,7 +1284,7 @@ class Webhooks:
         ns, svc_name = str(svc_ref.get("namespace", "")), str(svc_ref.get("name", ""))
         port = svc_ref.get("port", 443)
         path = svc_ref.get("path", "") or ""
-        timeout = hook.get("timeoutSeconds") or 30
+        timeout = hook.get("timeoutSeconds") or default_timeout
         url = f"https://{svc_name}.{ns}.svc:{port}{path}?timeout={timeout}s"
         svc = self.store.raw(("", "services"), ns, svc_name)
         if svc is None:
