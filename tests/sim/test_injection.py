@@ -130,6 +130,37 @@ def test_a_pod_in_an_injection_namespace_gets_the_sidecar_of_the_installed_versi
     assert pod["spec"]["containers"][0]["image"] == "k8s.gcr.io/echoserver:1.10"
 
 
+def _variants() -> dict[str, dict[str, Any]]:
+    from tests.render.specs import full
+
+    out: dict[str, dict[str, Any]] = {}
+    for v in TAGS.values():
+        base = full(v)
+        out[f"full-{v}"] = base
+        out[f"full-{v}-no-cni-no-sds"] = {**base, "sds": {"enabled": False}, "sidecarInjector": {
+            **base.get("sidecarInjector", {}), "initCNIConfiguration": {"enabled": False}}}
+        out[f"full-{v}-multi-mesh"] = {**base, "multiMesh": True}
+        out[f"minimal-{v}"] = {"version": v}
+    return out
+
+
+@pytest.mark.parametrize("variant", sorted(_variants()))
+def test_every_template_federationd_renders_is_accepted_by_its_injector(variant: str) -> None:
+    """With every knob on, with CNI and SDS off, multi-mesh: the template parses with
+    the version's delimiters and functions, runs, and its output decodes, for a plain Pod
+    and for one with the annotations the template reads."""
+    spec = _variants()[variant]
+    version = spec["version"]
+    store = _store(version, objs=_objects(version, **{k: v for k, v in spec.items() if k != "version"}))
+    annotations = {"sidecar.istio.io/interceptionMode": "TPROXY", "sidecar.istio.io/proxyCPU": "500m",
+                   "sidecar.istio.io/proxyMemory": "64Mi", "traffic.sidecar.istio.io/excludeOutboundPorts": "80"}
+    for name, ann in (("plain", None), ("annotated", annotations)):
+        pod = store.create(_pod(name, annotations=ann))
+        proxy = pod["spec"]["containers"][-1]
+        assert proxy["name"] == "istio-proxy" and proxy["image"] == f"docker.io/istio/proxyv2:{version}"
+    assert proxy["resources"]["requests"] == {"cpu": "500m", "memory": "64Mi"}
+
+
 def test_1_1_template_is_parsed_with_square_delimiters_and_1_2_with_curly() -> None:
     for minor, delims in (("1.1", "[["), ("1.2", "{{")):
         _, config = _config(_store(TAGS[minor]))
