@@ -460,25 +460,66 @@ def _multimesh(view: MeshView, c: ClusterView) -> list[Finding]:
         ))
     coredns = _find(c, "ConfigMap", "coredns", "kube-system")
     kubedns = _find(c, "ConfigMap", "kube-dns", "kube-system")
+    svc = _find(c, "Service", "istiocoredns", ns)
+    ip = str(((svc or {}).get("spec") or {}).get("clusterIP") or "")
+    target = ip or "<istiocoredns ClusterIP>"
+    # What the source operator writes (pkg/resources/istiocoredns, release-1.2): a
+    # `global:53` server block in the CoreDNS Corefile and `global` in kube-dns's
+    # stubDomains, both pointing at the istiocoredns Service's ClusterIP.
+    block = f"global:53 {{ errors; cache 30; proxy . {target} }}"
+    stub = f'stubDomains {{"global": ["{target}"]}}'
     if coredns is None and kubedns is None:
         out.append(Finding(
             severity="warning", check="multimesh-cluster-dns", clusters=(c.name,), objects=(ref(gw),),
             message="the cluster DNS configuration (kube-system/coredns or kube-dns) was not available to check that "
                     "`global` is forwarded to istiocoredns",
-            fix="verify: CoreDNS Corefile has a `global:53` block proxying to istiocoredns, or kube-dns stubDomains has `global`",
+            fix=f"verify: the CoreDNS Corefile has `{block}`, or kube-dns has {stub}",
         ))
-    else:
-        corefile = str(((coredns or {}).get("data") or {}).get("Corefile", ""))
-        stub = str(((kubedns or {}).get("data") or {}).get("stubDomains", ""))
-        if "global:53" not in corefile and '"global"' not in stub:
-            out.append(Finding(
-                severity="error", check="multimesh-cluster-dns", clusters=(c.name,),
-                objects=tuple(ref(o) for o in (coredns, kubedns) if o is not None),
-                message="cluster DNS does not forward `global` to istiocoredns: NAME.NS.global does not resolve",
-                fix="add a `global:53 { errors; cache 30; proxy . <istiocoredns ClusterIP> }` block to the Corefile, "
-                    "or stubDomains {\"global\": [\"<istiocoredns ClusterIP>\"]} to kube-dns",
-            ))
+        return out
+    forwards: list[tuple[Obj, list[str]]] = []
+    if coredns is not None:
+        forwards.append((coredns, corefile_global_upstreams(str((coredns.get("data") or {}).get("Corefile", "")))))
+    if kubedns is not None:
+        forwards.append((kubedns, stub_domain_upstreams(str((kubedns.get("data") or {}).get("stubDomains", "")))))
+    if not any(ups for _, ups in forwards):
+        out.append(Finding(
+            severity="error", check="multimesh-cluster-dns", clusters=(c.name,),
+            objects=tuple(ref(o) for o, _ in forwards),
+            message="cluster DNS does not forward `global` to istiocoredns: NAME.NS.global does not resolve",
+            fix=f"add `{block}` to the kube-system/coredns Corefile, or {stub} to kube-system/kube-dns "
+                "(what the source operator writes; federationd does not edit the cluster's DNS)",
+        ))
+    elif ip:
+        for o, ups in forwards:
+            if ups and ip not in ups:
+                out.append(Finding(
+                    severity="error", check="multimesh-cluster-dns", clusters=(c.name,), objects=(ref(o), ref(svc or {})),
+                    message=f"cluster DNS forwards `global` to {', '.join(ups)}, not to istiocoredns ({ip})",
+                    fix=f"point it at istiocoredns: `{block}`" if o is coredns else f"set {stub}",
+                ))
     return out
+
+
+def corefile_global_upstreams(corefile: str) -> list[str]:
+    """The upstreams of the Corefile's ``global`` server block (``global:53 { proxy . IP }``
+    or ``forward . IP``), empty when there is no such block."""
+    out: list[str] = []
+    for m in re.finditer(r"(?m)^\s*((?:dns://)?global\.?(?::53)?)\s*\{(?P<body>[^}]*)\}", corefile):
+        for line in m.group("body").splitlines():
+            words = line.split()
+            if len(words) >= 3 and words[0] in ("proxy", "forward") and words[1] == ".":
+                out += [w for w in words[2:] if w != "{"]
+    return out
+
+
+def stub_domain_upstreams(stub_domains: str) -> list[str]:
+    """The name servers kube-dns's ``stubDomains`` gives ``global``."""
+    try:
+        doc = json.loads(stub_domains) if stub_domains.strip() else {}
+    except ValueError:
+        return []
+    servers = doc.get("global") if isinstance(doc, dict) else None
+    return [str(x).split(":")[0] for x in servers] if isinstance(servers, list) else []
 
 
 def _loc_matches(pattern: str, observed: str) -> bool:

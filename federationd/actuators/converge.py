@@ -409,7 +409,12 @@ class ClusterConverger:
     @staticmethod
     def _owned(obj: Obj | None) -> bool:
         labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
-        return bool(labels.get(MANAGED_BY_LABEL) == MANAGED_BY)
+        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
+            return False
+        # The endpoints controllers copy a Service's labels onto its Endpoints and
+        # EndpointSlices: those carry our label but are the cluster's (deleting them
+        # leaves the Service without endpoints). Ours carry our content hash.
+        return (obj or {}).get("kind") not in ("Endpoints", "EndpointSlice") or bool(observed_hash(obj or {}))
 
     def _inventory_object(self, obj: Obj) -> bool:
         return self._owned(obj) or bool(observed_hash(obj))

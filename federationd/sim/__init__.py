@@ -36,7 +36,8 @@ Modules: ``kinds`` (what is served), ``store`` (MVCC, lifecycle, watch fan-out),
 ``server`` (HTTP, verbs, admission), ``auth`` (tokens, impersonation), ``rbac``
 (authorization, default roles, aggregation, escalation checks), ``discovery``, ``tables``,
 ``selectors``, ``defaults``, ``protobuf``, ``openapi``, ``versions`` (what each Kubernetes
-release serves), ``behaviours``, ``workloads``, ``faults``, ``fleet``, ``control``;
+release serves), ``behaviours``, ``workloads``, ``injection`` (Istio's sidecar injection
+webhook, on the Go ``text/template`` of ``gotemplate``), ``faults``, ``fleet``, ``control``;
 ``patch``, ``ssa``, ``validate``, ``celrules`` and ``semantics`` hold patch semantics,
 server-side apply, schemas, CRD validation rules and the server's own validation rules.
 """

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from federationd.sim import errors
+from federationd.sim.injection import Webhooks
 from federationd.sim.store import Change, Obj, Store, rfc3339
 from federationd.sim.workloads import Controllers
 
@@ -63,6 +64,9 @@ class Behaviours:
         self._lb_addresses: dict[tuple[str, str], str] = {}
         #: the workload controllers, scheduler, kubelets and endpoints controllers
         self.controllers = Controllers(store, index=index, ready_delay=ready_delay, ca_pem=ca_pem)
+        #: mutating admission webhooks (Istio's sidecar injector)
+        self.webhooks = Webhooks(store)
+        store.admission.append(self.webhooks.admit)
         store.listeners.append(self._on_change)
         self._create_nodes(nodes)
 

@@ -202,6 +202,10 @@ class Store:
         self.on_pending: Callable[[], None] = lambda: None
         #: hooks called after every committed change (behaviours, CRD registration)
         self.listeners: list[Callable[[Change], None]] = []
+        #: mutating admission of built-in objects on create (group, kind, object,
+        #: generated_name=...), after the built-in plugins and before the object is stored:
+        #: the webhooks a cluster calls, for writes through the API and by controllers alike
+        self.admission: list[Callable[..., None]] = []
         for ns in SYSTEM_NAMESPACES:
             self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
 
@@ -401,6 +405,7 @@ class Store:
         obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
         meta = _meta(obj)
         name = meta.get("name") or ""
+        generated_name = not name and bool(meta.get("generateName"))
         if not name and meta.get("generateName"):
             name = meta["generateName"] + uuid.uuid4().hex[:5]
             meta["name"] = name
@@ -433,6 +438,10 @@ class Store:
         defaults.apply(kind.group, kind.kind, obj)
         if not kind.custom:
             defaults.on_create(kind.group, kind.kind, obj, now=meta["creationTimestamp"])
+            for admit in self.admission:
+                admit(kind.group, kind.kind, obj, generated_name=generated_name)
+            if self.admission:
+                defaults.apply(kind.group, kind.kind, obj)  # what a webhook added is defaulted too
         if dry_run:
             meta["resourceVersion"] = ""
             return obj

@@ -196,6 +196,8 @@ class Controllers:
         self._timers: dict[tuple[str, ...], asyncio.TimerHandle] = {}
         self._next_ip: dict[str, int] = {}
         self._api_endpoint = ("127.0.0.1", 6443)
+        #: consecutive refused Pod creates per owner (kind, namespace, name), for backoff
+        self._create_failures: dict[tuple[str, str, str], int] = {}
         self._bootstrap()
 
     # ------------------------------------------------------------------ timers
@@ -324,7 +326,27 @@ class Controllers:
         pod_spec = deep_copy(template.get("spec") or {"containers": []})
         pod_spec.update(spec or {})
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
-        return self.store.create(pod, kind=self._kind(PODS), copy_result=False)
+        owner_key = (str(owner.get("kind", kind)), _meta(owner)["namespace"], _meta(owner)["name"])
+        try:
+            created = self.store.create(pod, kind=self._kind(PODS), copy_result=False)
+        except errors.ApiError as e:
+            # as the controllers do when the API refuses a Pod (an admission webhook, a
+            # quota): a FailedCreate Warning on the owner, and the owner synced again later
+            # with per-owner exponential backoff, since nothing else may change to trigger it
+            component = {"ReplicaSet": "replicaset-controller", "ReplicationController": "replication-controller",
+                         "DaemonSet": "daemonset-controller", "StatefulSet": "statefulset-controller",
+                         "Job": "job-controller"}.get(kind, "controller-manager")
+            self._event(owner, "FailedCreate", f"Error creating: {e.message}", component=component, type_="Warning")
+            failures = self._create_failures.get(owner_key, 0)
+            self._create_failures[owner_key] = failures + 1
+            res = _OWNER_KINDS.get(owner_key[0])
+            if res is not None:
+                ns, name_ = owner_key[1], owner_key[2]
+                self.schedule(("retry", *owner_key), min(0.1 * 2 ** failures, 5.0),
+                              lambda: self.sync(res, ns, name_))
+            raise
+        self._create_failures.pop(owner_key, None)
+        return created
 
     def _delete(self, resource: Resource, o: Obj) -> None:
         m = _meta(o)
@@ -345,7 +367,8 @@ class Controllers:
     def _write(self, resource: Resource, o: Obj) -> Obj:
         return self.store.update(o, kind=self._kind(resource), check_version=False, copy_result=False)
 
-    def _event(self, o: Obj, reason: str, message: str, *, component: str, host: str = "") -> None:
+    def _event(self, o: Obj, reason: str, message: str, *, component: str, host: str = "",
+               type_: str = "Normal") -> None:
         """A Normal Event about ``o``, as the controllers and kubelets record them
         (what ``kubectl describe`` lists); never a reason for a sync to fail."""
         m = _meta(o)
@@ -357,7 +380,7 @@ class Controllers:
             "involvedObject": {"apiVersion": o.get("apiVersion", ""), "kind": o.get("kind", ""), "name": m["name"],
                                "namespace": m.get("namespace", ""), "uid": m.get("uid", ""),
                                "resourceVersion": m.get("resourceVersion", "")},
-            "reason": reason, "message": message, "source": source, "type": "Normal", "count": 1,
+            "reason": reason, "message": message, "source": source, "type": type_, "count": 1,
             "firstTimestamp": now, "lastTimestamp": now,
             "reportingComponent": component, "reportingInstance": host,
         }

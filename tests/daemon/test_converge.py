@@ -152,6 +152,27 @@ async def test_no_longer_desired_objects_are_deleted_and_patches_released(h: Har
     assert sorted(h.verbs()).count("delete") == 1 and "release" in h.verbs()
 
 
+async def test_endpoints_the_cluster_labels_like_our_service_are_not_ours(h: Harness) -> None:
+    """The endpoints controller copies a Service's labels onto its Endpoints, ours
+    included; only Endpoints federationd applied (selector-less Services of a flat
+    network) are federationd's to delete."""
+    svc = obj("v1", "Service", "injector", component="sidecar-injector", namespace="istio-system",
+              spec={"selector": {"app": "injector"}, "ports": [{"name": "https", "port": 443}]})
+    flat = obj("v1", "Endpoints", "flat", component="flat", namespace="istio-system",
+               subsets=[{"addresses": [{"ip": "10.9.0.1"}], "ports": [{"port": 80}]}])
+    h.conv.set_desired(_desired([svc, flat]), {})
+    await wait_for(h.conv.converged)
+    # what the endpoints controller writes for the Service: its labels, no content hash
+    h.store.create({"apiVersion": "v1", "kind": "Endpoints", "metadata": {
+        "name": "copied", "namespace": "istio-system", "labels": dict(svc["metadata"]["labels"])}})  # type: ignore[index]
+    h.conv.set_desired(_desired([svc]), {})
+    await wait_for(lambda: h.store.get("v1", "Endpoints", "flat", "istio-system") is None, what="ours deleted")
+    h.conv.resync()
+    await wait_for(h.conv.converged)
+    assert h.store.get("v1", "Endpoints", "copied", "istio-system") is not None
+    assert h.verbs().count("delete") == 1
+
+
 async def test_hold_changes_nothing(h: Harness) -> None:
     h.conv.set_desired(_desired([_cm("a", "1")]), {})
     await wait_for(h.conv.converged)

@@ -102,6 +102,39 @@ async def _everywhere_available(mesh: Mesh, generation: int) -> None:
     assert status(mesh.master, NAME).get("Status") == "Available", status(mesh.master, NAME)
 
 
+#: seed 002's echo app, deployed on both clusters into the injection-enabled ``default``
+ECHO = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      containers:
+      - name: echo
+        image: k8s.gcr.io/echoserver:1.10
+        ports: [{containerPort: 8080}]
+"""
+
+
+async def _echo_proxy_images(cluster: Cluster) -> set[str]:
+    """Seed 002's check, ``kubectl get pod -o yaml | grep image:``, on the echo pods: the
+    sidecar images the injector put there."""
+    out = await kubectl(cluster.kubeconfig_path, "get", "pod", "-n", "default", "-l", "app=echo", "-o", "yaml")
+    images = {line.split("image:", 1)[1].strip() for line in out.splitlines() if line.strip().startswith("image:")}
+    return {i for i in images if "/istio/" in i}
+
+
+async def _echo_running(cluster: Cluster) -> str:
+    """The echo pods as ``kubectl get pods`` shows them, once each is Running 2/2."""
+    out = await kubectl(cluster.kubeconfig_path, "get", "pods", "-n", "default", "-l", "app=echo")
+    rows = [line.split() for line in out.splitlines()[1:] if line.strip()]
+    return out if rows and all(r[1] == "2/2" and r[2] == "Running" for r in rows) else ""
+
+
 def _object_writes(cluster: Cluster) -> int:
     """Mutating requests, but for the CRs themselves (their status) and Kubernetes Events."""
     r = cluster.requests
@@ -128,6 +161,13 @@ async def test_a_1_1_mesh_with_a_remote_upgrades_to_1_2_everywhere(fed: Mesh) ->
     remote_images = workload_images(inventory(_remote(fed)))
     assert {"istio-citadel", "istio-sidecar-injector", "istio-ingressgateway"} <= remote_images.keys()
     assert _tags(remote_images) == {old_tag}, remote_images
+    # the echo app on both clusters runs with the 1.1 sidecar (READY 2/2, as in the seed)
+    for cluster in (fed.master, _remote(fed)):
+        await kubectl(cluster.kubeconfig_path, "apply", "-f", "-", stdin=ECHO)
+    for cluster in (fed.master, _remote(fed)):
+        await wait_for(lambda c=cluster: _echo_running(c), timeout=30, what=f"echo 2/2 on {cluster.name}")
+        assert await _echo_proxy_images(cluster) == {
+            f"docker.io/istio/proxyv2:{old_tag}", f"docker.io/istio/proxy_init:{old_tag}"}
 
     gen = await apply(fed, NEW)
     await wait_for(lambda: _tags(workload_images(inventory(_remote(fed)))) == {new_tag}, timeout=30, what="remote images on 1.2")
@@ -141,6 +181,15 @@ async def test_a_1_1_mesh_with_a_remote_upgrades_to_1_2_everywhere(fed: Mesh) ->
             st = o.get("status") or {}
             assert st.get("observedGeneration") == o["metadata"]["generation"], (name, st)
             assert st.get("availableReplicas") == o["spec"].get("replicas", 1), (name, st)
+    # the data plane moves only when its pods restart (the seed's last step of the upgrade)
+    for cluster in (fed.master, _remote(fed)):
+        assert await _echo_proxy_images(cluster) == {
+            f"docker.io/istio/proxyv2:{old_tag}", f"docker.io/istio/proxy_init:{old_tag}"}
+        await kubectl(cluster.kubeconfig_path, "delete", "pod", "-n", "default", "-l", "app=echo")
+    for cluster in (fed.master, _remote(fed)):
+        await wait_for(lambda c=cluster: _echo_running(c), timeout=30, what=f"restarted echo 2/2 on {cluster.name}")
+        assert await _echo_proxy_images(cluster) == {
+            f"docker.io/istio/proxyv2:{new_tag}", f"docker.io/istio/proxy_init:{new_tag}"}
 
 
 async def test_an_unsupported_version_changes_nothing_anywhere(fed: Mesh) -> None:

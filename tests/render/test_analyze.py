@@ -230,6 +230,43 @@ def test_defect_9_multi_mesh_rewrite_search_and_dns() -> None:
     assert checks["multimesh-cluster-dns"].objects == ("ConfigMap/kube-system/coredns",)
 
 
+#: the Corefile after the source operator's istiocoredns reconciler (release-1.2,
+#: pkg/resources/istiocoredns/coredns.go: a `global:53` server block with `errors`,
+#: `cache 30`, `proxy . <istiocoredns ClusterIP>`, written back through caddyfile with
+#: tabs turned into two spaces) and its kube-dns counterpart (kubedns.go: stubDomains
+#: `{"global": ["<ClusterIP>"]}`, json.Marshal'ed)
+OPERATOR_COREFILE = (
+    ".:53 {\n  errors\n  health\n  kubernetes cluster.local in-addr.arpa ip6.arpa {\n    pods insecure\n  }\n"
+    "  proxy . /etc/resolv.conf\n  cache 30\n}\nglobal:53 {\n  errors\n  cache 30\n  proxy . {ip}\n}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("configmap", "data", "ok"),
+    [
+        ("coredns", {"Corefile": OPERATOR_COREFILE.replace("{ip}", "10.96.0.53")}, True),
+        ("coredns", {"Corefile": OPERATOR_COREFILE.replace("{ip}", "10.96.0.99")}, False),
+        ("kube-dns", {"stubDomains": '{"global":["10.96.0.53"]}'}, True),
+        ("kube-dns", {"stubDomains": '{"acme.local":["1.2.3.4"]}'}, False),
+    ],
+)
+def test_defect_9_cluster_dns_must_forward_global_to_istiocoredns(configmap: str, data: dict[str, str], ok: bool) -> None:
+    def wire(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        _get(objs, "Service", "istiocoredns")["spec"]["clusterIP"] = "10.96.0.53"
+        objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": configmap, "namespace": "kube-system"},
+                     "data": data})
+        return objs
+
+    found = _errors(_with(_base(multiMesh=True), "master", wire), "multimesh-cluster-dns")
+    if ok:
+        assert found == []
+        return
+    (f,) = found
+    assert f.objects[0] == f"ConfigMap/kube-system/{configmap}"
+    # the fix is the operator's own entry, with the istiocoredns ClusterIP filled in
+    assert ("global:53 { errors; cache 30; proxy . 10.96.0.53 }" in f.fix) or ('{"global": ["10.96.0.53"]}' in f.fix)
+
+
 def test_locality_rules_naming_no_observed_locality_warn() -> None:
     def rename(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         cm = _get(objs, "ConfigMap", "istio")

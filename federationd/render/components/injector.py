@@ -266,9 +266,11 @@ def template(ctx: Ctx) -> str:
         "      {{ if (isset .ObjectMeta.Annotations `sidecar.istio.io/proxyMemory`) -}}",
         '      memory: "{{ index .ObjectMeta.Annotations `sidecar.istio.io/proxyMemory` }}"',
         "      {{ end }}",
-        "    {{ else -}}",
+        # The indentation of an {{ else }} or {{ end -}} line is the indentation of what
+        # follows the block (the text before them is kept, the text after trimmed).
+        "  {{ else -}}",
         *_yaml_block(c.resources(proxy.resources) or {}, 4),
-        "    {{ end -}}",
+        "  {{ end -}}",
         "  volumeMounts:",
         *_yaml_block(mounts, 2),
         "volumes:",
@@ -281,9 +283,9 @@ def template(ctx: Ctx) -> str:
             "    optional: true",
             "    {{ if eq .Spec.ServiceAccountName \"\" -}}",
             "    secretName: istio.default",
-            "    {{ else -}}",
+            "{{ else -}}",
             "    secretName: {{ printf \"istio.%s\" .Spec.ServiceAccountName }}",
-            "    {{ end -}}",
+            "{{ end -}}",
         ]
     if spec.multi_mesh:
         # Multi-mesh: NAME.NS.global resolves through the pod's search list
