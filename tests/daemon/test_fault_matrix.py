@@ -224,3 +224,66 @@ def _gauge(metrics: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"no {name} in /metrics")
+
+
+async def test_leader_killed_mid_write(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path) -> None:
+    """Two daemons with ``--leader-elect``; the leader is SIGKILLed half-way through the
+    install. The emulator's audit log (every request, with its User-Agent naming the
+    instance) shows who wrote when."""
+    lease_s, retry_s = 4.0, 0.5
+    lease = ["--leader-elect", "--lease-duration", f"{lease_s:g}", "--renew-deadline", "3", "--retry-period", f"{retry_s:g}"]
+    kc = fleet["master"].kubeconfig_path
+    audit: list[AuditEvent] = []
+    fleet["master"].server.audit_log = audit
+    a = await start_daemon(daemons, fleet, tmp_path / "a.db", name="a", extra=lease)
+    b = await start_daemon(daemons, fleet, tmp_path / "b.db", name="b", extra=lease)
+
+    def holder() -> str:
+        obj = fleet["master"].store.get("coordination.k8s.io/v1", "Lease", "federationd", "istio-system") or {}
+        return str((obj.get("spec") or {}).get("holderIdentity") or "")
+
+    await wait_for(lambda: holder() in ("a", "b"), timeout=30, what="a leader")
+    leader, standby = (a, b) if holder() == "a" else (b, a)
+    await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
+    # mid-write: once the leader has made a fifth of the install's writes
+    await wait_for(lambda: len(_daemon_writes(audit, leader.name)) >= 20, timeout=60, what="the leader writing")
+    assert await leader.terminate(signal.SIGKILL) == -signal.SIGKILL
+    killed_at = time.monotonic()
+    by_old = len(_daemon_writes(audit, leader.name))
+
+    def acquired() -> list[AuditEvent]:
+        return [
+            e for e in audit
+            if e.resource == "leases" and e.mutating and e.code < 300 and e.received > killed_at
+            and e.user_agent.endswith(f"({standby.name})")
+        ]
+
+    await wait_for(lambda: bool(acquired()), timeout=lease_s * 4, what="takeover")
+    takeover = acquired()[0]
+    takeover_s = takeover.completed - killed_at
+    await _available(fleet, standby)
+    n = await _nothing_lost(standby, standby.log)
+
+    old, new = _daemon_writes(audit, leader.name), _daemon_writes(audit, standby.name)
+    assert new, "the new leader finished the install"
+    # one writer at a time: every write of the old leader was answered before the new
+    # leader's first one arrived, and the standby wrote nothing before it held the Lease
+    assert max(e.completed for e in old) < min(e.received for e in new)
+    assert min(e.received for e in new) > takeover.completed
+    last_renewal = max(
+        e.completed for e in audit
+        if e.resource == "leases" and e.mutating and e.code < 300 and e.user_agent.endswith(f"({leader.name})")
+    )
+    # The standby counts the lease's expiry from when it last saw the record change (its
+    # own clock, as client-go), up to one retry period after the renewal, and acquires at
+    # its next retry: kill → takeover is at most the lease duration plus two (jittered)
+    # retry periods, and at least the lease duration after the last renewal.
+    assert takeover.completed - last_renewal >= lease_s
+    assert takeover_s <= lease_s + 2 * 1.2 * retry_s, takeover_s
+    first_write_s = min(e.received for e in new) - killed_at
+    print(
+        f"FAULT leader-killed lease_s={lease_s:g} retry_s={retry_s:g} takeover_s={takeover_s:.2f} "
+        f"since_last_renewal_s={takeover.completed - last_renewal:.2f} first_write_s={first_write_s:.2f} "
+        f"writes_old={by_old} writes_new={len(new)} events={n}"
+    )
+    assert await standby.terminate() == 0
