@@ -250,10 +250,14 @@ async def test_disk_full_on_the_log(fleet: Fleet, daemons: list[DaemonProcess], 
     assert written == recorded, (written - recorded, recorded - written)
     assert sum(a.subresource == "status" for a in writes) == sum(e["verb"] == "status" for e in facts)
     assert sum(a.resource == "events" for a in writes) == sum(e["verb"] == "event" for e in facts)
+    before = sum(a.received < full_at for a in writes)
+    after = sum(a.received > healed for a in writes)
     print(
-        f"FAULT disk-full full_s={full_s:g} limit_kib={limit // 1024} held={held:g} writes_after_full={len(during)} "
-        f"recovery_s={recovery_s:.1f} events={n} writes={len(writes)} recorded={len(facts)}"
+        f"FAULT disk-full full_s={full_s:g} limit_kib={limit // 1024} held={held:g} writes_before={before} "
+        f"writes_while_full={len(during)} writes_after={after} recovery_s={recovery_s:.1f} events={n} "
+        f"recorded={len(facts)}"
     )
+    assert after > 0, "the disk filled half-way through the install"
     assert await d.terminate() == 0
 
 
