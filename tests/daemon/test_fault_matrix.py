@@ -329,3 +329,58 @@ async def test_leader_killed_mid_write(fleet: Fleet, daemons: list[DaemonProcess
         f"writes_old={by_old} writes_new={len(new)} events={n}"
     )
     assert await standby.terminate() == 0
+
+
+async def test_a_leader_whose_log_is_full_steps_down(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path) -> None:
+    """Renewing the Lease is a write, and no write starts while the log cannot record:
+    the leader whose log fills mid-install stops leading, the standby takes over and
+    finishes, and the old leader, its log writable again, records what waited and stays
+    a standby."""
+    lease_s = 4.0
+    lease = ["--leader-elect", "--lease-duration", f"{lease_s:g}", "--renew-deadline", "3", "--retry-period", "0.5"]
+    kc = fleet["master"].kubeconfig_path
+    audit: list[AuditEvent] = []
+    fleet["master"].server.audit_log = audit
+    a = await start_daemon(daemons, fleet, tmp_path / "a.db", name="a", extra=lease)
+    b = await start_daemon(daemons, fleet, tmp_path / "b.db", name="b", extra=lease)
+
+    def holder() -> str:
+        obj = fleet["master"].store.get("coordination.k8s.io/v1", "Lease", "federationd", "istio-system") or {}
+        return str((obj.get("spec") or {}).get("holderIdentity") or "")
+
+    await wait_for(lambda: holder() in ("a", "b"), timeout=30, what="a leader")
+    leader, standby = (a, b) if holder() == "a" else (b, a)
+    assert leader.proc is not None
+    files = [leader.log, leader.log.with_name(leader.log.name + "-wal"), leader.stderr_path]
+    sizes = await asyncio.to_thread(lambda: [p.stat().st_size if p.exists() else 0 for p in files])
+    _, hard = resource.prlimit(leader.proc.pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(leader.proc.pid, resource.RLIMIT_FSIZE, (max(sizes) + 160 * 1024, hard))
+    await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
+
+    async def full() -> bool:
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            status, body = await leader.get("/readyz")
+            return status == 503 and "event log cannot be written" in body
+        return False
+
+    await wait_for(full, timeout=90, what="the leader's log full")
+    full_at = time.monotonic()
+    await wait_for(lambda: holder() == standby.name, timeout=lease_s * 4, what="the standby to take over")
+    took_s = time.monotonic() - full_at
+    await _available(fleet, standby)
+    n = await _nothing_lost(standby, standby.log)
+    old, new = _daemon_writes(audit, leader.name), _daemon_writes(audit, standby.name)
+    assert old and new
+    assert max(e.completed for e in old) < min(e.received for e in new), "one writer at a time"
+    # space is back: the old leader records what waited, is ready, and leads no more
+    resource.prlimit(leader.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+    await wait_for(leader.ready, timeout=30, what="the old leader ready again")
+    assert not (await leader.debug("converged"))["leader"] and holder() == standby.name
+    events = await _events_all(leader.log)
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert [e["type"] for e in events if e["type"].startswith("Leadership")] == ["LeadershipAcquired", "LeadershipLost"]
+    assert len(_daemon_writes(audit, leader.name)) == len(old), "no write from the old leader"
+    print(f"FAULT leader-log-full takeover_after_full_s={took_s:.1f} writes_old={len(old)} writes_new={len(new)} events={n}")
+    assert await leader.terminate() == 0
+    assert await standby.terminate() == 0
