@@ -60,6 +60,7 @@ class LogGuard:
         self._metrics = metrics
         self._retry_period = retry
         self._held: collections.deque[_Held] = collections.deque()
+        self._held_events = 0
         self._writable = asyncio.Event()
         self._writable.set()
         self._retrier: asyncio.Task[None] | None = None
@@ -73,7 +74,7 @@ class LogGuard:
     @property
     def held(self) -> int:
         """Events waiting for the log."""
-        return sum(len(batch) for batch, _ in self._held)
+        return self._held_events
 
     async def writable(self) -> None:
         """Returns once the log takes appends (at once while it does); raises
@@ -97,7 +98,7 @@ class LogGuard:
             raise LogWriteError(self._log.path, "not recorded: the daemon is stopping while the log cannot be written")
         fut: asyncio.Future[list[Seq]] = asyncio.get_running_loop().create_future()
         self._held.append((batch, fut))
-        self._metrics.event_log_held_events.set(self.held)
+        self._count(len(batch))
         if self._retrier is None:
             self._retrier = asyncio.create_task(self._retry(), name="event-log-retry")
         # A cancelled caller leaves its events held: they are recorded all the same (an
@@ -131,16 +132,17 @@ class LogGuard:
                     # closed or damaged: nothing waiting can cure it
                     for _ in take:
                         self._held.popleft()
+                    self._count(-len(events))
                     self._fail(take, e)
                     continue
                 for _ in take:
                     self._held.popleft()
+                self._count(-len(events))
                 i = 0
                 for batch, fut in take:
                     if not fut.done():
                         fut.set_result(seqs[i : i + len(batch)])
                     i += len(batch)
-                self._metrics.event_log_held_events.set(self.held)
                 delay = 0.0  # what arrived meanwhile goes at once: the log takes appends
             if not self._held and not self._stopped:
                 self._resume()
@@ -169,14 +171,17 @@ class LogGuard:
                  self._log.path, time.monotonic() - self._since)
         self.problem = ""
         self._metrics.event_log_writable.set(1)
-        self._metrics.event_log_held_events.set(0)
         self._writable.set()
 
     def _fail_held(self, error: LogError) -> None:
         take = list(self._held)
         self._held.clear()
+        self._count(-self._held_events)
         self._fail(take, error)
-        self._metrics.event_log_held_events.set(0)
+
+    def _count(self, delta: int) -> None:
+        self._held_events += delta
+        self._metrics.event_log_held_events.set(self._held_events)
 
     @staticmethod
     def _fail(take: list[_Held], error: LogError) -> None:
