@@ -3,8 +3,11 @@
 "Nothing lost" is checked the same way each time: the event log is contiguous, a replay
 of it gives byte for byte the desired state the running daemon holds (``/debug/desired``),
 and every cluster holds exactly that (``/debug/converged``: every desired object in
-effect, nothing stale). Each fault is bounded in count and time. The figures each test
-prints (``FAULT …``) are the ones in the README's table.
+effect, nothing stale). Who wrote what and when is read from the emulator's audit log
+(every request, with the User-Agent that names the daemon instance), so "no write while
+…" and "one writer at a time" are checked on what the API server received. Each fault
+is bounded in count and time. The figures each test prints (``FAULT …``) are the ones in
+the README's table.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from federationd.sim import Fleet
 from federationd.sim.server import AuditEvent
@@ -173,6 +177,11 @@ async def test_a_remote_down_does_not_hold_up_the_rest(tmp_path: Path, daemons: 
         assert await d.terminate() == 0
 
 
+def _needs_prlimit() -> None:
+    if not hasattr(resource, "prlimit"):
+        pytest.skip("needs prlimit(2) (Linux) to set a file size limit on the running daemon")
+
+
 def _daemon_writes(audit: list[AuditEvent], agent: str) -> list[AuditEvent]:
     """The writes a daemon sent (by its User-Agent), the Lease (coordination) aside."""
     return [a for a in audit if a.mutating and a.user_agent.endswith(f"({agent})") and a.resource != "leases"]
@@ -183,6 +192,7 @@ async def test_disk_full_on_the_log(fleet: Fleet, daemons: list[DaemonProcess], 
     ``prlimit`` does: the kernel refuses the write past it, as a full disk refuses a
     write, and SQLite reports it) while the daemon installs the control plane; a user
     changes the spec meanwhile; then the limit is lifted."""
+    _needs_prlimit()
     full_s = 12.0
     kc = fleet["master"].kubeconfig_path
     log = tmp_path / "log.db"
@@ -336,6 +346,7 @@ async def test_a_leader_whose_log_is_full_steps_down(fleet: Fleet, daemons: list
     the leader whose log fills mid-install stops leading, the standby takes over and
     finishes, and the old leader, its log writable again, records what waited and stays
     a standby."""
+    _needs_prlimit()
     lease_s = 4.0
     lease = ["--leader-elect", "--lease-duration", f"{lease_s:g}", "--renew-deadline", "3", "--retry-period", "0.5"]
     kc = fleet["master"].kubeconfig_path
