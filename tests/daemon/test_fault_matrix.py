@@ -177,6 +177,24 @@ async def test_a_remote_down_does_not_hold_up_the_rest(tmp_path: Path, daemons: 
         assert await d.terminate() == 0
 
 
+async def _limit_log(d: DaemonProcess, *, room: int = 160 * 1024) -> int:
+    """Let ``d``'s files grow by ``room`` bytes at most (its log's, and its stderr's:
+    the limit is per process); returns the hard limit to lift it to."""
+    assert d.proc is not None
+    files = [d.log, d.log.with_name(d.log.name + "-wal"), d.stderr_path]
+    sizes = await asyncio.to_thread(lambda: [p.stat().st_size if p.exists() else 0 for p in files])
+    _, hard = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (max(sizes) + room, hard))
+    return int(hard)
+
+
+async def _log_full(d: DaemonProcess) -> bool:
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        status, body = await d.get("/readyz")
+        return status == 503 and "event log cannot be written" in body
+    return False
+
+
 def _needs_prlimit() -> None:
     if not hasattr(resource, "prlimit"):
         pytest.skip("needs prlimit(2) (Linux) to set a file size limit on the running daemon")
@@ -395,3 +413,24 @@ async def test_a_leader_whose_log_is_full_steps_down(fleet: Fleet, daemons: list
     print(f"FAULT leader-log-full takeover_after_full_s={took_s:.1f} writes_old={len(old)} writes_new={len(new)} events={n}")
     assert await leader.terminate() == 0
     assert await standby.terminate() == 0
+
+
+async def test_stopping_while_the_log_is_full(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path) -> None:
+    """SIGTERM while facts wait for a full log: a clean exit within the grace period,
+    without them; the next start, with space, observes the cluster again and converges."""
+    _needs_prlimit()
+    kc = fleet["master"].kubeconfig_path
+    log = tmp_path / "log.db"
+    d = await start_daemon(daemons, fleet, log, name="stop")
+    await _limit_log(d)
+    await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
+    await wait_for(lambda: _log_full(d), timeout=90, what="the log full")
+    await _spec(fleet, mtls=True)
+    started = time.monotonic()
+    assert await d.terminate() == 0, d.stderr()
+    stop_s = time.monotonic() - started
+    again = await start_daemon(daemons, fleet, log, name="again")
+    await _available(fleet, again, generation=2)
+    n = await _nothing_lost(again, log)
+    print(f"FAULT disk-full-stop stop_s={stop_s:.1f} events={n}")
+    assert await again.terminate() == 0
