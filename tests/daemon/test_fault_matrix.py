@@ -218,21 +218,11 @@ async def test_disk_full_on_the_log(fleet: Fleet, daemons: list[DaemonProcess], 
     fleet["master"].server.audit_log = audit
     d = await start_daemon(daemons, fleet, log, name="full")
     assert d.proc is not None
-    files = [log, log.with_name(log.name + "-wal"), d.stderr_path]
-    sizes = await asyncio.to_thread(lambda: [p.stat().st_size if p.exists() else 0 for p in files])
     # room for the first few dozen commits of the install, not for all of it
-    limit = max(sizes) + 160 * 1024
-    _, hard = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)
-    resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (limit, hard))
+    hard = await _limit_log(d)
+    limit, _ = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)
     await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
-
-    async def unready() -> bool:
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            status, body = await d.get("/readyz")
-            return status == 503 and "event log cannot be written" in body
-        return False
-
-    await wait_for(unready, timeout=90, what="the daemon to report the full log")
+    await wait_for(lambda: _log_full(d), timeout=90, what="the daemon to report the full log")
     full_at = time.monotonic()
     _, body = await d.get("/readyz")
     assert "append failed, nothing was recorded" in body, body
@@ -242,7 +232,7 @@ async def test_disk_full_on_the_log(fleet: Fleet, daemons: list[DaemonProcess], 
     await _spec(fleet, mtls=True)
     await wait_for(lambda: time.monotonic() - full_at >= full_s, timeout=full_s + 5, what="the disk to stay full")
     assert d.proc.returncode is None, d.stderr()
-    assert await unready()
+    assert await _log_full(d)
     _, metrics = await d.get("/metrics")
     held = _gauge(metrics, "federationd_event_log_held_events")
     assert held >= 1, "the spec change waits in memory"
@@ -380,19 +370,9 @@ async def test_a_leader_whose_log_is_full_steps_down(fleet: Fleet, daemons: list
     await wait_for(lambda: holder() in ("a", "b"), timeout=30, what="a leader")
     leader, standby = (a, b) if holder() == "a" else (b, a)
     assert leader.proc is not None
-    files = [leader.log, leader.log.with_name(leader.log.name + "-wal"), leader.stderr_path]
-    sizes = await asyncio.to_thread(lambda: [p.stat().st_size if p.exists() else 0 for p in files])
-    _, hard = resource.prlimit(leader.proc.pid, resource.RLIMIT_FSIZE)
-    resource.prlimit(leader.proc.pid, resource.RLIMIT_FSIZE, (max(sizes) + 160 * 1024, hard))
+    hard = await _limit_log(leader)
     await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
-
-    async def full() -> bool:
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            status, body = await leader.get("/readyz")
-            return status == 503 and "event log cannot be written" in body
-        return False
-
-    await wait_for(full, timeout=90, what="the leader's log full")
+    await wait_for(lambda: _log_full(leader), timeout=90, what="the leader's log full")
     full_at = time.monotonic()
     await wait_for(lambda: holder() == standby.name, timeout=lease_s * 4, what="the standby to take over")
     took_s = time.monotonic() - full_at
