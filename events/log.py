@@ -33,7 +33,8 @@ other write.
 
 Failures are typed (:class:`LogError` and subclasses) and name the file and the problem,
 never a bare sqlite message: a file that is not a log, a corrupt file, a log from a newer
-schema, a read-only file or a full disk.
+schema, a read-only file or a full disk (:class:`LogUnwritable`: nothing was written,
+the same write may succeed once there is space again).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ __all__ = [
     "LogClosed",
     "LogCorrupt",
     "LogError",
+    "LogUnwritable",
     "LogVersionError",
     "LogWriteError",
     "Record",
@@ -85,6 +87,11 @@ _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 5, 6, 8
 _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL = 10, 11, 13
 _SQLITE_CANTOPEN, _SQLITE_CONSTRAINT, _SQLITE_NOTADB = 14, 19, 26
 _SQLITE_IOERR_WRITE, _SQLITE_IOERR_FSYNC, _SQLITE_IOERR_TRUNCATE = 778, 1034, 1546
+#: Primary codes of a write that failed for a cause outside the log (space, limits, the
+#: disk, permissions, a lock): retrying the same write later is the remedy.
+_UNWRITABLE: Final = frozenset(
+    {_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN}
+)
 
 _SCHEMA = f"""
 BEGIN;
@@ -153,6 +160,12 @@ class LogWriteError(LogError):
     """An append (or another write) did not happen; nothing of it is visible."""
 
 
+class LogUnwritable(LogWriteError):
+    """The file cannot take writes now — a full disk, a file size limit, an I/O error, a
+    read-only filesystem, another process holding the lock. Nothing of the write was
+    recorded, and the same write may succeed once the cause is gone."""
+
+
 class LogClosed(LogError):
     """The log was used after :meth:`EventLog.close`."""
 
@@ -192,7 +205,8 @@ def _translate(path: str, error: sqlite3.Error, *, writing: bool) -> LogError:
     if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT):
         return LogCorrupt(path, _describe(error))
     if writing:
-        return LogWriteError(path, "append failed, nothing was recorded: " + _describe(error))
+        cls = LogUnwritable if code in _UNWRITABLE else LogWriteError
+        return cls(path, "append failed, nothing was recorded: " + _describe(error))
     return LogError(path, _describe(error))
 
 

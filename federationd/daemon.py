@@ -75,9 +75,11 @@ from federationd.clusters import (
     connect,
     remotes_in_secret,
 )
+from federationd.clusters.connection import user_agent
 from federationd.http import Server, make_app, serve
 from federationd.inspect import SNAPSHOTS
 from federationd.leader import LeaderElector
+from federationd.logguard import LogGuard
 from federationd.metrics import METRICS, Metrics
 from federationd.projections.derive import ClusterDesired, Desired, derive, desired_hash
 from federationd.projections.membership import Membership
@@ -150,7 +152,8 @@ class ClusterRuntime:
             "watch_timeout": s.watch_timeout,
             "inactivity_timeout": s.inactivity_timeout,
         }
-        self.kube = KubeClient(client)
+        # every write waits while the log cannot record what it would do (logguard)
+        self.kube = KubeClient(client, before_write=daemon.writable)
         self.converger = ClusterConverger(
             name,
             self.kube,
@@ -392,6 +395,8 @@ class Daemon:
         #: the global cap on writes in flight, with the master's own lane
         self.write_lanes = WriteLanes()
         self.events_log: EventLog | None = None
+        #: appends go through it: while the log cannot be written, facts wait and writes hold
+        self.guard: LogGuard | None = None
         self.emitter = facts.FactEmitter(self.append, metrics=self.metrics)
         self.status: StatusWriter | None = None
         self.elector: LeaderElector | None = None
@@ -442,9 +447,9 @@ class Daemon:
     # --- the log ------------------------------------------------------------------------------
 
     async def append(self, events: Sequence[Event]) -> object:
-        if self.events_log is None or self.events_log.closed:
+        if self.events_log is None or self.events_log.closed or self.guard is None:
             return None
-        seqs = await self.events_log.append(list(events))
+        seqs = await self.guard.append(events)
         self.metrics.event_log_head.set(seqs[-1] if seqs else 0)
         if seqs:
             self._appended = max(self._appended, seqs[-1])
@@ -454,6 +459,11 @@ class Daemon:
             head = await self.events_log.head()
             self.metrics.projection_lag_events.set(max(0, head - self.state.seq))
         return seqs
+
+    async def writable(self) -> None:
+        """Returns when a write to a cluster may start: its fact can be recorded."""
+        if self.guard is not None:
+            await self.guard.writable()
 
     async def _tail(self, from_seq: int) -> None:
         assert self.events_log is not None
@@ -611,7 +621,10 @@ class Daemon:
             return
         self._joining.add(name)
         try:
-            client = await connect(raw, name=name, request_timeout=self.settings.request_timeout, metrics=self.metrics)
+            client = await connect(
+                raw, name=name, request_timeout=self.settings.request_timeout, metrics=self.metrics,
+                user_agent=user_agent(self.identity),
+            )
         except KubeconfigRejected as e:
             log.warning("remote %s: kubeconfig rejected: %s", name, e.reason)
             return
@@ -730,6 +743,8 @@ class Daemon:
     def ready(self) -> tuple[bool, str]:
         if self.events_log is None or self.events_log.closed:
             return False, "event log not open"
+        if self.guard is not None and self.guard.problem:
+            return False, self.guard.problem
         master = self.runtimes.get(self.settings.cluster_name)
         if master is None or not master.synced():
             return False, "initial lists not synced"
@@ -800,6 +815,7 @@ class Daemon:
             request_timeout=s.request_timeout,
             metrics=self.metrics,
             allow_files=not s.kubeconfig,  # the in-cluster one, built above: the token file
+            user_agent=user_agent(self.identity),
         )
 
     def request_stop(self) -> None:
@@ -825,6 +841,7 @@ class Daemon:
             synchronous=s.synchronous,  # type: ignore[arg-type]
             retention_window=s.retention_window or None,
         )
+        self.guard = LogGuard(self.events_log, metrics=self.metrics)
         try:
             restored = await replay(self.events_log, fold, EMPTY, snapshot=SNAPSHOTS)
             self.state = restored.state
@@ -910,6 +927,10 @@ class Daemon:
                 self.resyncs += 1
 
     async def _shutdown(self) -> None:
+        if self.guard is not None:
+            # facts still waiting for a full log are not recorded; writes waiting for it
+            # do not start
+            self.guard.stop()
         # Stop writing first (an in-flight write finishes), then watching.
         for rt in self.runtimes.values():
             rt.converger.pause()
@@ -928,7 +949,8 @@ class Daemon:
             if master is not None:
                 await master.stop()
         if self.leading:
-            await self._stop_leading()
+            with contextlib.suppress(LogError):
+                await self._stop_leading()
         if self.http is not None:
             log.debug("closing the HTTP server")
             with contextlib.suppress(TimeoutError):
@@ -985,6 +1007,10 @@ def main(argv: Sequence[str]) -> int:
     except config.ConfigError as e:
         print(f"federationd run: {e}", file=sys.stderr)
         return 2
+    if hasattr(signal, "SIGXFSZ"):
+        # A file size limit (``ulimit -f``) must end in a write error the event log
+        # reports and the daemon survives, not in the signal's default: death.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     logging.basicConfig(
         level=getattr(logging, settings.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -132,6 +132,14 @@ class Metrics:
         self.event_log_head = Gauge(
             "federationd_event_log_head", "Sequence number of the last appended event.",
             registry=r)
+        self.event_log_writable = Gauge(
+            "federationd_event_log_writable",
+            "1 while the event log takes appends; 0 while it cannot be written (full disk, "
+            "size limit, I/O error), when facts wait in memory and no write to a cluster starts.",
+            registry=r)
+        self.event_log_held_events = Gauge(
+            "federationd_event_log_held_events",
+            "Events waiting in memory for the event log to take appends again.", registry=r)
         self.projection_lag_events = Gauge(
             "federationd_projection_lag_events",
             "Events appended but not yet folded into the projections.", registry=r)

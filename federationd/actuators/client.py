@@ -9,15 +9,16 @@ Writes are server-side apply (``PATCH application/apply-patch+yaml``, field mana
 ``federationd``, ``force=True`` by default — federationd owns what it renders and takes
 fields back from a hand edit, while fields it never set stay with their managers),
 deletes with a propagation policy, status patches, and core/v1 Events on an involved
-object. Failures are the typed ``ApiError`` classes re-exported here; callers branch on
-them, never on text.
+object. Every write first awaits ``before_write`` when one is given: the daemon holds
+writes there while its event log cannot record what they would do. Failures are the
+typed ``ApiError`` classes re-exported here; callers branch on them, never on text.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,10 +94,12 @@ class KubeClient:
         *,
         field_manager: str = FIELD_MANAGER,
         clock: Callable[[], float] = time.time,
+        before_write: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.cluster = cluster
         self.field_manager = field_manager
         self._clock = clock
+        self._before_write = before_write
 
     @property
     def name(self) -> str:
@@ -120,6 +123,8 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> Any:
         what = f"{verb} {kind}/{namespace or ''}/{name or ''} on {self.cluster.name}"
+        if method != "GET" and self._before_write is not None:
+            await self._before_write()
         for attempt in (1, 2):
             info = await self.resolve(api_version, kind)
             if info.namespaced and name is not None and not namespace:

@@ -40,6 +40,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.client.rest import RESTClientObject
 
 from events.types import ClusterName
+from federationd import __version__
 from federationd.clusters.discovery import Discovery
 from federationd.clusters.errors import (
     ApiError,
@@ -72,6 +73,18 @@ def _encode_query(query: Query | None) -> str:
 
 #: Seconds between re-reads of a token file (kubernetes_asyncio's in-cluster loader: 60).
 TOKEN_REFRESH_PERIOD = 60.0
+
+#: What every request says it comes from when the caller names no instance.
+USER_AGENT = "federationd"
+
+
+def user_agent(instance: str) -> str:
+    """``federationd/VERSION (INSTANCE)``, client-go's ``program/version (details)``
+    shape: the API server's audit log then tells which replica sent a request (two
+    replicas authenticate as the same ServiceAccount). Only printable ASCII is kept, so
+    an unusual identity cannot break the header."""
+    clean = "".join(c for c in instance if " " <= c <= "~" and c not in "()")[:128]
+    return f"federationd/{__version__} ({clean})" if clean else f"federationd/{__version__}"
 
 #: The health reason of a cluster that answered 401 to the kubeconfig's credential.
 UNAUTHORIZED_REASON = "credential refused (HTTP 401 Unauthorized)"
@@ -209,8 +222,10 @@ class ClusterClient:
         metrics: Metrics,
         token_file: str | None = None,
         token_refresh: float = TOKEN_REFRESH_PERIOD,
+        user_agent: str = USER_AGENT,
     ) -> None:
         self.name = name
+        self.user_agent = user_agent
         # A token read from a file (a bound service-account token) rotates: re-read it
         # every ``token_refresh`` seconds and after a 401, as kubernetes_asyncio's
         # in-cluster loader and client-go do.
@@ -258,7 +273,7 @@ class ClusterClient:
         api.rest_client = _SharedRestClient(self, self._proxy, self._server_hostname)
         api.default_headers = {}
         api.cookie = ""
-        api.user_agent = "federationd"
+        api.user_agent = self.user_agent
         for k, v in self._auth.items():
             if k != "Authorization" or self.config.token is None:
                 api.default_headers[k] = v
@@ -296,7 +311,7 @@ class ClusterClient:
 
     def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
         self._reread_token()
-        headers = {"Accept": "application/json", "User-Agent": "federationd"}
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         headers.update(self._auth)
         if extra:
             headers.update(extra)
@@ -409,10 +424,12 @@ async def connect(
     health: ClusterHealth | None = None,
     connector_limit: int = 256,
     clock: Callable[[], float] | None = None,
+    user_agent: str = USER_AGENT,
 ) -> ClusterClient:
     """Open a client for the kubeconfig's chosen context. No request is made here; the
     first request shows whether the cluster is reachable (see ``ClusterClient.health``).
-    Raises ``KubeconfigRejected`` for an unsafe or unusable kubeconfig."""
+    Raises ``KubeconfigRejected`` for an unsafe or unusable kubeconfig. ``user_agent``
+    names the caller in the API server's audit log (see :func:`user_agent`)."""
     metrics = metrics or METRICS
     cfg = kubeconfig if isinstance(kubeconfig, Kubeconfig) else sanitise(
         kubeconfig, context=context, allow_exec=allow_exec, allow_files=allow_files)
@@ -452,7 +469,7 @@ async def connect(
         return ClusterClient(
             name=cluster, config=cfg, session=session, auth_headers=auth,
             request_timeout=request_timeout, health=health, metrics=metrics,
-            token_file=cfg.token_file or None)
+            token_file=cfg.token_file or None, user_agent=user_agent)
     except BaseException:
         await session.close()
         raise

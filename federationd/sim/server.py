@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -102,6 +103,30 @@ class RequestCounters:
         return {f"{v} {r}": n for (v, r), n in sorted(self.counts.items())}
 
 
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One request as kube-apiserver's audit log records it at level ``Metadata``
+    (``audit.k8s.io/v1`` Event: ``verb``, ``user.username``, ``userAgent``, ``objectRef``,
+    ``responseStatus.code``, ``requestReceivedTimestamp`` and the ``ResponseComplete``
+    stage's timestamp), with this process's monotonic clock for the two times so a
+    test can order requests against its own observations."""
+
+    verb: str
+    user: str
+    user_agent: str
+    resource: str
+    subresource: str
+    namespace: str
+    name: str
+    code: int
+    received: float
+    completed: float
+
+    @property
+    def mutating(self) -> bool:
+        return self.verb in MUTATING
+
+
 @dataclass(slots=True)
 class Target:
     kind: Kind
@@ -146,6 +171,9 @@ class ApiServer:
         self.faults = faults
         self.requests = RequestCounters()
         self._audit: Counter[tuple[str, str, str, str]] | None = None
+        #: When a list: every resource request, in the order answered (``AuditEvent``),
+        #: as an audit log at level Metadata would have it.
+        self.audit_log: list[AuditEvent] | None = None
         self.bookmark_interval = bookmark_interval
         self.watch_timeout_max = watch_timeout_max
         self.transports: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -217,6 +245,35 @@ class ApiServer:
     # ------------------------------------------------------------------ entry point
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.audit_log is None:
+            return await self._handle(request)
+        received = time.monotonic()
+        code = 500
+        try:
+            response = await self._handle(request)
+            code = response.status
+            return response
+        finally:
+            self._audited(request, code=code, received=received)
+
+    def _audited(self, request: web.Request, *, code: int, received: float) -> None:
+        if self.audit_log is None or not (request.path.startswith("/api/") or request.path.startswith("/apis/")):
+            return
+        try:
+            target = self._route(request.path)
+            if target is None:
+                return
+            verb = self._verb(request, target)
+        except errors.ApiError:
+            return
+        user = request.get(USER)
+        self.audit_log.append(AuditEvent(
+            verb=verb, user=user.name if user is not None else "", user_agent=request.headers.get("User-Agent", ""),
+            resource=target.kind.plural, subresource=target.subresource, namespace=target.namespace or "",
+            name=target.name, code=code, received=received, completed=time.monotonic(),
+        ))
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.transport is not None:
             self.transports.add(request.transport)
         verb, resource = "", ""

@@ -106,7 +106,7 @@ async def test_read_only_file_reads_but_refuses_appends_clearly(shared_dir: Path
     assert result == {
         "head": 25,
         "read": 25,
-        "append": "LogWriteError",
+        "append": "LogUnwritable",  # a LogWriteError: nothing written, may succeed later
         "message": result.get("message"),
         "head_after": 25,
         "read_after": 25,
@@ -122,7 +122,7 @@ async def test_full_disk_fails_the_append_and_keeps_every_acknowledged_event(
 ) -> None:
     path = tmp_path / "events.db"
     result = await asyncio.to_thread(_run_worker, "fsize", path)
-    assert result["error"] == "LogWriteError", result
+    assert result["error"] == "LogUnwritable", result  # a LogWriteError: retry later
     assert str(path) in str(result["message"]) and "disk full" in str(result["message"])
     acked = int(str(result["acked"]))
     assert acked > 0 and acked % 50 == 0

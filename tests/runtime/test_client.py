@@ -282,3 +282,30 @@ def test_status_codes_map_to_typed_errors(status: int, cls: str) -> None:
     assert type(err).__name__ == cls and err.status == status
     assert str(err) == f"get x: HTTP {status} R: m"
     assert parse_retry_after("soon") is None and parse_retry_after("-3") == 0.0
+
+
+async def test_writes_wait_for_before_write_and_reads_do_not(client: ClusterClient, api: FakeApi) -> None:
+    """The daemon holds writes there while its event log cannot record them."""
+    gate = asyncio.Event()
+
+    async def before_write() -> None:
+        await gate.wait()
+
+    kc = KubeClient(client, before_write=before_write)
+    await KubeClient(client).apply(cm("istio", mesh="a"))
+    writes = sum(n for verb, n in api.requests.items() if verb not in ("get", "list", "watch"))
+    assert (await kc.get("v1", "ConfigMap", "istio-system", "istio"))["data"] == {"mesh": "a"}
+    held = [
+        asyncio.create_task(kc.apply(cm("istio", mesh="b"))),
+        asyncio.create_task(kc.delete("v1", "ConfigMap", "istio-system", "istio")),
+        asyncio.create_task(kc.patch_status("v1", "ConfigMap", "istio-system", "istio", {}, apply=True)),
+    ]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not any(t.done() for t in held)
+    assert sum(n for verb, n in api.requests.items() if verb not in ("get", "list", "watch")) == writes
+    for t in held:
+        t.cancel()
+    await asyncio.gather(*held, return_exceptions=True)
+    gate.set()
+    assert (await kc.apply(cm("istio", mesh="c")))["data"] == {"mesh": "c"}
