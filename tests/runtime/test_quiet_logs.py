@@ -41,7 +41,8 @@ async def test_a_reflector_does_not_warn_per_retry(
         r.start()
         await wait_for(lambda: ("upsert", "a") in rec.events)
         assert r.stats["errors"] == 20
-        warnings = [x for x in caplog.records if x.levelno >= logging.WARNING]
+        # the fake API server's own aiohttp log (a watch cut by stop) is not the subject
+        warnings = [x for x in caplog.records if x.levelno >= logging.WARNING and x.name.startswith("federationd")]
         assert warnings == []  # the cluster's health reports an outage, once
         await r.stop()
     # a refusal that is not an outage is warned about once, not per retry
@@ -53,5 +54,5 @@ async def test_a_reflector_does_not_warn_per_retry(
         await wait_for(lambda: api.faults[-1].count == 0)
         await wait_for(lambda: r.synced.is_set())
         await r.stop()
-    warnings = [x.getMessage() for x in caplog.records if x.levelno >= logging.WARNING]
+    warnings = [x.getMessage() for x in caplog.records if x.levelno >= logging.WARNING and x.name.startswith("federationd")]
     assert len(warnings) == 1 and "403" in warnings[0], warnings
