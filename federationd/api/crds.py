@@ -6,10 +6,18 @@ a structural ``openAPIV3Schema`` — types, enums (``Literal``), patterns and bo
 (``msgspec.Meta``), required fields, ``nullable`` for optional sub-objects,
 ``x-kubernetes-int-or-string`` for quantities and ports, and
 ``x-kubernetes-preserve-unknown-fields`` for the pass-through Kubernetes objects
-(affinity, tolerations, label selectors) — plus what no single field says: CEL
-``x-kubernetes-validations`` between fields (``_RULES``), a bound on a RemoteIstio's name
-and one ``enabledServices`` entry per name. ``deploy/crds/`` holds this module's output;
-a test keeps the two equal.
+(affinity, tolerations, label selectors) — plus what no single field says: a bound on a
+RemoteIstio's name, one ``enabledServices`` entry per name and, on request (``cel=True``),
+CEL ``x-kubernetes-validations`` between fields (``_RULES``). ``deploy/crds/`` holds this
+module's output without the CEL rules; a test keeps the two equal.
+
+Why the rules are not in ``deploy/crds/``: an API server evaluates them from Kubernetes
+1.25 on, but Istio 1.1 and 1.2 run only where ``admissionregistration.k8s.io/v1beta1``
+is still served (1.21 and older), and there ``kubectl apply`` refuses the CRD outright
+(``unknown field "x-kubernetes-validations"`` in its client-side validation). So on every
+master that can run the control plane, the projection refuses what the rules say
+(:mod:`federationd.api.checks`, in the CR's status); ``--cel`` writes the CRDs for a
+master of 1.25 or later, where ``kubectl apply`` refuses it at once.
 
 Defaults are deliberately *not* written into the schema: the API server would persist
 them into every stored object, and several defaults (images, zipkin address, CNI
@@ -185,6 +193,14 @@ def _schema(t: mi.Type) -> dict[str, Any]:
     raise SchemaError(f"type {t!r} has no structural form")
 
 
+def _without_rules(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _without_rules(v) for k, v in schema.items() if k != "x-kubernetes-validations"}
+    if isinstance(schema, list):
+        return [_without_rules(v) for v in schema]
+    return schema
+
+
 def _struct(t: mi.StructType) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "object"}
     desc = _description(t.cls)
@@ -247,11 +263,13 @@ def open_api_schema(kind: Kind) -> dict[str, Any]:
     }
 
 
-def crd(kind: Kind) -> dict[str, Any]:
-    """The ``apiextensions.k8s.io/v1`` CustomResourceDefinition of ``kind``."""
+def crd(kind: Kind, *, cel: bool = False) -> dict[str, Any]:
+    """The ``apiextensions.k8s.io/v1`` CustomResourceDefinition of ``kind``; with ``cel``,
+    the CEL rules between fields too (for API servers of 1.25 and later only)."""
     if kind not in _SPECS:
         raise ValueError(f"unknown kind {kind!r}")
     plural = kind.lower() + "s"
+    schema = open_api_schema(kind)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -275,7 +293,7 @@ def crd(kind: Kind) -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": _PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": open_api_schema(kind)},
+                    "schema": {"openAPIV3Schema": schema if cel else _without_rules(schema)},
                 }
             ],
         },
@@ -286,10 +304,12 @@ def file_name(kind: Kind) -> str:
     return f"{v1beta1.GROUP}_{kind.lower()}s.yaml"
 
 
-def render_yaml(kind: Kind) -> str:
-    """The CRD as the YAML text kept in ``deploy/crds/``."""
-    header = "# Generated from federationd/api/v1beta1.py: python -m federationd.api.crds --write deploy/crds\n"
-    return header + yaml.safe_dump(crd(kind), sort_keys=True, default_flow_style=False, width=100)
+def render_yaml(kind: Kind, *, cel: bool = False) -> str:
+    """The CRD as the YAML text kept in ``deploy/crds/`` (``cel``: with the CEL rules)."""
+    flag = " --cel" if cel else ""
+    where = "DIR" if cel else "deploy/crds"
+    header = f"# Generated from federationd/api/v1beta1.py: python -m federationd.api.crds{flag} --write {where}\n"
+    return header + yaml.safe_dump(crd(kind, cel=cel), sort_keys=True, default_flow_style=False, width=100)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,10 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--write", metavar="DIR", type=Path, help="write the CRD files into DIR")
     group.add_argument("--check", metavar="DIR", type=Path, help="fail if DIR's CRD files differ")
+    parser.add_argument("--cel", action="store_true",
+                        help="with the CEL validation rules (only for a master of Kubernetes 1.25 or later)")
     args = parser.parse_args(argv)
     stale = []
     for kind in KINDS:
-        text = render_yaml(kind)
+        text = render_yaml(kind, cel=args.cel)
         if args.write is not None:
             args.write.mkdir(parents=True, exist_ok=True)
             (args.write / file_name(kind)).write_text(text)

@@ -5,8 +5,9 @@ Kinds of case:
 
 * ``Istio`` / ``RemoteIstio`` — a spec (and the CR's name). Each case says which path
   refuses it first: ``schema`` is what the API server says when ``kubectl apply`` refuses
-  it (checked against ``deploy/crds/`` with the simulated API server's admission, CEL
-  rules included, as a server of the default release evaluates them); ``status_only``
+  it (checked with the simulated API server's admission against the CRDs with their CEL
+  rules, ``crds.crd(kind, cel=True)``, as a 1.25+ server evaluates them; ``deploy/crds/``
+  leaves the CEL rules out, see ``federationd.api.crds``); ``status_only``
   says why no CRD schema can express it. ``status`` is the CR's ``ErrorMessage`` when the
   CR gets past the schema anyway (stored before the CRD had the rule, a server older than
   1.25 that ignores CEL rules) — tested for every case, so both paths are. Either way
@@ -31,8 +32,9 @@ import yaml
 
 from events import types as ev
 from events.types import ClusterName
+from federationd.api import crds
 from federationd.projections.derive import derive
-from federationd.sim import celrules, validate, versions
+from federationd.sim import celrules, validate
 from federationd.watchers import facts
 
 from ..projections.helpers import MASTER, SEED_000, Log, istio
@@ -43,9 +45,13 @@ REMOTE = "remote-eu"
 GOOD_REMOTE: dict[str, Any] = {"enabledServices": [{"name": "istio-pilot"}]}
 
 
+#: A release that evaluates CEL rules: what ``schema`` says is what its API server says
+#: at ``kubectl apply`` with the ``--cel`` CRDs (``deploy/crds/`` has the rest).
+CEL_RELEASE = "1.32"
+
+
 def _schema(kind: str) -> dict[str, Any]:
-    crd = yaml.safe_load((ROOT / "deploy" / "crds" / f"istio.banzaicloud.io_{kind.lower()}s.yaml").read_text())
-    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema: dict[str, Any] = crds.crd(kind, cel=True)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]  # type: ignore[arg-type]
     return schema
 
 
@@ -87,7 +93,7 @@ def _spec_case(case: dict[str, Any]) -> None:
     name = case.get("name", "istio" if kind == "Istio" else REMOTE)
     obj = {"apiVersion": "istio.banzaicloud.io/v1beta1", "kind": kind,
            "metadata": {"name": name, "namespace": "istio-system"}, "spec": spec}
-    errors = celrules.admit_custom(obj, schema=_schema(kind), release=versions.DEFAULT_VERSION).errors
+    errors = celrules.admit_custom(obj, schema=_schema(kind), release=CEL_RELEASE).errors
     refusal = validate.invalid_message(kind, "istio.banzaicloud.io", name, errors) if errors else ""
     assert ("schema" in case) != ("status_only" in case), "a case is refused at apply, or says why it cannot be"
     if "schema" in case:
