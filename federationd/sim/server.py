@@ -118,6 +118,9 @@ class ApiServer:
 
     #: bytes a watcher may have unread in its socket buffer before it is dropped
     WATCH_BUFFER_LIMIT = 16 * 1024 * 1024
+    #: seconds between checks that an idle watch's client is still connected (aiohttp
+    #: does not cancel a handler whose connection is lost)
+    WATCH_LIVENESS_CHECK = 1.0
 
     def __init__(
         self,
@@ -575,6 +578,10 @@ class ApiServer:
             deadline = loop.time() + timeout
             next_bookmark = loop.time() + self.bookmark_interval if bookmarks else float("inf")
             while not sub.closed:
+                if transport.is_closing():
+                    # the client went away: the real server ends the watch with the
+                    # request's context, not at its timeout or next event
+                    break
                 now = loop.time()
                 if now >= deadline:
                     break
@@ -585,7 +592,7 @@ class ApiServer:
                     next_bookmark = now + self.bookmark_interval
                     continue
                 try:
-                    async with asyncio.timeout(min(deadline, next_bookmark) - now):
+                    async with asyncio.timeout(min(deadline, next_bookmark, now + self.WATCH_LIVENESS_CHECK) - now):
                         if await sub.queue.get() is None:
                             break
                 except TimeoutError:
