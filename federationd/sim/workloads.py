@@ -13,7 +13,8 @@ kube-controller-manager:
   update within maxSurge/maxUnavailable, Recreate) → Pods;
 * DaemonSets → one Pod per matching Node; StatefulSets → ordinal Pods, one at a time
   under ``OrderedReady``; Jobs → Pods that run to ``Succeeded`` and a ``Complete``
-  condition; ReplicationControllers like ReplicaSets;
+  condition; CronJobs → Jobs on their schedule (``cronjobs``); ReplicationControllers
+  like ReplicaSets;
 * the scheduler (nodeSelector, required node affinity on ``metadata.name``, taints and
   tolerations, the least loaded Node) and the kubelet (Running, an IP from the Node's
   ``podCIDR``, conditions, container statuses);
@@ -41,7 +42,7 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from federationd.sim import errors
+from federationd.sim import cronjobs, errors
 from federationd.sim.defaults import template_hash
 from federationd.sim.kinds import Kind
 from federationd.sim.selectors import parse_label_selector
@@ -56,6 +57,7 @@ REPLICASETS: Resource = ("apps", "replicasets")
 DAEMONSETS: Resource = ("apps", "daemonsets")
 STATEFULSETS: Resource = ("apps", "statefulsets")
 JOBS: Resource = ("batch", "jobs")
+CRONJOBS: Resource = ("batch", "cronjobs")
 RCS: Resource = ("", "replicationcontrollers")
 ENDPOINTSLICES: Resource = ("discovery.k8s.io", "endpointslices")
 
@@ -67,6 +69,7 @@ _OWNER_KINDS: dict[str, Resource] = {
     "StatefulSet": STATEFULSETS,
     "Job": JOBS,
     "ReplicationController": RCS,
+    "CronJob": CRONJOBS,
 }
 WORKLOADS = frozenset(_OWNER_KINDS.values())
 #: namespace defaults, recreated when deleted
@@ -247,11 +250,21 @@ class Controllers:
             DAEMONSETS: self._sync_daemonset,
             STATEFULSETS: self._sync_statefulset,
             JOBS: self._sync_job,
+            CRONJOBS: self._sync_cronjob,
         }.get(resource)
         if fn is not None:
             o = self.store.raw(resource, namespace, name)
             if o is not None and not _terminating(o):
                 fn(o)
+
+    def sync_cronjobs(self) -> None:
+        """Run the CronJob controller over every CronJob now, at the store's clock (what
+        a test does after moving that clock)."""
+        for o in self.store.list_raw(CRONJOBS, None)[0]:
+            self.sync(CRONJOBS, _meta(o)["namespace"], _meta(o)["name"])
+
+    def _sync_cronjob(self, cj: Obj) -> None:
+        cronjobs.sync(self, cj, owner_ref=lambda o: _owner_ref(o, api_version="batch/v1", kind="CronJob"))
 
     def resync(self) -> None:
         """Look at every workload and Pod again (after the controllers were switched on)."""
@@ -345,9 +358,9 @@ class Controllers:
     def _write(self, resource: Resource, o: Obj) -> Obj:
         return self.store.update(o, kind=self._kind(resource), check_version=False, copy_result=False)
 
-    def _event(self, o: Obj, reason: str, message: str, *, component: str, host: str = "") -> None:
-        """A Normal Event about ``o``, as the controllers and kubelets record them
-        (what ``kubectl describe`` lists); never a reason for a sync to fail."""
+    def _event(self, o: Obj, reason: str, message: str, *, component: str, host: str = "", type_: str = "Normal") -> None:
+        """An Event about ``o``, as the controllers and kubelets record them (what
+        ``kubectl describe`` lists); never a reason for a sync to fail."""
         m = _meta(o)
         now = rfc3339(self.store.clock())
         source: Obj = {"component": component, **({"host": host} if host else {})}
@@ -357,7 +370,7 @@ class Controllers:
             "involvedObject": {"apiVersion": o.get("apiVersion", ""), "kind": o.get("kind", ""), "name": m["name"],
                                "namespace": m.get("namespace", ""), "uid": m.get("uid", ""),
                                "resourceVersion": m.get("resourceVersion", "")},
-            "reason": reason, "message": message, "source": source, "type": "Normal", "count": 1,
+            "reason": reason, "message": message, "source": source, "type": type_, "count": 1,
             "firstTimestamp": now, "lastTimestamp": now,
             "reportingComponent": component, "reportingInstance": host,
         }

@@ -1,0 +1,119 @@
+"""kubectl against the controllers that work on a schedule or keep history: CronJobs
+that start Jobs (on a clock the test drives), ControllerRevisions behind ``kubectl
+rollout history|undo`` of DaemonSets and StatefulSets, and PersistentVolumeClaims bound
+by the default StorageClass's provisioner. Same harness as ``test_kubectl``; this
+module has its own fleet, whose master's clock it moves.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from typing import Any
+
+import pytest
+
+from federationd.sim import Fleet
+from tests.sim.conftest import unique, wait_for
+from tests.sim.test_kubectl import KUBECTL, Kubectl, kubectl
+
+__all__ = ["kubectl"]
+
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.skipif(shutil.which(KUBECTL) is None, reason=f"{KUBECTL} is not installed on this machine"),
+]
+
+
+class Clock:
+    """A wall clock the test moves forward."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+async def _json(kubectl: Kubectl, *args: str) -> Any:
+    _, out, _ = await kubectl.run("master", *args, "-o", "json")
+    return json.loads(out)
+
+
+async def test_cronjob_starts_jobs_on_its_schedule(kubectl: Kubectl, fleet: Fleet) -> None:
+    master = fleet["master"]
+    clock = Clock()
+    master.store.clock = clock
+    name = unique("tick")
+    await kubectl.run("master", "create", "cronjob", name, "--image=busybox:1.36", "--schedule=*/5 * * * *",
+                      "--", "echo", "hi")
+    _, out, _ = await kubectl.run("master", "get", "cronjob", name)
+    assert out.split("\n")[1].split()[1:4] == ["*/5", "*", "*"], out
+
+    async def owned_jobs() -> list[dict[str, Any]]:
+        jobs = (await _json(kubectl, "get", "jobs"))["items"]
+        return [j for j in jobs if any(r.get("kind") == "CronJob" and r.get("name") == name
+                                       for r in j["metadata"].get("ownerReferences") or [])]
+
+    starts: list[int] = []
+    for _ in range(4):
+        # to 10 s past the next multiple of five minutes
+        now = clock()
+        clock.offset += (300 - now % 300) + 10
+        master.behaviours.controllers.sync_cronjobs()
+        scheduled = int(clock() // 300 * 300)
+        starts.append(scheduled)
+        job = f"{name}-{scheduled // 60}"
+        await wait_for(lambda job=job: job in [j["metadata"]["name"] for j in master.store.list("batch/v1", "Job")],
+                       what=f"job {job}")
+        await kubectl.run("master", "wait", "--for=condition=complete", f"job/{job}", "--timeout=20s")
+        cj = await _json(kubectl, "get", "cronjob", name)
+        await wait_for(lambda: not (master.store.get("batch/v1", "CronJob", name, "default") or {})
+                       .get("status", {}).get("active"), what="no active job")
+        cj = await _json(kubectl, "get", "cronjob", name)
+        assert cj["status"]["lastScheduleTime"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(scheduled))
+        assert "lastSuccessfulTime" in cj["status"]
+        j = master.store.get("batch/v1", "Job", job, "default")
+        assert j is not None
+        assert j["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"] == \
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(scheduled))
+    # the default successfulJobsHistoryLimit keeps the newest three
+    master.behaviours.controllers.sync_cronjobs()
+    await wait_for(lambda: len([j for j in master.store.list("batch/v1", "Job", "default")
+                                if j["metadata"]["name"].startswith(f"{name}-")]) == 3, what="history pruned")
+    kept = sorted(j["metadata"]["name"] for j in await owned_jobs())
+    assert kept == sorted(f"{name}-{s // 60}" for s in starts[1:]), kept
+    _, out, _ = await kubectl.run("master", "describe", "cronjob", name)
+    assert "SuccessfulCreate" in out and "SawCompletedJob" in out and "SuccessfulDelete" in out, out
+
+    # an hour of missed schedules starts one Job, for the most recent of them
+    clock.offset += 3600
+    master.behaviours.controllers.sync_cronjobs()
+    latest = int(clock() // 300 * 300)
+    await wait_for(lambda: master.store.get("batch/v1", "Job", f"{name}-{latest // 60}", "default") is not None,
+                   what="the most recent missed job")
+    # (it may complete and push the oldest out of the history meanwhile)
+    names = {j["metadata"]["name"] for j in await owned_jobs()}
+    assert f"{name}-{latest // 60}" in names and names <= {*kept, f"{name}-{latest // 60}"}, names
+
+    # suspended: the schedule passes and nothing starts
+    await kubectl.run("master", "patch", "cronjob", name, "-p", '{"spec":{"suspend":true}}')
+    clock.offset += 600
+    master.behaviours.controllers.sync_cronjobs()
+    skipped = int(clock() // 300 * 300)
+    assert master.store.get("batch/v1", "Job", f"{name}-{skipped // 60}", "default") is None
+
+    # a Job made from it by hand runs, and is not taken into the CronJob's active list
+    await kubectl.run("master", "create", "job", f"{name}-manual", f"--from=cronjob/{name}")
+    await kubectl.run("master", "wait", "--for=condition=complete", f"job/{name}-manual", "--timeout=20s")
+
+
+async def test_cronjob_schedules_are_validated_like_the_server(kubectl: Kubectl) -> None:
+    code, _, err = await kubectl.run("master", "create", "cronjob", unique("bad"), "--image=busybox:1.36",
+                                     "--schedule=61 * * * *", check=False)
+    assert code != 0
+    assert 'spec.schedule: Invalid value: "61 * * * *": end of range (61) above maximum (59): 61' in err, err
+    code, _, err = await kubectl.run("master", "create", "cronjob", unique("bad"), "--image=busybox:1.36",
+                                     "--schedule=* * * *", check=False)
+    assert code != 0 and "expected exactly 5 fields, found 4: [* * * *]" in err, err
