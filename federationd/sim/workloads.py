@@ -60,6 +60,7 @@ JOBS: Resource = ("batch", "jobs")
 CRONJOBS: Resource = ("batch", "cronjobs")
 RCS: Resource = ("", "replicationcontrollers")
 ENDPOINTSLICES: Resource = ("discovery.k8s.io", "endpointslices")
+REVISIONS: Resource = ("apps", "controllerrevisions")
 
 #: the owner kinds whose controllers this module runs
 _OWNER_KINDS: dict[str, Resource] = {
@@ -593,6 +594,7 @@ class Controllers:
         meta, spec = _meta(ds), ds.get("spec") or {}
         template = spec.get("template") or {}
         h = template_hash(template)
+        self._history(ds, kind="DaemonSet", revision=f"{meta['name']}-{h}", hash_=h, live_label=h)
         tspec = template.get("spec") or {}
         nodes = [n for n in self.store.list_raw(NODES, None)[0]
                  if _node_fits(n, tspec, extra_tolerations=_DS_TOLERATIONS)]
@@ -644,6 +646,45 @@ class Controllers:
         _omit_zero(status, "numberAvailable", "numberUnavailable", "updatedNumberScheduled")
         self._write_status(DAEMONSETS, ds, status)
 
+    # ------------------------------------------------------------------ controller history
+
+    def _history(self, owner: Obj, *, kind: str, revision: str, hash_: str, live_label: str) -> None:
+        """The ControllerRevisions of a DaemonSet or StatefulSet (``kubectl rollout
+        history|undo`` read them): one per template, named ``<owner>-<hash>``, whose
+        ``data`` is the patch that puts that template back and whose ``revision`` is
+        the highest when it is the current one; the oldest beyond
+        ``revisionHistoryLimit`` that no Pod runs go."""
+        meta, spec = _meta(owner), owner.get("spec") or {}
+        ns = meta["namespace"]
+        template = spec.get("template") or {}
+        revs = self._controlled(owner, REVISIONS)
+        top = max((int(r.get("revision") or 0) for r in revs), default=0)
+        current = next((r for r in revs if _meta(r)["name"] == revision), None)
+        if current is None:
+            labels = {**((template.get("metadata") or {}).get("labels") or {}), "controller-revision-hash": hash_}
+            cr_meta: Obj = {"name": revision, "namespace": ns, "labels": labels,
+                            "ownerReferences": [_owner_ref(owner, api_version=owner["apiVersion"], kind=kind)]}
+            if meta.get("annotations"):
+                cr_meta["annotations"] = dict(meta["annotations"])
+            current = self.store.create({
+                "apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": cr_meta,
+                "data": {"spec": {"template": {**deep_copy(template), "$patch": "replace"}}},
+                "revision": top + 1}, kind=self._kind(REVISIONS), copy_result=False)
+            revs.append(current)
+        elif int(current.get("revision") or 0) < top:
+            # a template seen before is current again: its revision becomes the newest
+            current = self._write(REVISIONS, {**deep_copy(current), "revision": top + 1})
+        limit = spec.get("revisionHistoryLimit")
+        limit = 10 if limit is None else int(limit)
+        live = {(_meta(p).get("labels") or {}).get("controller-revision-hash") for p in self._controlled(owner)}
+        live.add(live_label)
+        old = sorted((r for r in revs if _meta(r)["name"] != revision
+                      and (_meta(r).get("labels") or {}).get("controller-revision-hash") not in live
+                      and _meta(r)["name"] not in live),
+                     key=lambda r: int(r.get("revision") or 0))
+        for r in old[:max(0, len(old) - limit)]:
+            self._delete(REVISIONS, r)
+
     # ------------------------------------------------------------------ statefulsets
 
     def _sync_statefulset(self, sts: Obj) -> None:
@@ -652,6 +693,7 @@ class Controllers:
         replicas = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
         template = spec.get("template") or {}
         revision = f"{name}-{template_hash(template)}"
+        self._history(sts, kind="StatefulSet", revision=revision, hash_=template_hash(template), live_label=revision)
         ordered = spec.get("podManagementPolicy", "OrderedReady") != "Parallel"
         pods: dict[int, Obj] = {}
         for p in self._controlled(sts):

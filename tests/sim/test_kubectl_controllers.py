@@ -117,3 +117,41 @@ async def test_cronjob_schedules_are_validated_like_the_server(kubectl: Kubectl)
     code, _, err = await kubectl.run("master", "create", "cronjob", unique("bad"), "--image=busybox:1.36",
                                      "--schedule=* * * *", check=False)
     assert code != 0 and "expected exactly 5 fields, found 4: [* * * *]" in err, err
+
+
+@pytest.mark.parametrize("kind", ["daemonset", "statefulset"])
+async def test_rollout_history_and_undo(kubectl: Kubectl, fleet: Fleet, kind: str) -> None:
+    name = unique(kind[:3])
+    spec: dict[str, Any] = {"selector": {"matchLabels": {"app": name}},
+                            "template": {"metadata": {"labels": {"app": name}},
+                                         "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}}
+    if kind == "statefulset":
+        spec.update(replicas=2, serviceName=name)
+    obj = {"apiVersion": "apps/v1", "kind": "DaemonSet" if kind == "daemonset" else "StatefulSet",
+           "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+    await kubectl.run("master", "apply", "-f", kubectl.write(name, obj))
+    await kubectl.run("master", "rollout", "status", f"{kind}/{name}", "--timeout=30s")
+    await kubectl.run("master", "set", "image", f"{kind}/{name}", "c=busybox:1.37")
+    await kubectl.run("master", "rollout", "status", f"{kind}/{name}", "--timeout=30s")
+
+    async def history() -> list[list[str]]:
+        _, out, _ = await kubectl.run("master", "rollout", "history", f"{kind}/{name}")
+        lines = out.strip().splitlines()
+        assert lines[0].strip() == f"{kind}.apps/{name}" and lines[1].split() == ["REVISION", "CHANGE-CAUSE"], out
+        return [ln.split() for ln in lines[2:]]
+
+    assert await history() == [["1", "<none>"], ["2", "<none>"]]
+    _, out, _ = await kubectl.run("master", "rollout", "history", f"{kind}/{name}", "--revision=1")
+    assert "busybox:1.36" in out and "busybox:1.37" not in out, out
+    revs = (await _json(kubectl, "get", "controllerrevisions", "-l", f"app={name}"))["items"]
+    assert sorted(r["revision"] for r in revs) == [1, 2]
+    assert all(r["metadata"]["ownerReferences"][0]["name"] == name for r in revs)
+
+    _, out, _ = await kubectl.run("master", "rollout", "undo", f"{kind}/{name}")
+    assert out.strip() == f"{kind}.apps/{name} rolled back", out
+    await kubectl.run("master", "rollout", "status", f"{kind}/{name}", "--timeout=30s")
+    # the first template is current again: its revision is now the newest
+    assert await history() == [["2", "<none>"], ["3", "<none>"]]
+    _, out, _ = await kubectl.run("master", "get", "pods", "-l", f"app={name}", "-o",
+                                  "jsonpath={.items[*].spec.containers[0].image}")
+    assert set(out.split()) == {"busybox:1.36"}, out
