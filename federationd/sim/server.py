@@ -42,6 +42,7 @@ from federationd.sim import (
     tables,
     validate,
     versions,
+    volumes,
 )
 from federationd.sim.kinds import CRDError, Kind, Registry, crd_errors, kinds_from_crd
 from federationd.sim.selectors import object_filter
@@ -798,6 +799,8 @@ class ApiServer:
         obj = self._decode_body(request, body, t)
         self._check_identity(obj, t)
         warnings = self._admit(obj, t, request)
+        if t.kind.resource == volumes.PVCS:
+            volumes.admit_claim(self.store, obj)
         self._set_managed(request, None, obj, t)
         stored, sk = self._stored(obj, t.kind)
         out = self.store.create(stored, kind=sk, dry_run=_dry_run(request), copy_result=False)

@@ -36,13 +36,14 @@ workload's status says so, until ``release``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from federationd.sim import cronjobs, errors
+from federationd.sim import cronjobs, errors, volumes
 from federationd.sim.defaults import template_hash
 from federationd.sim.kinds import Kind
 from federationd.sim.selectors import parse_label_selector
@@ -76,7 +77,7 @@ WORKLOADS = frozenset(_OWNER_KINDS.values())
 #: namespace defaults, recreated when deleted
 _DEFAULTS = frozenset({("", "serviceaccounts"), ("", "configmaps")})
 #: the resources whose changes some controller here reacts to
-_WATCHED = WORKLOADS | _DEFAULTS | {PODS, SERVICES, NODES, ("", "namespaces")}
+_WATCHED = WORKLOADS | _DEFAULTS | {PODS, SERVICES, NODES, ("", "namespaces"), volumes.PVCS, volumes.PVS, volumes.CLASSES}
 
 REVISION = "deployment.kubernetes.io/revision"
 _ALNUM = "bcdfghjklmnpqrstvwxz2456789"
@@ -200,6 +201,8 @@ class Controllers:
         self._timers: dict[tuple[str, ...], asyncio.TimerHandle] = {}
         self._next_ip: dict[str, int] = {}
         self._api_endpoint = ("127.0.0.1", 6443)
+        #: the default StorageClass, its provisioner and the PersistentVolume controller
+        self.volumes = volumes.Volumes(self)
         self._bootstrap()
 
     # ------------------------------------------------------------------ timers
@@ -293,7 +296,9 @@ class Controllers:
             self._namespace_defaults(ch.namespace)
         if not self.enabled:
             return
-        if res in WORKLOADS:
+        if res in (volumes.PVCS, volumes.PVS, volumes.CLASSES):
+            self._on_volume(ch)
+        elif res in WORKLOADS:
             if ch.type != "DELETED":
                 self._sync_later(res, ch.namespace, ch.name)
             self._sync_owner(ch.obj, ch.namespace)
@@ -306,6 +311,28 @@ class Controllers:
         elif res == NODES:
             for ds in self.store.list_raw(DAEMONSETS, None)[0]:
                 self._sync_later(DAEMONSETS, _meta(ds)["namespace"], _meta(ds)["name"])
+
+    def _on_volume(self, ch: Change) -> None:
+        vols = self.volumes
+        if ch.resource == volumes.PVCS:
+            ns, name = ch.namespace, ch.name
+            if ch.type == "DELETED":
+                self.schedule(("claim-gone", ns, name), 0.0, functools.partial(vols.claim_gone, ch.obj))
+                return
+            self.schedule(("claim", ns, name), 0.0, lambda: vols.sync_claim(ns, name))
+            # Pods waiting for this claim: the scheduler and the kubelet look again
+            for p in self.store.list_raw(PODS, ns)[0]:
+                if name in volumes.claim_names(p) and _phase(p) == "Pending" and not _terminating(p):
+                    if (p.get("spec") or {}).get("nodeName"):
+                        self._on_pod(p)
+                    else:
+                        pn = _meta(p)["name"]
+                        self.schedule(("bind", ns, pn), 0.0, functools.partial(self._bind, ns, pn))
+            return
+        for c in self.store.list_raw(volumes.PVCS, None)[0]:
+            if not volumes.bound(c):
+                cns, cname = _meta(c)["namespace"], _meta(c)["name"]
+                self.schedule(("claim", cns, cname), 0.0, functools.partial(vols.sync_claim, cns, cname))
 
     def _sync_owner(self, o: Obj, namespace: str) -> None:
         ref = _controller_ref(o)
@@ -830,11 +857,14 @@ class Controllers:
         if p is None or _terminating(p) or (p.get("spec") or {}).get("nodeName") or not self.enabled:
             return
         nodes = self.store.list_raw(NODES, None)[0]
-        fits = [n for n in nodes if _node_fits(n, p.get("spec") or {})]
+        unbound = self.volumes.unschedulable(p)
+        fits = [] if unbound else [n for n in nodes if _node_fits(n, p.get("spec") or {})
+                                   and self.volumes.node_allowed(p, n)]
         now = rfc3339(self.store.clock())
         if not fits:
             n = len(nodes)
-            msg = (f"0/{n} nodes are available: {n} node(s) didn't match Pod's node affinity/selector. "
+            reason = unbound or f"{n} node(s) didn't match Pod's node affinity/selector"
+            msg = (f"0/{n} nodes are available: {reason}. "
                    f"preemption: 0/{n} nodes are available: {n} Preemption is not helpful for scheduling.")
             status = deep_copy(p.get("status") or {})
             status["phase"] = "Pending"
@@ -848,6 +878,7 @@ class Controllers:
             if node and _active(q):
                 load[node] = load.get(node, 0) + 1
         node = min(fits, key=lambda n: (load.get(_meta(n)["name"], 0), _meta(n)["name"]))
+        self.volumes.select_node(p, _meta(node)["name"])
         bound = deep_copy(p)
         bound["spec"]["nodeName"] = _meta(node)["name"]
         self._write(PODS, bound)
@@ -913,6 +944,8 @@ class Controllers:
         node = str(spec.get("nodeName") or "")
         if not node:
             return None
+        if not all(volumes.bound(self.store.raw(volumes.PVCS, ns, c)) for c in volumes.claim_names(p)):
+            return None  # the kubelet mounts claims once they are bound; their change wakes it
         now = rfc3339(self.store.clock())
         old = p.get("status") or {}
         host_ip = self._node_ip(node)
@@ -1129,6 +1162,7 @@ class Controllers:
     # ------------------------------------------------------------------ namespaces and bootstrap
 
     def _bootstrap(self) -> None:
+        self.volumes.bootstrap()
         for ns in self.store.list_raw(("", "namespaces"), None)[0]:
             self._namespace_defaults(_meta(ns)["name"], now=True)
         if self.store.raw(SERVICES, "default", "kubernetes") is None:

@@ -155,3 +155,84 @@ async def test_rollout_history_and_undo(kubectl: Kubectl, fleet: Fleet, kind: st
     _, out, _ = await kubectl.run("master", "get", "pods", "-l", f"app={name}", "-o",
                                   "jsonpath={.items[*].spec.containers[0].image}")
     assert set(out.split()) == {"busybox:1.36"}, out
+
+
+def _pvc(name: str, *, size: str = "1Gi", cls: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    if cls is not None:
+        spec["storageClassName"] = cls
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": "default"},
+            "spec": spec}
+
+
+def _pod(name: str, claim: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "volumeMounts": [{"name": "d", "mountPath": "/d"}]}],
+                     "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}]}}
+
+
+async def test_default_storage_class_provisions_for_the_first_consumer(kubectl: Kubectl, fleet: Fleet) -> None:
+    _, out, _ = await kubectl.run("master", "get", "storageclass")
+    assert out.splitlines()[1].split()[:5] == ["standard", "(default)", "rancher.io/local-path", "Delete",
+                                               "WaitForFirstConsumer"], out
+    claim, pod = unique("data"), unique("user")
+    _, out, _ = await kubectl.run("master", "apply", "-f", kubectl.write(claim, _pvc(claim)), "-o", "json")
+    assert json.loads(out)["spec"]["storageClassName"] == "standard"
+    # no consumer yet: the claim waits
+    _, out, _ = await kubectl.run("master", "get", "pvc", claim)
+    assert out.splitlines()[1].split()[1] == "Pending", out
+    await kubectl.run("master", "apply", "-f", kubectl.write(pod, _pod(pod, claim)))
+    await kubectl.run("master", "wait", "--for=jsonpath={.status.phase}=Bound", f"pvc/{claim}", "--timeout=20s")
+    await kubectl.run("master", "wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=20s")
+    pvc = await _json(kubectl, "get", "pvc", claim)
+    pv = await _json(kubectl, "get", "pv", pvc["spec"]["volumeName"])
+    node = (await _json(kubectl, "get", "pod", pod))["spec"]["nodeName"]
+    assert pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"] == node
+    assert pvc["status"]["capacity"] == {"storage": "1Gi"} and pvc["status"]["accessModes"] == ["ReadWriteOnce"]
+    assert pv["status"]["phase"] == "Bound" and pv["spec"]["claimRef"]["name"] == claim
+    assert pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == [node]
+    _, out, _ = await kubectl.run("master", "get", "pvc", claim)
+    row = out.splitlines()[1].split()
+    assert row[1:5] == ["Bound", pv["metadata"]["name"], "1Gi", "RWO"], out
+    # the claim goes with its Pod, and the provisioned volume with the claim (reclaimPolicy Delete)
+    await kubectl.run("master", "delete", "pod", pod, "--wait=true")
+    await kubectl.run("master", "delete", "pvc", claim, "--wait=true")
+    await kubectl.run("master", "wait", "--for=delete", f"pv/{pv['metadata']['name']}", "--timeout=20s", check=False)
+    await wait_for(lambda: fleet["master"].store.get("v1", "PersistentVolume", pv["metadata"]["name"]) is None,
+                   what="volume deleted")
+
+
+async def test_claims_bind_existing_volumes_and_pods_wait_for_them(kubectl: Kubectl, fleet: Fleet) -> None:
+    claim, pod, pv_name = unique("static"), unique("waiter"), unique("pv")
+
+    async def pv(name: str, size: str, cls: str) -> None:
+        await kubectl.run("master", "apply", "-f", kubectl.write(name, {
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"], "storageClassName": cls,
+                     "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/srv/{name}"}}}))
+
+    # an administrator's volumes: a claim binds the smallest that fits
+    for suffix, size in (("small", "1Gi"), ("big", "5Gi"), ("mid", "3Gi")):
+        await pv(f"{pv_name}-{suffix}", size, "manual")
+    await kubectl.run("master", "apply", "-f", kubectl.write(claim, _pvc(claim, size="2Gi", cls="manual")))
+    await kubectl.run("master", "wait", "--for=jsonpath={.status.phase}=Bound", f"pvc/{claim}", "--timeout=20s")
+    assert (await _json(kubectl, "get", "pvc", claim))["spec"]["volumeName"] == f"{pv_name}-mid"
+    _, out, _ = await kubectl.run("master", "get", "pv", f"{pv_name}-small", f"{pv_name}-big", f"{pv_name}-mid")
+    rows = [r.split() for r in out.splitlines()[1:]]
+    assert [r[4] for r in rows] == ["Available", "Available", "Bound"] and rows[2][5] == f"default/{claim}", out
+
+    # an Immediate claim of a class no provisioner serves: its Pod cannot be scheduled
+    waiting = unique("slow")
+    await kubectl.run("master", "apply", "-f", kubectl.write(waiting, _pvc(waiting, cls="slow")))
+    await kubectl.run("master", "apply", "-f", kubectl.write(pod, _pod(pod, waiting)))
+    await kubectl.run("master", "wait", "--for=condition=PodScheduled=False", f"pod/{pod}", "--timeout=20s")
+    p = await _json(kubectl, "get", "pod", pod)
+    cond = next(c for c in p["status"]["conditions"] if c["type"] == "PodScheduled")
+    assert cond["message"].startswith("0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims."), cond
+    # until a volume for it appears
+    await pv(f"{pv_name}-slow", "1Gi", "slow")
+    await kubectl.run("master", "wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=20s")
+
+    # Retain: the volume outlives its claim, Released
+    await kubectl.run("master", "delete", "pvc", claim)
+    await kubectl.run("master", "wait", "--for=jsonpath={.status.phase}=Released", f"pv/{pv_name}-mid", "--timeout=20s")
