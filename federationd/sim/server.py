@@ -942,6 +942,8 @@ class ApiServer:
                 raise errors.not_found(k.plural, t.name, group=k.group)
             self._authorize_create(request, t)
             warnings = self._admit(new, t, request)
+            if k.resource == volumes.PVCS:
+                volumes.admit_claim(self.store, new)
             stored, sk = self._stored(new, k)
             out = self.store.create(stored, kind=sk, dry_run=_dry_run(request), copy_result=False)
             return _json(_as_version(out, k), status=201, warnings=warnings)

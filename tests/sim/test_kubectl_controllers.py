@@ -236,3 +236,13 @@ async def test_claims_bind_existing_volumes_and_pods_wait_for_them(kubectl: Kube
     # Retain: the volume outlives its claim, Released
     await kubectl.run("master", "delete", "pvc", claim)
     await kubectl.run("master", "wait", "--for=jsonpath={.status.phase}=Released", f"pv/{pv_name}-mid", "--timeout=20s")
+
+
+async def test_server_side_applied_claims_get_the_default_class_too(kubectl: Kubectl) -> None:
+    claim = unique("ssa")
+    _, out, _ = await kubectl.run("master", "apply", "--server-side", "-f", kubectl.write(claim, _pvc(claim)), "-o", "json")
+    assert json.loads(out)["spec"]["storageClassName"] == "standard"
+    # an explicit empty class stays empty (no dynamic provisioning)
+    other = unique("none")
+    _, out, _ = await kubectl.run("master", "apply", "-f", kubectl.write(other, _pvc(other, cls="")), "-o", "json")
+    assert json.loads(out)["spec"]["storageClassName"] == ""
