@@ -746,11 +746,17 @@ class Controllers:
             if ordered and not all(healthy(j) for j in range(i)):
                 break
             pname = f"{name}-{i}"
+            extra: Obj = {"hostname": pname, **({"subdomain": spec["serviceName"]} if spec.get("serviceName") else {})}
+            claims = self._claims(sts, i)
+            if claims:
+                extra["volumes"] = [v for v in (template.get("spec") or {}).get("volumes") or []
+                                    if v.get("name") not in claims] + [
+                    {"name": t, "persistentVolumeClaim": {"claimName": c}} for t, c in claims.items()]
             pods[i] = self._new_pod(
                 sts, kind="StatefulSet", template=template, name=pname,
                 labels={"controller-revision-hash": revision, "statefulset.kubernetes.io/pod-name": pname,
                         "apps.kubernetes.io/pod-index": str(i)},
-                spec={"hostname": pname, **({"subdomain": spec["serviceName"]} if spec.get("serviceName") else {})})
+                spec=extra)
             if ordered:
                 break
         # scale down from the highest ordinal, one at a time when ordered
@@ -780,6 +786,33 @@ class Controllers:
                        "collisionCount": 0, "availableReplicas": ready}
         _omit_zero(status, "readyReplicas", "currentReplicas", "updatedReplicas")
         self._write_status(STATEFULSETS, sts, status)
+
+    def _claims(self, sts: Obj, ordinal: int) -> dict[str, str]:
+        """The claims of a StatefulSet's Pod, from its ``volumeClaimTemplates``
+        (``<template>-<set>-<ordinal>``), created when missing and kept when the Pod or
+        the set goes (the default ``Retain`` retention policy); template name → claim."""
+        meta, spec = _meta(sts), sts.get("spec") or {}
+        out: dict[str, str] = {}
+        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        for tpl in spec.get("volumeClaimTemplates") or []:
+            tname = str((tpl.get("metadata") or {}).get("name") or "")
+            if not tname:
+                continue
+            claim = f"{tname}-{meta['name']}-{ordinal}"
+            out[tname] = claim
+            if self.store.raw(volumes.PVCS, meta["namespace"], claim) is None:
+                tmeta = tpl.get("metadata") or {}
+                obj: Obj = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {
+                    "name": claim, "namespace": meta["namespace"],
+                    "labels": {**(tmeta.get("labels") or {}), **selector}},
+                    "spec": deep_copy(tpl.get("spec") or {})}
+                if tmeta.get("annotations"):
+                    obj["metadata"]["annotations"] = dict(tmeta["annotations"])
+                volumes.admit_claim(self.store, obj)
+                self.store.create(obj, kind=self._kind(volumes.PVCS), copy_result=False)
+                self._event(sts, "SuccessfulCreate", f"create Claim {claim} Pod {meta['name']}-{ordinal} "
+                            f"in StatefulSet {meta['name']} success", component="statefulset-controller")
+        return out
 
     # ------------------------------------------------------------------ jobs
 

@@ -246,3 +246,23 @@ async def test_server_side_applied_claims_get_the_default_class_too(kubectl: Kub
     other = unique("none")
     _, out, _ = await kubectl.run("master", "apply", "-f", kubectl.write(other, _pvc(other, cls="")), "-o", "json")
     assert json.loads(out)["spec"]["storageClassName"] == ""
+
+
+async def test_statefulset_claims_from_volume_claim_templates(kubectl: Kubectl) -> None:
+    name = unique("db")
+    obj = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"replicas": 2, "serviceName": name, "selector": {"matchLabels": {"app": name}},
+                    "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+                        {"name": "c", "image": "busybox:1.36", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}},
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}}
+    await kubectl.run("master", "apply", "-f", kubectl.write(name, obj))
+    await kubectl.run("master", "rollout", "status", f"statefulset/{name}", "--timeout=30s")
+    _, out, _ = await kubectl.run("master", "get", "pvc", "-l", f"app={name}")
+    rows = sorted(r.split()[:2] for r in out.splitlines()[1:])
+    assert rows == [[f"data-{name}-0", "Bound"], [f"data-{name}-1", "Bound"]], out
+    pod = await _json(kubectl, "get", "pod", f"{name}-1")
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": f"data-{name}-1"}} in pod["spec"]["volumes"]
+    pv = await _json(kubectl, "get", "pv", (await _json(kubectl, "get", "pvc", f"data-{name}-1"))["spec"]["volumeName"])
+    node = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0]
+    assert pod["spec"]["nodeName"] == node
