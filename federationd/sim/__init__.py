@@ -30,16 +30,18 @@ from the command line (``cli``). For tests::
         c.behaviours.kubelet_enabled = False     # no controllers, scheduler or kubelets
         c.behaviours.hold_ready(ns, workload)    # its new Pods never get Ready (release_ready)
         c.behaviours.restart_pod(ns, pod)        # new pod IP (Endpoints follow)
+        c.store.clock = fake; c.behaviours.controllers.sync_cronjobs()  # CronJobs at a moved clock
         c.region, c.zones                        # on the Nodes' topology labels
 
 Modules: ``kinds`` (what is served), ``store`` (MVCC, lifecycle, watch fan-out),
 ``server`` (HTTP, verbs, admission), ``auth`` (tokens, impersonation), ``rbac``
 (authorization, default roles, aggregation, escalation checks), ``discovery``, ``tables``,
 ``selectors``, ``defaults``, ``protobuf``, ``openapi``, ``versions`` (what each Kubernetes
-release serves), ``behaviours``, ``workloads``, ``injection`` (Istio's sidecar injection
-webhook, on the Go ``text/template`` of ``gotemplate``), ``faults``, ``fleet``, ``control``;
-``patch``, ``ssa``, ``validate``, ``celrules`` and ``semantics`` hold patch semantics,
-server-side apply, schemas, CRD validation rules and the server's own validation rules.
+release serves), ``behaviours``, ``workloads`` (with ``cronjobs`` and ``volumes``),
+``injection`` (Istio's sidecar injection webhook, on the Go ``text/template`` of
+``gotemplate``), ``faults``, ``fleet``, ``control``; ``patch``, ``ssa``, ``validate``,
+``celrules`` and ``semantics`` hold patch semantics, server-side apply, schemas, CRD
+validation rules and the server's own validation rules.
 """
 
 from federationd.sim.fleet import Cluster, ClusterSpec, Fleet

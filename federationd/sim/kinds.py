@@ -127,6 +127,7 @@ BUILTINS: tuple[Kind, ...] = (
     _k("apps", "v1", "DaemonSet", "daemonsets", True, "ds", status=True, categories=_ALL),
     _k("apps", "v1", "StatefulSet", "statefulsets", True, "sts", status=True, scale=True, categories=_ALL),
     _k("apps", "v1", "ReplicaSet", "replicasets", True, "rs", status=True, scale=True, categories=_ALL),
+    _k("apps", "v1", "ControllerRevision", "controllerrevisions", True),
     # workloads, storage, networking, certificates: what `kubectl get all` and
     # `kubectl apply --prune` (its default allowlist) expect every cluster to serve
     _k("", "v1", "ReplicationController", "replicationcontrollers", True, "rc", status=True, scale=True, categories=_ALL),

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, Final
 
+from federationd.sim.cronjobs import schedule_errors
 from federationd.sim.validate import FieldError, name_errors
 
 Obj = dict[str, Any]
@@ -130,12 +131,15 @@ def _selector_errors(group: str, kind: str, obj: Obj) -> list[FieldError]:
 
 def field_errors(group: str, kind: str, obj: Obj) -> list[FieldError]:
     """Validation of the pod spec a kind carries: container names and images, and a
-    workload's selector against its template's labels."""
+    workload's selector against its template's labels; a CronJob's schedule."""
+    cron: list[FieldError] = []
+    if group == "batch" and kind == "CronJob":
+        cron = [FieldError(f, r, m) for f, r, m in schedule_errors(obj.get("spec"))]
     found = _pod_spec(group, kind, obj)
     if found is None:
-        return []
+        return cron
     prefix, spec = found
-    out: list[FieldError] = _selector_errors(group, kind, obj)
+    out: list[FieldError] = cron + _selector_errors(group, kind, obj)
     seen: set[str] = set()
     for key in ("initContainers", "containers"):
         containers = spec.get(key)

@@ -44,6 +44,7 @@ from federationd.sim import (
     tables,
     validate,
     versions,
+    volumes,
 )
 from federationd.sim.kinds import CRDError, Kind, Registry, crd_errors, kinds_from_crd
 from federationd.sim.selectors import object_filter
@@ -144,6 +145,9 @@ class ApiServer:
 
     #: bytes a watcher may have unread in its socket buffer before it is dropped
     WATCH_BUFFER_LIMIT = 16 * 1024 * 1024
+    #: seconds between checks that an idle watch's client is still connected (aiohttp
+    #: does not cancel a handler whose connection is lost)
+    WATCH_LIVENESS_CHECK = 1.0
 
     def __init__(
         self,
@@ -633,6 +637,10 @@ class ApiServer:
             deadline = loop.time() + timeout
             next_bookmark = loop.time() + self.bookmark_interval if bookmarks else float("inf")
             while not sub.closed:
+                if transport.is_closing():
+                    # the client went away: the real server ends the watch with the
+                    # request's context, not at its timeout or next event
+                    break
                 now = loop.time()
                 if now >= deadline:
                     break
@@ -643,7 +651,7 @@ class ApiServer:
                     next_bookmark = now + self.bookmark_interval
                     continue
                 try:
-                    async with asyncio.timeout(min(deadline, next_bookmark) - now):
+                    async with asyncio.timeout(min(deadline, next_bookmark, now + self.WATCH_LIVENESS_CHECK) - now):
                         if await sub.queue.get() is None:
                             break
                 except TimeoutError:
@@ -857,6 +865,8 @@ class ApiServer:
         obj = self._decode_body(request, body, t)
         self._check_identity(obj, t)
         warnings = self._admit(obj, t, request)
+        if t.kind.resource == volumes.PVCS:
+            volumes.admit_claim(self.store, obj)
         self._set_managed(request, None, obj, t)
         stored, sk = self._stored(obj, t.kind)
         out = self.store.create(stored, kind=sk, dry_run=_dry_run(request), copy_result=False)
@@ -998,6 +1008,8 @@ class ApiServer:
                 raise errors.not_found(k.plural, t.name, group=k.group)
             self._authorize_create(request, t)
             warnings = self._admit(new, t, request)
+            if k.resource == volumes.PVCS:
+                volumes.admit_claim(self.store, new)
             stored, sk = self._stored(new, k)
             out = self.store.create(stored, kind=sk, dry_run=_dry_run(request), copy_result=False)
             return _json(_as_version(out, k), status=201, warnings=warnings)

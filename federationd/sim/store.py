@@ -55,8 +55,20 @@ def deep_copy(obj: Obj) -> Obj:
     return out
 
 
+_last_rfc3339: tuple[int | None, str] = (None, "")
+
+
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # every write stamps one or two times, nearly always of the same second as the
+    # previous write: formatting one is a tenth of a create's cost, so the last is kept
+    global _last_rfc3339
+    second = int(ts)
+    last = _last_rfc3339
+    if last[0] == second:
+        return last[1]
+    text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    _last_rfc3339 = (second, text)
+    return text
 
 
 def parse_rfc3339(s: str) -> float:
@@ -364,8 +376,11 @@ class Store:
                 n += 1
         return n
 
-    def watcher_count(self) -> int:
-        return sum(len(s) for s in self._subs.values())
+    def watcher_count(self, resource: ResourceKey | None = None, namespace: str | None = None) -> int:
+        """Open watches (of one resource, and of those, the ones of one namespace)."""
+        if resource is None:
+            return sum(len(s) for s in self._subs.values())
+        return sum(1 for s in self._subs.get(resource, ()) if namespace is None or s.namespace == namespace)
 
     # ------------------------------------------------------------------ writes
 

@@ -491,6 +491,21 @@ _BUILTIN: dict[tuple[str, str], list[Column]] = {
         _A,
         (_col("VolumeMode", priority=1), _f(lambda o: _st(o, "spec", "volumeMode") or "Filesystem")),
     ],
+    ("", "PersistentVolume"): [
+        _N,
+        (_col("Capacity"), _f(lambda o: (_st(o, "spec", "capacity") or {}).get("storage", ""))),
+        (_col("Access Modes"), _f(lambda o: ",".join({"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX",
+                                                      "ReadWriteOncePod": "RWOP"}.get(m, m) for m in _st(o, "spec", "accessModes") or []))),
+        (_col("Reclaim Policy"), _f(lambda o: _st(o, "spec", "persistentVolumeReclaimPolicy") or "")),
+        (_col("Status"), _f(lambda o: _st(o, "status", "phase") or "")),
+        (_col("Claim"), _f(lambda o: f"{_st(o, 'spec', 'claimRef', 'namespace')}/{_st(o, 'spec', 'claimRef', 'name')}"
+                           if _st(o, "spec", "claimRef") else "")),
+        (_col("StorageClass"), _f(lambda o: _st(o, "spec", "storageClassName") or "")),
+        (_col("VolumeAttributesClass"), _f(lambda o: _st(o, "spec", "volumeAttributesClassName") or "<unset>")),
+        (_col("Reason"), _f(lambda o: _st(o, "status", "reason") or "")),
+        _A,
+        (_col("VolumeMode", priority=1), _f(lambda o: _st(o, "spec", "volumeMode") or "Filesystem")),
+    ],
     ("", "ReplicationController"): [
         _N,
         (_col("Desired", "integer"), _f(_replicas)),
@@ -622,7 +637,10 @@ _BUILTIN: dict[tuple[str, str], list[Column]] = {
         _A,
     ],
     ("storage.k8s.io", "StorageClass"): [
-        _N,
+        # the printer marks the default class in its name
+        (_N[0], _f(lambda o: o["metadata"]["name"] + (
+            " (default)" if (o["metadata"].get("annotations") or {}).get(
+                "storageclass.kubernetes.io/is-default-class") in ("true", "True") else ""))),
         (_col("Provisioner"), _f(lambda o: o.get("provisioner", ""))),
         (_col("ReclaimPolicy"), _f(lambda o: o.get("reclaimPolicy") or "Delete")),
         (_col("VolumeBindingMode"), _f(lambda o: o.get("volumeBindingMode") or "Immediate")),

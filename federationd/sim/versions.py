@@ -44,7 +44,7 @@ import functools
 import json
 import lzma
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final
 
@@ -68,11 +68,12 @@ class KubeVersion:
 
     minor: int
     patch: int = 0
+    #: ``1.14``: the key of everything per release in this module (read on every
+    #: request, so computed once)
+    name: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def name(self) -> str:
-        """``1.14``: the key of everything per release in this module."""
-        return f"1.{self.minor}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", f"1.{self.minor}")
 
     @property
     def git_version(self) -> str:

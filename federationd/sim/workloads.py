@@ -13,7 +13,8 @@ kube-controller-manager:
   update within maxSurge/maxUnavailable, Recreate) → Pods;
 * DaemonSets → one Pod per matching Node; StatefulSets → ordinal Pods, one at a time
   under ``OrderedReady``; Jobs → Pods that run to ``Succeeded`` and a ``Complete``
-  condition; ReplicationControllers like ReplicaSets;
+  condition; CronJobs → Jobs on their schedule (``cronjobs``); ReplicationControllers
+  like ReplicaSets;
 * the scheduler (nodeSelector, required node affinity on ``metadata.name``, taints and
   tolerations, the least loaded Node) and the kubelet (Running, an IP from the Node's
   ``podCIDR``, conditions, container statuses);
@@ -35,13 +36,14 @@ workload's status says so, until ``release``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from federationd.sim import errors
+from federationd.sim import cronjobs, errors, volumes
 from federationd.sim.defaults import template_hash
 from federationd.sim.kinds import Kind
 from federationd.sim.selectors import parse_label_selector
@@ -56,8 +58,10 @@ REPLICASETS: Resource = ("apps", "replicasets")
 DAEMONSETS: Resource = ("apps", "daemonsets")
 STATEFULSETS: Resource = ("apps", "statefulsets")
 JOBS: Resource = ("batch", "jobs")
+CRONJOBS: Resource = ("batch", "cronjobs")
 RCS: Resource = ("", "replicationcontrollers")
 ENDPOINTSLICES: Resource = ("discovery.k8s.io", "endpointslices")
+REVISIONS: Resource = ("apps", "controllerrevisions")
 
 #: the owner kinds whose controllers this module runs
 _OWNER_KINDS: dict[str, Resource] = {
@@ -67,12 +71,13 @@ _OWNER_KINDS: dict[str, Resource] = {
     "StatefulSet": STATEFULSETS,
     "Job": JOBS,
     "ReplicationController": RCS,
+    "CronJob": CRONJOBS,
 }
 WORKLOADS = frozenset(_OWNER_KINDS.values())
 #: namespace defaults, recreated when deleted
 _DEFAULTS = frozenset({("", "serviceaccounts"), ("", "configmaps")})
 #: the resources whose changes some controller here reacts to
-_WATCHED = WORKLOADS | _DEFAULTS | {PODS, SERVICES, NODES, ("", "namespaces")}
+_WATCHED = WORKLOADS | _DEFAULTS | {PODS, SERVICES, NODES, ("", "namespaces"), volumes.PVCS, volumes.PVS, volumes.CLASSES}
 
 REVISION = "deployment.kubernetes.io/revision"
 _ALNUM = "bcdfghjklmnpqrstvwxz2456789"
@@ -198,6 +203,8 @@ class Controllers:
         self._api_endpoint = ("127.0.0.1", 6443)
         #: consecutive refused Pod creates per owner (kind, namespace, name), for backoff
         self._create_failures: dict[tuple[str, str, str], int] = {}
+        #: the default StorageClass, its provisioner and the PersistentVolume controller
+        self.volumes = volumes.Volumes(self)
         self._bootstrap()
 
     # ------------------------------------------------------------------ timers
@@ -249,11 +256,21 @@ class Controllers:
             DAEMONSETS: self._sync_daemonset,
             STATEFULSETS: self._sync_statefulset,
             JOBS: self._sync_job,
+            CRONJOBS: self._sync_cronjob,
         }.get(resource)
         if fn is not None:
             o = self.store.raw(resource, namespace, name)
             if o is not None and not _terminating(o):
                 fn(o)
+
+    def sync_cronjobs(self) -> None:
+        """Run the CronJob controller over every CronJob now, at the store's clock (what
+        a test does after moving that clock)."""
+        for o in self.store.list_raw(CRONJOBS, None)[0]:
+            self.sync(CRONJOBS, _meta(o)["namespace"], _meta(o)["name"])
+
+    def _sync_cronjob(self, cj: Obj) -> None:
+        cronjobs.sync(self, cj, owner_ref=lambda o: _owner_ref(o, api_version="batch/v1", kind="CronJob"))
 
     def resync(self) -> None:
         """Look at every workload and Pod again (after the controllers were switched on)."""
@@ -281,7 +298,9 @@ class Controllers:
             self._namespace_defaults(ch.namespace)
         if not self.enabled:
             return
-        if res in WORKLOADS:
+        if res in (volumes.PVCS, volumes.PVS, volumes.CLASSES):
+            self._on_volume(ch)
+        elif res in WORKLOADS:
             if ch.type != "DELETED":
                 self._sync_later(res, ch.namespace, ch.name)
             self._sync_owner(ch.obj, ch.namespace)
@@ -294,6 +313,28 @@ class Controllers:
         elif res == NODES:
             for ds in self.store.list_raw(DAEMONSETS, None)[0]:
                 self._sync_later(DAEMONSETS, _meta(ds)["namespace"], _meta(ds)["name"])
+
+    def _on_volume(self, ch: Change) -> None:
+        vols = self.volumes
+        if ch.resource == volumes.PVCS:
+            ns, name = ch.namespace, ch.name
+            if ch.type == "DELETED":
+                self.schedule(("claim-gone", ns, name), 0.0, functools.partial(vols.claim_gone, ch.obj))
+                return
+            self.schedule(("claim", ns, name), 0.0, lambda: vols.sync_claim(ns, name))
+            # Pods waiting for this claim: the scheduler and the kubelet look again
+            for p in self.store.list_raw(PODS, ns)[0]:
+                if name in volumes.claim_names(p) and _phase(p) == "Pending" and not _terminating(p):
+                    if (p.get("spec") or {}).get("nodeName"):
+                        self._on_pod(p)
+                    else:
+                        pn = _meta(p)["name"]
+                        self.schedule(("bind", ns, pn), 0.0, functools.partial(self._bind, ns, pn))
+            return
+        for c in self.store.list_raw(volumes.PVCS, None)[0]:
+            if not volumes.bound(c):
+                cns, cname = _meta(c)["namespace"], _meta(c)["name"]
+                self.schedule(("claim", cns, cname), 0.0, functools.partial(vols.sync_claim, cns, cname))
 
     def _sync_owner(self, o: Obj, namespace: str) -> None:
         ref = _controller_ref(o)
@@ -367,10 +408,9 @@ class Controllers:
     def _write(self, resource: Resource, o: Obj) -> Obj:
         return self.store.update(o, kind=self._kind(resource), check_version=False, copy_result=False)
 
-    def _event(self, o: Obj, reason: str, message: str, *, component: str, host: str = "",
-               type_: str = "Normal") -> None:
-        """A Normal Event about ``o``, as the controllers and kubelets record them
-        (what ``kubectl describe`` lists); never a reason for a sync to fail."""
+    def _event(self, o: Obj, reason: str, message: str, *, component: str, host: str = "", type_: str = "Normal") -> None:
+        """An Event about ``o``, as the controllers and kubelets record them (what
+        ``kubectl describe`` lists); never a reason for a sync to fail."""
         m = _meta(o)
         now = rfc3339(self.store.clock())
         source: Obj = {"component": component, **({"host": host} if host else {})}
@@ -603,6 +643,7 @@ class Controllers:
         meta, spec = _meta(ds), ds.get("spec") or {}
         template = spec.get("template") or {}
         h = template_hash(template)
+        self._history(ds, kind="DaemonSet", revision=f"{meta['name']}-{h}", hash_=h, live_label=h)
         tspec = template.get("spec") or {}
         nodes = [n for n in self.store.list_raw(NODES, None)[0]
                  if _node_fits(n, tspec, extra_tolerations=_DS_TOLERATIONS)]
@@ -654,6 +695,45 @@ class Controllers:
         _omit_zero(status, "numberAvailable", "numberUnavailable", "updatedNumberScheduled")
         self._write_status(DAEMONSETS, ds, status)
 
+    # ------------------------------------------------------------------ controller history
+
+    def _history(self, owner: Obj, *, kind: str, revision: str, hash_: str, live_label: str) -> None:
+        """The ControllerRevisions of a DaemonSet or StatefulSet (``kubectl rollout
+        history|undo`` read them): one per template, named ``<owner>-<hash>``, whose
+        ``data`` is the patch that puts that template back and whose ``revision`` is
+        the highest when it is the current one; the oldest beyond
+        ``revisionHistoryLimit`` that no Pod runs go."""
+        meta, spec = _meta(owner), owner.get("spec") or {}
+        ns = meta["namespace"]
+        template = spec.get("template") or {}
+        revs = self._controlled(owner, REVISIONS)
+        top = max((int(r.get("revision") or 0) for r in revs), default=0)
+        current = next((r for r in revs if _meta(r)["name"] == revision), None)
+        if current is None:
+            labels = {**((template.get("metadata") or {}).get("labels") or {}), "controller-revision-hash": hash_}
+            cr_meta: Obj = {"name": revision, "namespace": ns, "labels": labels,
+                            "ownerReferences": [_owner_ref(owner, api_version=owner["apiVersion"], kind=kind)]}
+            if meta.get("annotations"):
+                cr_meta["annotations"] = dict(meta["annotations"])
+            current = self.store.create({
+                "apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": cr_meta,
+                "data": {"spec": {"template": {**deep_copy(template), "$patch": "replace"}}},
+                "revision": top + 1}, kind=self._kind(REVISIONS), copy_result=False)
+            revs.append(current)
+        elif int(current.get("revision") or 0) < top:
+            # a template seen before is current again: its revision becomes the newest
+            current = self._write(REVISIONS, {**deep_copy(current), "revision": top + 1})
+        limit = spec.get("revisionHistoryLimit")
+        limit = 10 if limit is None else int(limit)
+        live = {(_meta(p).get("labels") or {}).get("controller-revision-hash") for p in self._controlled(owner)}
+        live.add(live_label)
+        old = sorted((r for r in revs if _meta(r)["name"] != revision
+                      and (_meta(r).get("labels") or {}).get("controller-revision-hash") not in live
+                      and _meta(r)["name"] not in live),
+                     key=lambda r: int(r.get("revision") or 0))
+        for r in old[:max(0, len(old) - limit)]:
+            self._delete(REVISIONS, r)
+
     # ------------------------------------------------------------------ statefulsets
 
     def _sync_statefulset(self, sts: Obj) -> None:
@@ -662,6 +742,7 @@ class Controllers:
         replicas = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
         template = spec.get("template") or {}
         revision = f"{name}-{template_hash(template)}"
+        self._history(sts, kind="StatefulSet", revision=revision, hash_=template_hash(template), live_label=revision)
         ordered = spec.get("podManagementPolicy", "OrderedReady") != "Parallel"
         pods: dict[int, Obj] = {}
         for p in self._controlled(sts):
@@ -687,11 +768,17 @@ class Controllers:
             if ordered and not all(healthy(j) for j in range(i)):
                 break
             pname = f"{name}-{i}"
+            extra: Obj = {"hostname": pname, **({"subdomain": spec["serviceName"]} if spec.get("serviceName") else {})}
+            claims = self._claims(sts, i)
+            if claims:
+                extra["volumes"] = [v for v in (template.get("spec") or {}).get("volumes") or []
+                                    if v.get("name") not in claims] + [
+                    {"name": t, "persistentVolumeClaim": {"claimName": c}} for t, c in claims.items()]
             pods[i] = self._new_pod(
                 sts, kind="StatefulSet", template=template, name=pname,
                 labels={"controller-revision-hash": revision, "statefulset.kubernetes.io/pod-name": pname,
                         "apps.kubernetes.io/pod-index": str(i)},
-                spec={"hostname": pname, **({"subdomain": spec["serviceName"]} if spec.get("serviceName") else {})})
+                spec=extra)
             if ordered:
                 break
         # scale down from the highest ordinal, one at a time when ordered
@@ -721,6 +808,33 @@ class Controllers:
                        "collisionCount": 0, "availableReplicas": ready}
         _omit_zero(status, "readyReplicas", "currentReplicas", "updatedReplicas")
         self._write_status(STATEFULSETS, sts, status)
+
+    def _claims(self, sts: Obj, ordinal: int) -> dict[str, str]:
+        """The claims of a StatefulSet's Pod, from its ``volumeClaimTemplates``
+        (``<template>-<set>-<ordinal>``), created when missing and kept when the Pod or
+        the set goes (the default ``Retain`` retention policy); template name → claim."""
+        meta, spec = _meta(sts), sts.get("spec") or {}
+        out: dict[str, str] = {}
+        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        for tpl in spec.get("volumeClaimTemplates") or []:
+            tname = str((tpl.get("metadata") or {}).get("name") or "")
+            if not tname:
+                continue
+            claim = f"{tname}-{meta['name']}-{ordinal}"
+            out[tname] = claim
+            if self.store.raw(volumes.PVCS, meta["namespace"], claim) is None:
+                tmeta = tpl.get("metadata") or {}
+                obj: Obj = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {
+                    "name": claim, "namespace": meta["namespace"],
+                    "labels": {**(tmeta.get("labels") or {}), **selector}},
+                    "spec": deep_copy(tpl.get("spec") or {})}
+                if tmeta.get("annotations"):
+                    obj["metadata"]["annotations"] = dict(tmeta["annotations"])
+                volumes.admit_claim(self.store, obj)
+                self.store.create(obj, kind=self._kind(volumes.PVCS), copy_result=False)
+                self._event(sts, "SuccessfulCreate", f"create Claim {claim} Pod {meta['name']}-{ordinal} "
+                            f"in StatefulSet {meta['name']} success", component="statefulset-controller")
+        return out
 
     # ------------------------------------------------------------------ jobs
 
@@ -798,11 +912,14 @@ class Controllers:
         if p is None or _terminating(p) or (p.get("spec") or {}).get("nodeName") or not self.enabled:
             return
         nodes = self.store.list_raw(NODES, None)[0]
-        fits = [n for n in nodes if _node_fits(n, p.get("spec") or {})]
+        unbound = self.volumes.unschedulable(p)
+        fits = [] if unbound else [n for n in nodes if _node_fits(n, p.get("spec") or {})
+                                   and self.volumes.node_allowed(p, n)]
         now = rfc3339(self.store.clock())
         if not fits:
             n = len(nodes)
-            msg = (f"0/{n} nodes are available: {n} node(s) didn't match Pod's node affinity/selector. "
+            reason = unbound or f"{n} node(s) didn't match Pod's node affinity/selector"
+            msg = (f"0/{n} nodes are available: {reason}. "
                    f"preemption: 0/{n} nodes are available: {n} Preemption is not helpful for scheduling.")
             status = deep_copy(p.get("status") or {})
             status["phase"] = "Pending"
@@ -816,6 +933,7 @@ class Controllers:
             if node and _active(q):
                 load[node] = load.get(node, 0) + 1
         node = min(fits, key=lambda n: (load.get(_meta(n)["name"], 0), _meta(n)["name"]))
+        self.volumes.select_node(p, _meta(node)["name"])
         bound = deep_copy(p)
         bound["spec"]["nodeName"] = _meta(node)["name"]
         self._write(PODS, bound)
@@ -881,6 +999,8 @@ class Controllers:
         node = str(spec.get("nodeName") or "")
         if not node:
             return None
+        if not all(volumes.bound(self.store.raw(volumes.PVCS, ns, c)) for c in volumes.claim_names(p)):
+            return None  # the kubelet mounts claims once they are bound; their change wakes it
         now = rfc3339(self.store.clock())
         old = p.get("status") or {}
         host_ip = self._node_ip(node)
@@ -1097,6 +1217,7 @@ class Controllers:
     # ------------------------------------------------------------------ namespaces and bootstrap
 
     def _bootstrap(self) -> None:
+        self.volumes.bootstrap()
         for ns in self.store.list_raw(("", "namespaces"), None)[0]:
             self._namespace_defaults(_meta(ns)["name"], now=True)
         if self.store.raw(SERVICES, "default", "kubernetes") is None:

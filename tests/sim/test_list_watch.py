@@ -242,6 +242,17 @@ async def test_drop_watches_ends_open_streams(api: client.ApiClient, raw: Raw, m
             assert await resp.read() == b""
 
 
+async def test_a_watch_ends_when_its_client_goes_away(api: client.ApiClient, raw: Raw, master: Cluster) -> None:
+    # no event reaches this namespace's watch: only the lost connection can end it
+    ns = await _ns(api)
+    headers = {"Authorization": f"Bearer {raw.token}"}
+    resp = await raw.session.get(raw.cluster.url + f"/api/v1/namespaces/{ns}/secrets",
+                                 params={"watch": "1", "timeoutSeconds": "600"}, headers=headers)
+    await wait_for(lambda: master.store.watcher_count(("", "secrets"), ns) == 1, what="watch registered")
+    resp.close()
+    await wait_for(lambda: master.store.watcher_count(("", "secrets"), ns) == 0, what="watch ended", within=5)
+
+
 async def test_watch_list_protocol_marks_the_end_of_initial_events(api: client.ApiClient, raw: Raw) -> None:
     v1 = client.CoreV1Api(api)
     ns = await _ns(api)
