@@ -47,7 +47,7 @@ import msgspec
 
 from federationd import render
 from federationd.api import v1beta1
-from federationd.projections import locality
+from federationd.projections import kubeversion, locality
 from federationd.projections import membership as fleet
 from federationd.projections.membership import Membership
 from federationd.projections.state import (
@@ -541,6 +541,8 @@ def _master_desired(
         localities, loc_seqs, state.ca_secrets.get(master), state.namespaces.get(master),
         # the kubeconfig Secrets the master labels for pilot (_remote_secret_labels)
         state.kubeconfigs, state.remote_istios,
+        # its server version and served APIs (API versions rendered; refusal)
+        state.kubernetes.get(master),
     )
     return _memo.get(("desired", master), inputs, lambda: _master_desired_now(state, istio))
 
@@ -552,6 +554,10 @@ def _master_desired_now(
     if istio.good_spec is None:
         return ClusterDesired(hold=True, hold_reason=istio.problem)
     spec = _istio_spec(istio)
+    apis = state.kubernetes.get(master)
+    refused = kubeversion.refusal(spec, apis, cluster=master, role="master")
+    if refused:
+        return ClusterDesired(hold=True, hold_reason=refused)
     networks, net_seqs = _mesh_networks(state, master, istio)
     localities, loc_seqs = _localities(state)
     ca_name, ca_fingerprint, ca_seqs = _ca_facts(state, master, istio.namespace)
@@ -563,6 +569,7 @@ def _master_desired_now(
         localities=localities,
         ca_secret_name=ca_name,
         ca_fingerprint=ca_fingerprint,
+        kubernetes_apis=kubeversion.served(apis),
     )
     try:
         rendered = _render_master(spec, namespace=istio.namespace, facts=facts)
@@ -597,6 +604,8 @@ def _remote_desired(
         state.ca_secrets.get(remote.name), state.namespaces.get(remote.name),
         # enabledServices: the master's pod addresses and (gateway mode) its gateway
         state.pods.get(istio.cluster), gateway_addresses(state, istio.cluster, istio.namespace),
+        # its server version and served APIs (API versions rendered; refusal)
+        state.kubernetes.get(remote.name),
     )
     return _memo.get(("desired", remote.name), inputs, lambda: _remote_desired_now(state, istio, remote))
 
@@ -610,6 +619,10 @@ def _remote_desired_now(
         return ClusterDesired(hold=True, hold_reason=remote.problem)
     spec = _istio_spec(istio)
     rspec = _remote_spec(remote)
+    apis = state.kubernetes.get(remote.name)
+    refused = kubeversion.refusal(spec, apis, cluster=remote.name, role="remote")
+    if refused:
+        return ClusterDesired(hold=True, hold_reason=refused)
     networks, _ = _mesh_networks(state, istio.cluster, istio)
     localities, _ = _localities(state)
     ca_name, ca_fingerprint, ca_seqs = _ca_facts(state, remote.name, remote.namespace)
@@ -621,6 +634,7 @@ def _remote_desired_now(
         localities=localities,
         ca_secret_name=ca_name,
         ca_fingerprint=ca_fingerprint,
+        kubernetes_apis=kubeversion.served(apis),
     )
     try:
         rendered = _render_remote(spec, rspec, namespace=remote.namespace, facts=facts)
