@@ -21,6 +21,7 @@ derivation re-runs only the checks whose cluster changed.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -132,9 +133,12 @@ def _family(c: ClusterView, ns: str) -> str:
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+@functools.lru_cache(maxsize=16)
 def _load(text: str) -> Any:
-    """``yaml.safe_load`` through LibYAML when present (the same result, faster: a
-    derivation parses meshNetworks of every network on each gateway change)."""
+    """``yaml.safe_load`` through LibYAML when present, once per text: a derivation
+    reads the master's mesh config in three checks after each gateway change, and every
+    cluster of one release carries the same injector config. The result is shared:
+    callers only read it."""
     return yaml.load(text, Loader=_LOADER)  # a safe loader: plain data only
 
 
@@ -284,8 +288,8 @@ def _apis(view: MeshView, c: ClusterView) -> list[Finding]:
     return out
 
 
-def _ingress_ports(c: ClusterView, ns: str) -> set[int]:
-    svc = _find(c, "Service", "istio-ingressgateway", ns)
+def _ingress_ports(svc: Obj | None) -> set[int]:
+    """The ports (and node ports) the ingress gateway Service ``svc`` exposes."""
     ports: set[int] = set()
     for p in ((svc or {}).get("spec") or {}).get("ports") or []:
         ports.add(int(p.get("port", 0)))
@@ -294,9 +298,8 @@ def _ingress_ports(c: ClusterView, ns: str) -> set[int]:
     return ports
 
 
-def _target_port(c: ClusterView, ns: str, announced: int) -> int:
-    """The gateway listener behind an announced (service or node) port."""
-    svc = _find(c, "Service", "istio-ingressgateway", ns)
+def _target_port(svc: Obj | None, announced: int) -> int:
+    """The gateway listener behind an announced (service or node) port of ``svc``."""
     for p in ((svc or {}).get("spec") or {}).get("ports") or []:
         if announced in (p.get("port"), p.get("nodePort")):
             tp = p.get("targetPort", p.get("port"))
@@ -316,11 +319,13 @@ def _passthrough_local(c: ClusterView, ns: str) -> dict[int, str]:
     return out
 
 
-def _secrets_for(view: MeshView, registry: str) -> list[Obj]:
+def _labelled_registries(view: MeshView) -> set[str]:
+    """The registries a Secret labelled ``istio/multiCluster: "true"`` on the master
+    names (its data keys), listed once per analysis rather than once per network."""
     master = view.cluster(view.master)
     if master is None:
-        return []
-    out = []
+        return set()
+    out: set[str] = set()
     for o in master.objects:
         if o.get("kind") != "Secret":
             continue
@@ -328,10 +333,8 @@ def _secrets_for(view: MeshView, registry: str) -> list[Obj]:
         if str(labels.get("istio/multiCluster", "")).lower() != "true":
             continue
         keys = set((o.get("data") or {}).keys())
-        name = (o.get("metadata") or {}).get("name")
         # A desired-state patch carries no data: the source format's key is its name.
-        if registry in keys or (not keys and name == registry):
-            out.append(o)
+        out |= keys or {str((o.get("metadata") or {}).get("name"))}
     return out
 
 
@@ -345,14 +348,18 @@ def _cross_network(view: MeshView) -> list[Finding]:
     cm = _find(master, "ConfigMap", "istio", ns)
     _, networks = _mesh_config(master, ns)
     out: list[Finding] = []
+    labelled = _labelled_registries(view)
+    by_name = {c.name: c for c in view.clusters}
+    #: cluster → (its *.local pass-through listeners, its ingress gateway Service), read once
+    gateways: dict[str, tuple[dict[int, str], Obj | None]] = {}
     for net_name, net in sorted((networks.get("networks") or {}).items()):
-        cluster = view.cluster(net_name) or (master if any(
+        cluster = by_name.get(net_name) or (master if any(
             e.get("fromRegistry") == "Kubernetes" for e in net.get("endpoints") or []) else None)
         registries = [e.get("fromRegistry") for e in net.get("endpoints") or [] if e.get("fromRegistry")]
         for reg in registries:
             if reg == "Kubernetes" or reg == view.master:
                 continue
-            if not _secrets_for(view, reg):
+            if reg not in labelled:
                 out.append(Finding(
                     severity="error", check="remote-registry-secret", clusters=(view.master, str(reg)),
                     objects=(ref(cm) if cm else "ConfigMap/istio",),
@@ -362,11 +369,13 @@ def _cross_network(view: MeshView) -> list[Finding]:
                 ))
         if cluster is None:
             continue
-        listeners = _passthrough_local(cluster, ns)
+        if cluster.name not in gateways:
+            gateways[cluster.name] = (_passthrough_local(cluster, ns), _find(cluster, "Service", "istio-ingressgateway", ns))
+        listeners, svc = gateways[cluster.name]
         for gw in net.get("gateways") or []:
             port = int(gw.get("port", 0))
-            target = _target_port(cluster, ns, port)
-            if port not in _ingress_ports(cluster, ns):
+            target = _target_port(svc, port)
+            if port not in _ingress_ports(svc):
                 out.append(Finding(
                     severity="error", check="cross-network-port", clusters=(view.master, cluster.name),
                     objects=(ref(cm) if cm else "ConfigMap/istio", f"Service/{ns}/istio-ingressgateway"),
