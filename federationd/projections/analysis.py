@@ -569,8 +569,9 @@ _ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
 def ordered(findings: Iterable[Finding]) -> list[Finding]:
-    """Errors first, then warnings and notes, in a stable order."""
-    return sorted(findings, key=lambda f: (_ORDER[f.severity], f.check, f.clusters, f.objects))
+    """Errors first, then warnings and notes, in a stable order; a finding made twice
+    (one per address of a network's gateway) once."""
+    return sorted(dict.fromkeys(findings), key=lambda f: (_ORDER[f.severity], f.check, f.clusters, f.objects))
 
 
 def analyze(view: MeshView) -> list[Finding]:
