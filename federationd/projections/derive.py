@@ -787,7 +787,7 @@ def mesh_view(state: ProjectionState, desired: Desired) -> MeshView:
     )
 
 
-def _mesh_findings(state: ProjectionState, istio: CustomResource, clusters: Mapping[str, ClusterDesired]) -> tuple[Finding, ...]:
+def _mesh_findings(state: ProjectionState, clusters: Mapping[str, ClusterDesired]) -> tuple[Finding, ...]:
     """``analysis.analyze`` of the derived mesh, memoised so that a change re-runs what
     it can affect: one cluster's checks run again only when one of its objects other
     than the ``istio`` ConfigMap changed (``cluster_findings`` reads no meshNetworks,
@@ -816,7 +816,7 @@ def _mesh_analyzed(state: ProjectionState, istio: CustomResource, clusters: Mapp
     master = clusters.get(istio.cluster)
     if master is None or master.hold:
         return "Unknown", "NotDerived", "nothing is derived for the master cluster, so there is nothing to analyze"
-    return analysis.condition(_mesh_findings(state, istio, clusters))
+    return analysis.condition(_mesh_findings(state, clusters))
 
 
 # --- status -----------------------------------------------------------------------------------------
