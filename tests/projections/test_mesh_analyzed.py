@@ -141,3 +141,17 @@ def test_a_change_re_runs_only_the_checks_it_can_affect(monkeypatch: pytest.Monk
     )))
     assert _condition(moved)["status"] == "True"
     assert calls == ["master", "*"]
+
+
+def test_a_long_list_of_findings_is_cut_with_a_count() -> None:
+    many = [
+        analysis.Finding(severity="warning", check=f"check-{i:03}", clusters=("master",), objects=(), message="m" * 100, fix="f")
+        for i in range(100)
+    ]
+    status, reason, message = analysis.condition(many)
+    assert (status, reason) == ("False", "WarningsFound")
+    lines = message.splitlines()
+    assert len(message) <= analysis.CONDITION_MESSAGE_LIMIT
+    shown = len(lines) - 1
+    assert lines[-1] == f"and {100 - shown} more (federationd analyze lists them)" and shown > 10
+    assert lines[0].startswith("warning check-000 [master]: ")
