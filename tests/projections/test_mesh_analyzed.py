@@ -155,3 +155,15 @@ def test_a_long_list_of_findings_is_cut_with_a_count() -> None:
     shown = len(lines) - 1
     assert lines[-1] == f"and {100 - shown} more (federationd analyze lists them)" and shown > 10
     assert lines[0].startswith("warning check-000 [master]: ")
+
+
+def test_a_check_across_clusters_shows_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 7 of issue 11 put back: the master no longer labels the remote's kubeconfig
+    Secret ``istio/multiCluster``, so pilot would never read the remote's endpoints."""
+    state = _fleet_state("seed-002-1.1.11")
+    monkeypatch.setattr(d, "_remote_secret_labels", lambda state: [])
+    cond = _condition(state)
+    (finding,) = [f for f in a.analyze(a.view_from_state(state)) if f.severity == "error"]
+    assert finding.check == "remote-registry-secret" and finding.clusters == ("master", "remote-eu")
+    assert (cond["status"], cond["reason"]) == ("False", "ErrorsFound")
+    assert f"error remote-registry-secret [master,remote-eu]: {finding.message} (fix: {finding.fix})" in cond["message"].splitlines()
