@@ -99,6 +99,21 @@ class ClusterIdentityObserved(Event, frozen=True, tag=True):
     uid: str
 
 
+class KubernetesApisObserved(Event, frozen=True, tag=True):
+    """What a cluster's API server is (``key`` is ``Discovery//<cluster>``): its
+    ``version`` (``/version`` ``gitVersion``, e.g. ``v1.16.0``) and the built-in
+    ``group/version`` strings it serves (``/api`` and ``/apis``, sorted; groups of custom
+    resources left out so that installing a CRD does not change the fact). Read when the
+    daemon connects to the cluster and again on every reconnect (an upgrade changes it).
+    Rendering picks each kind's API version from it; a cluster that cannot run the
+    requested Istio is refused by it."""
+
+    family = "kubernetes"
+
+    version: str = ""
+    group_versions: tuple[str, ...] = ()
+
+
 class KubeconfigObserved(Event, frozen=True, tag=True):
     """A Secret holding a kubeconfig for a remote cluster was seen (or changed).
 
@@ -412,6 +427,7 @@ CATALOGUE: tuple[type[Event], ...] = (
     ClusterIdentityObserved,
     CleanupDeadlinePassed,
     MasterConfigured,
+    KubernetesApisObserved,
 )
 
 

@@ -67,6 +67,7 @@ from federationd.actuators.converge import ClusterConverger, WriteLanes
 from federationd.actuators.status import StatusWriter
 from federationd.actuators.tasks import raise_if_cancelled, reap
 from federationd.clusters import (
+    ApiUnavailable,
     ClusterClient,
     ClusterState,
     HealthSnapshot,
@@ -76,6 +77,7 @@ from federationd.clusters import (
     remotes_in_secret,
 )
 from federationd.clusters.connection import user_agent
+from federationd.clusters.discovery import served_group_versions
 from federationd.http import Server, make_app, serve
 from federationd.inspect import SNAPSHOTS
 from federationd.leader import LeaderElector
@@ -169,6 +171,9 @@ class ClusterRuntime:
         self._unsubscribe: Callable[[], None] | None = None
         #: its reflectors (and, when leading, converger) run: the membership said join
         self.joined = False
+        #: set once its server version and served APIs were read (or could not be:
+        #: a refusal other than unavailability); the master's initial sync waits for it
+        self.apis_read = asyncio.Event()
 
     def _sources(self) -> dict[str, facts.FactSource]:
         out = {
@@ -220,6 +225,12 @@ class ClusterRuntime:
         this name reaches. Retried with backoff while the cluster cannot be read (its
         health says why)."""
         delay = 0.5
+        # Discovery first: a remote joins only once its identity is known, so its first
+        # render already knows which API versions the cluster serves.
+        while not await self._observe_apis():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        delay = 0.5
         while True:
             try:
                 ns = await self.kube.get("v1", "Namespace", None, "kube-system")
@@ -238,6 +249,30 @@ class ClusterRuntime:
                 )
             return
 
+    async def _observe_apis(self) -> bool:
+        """The server's version and built-in group/versions, as a fact (appended only
+        when changed). False when the cluster could not be reached (retry); a refusal
+        (e.g. forbidden) is logged and leaves the fact unknown: rendering then uses the
+        GA API versions, as without the fact."""
+        what = f"discovery of {self.name}"
+        try:
+            version = await self.client.server_version()
+            core = await self.client.request("GET", "/api", what=what)
+            groups = await self.client.request("GET", "/apis", what=what)
+        except ApiUnavailable as e:
+            log.debug("cluster %s: %s", self.name, e.message)
+            return False
+        except ApiError as e:
+            log.warning("cluster %s: server version and APIs not readable: %s", self.name, e.message)
+            self.apis_read.set()
+            return True
+        await self.daemon.emitter.emit(ev.KubernetesApisObserved(
+            cluster=self.name, key=f"Discovery//{self.name}", time=time.time(),
+            version=version, group_versions=served_group_versions(core, groups),
+        ))
+        self.apis_read.set()
+        return True
+
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
@@ -251,6 +286,9 @@ class ClusterRuntime:
         now = time.time()
         e: Event
         if snap.state == ClusterState.CONNECTED:
+            if self.apis_read.is_set():
+                # reconnected: the server may have been upgraded meanwhile
+                self._spawn(self._observe_apis(), f"discovery {self.name}")
             e = ev.ClusterConnected(
                 cluster=self.name,
                 key=f"Cluster//{self.name}",
@@ -559,6 +597,8 @@ class Daemon:
         master = self.runtimes[self.settings.cluster_name]
         for r in list(master.reflectors.values()):
             await r.synced.wait()
+        # and its API versions: the first render must not pick versions it then changes
+        await master.apis_read.wait()
         # Everything the first lists appended must be folded before deriving: only
         # then does the state describe the cluster as it is now.
         assert self.events_log is not None

@@ -661,6 +661,10 @@ class ClusterConverger:
         secrets: Sequence[str] = (),
     ) -> None:
         self.stats["failed"] += 1
+        # The log's last word on this key is now this failure: an earlier success must
+        # not keep the next in-effect check from recording that the content is in place
+        # (else the status stays ReconcileFailed on an object that is applied).
+        self._recorded.pop(key, None)
         self._metrics.actuations_total.labels(cluster=self.cluster, result="error").inc()
         # The backoff run_worker is about to apply (the queue counts the failure itself).
         retry_in = min(0.005 * 2.0 ** self.queue.num_requeues(key), 1000.0)

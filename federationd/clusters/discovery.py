@@ -105,3 +105,20 @@ class Discovery:
         if info is None:
             raise UnknownKind(f"the server does not serve {kind} in {api_version}", status=404)
         return info
+
+
+def builtin_group(group: str) -> bool:
+    """A group Kubernetes itself serves (``apps``, ``*.k8s.io``), not a custom resource's:
+    what a cluster's release decides, and what installing a CRD does not change."""
+    return "." not in group or group.endswith(".k8s.io")
+
+
+def served_group_versions(core: Any, groups: Any) -> tuple[str, ...]:
+    """The built-in ``group/version`` strings of the ``/api`` and ``/apis`` documents,
+    sorted (``v1`` for the core group)."""
+    out = {str(v) for v in (core or {}).get("versions") or []}
+    for g in (groups or {}).get("groups") or []:
+        if not builtin_group(str(g.get("name", ""))):
+            continue
+        out |= {str(v.get("groupVersion", "")) for v in g.get("versions") or [] if v.get("groupVersion")}
+    return tuple(sorted(out))

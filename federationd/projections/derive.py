@@ -47,8 +47,9 @@ import msgspec
 
 from federationd import render
 from federationd.api import v1beta1
-from federationd.projections import locality
+from federationd.projections import analysis, kubeversion, locality
 from federationd.projections import membership as fleet
+from federationd.projections.analysis import ClusterView, Finding, MeshView
 from federationd.projections.membership import Membership
 from federationd.projections.state import (
     Actuation,
@@ -541,6 +542,8 @@ def _master_desired(
         localities, loc_seqs, state.ca_secrets.get(master), state.namespaces.get(master),
         # the kubeconfig Secrets the master labels for pilot (_remote_secret_labels)
         state.kubeconfigs, state.remote_istios,
+        # its server version and served APIs (API versions rendered; refusal)
+        state.kubernetes.get(master),
     )
     return _memo.get(("desired", master), inputs, lambda: _master_desired_now(state, istio))
 
@@ -552,6 +555,10 @@ def _master_desired_now(
     if istio.good_spec is None:
         return ClusterDesired(hold=True, hold_reason=istio.problem)
     spec = _istio_spec(istio)
+    apis = state.kubernetes.get(master)
+    refused = kubeversion.refusal(spec, apis, cluster=master, role="master")
+    if refused:
+        return ClusterDesired(hold=True, hold_reason=refused)
     networks, net_seqs = _mesh_networks(state, master, istio)
     localities, loc_seqs = _localities(state)
     ca_name, ca_fingerprint, ca_seqs = _ca_facts(state, master, istio.namespace)
@@ -563,6 +570,7 @@ def _master_desired_now(
         localities=localities,
         ca_secret_name=ca_name,
         ca_fingerprint=ca_fingerprint,
+        kubernetes_apis=kubeversion.served(apis),
     )
     try:
         rendered = _render_master(spec, namespace=istio.namespace, facts=facts)
@@ -597,6 +605,8 @@ def _remote_desired(
         state.ca_secrets.get(remote.name), state.namespaces.get(remote.name),
         # enabledServices: the master's pod addresses and (gateway mode) its gateway
         state.pods.get(istio.cluster), gateway_addresses(state, istio.cluster, istio.namespace),
+        # its server version and served APIs (API versions rendered; refusal)
+        state.kubernetes.get(remote.name),
     )
     return _memo.get(("desired", remote.name), inputs, lambda: _remote_desired_now(state, istio, remote))
 
@@ -610,6 +620,10 @@ def _remote_desired_now(
         return ClusterDesired(hold=True, hold_reason=remote.problem)
     spec = _istio_spec(istio)
     rspec = _remote_spec(remote)
+    apis = state.kubernetes.get(remote.name)
+    refused = kubeversion.refusal(spec, apis, cluster=remote.name, role="remote")
+    if refused:
+        return ClusterDesired(hold=True, hold_reason=refused)
     networks, _ = _mesh_networks(state, istio.cluster, istio)
     localities, _ = _localities(state)
     ca_name, ca_fingerprint, ca_seqs = _ca_facts(state, remote.name, remote.namespace)
@@ -621,6 +635,7 @@ def _remote_desired_now(
         localities=localities,
         ca_secret_name=ca_name,
         ca_fingerprint=ca_fingerprint,
+        kubernetes_apis=kubeversion.served(apis),
     )
     try:
         rendered = _render_remote(spec, rspec, namespace=remote.namespace, facts=facts)
@@ -729,6 +744,81 @@ def _name_clash(rendered: Iterable[Mapping[str, Any]], flat_objs: Iterable[Mappi
     )
 
 
+# --- mesh analysis (the MeshAnalyzed condition) ------------------------------------------------------
+
+
+def _node_localities(state: ProjectionState, cluster: str) -> tuple[str, ...]:
+    """A cluster's nodes' ``region/zone`` pairs, sorted."""
+    nodes = state.nodes.get(cluster) or {}
+    return _memo.get(
+        ("analysis-nodes", cluster), (nodes,),
+        lambda: tuple(sorted({f"{n.region}/{n.zone}" if n.zone else n.region for n in nodes.values() if n.region})),
+    )
+
+
+def _cluster_view(state: ProjectionState, name: str, role: str, cd: ClusterDesired) -> ClusterView:
+    apis = state.kubernetes.get(name)
+    localities = _node_localities(state, name)
+
+    def build() -> ClusterView:
+        return ClusterView(
+            name=name, role="master" if role == "master" else "remote",
+            objects=tuple(o.obj for o in cd.objects.values()),
+            kubernetes_apis=apis.group_versions if apis is not None else None,
+            localities=localities,
+        )
+
+    return _memo.get(("analysis-view", name), (cd, role, apis, localities), build)
+
+
+def mesh_view(state: ProjectionState, desired: Desired) -> MeshView:
+    """The derived mesh as the analyzer sees it: every cluster's desired objects, its
+    served API versions (``KubernetesApisObserved``; unknown until observed) and its
+    nodes' localities. What ``federationd analyze --log`` and ``MeshAnalyzed`` check."""
+    istio = managed_istio(state)
+    master = istio.cluster if istio else "master"
+    namespace = istio.namespace if istio else "istio-system"
+    return MeshView(
+        master=master, namespace=namespace,
+        clusters=tuple(
+            _cluster_view(state, name, "master" if name == master else "remote", desired.clusters[name])
+            for name in sorted(desired.clusters)
+        ),
+    )
+
+
+def _mesh_findings(state: ProjectionState, clusters: Mapping[str, ClusterDesired]) -> tuple[Finding, ...]:
+    """``analysis.analyze`` of the derived mesh, memoised so that a change re-runs what
+    it can affect: one cluster's checks run again only when one of its objects other
+    than the ``istio`` ConfigMap changed (``cluster_findings`` reads no meshNetworks,
+    which every gateway change rewrites on every cluster); the checks across clusters
+    run once per change."""
+    view = mesh_view(state, Desired(clusters=dict(clusters)))
+    cm_key = f"v1/ConfigMap/{view.namespace}/istio"
+    found: list[Finding] = []
+    for c in view.clusters:
+        cd = clusters[c.name]
+        inputs = (view.namespace, c.role, c.kubernetes_apis, *(o for k, o in cd.objects.items() if k != cm_key))
+        found += _cluster_findings(view, c, inputs)
+    found += _memo.get(
+        ("analysis-mesh", "*"), (view.master, view.namespace, *view.clusters),
+        lambda: tuple(analysis.mesh_findings(view)),
+    )
+    return tuple(analysis.ordered(found))
+
+
+def _cluster_findings(view: MeshView, c: ClusterView, inputs: tuple[Any, ...]) -> tuple[Finding, ...]:
+    return _memo.get(("analysis", c.name), inputs, lambda: tuple(analysis.cluster_findings(view, c)))
+
+
+def _mesh_analyzed(state: ProjectionState, istio: CustomResource, clusters: Mapping[str, ClusterDesired]) -> tuple[str, str, str]:
+    """``(status, reason, message)`` of the managed Istio's ``MeshAnalyzed`` condition."""
+    master = clusters.get(istio.cluster)
+    if master is None or master.hold:
+        return "Unknown", "NotDerived", "nothing is derived for the master cluster, so there is nothing to analyze"
+    return analysis.condition(_mesh_findings(state, clusters))
+
+
 # --- status -----------------------------------------------------------------------------------------
 
 
@@ -818,6 +908,7 @@ def _status(
     warnings: Sequence[str] = (),
     gateway_pending: str = "",
     version_remapped: str = "",
+    mesh_analyzed: tuple[str, str, str] | None = None,
 ) -> dict[str, Any]:
     when = rfc3339(time)
     reconciled = v1beta1.Condition(
@@ -873,6 +964,19 @@ def _status(
                 observed_generation=generation,
             )
         )
+    if mesh_analyzed is not None:
+        # What ``federationd analyze`` finds in the derived mesh (``projections.analysis``).
+        analyzed, why, findings = mesh_analyzed
+        conditions.append(
+            v1beta1.Condition(
+                type="MeshAnalyzed",
+                status=analyzed,  # type: ignore[arg-type]
+                reason=why,
+                message=findings,
+                last_transition_time=when,
+                observed_generation=generation,
+            )
+        )
     st = v1beta1.Status(
         status=state_value,  # type: ignore[arg-type]
         gateway_address=gateways,
@@ -893,19 +997,23 @@ def _cr_status(
     *,
     blocker: str = "",
     kind: str,
+    mesh_analyzed: tuple[str, str, str] | None = None,
 ) -> DesiredStatus:
     """One CR's status, recomputed only when something it reads changed: the CR, its
-    cluster's desired objects, actuations, workloads and gateway, the blocker, and (an
-    Istio with locality rules) the observed localities."""
+    cluster's desired objects, actuations, workloads and gateway, the blocker, (an
+    Istio with locality rules) the observed localities and (the managed Istio) the mesh
+    analysis."""
     inputs = (
         cr, desired, blocker, state.actuations.get(cluster), state.workloads.get(cluster),
         gateway_addresses(state, cluster, cr.namespace), state.gateways.get(cluster),
         state.resolutions.get(cluster), bool(_remote_crs(state)),
-        _localities(state) if kind == ISTIO_KIND else None,
+        _localities(state) if kind == ISTIO_KIND else None, mesh_analyzed,
     )
     return _memo.get(
         ("status", cluster, kind, cr.namespace, cr.name), inputs,
-        lambda: _cr_status_now(state, cr, cluster, desired, blocker=blocker, kind=kind),
+        lambda: _cr_status_now(
+            state, cr, cluster, desired, blocker=blocker, kind=kind, mesh_analyzed=mesh_analyzed
+        ),
     )
 
 
@@ -917,6 +1025,7 @@ def _cr_status_now(
     *,
     blocker: str,
     kind: str,
+    mesh_analyzed: tuple[str, str, str] | None = None,
 ) -> DesiredStatus:
     gateways, _, gw_seqs = gateway_addresses(state, cluster, cr.namespace)
     reasons: list[int] = [cr.seq, *gw_seqs]
@@ -966,6 +1075,7 @@ def _cr_status_now(
             warnings=warnings,
             gateway_pending=pending,
             version_remapped=remapped,
+            mesh_analyzed=mesh_analyzed,
         ),
         reasons=tuple(sorted(set(reasons) - {0})),
     )
@@ -1052,6 +1162,7 @@ def derive(state: ProjectionState) -> Desired:
         statuses[status_key(ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
             state, cr, cr.cluster, clusters.get(cr.cluster), kind=ISTIO_KIND,
             blocker=_trust_blocker(state, cr.cluster),
+            mesh_analyzed=_mesh_analyzed(state, cr, clusters) if cr is istio else None,
         )
     for cr in _remote_crs(state):
         blocker = "" if istio is not None else "no Istio resource to federate with"

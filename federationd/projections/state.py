@@ -193,6 +193,15 @@ class Identity(msgspec.Struct, frozen=True, kw_only=True):
     seq: int = 0
 
 
+class KubernetesApis(msgspec.Struct, frozen=True, kw_only=True):
+    """What a cluster's API server is: its ``gitVersion`` and the built-in
+    ``group/version`` strings it serves (sorted), from its discovery."""
+
+    version: str = ""
+    group_versions: tuple[str, ...] = ()
+    seq: int = 0
+
+
 class Departure(msgspec.Struct, frozen=True, kw_only=True):
     """A remote leaving the mesh: since which event (its RemoteIstio seen deleting, or
     gone), whether the clean-up deadline for *this* leave has passed (a deadline fact
@@ -238,6 +247,8 @@ class ProjectionState(msgspec.Struct, frozen=True, kw_only=True):
     identities: dict[str, Identity] = {}
     #: the cluster the daemon runs against (``MasterConfigured``)
     master: str = ""
+    #: cluster → its server version and served group/versions (discovery)
+    kubernetes: dict[str, KubernetesApis] = {}
     #: remote → its leave in progress (see ``projections.membership``)
     departures: dict[str, Departure] = {}
     #: cluster → fact identity → the last fact of that identity in the log, time blanked:
@@ -479,11 +490,15 @@ def fold(state: ProjectionState, record: RecordLike) -> ProjectionState:
                 ca_secrets=_drop(s.ca_secrets, c),
                 trust=_drop(s.trust, c),
                 identities=_drop(s.identities, c),
+                kubernetes=_drop(s.kubernetes, c),
             )
         case ev.ClusterIdentityObserved():
             prev_id = s.identities.get(c)
             if prev_id is None or prev_id.uid != e.uid:
                 s = rep(s, identities=_put(s.identities, c, Identity(uid=e.uid, seq=seq)))
+        case ev.KubernetesApisObserved():
+            apis = KubernetesApis(version=e.version, group_versions=tuple(e.group_versions), seq=seq)
+            s = rep(s, kubernetes=_put(s.kubernetes, c, apis))
         case ev.KubeconfigObserved():
             s = rep(
                 s,
@@ -646,6 +661,7 @@ __all__ = [
     "Gateway",
     "Identity",
     "Kubeconfig",
+    "KubernetesApis",
     "Leader",
     "Namespace",
     "Node",

@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="a cluster's node count (repeatable; default 3)")
     p.add_argument("--kubernetes-version", action="append", default=[], metavar="[NAME=]1.MINOR",
                    help="the Kubernetes release a cluster is, e.g. remote-us=1.14; without NAME= the "
-                        f"default for every cluster (repeatable; default {versions.DEFAULT_VERSION}, "
+                        f"default for every cluster (repeatable; default {versions.FLEET_DEFAULT_VERSION}, "
                         f"supported 1.{versions.OLDEST_MINOR} to 1.{versions.newest_minor()})")
     p.add_argument("--identity", action="append", default=[], metavar="CLUSTER=NAMESPACE/SERVICEACCOUNT",
                    help="also write a kubeconfig that authenticates as this ServiceAccount (created if "
@@ -83,7 +83,7 @@ def cluster_specs(args: argparse.Namespace) -> list[ClusterSpec]:
     regions = _per_cluster(args.region, flag="--region", names=names)
     zones = _per_cluster(args.zones, flag="--zones", names=names)
     nodes = _per_cluster(args.nodes, flag="--nodes", names=names)
-    default_version = versions.DEFAULT_VERSION
+    default_version = versions.FLEET_DEFAULT_VERSION
     for v in [v for v in args.kubernetes_version if "=" not in v]:
         default_version = v
     releases = _per_cluster([v for v in args.kubernetes_version if "=" in v], flag="--kubernetes-version", names=names)

@@ -52,7 +52,7 @@ class ClusterSpec:
     lb: str = "ip"
     nodes: int = 3
     #: the Kubernetes release it is (``1.14``): /version, discovery, served versions, schemas
-    kubernetes_version: str = versions.DEFAULT_VERSION
+    kubernetes_version: str = versions.FLEET_DEFAULT_VERSION
 
 
 def _default_region(name: str, index: int) -> str:

@@ -52,6 +52,12 @@ from federationd.sim.kinds import BUILTINS, Kind, Registry
 
 #: The release a cluster is unless told otherwise: the kubectl on the machine image.
 DEFAULT_VERSION: Final = "1.32"
+#: The release a simulated *fleet* cluster is unless told otherwise (``Fleet``,
+#: ``federationd sim``, ``make demo``): one the meshes federationd installs can run on.
+#: Istio 1.1/1.2 need ``admissionregistration.k8s.io/v1beta1`` (gone in 1.22) and
+#: federationd writes with server-side apply (on by default from 1.16), so 1.16 to 1.21;
+#: 1.16 is the closest to the releases Istio 1.2 was tested on (1.12 to 1.14).
+FLEET_DEFAULT_VERSION: Final = "1.16"
 #: The oldest release served (the oldest Istio 1.1 ran on).
 OLDEST_MINOR: Final = 13
 #: The newest release whose definitions ship in ``data/`` rather than kubernetes-validate.

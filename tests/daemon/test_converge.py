@@ -95,6 +95,29 @@ async def test_applies_then_a_resync_writes_nothing(h: Harness) -> None:
     assert h.verbs() == ["apply", "apply", "apply"]
 
 
+async def test_content_found_in_effect_after_a_failed_write_is_recorded(h: Harness) -> None:
+    """Applied, then a change whose write fails, then the change undone: the object on
+    the cluster is what is desired again, and the log must say so (its last word on the
+    key would otherwise stay the failure, and the CR ReconcileFailed or Reconciling)."""
+    first = _desired([_cm("a", "1")])
+    h.conv.set_desired(first, {})
+    await wait_for(h.conv.converged, what="convergence")
+    h.fleet["master"].faults.error_rate(rate=1.0, code=503, verb="patch", resource="configmaps")
+    h.conv.set_desired(_desired([_cm("a", "2")]), {})
+    await wait_for(lambda: any(isinstance(e, ev.ActuationFailed) for e in h.appended), what="the failed write")
+    h.conv.set_desired(first, {})  # nothing to write: the cluster has it
+    key = "v1/ConfigMap/istio-system/a"
+
+    def last() -> Event:
+        return [e for e in h.appended if isinstance(e, ev.ActuationApplied | ev.ActuationFailed) and e.key == key][-1]
+
+    await wait_for(lambda: isinstance(last(), ev.ActuationApplied), what="the content recorded in effect again")
+    e = last()
+    assert isinstance(e, ev.ActuationApplied)
+    assert (e.verb, e.content_hash) == ("verify", first.objects[key].content_hash)
+    h.fleet["master"].faults.clear()
+
+
 async def test_reconciles_are_counted_like_controller_runtime(h: Harness) -> None:
     def sample(name: str, **labels: str) -> float:
         return h.metrics.registry.get_sample_value(name, {"controller": "converge-master", **labels}) or 0.0

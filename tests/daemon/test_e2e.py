@@ -103,8 +103,10 @@ async def test_seed_000_mtls_injection_and_a_quiet_resync(
     mp = _get(fleet, "authentication.istio.io/v1alpha1", "MeshPolicy", "default")
     assert mp is not None and mp["spec"]["peers"] == [{"mtls": {"mode": "PERMISSIVE"}}]
     assert _get(fleet, "networking.istio.io/v1alpha3", "DestinationRule", "default", "istio-system") is None
-    conds = {c["type"]: c["status"] for c in _status(fleet)["conditions"]}
-    assert conds == {"Reconciled": "True", "Available": "True"}
+    conds = {c["type"]: c for c in _status(fleet)["conditions"]}
+    assert {t: c["status"] for t, c in conds.items()} == {"Reconciled": "True", "Available": "True", "MeshAnalyzed": "True"}
+    # the running daemon's analysis of the mesh it installed: nothing to report
+    assert (conds["MeshAnalyzed"]["reason"], conds["MeshAnalyzed"]["message"]) == ("NoFindings", "every check passed")
 
     # metrics: controller-runtime names and federationd's own
     status, text = await d.get("/metrics")

@@ -5,8 +5,11 @@
   labels onto objects they own), keyed by (group, kind, namespace, name) so that the key of an
   object on the cluster and of a rendered one agree whatever version each is read at.
 * ``expected`` renders a CR's spec with the same facts the daemon derives for a single
-  master (no mesh networks; the nodes' localities), so a test can say which objects a
-  component owns and which objects a spec change must not touch.
+  master (no mesh networks; the nodes' localities; the group/versions the cluster's
+  Kubernetes release serves), so a test can say which objects a component owns and which
+  objects a spec change must not touch. ``applied`` reads an object back in the API
+  version it was rendered in, as a client does (the server converts from its storage
+  version on read), so the two compare field for field.
 * ``StatusLog`` records every status an ``Istio`` CR is given, from the store's change
   feed rather than by polling, so "never Available while a workload is unready" is an
   exact statement and not a sampling.
@@ -27,6 +30,7 @@ from federationd.api import v1beta1
 from federationd.render import objects as robj
 from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL, RenderFacts
 from federationd.sim import Cluster
+from federationd.sim import versions as releases
 from federationd.sim.store import Change
 from tests.daemon.conftest import kubectl
 from tests.daemon.waiting import wait_for
@@ -113,11 +117,26 @@ def localities(cluster: Cluster) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+def served(cluster: Cluster) -> tuple[str, ...]:
+    """The built-in group/versions the cluster serves (what its discovery lists and the
+    daemon's ``KubernetesApisObserved`` carries)."""
+    by_group = releases.served_group_versions(cluster.server.kube_version.name)
+    return tuple(sorted(f"{g}/{v}" if g else v for g, vs in by_group.items() for v in vs))
+
+
 def expected(cluster: Cluster, doc: Obj) -> dict[Key, Obj]:
     """The objects render gives the master for the CR ``doc``."""
     spec = v1beta1.istio_spec(doc.get("spec") or {}, namespace=NAMESPACE)
-    facts = RenderFacts(cluster=cluster.name, role="master", localities=localities(cluster))
+    facts = RenderFacts(
+        cluster=cluster.name, role="master", localities=localities(cluster), kubernetes_apis=served(cluster)
+    )
     return {key_of(o): o for o in render.render_master(spec, namespace=NAMESPACE, facts=facts)}
+
+
+def applied(cluster: Cluster, rendered: Obj) -> Obj | None:
+    """The cluster's object of ``rendered``, read in ``rendered``'s API version."""
+    meta = rendered["metadata"]
+    return cluster.store.get(rendered["apiVersion"], rendered["kind"], meta["name"], meta.get("namespace") or "")
 
 
 def same_render(a: dict[Key, Obj], b: dict[Key, Obj]) -> set[Key]:

@@ -30,6 +30,7 @@ from .support import (
     Key,
     Obj,
     StatusLog,
+    applied,
     apply,
     cr,
     expected,
@@ -113,7 +114,7 @@ async def test_seed_000_installs_the_full_control_plane(mesh: Mesh) -> None:
     for c in crds:  # served: a user can list Istio's own kinds
         group, plural = c.split(".", 1)[1], c.split(".", 1)[0]
         assert mesh.master.store.registry.any_version(group, plural) is not None, c
-    hook = mesh.master.store.get("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", "istio-sidecar-injector")
+    hook = applied(mesh.master, want[("admissionregistration.k8s.io", "MutatingWebhookConfiguration", "", "istio-sidecar-injector")])
     assert hook is not None
     assert hook["webhooks"][0]["namespaceSelector"]["matchLabels"] == {"istio-injection": "enabled"}
     assert hook["webhooks"][0]["clientConfig"]["service"]["name"] == "istio-sidecar-injector"
@@ -196,7 +197,7 @@ async def _switch(mesh: Mesh, before_doc: Obj, after_doc: Obj, components: set[s
     for k in (want_before.keys() & want_after.keys()) - untouched:
         assert v0[k] != v1[k], f"{k} not updated"
     for k in new_want:
-        _assert_applied(want_after[k], after[k])
+        _assert_applied(want_after[k], applied(mesh.master, want_after[k]))
     # and no request wrote a kind of object render did not change (the CR's status and
     # its Kubernetes Events aside)
     changed = gone_want | new_want | ((want_before.keys() & want_after.keys()) - untouched)

@@ -92,6 +92,12 @@ def _warnings(st: Obj) -> list[str]:
     return [str(c.get("message")) for c in st.get("conditions") or [] if c.get("type") == WARNING]
 
 
+def _analyzed(st: Obj) -> tuple[str, str, str]:
+    """(status, reason, message) of the daemon's ``MeshAnalyzed`` condition."""
+    (c,) = [c for c in st.get("conditions") or [] if c.get("type") == "MeshAnalyzed"]
+    return str(c["status"]), str(c["reason"]), str(c["message"])
+
+
 async def _everywhere_available(mesh: Mesh, generation: int) -> None:
     """The Istio Available at ``generation`` and the RemoteIstio Available, both derived
     from everything the daemon knows (``settled`` waits for the daemon to be converged)."""
@@ -236,6 +242,8 @@ async def test_seed_002_weighted_distribution_lands_in_the_master_mesh_config(fe
     ) in text
     # both regions are the clusters' own: no warning
     assert _warnings(status(fed.master, NAME)) == []
+    # and the daemon's analysis of the two-cluster mesh it installed finds nothing
+    assert _analyzed(status(fed.master, NAME)) == ("True", "NoFindings", "every check passed")
 
 
 async def test_seed_002_fail_over_lands_in_the_master_mesh_config(fed: Mesh) -> None:
@@ -267,6 +275,10 @@ async def test_a_rule_naming_a_region_no_cluster_has_is_a_warning(fed: Mesh) -> 
     assert "us-east1/*" in warning and "eu-north-1" not in warning, warning
     # … said in the ERROR column too, as a warning (the status stays Available)
     assert st["ErrorMessage"].startswith("warning: ") and "us-east1/*" in st["ErrorMessage"], st["ErrorMessage"]
+    # … and by the mesh analysis (its locality check)
+    analyzed, reason, findings = _analyzed(st)
+    assert (analyzed, reason) == ("False", "WarningsFound") and findings.startswith("warning locality-rules [master]: ")
+    assert "us-east1/*" in findings, findings
     # the rule is legal, so it is applied as written …
     assert _mesh_config(fed.master)[1]["localityLbSetting"]["distribute"] == rules
     # … and nothing but what renders differently moved, on either cluster
@@ -281,3 +293,4 @@ async def test_a_rule_naming_a_region_no_cluster_has_is_a_warning(fed: Mesh) -> 
     gen = await apply(fed, good)
     await _everywhere_available(fed, gen)
     assert _warnings(status(fed.master, NAME)) == []
+    assert _analyzed(status(fed.master, NAME))[0] == "True"

@@ -74,7 +74,8 @@ def test_status_moves_created_reconciling_available_and_back() -> None:
     _converge(log)
     st = _status(log)
     assert st["Status"] == d.AVAILABLE and st["observedGeneration"] == 1
-    assert {c["type"]: c["status"] for c in st["conditions"]} == {"Reconciled": "True", "Available": "True"}  # type: ignore[attr-defined]
+    # MeshAnalyzed: the analyzer's checks on the derived mesh found nothing
+    assert {c["type"]: c["status"] for c in st["conditions"]} == {"Reconciled": "True", "Available": "True", "MeshAnalyzed": "True"}  # type: ignore[attr-defined]
     log.add(ev.ObjectDrifted(cluster=MASTER, key=CM, time=3000, deleted=True))
     assert _status(log)["Status"] == d.RECONCILING
     _converge(log)
@@ -255,8 +256,11 @@ def test_a_rule_naming_an_unobserved_locality_is_a_warning() -> None:
     assert st["Status"] == d.AVAILABLE
     (warning,) = [c for c in st["conditions"] if c["type"] == "LocalitiesObserved"]  # type: ignore[attr-defined]
     assert "us-central1" in warning["message"] and warning["status"] == "False"
+    # the analyzer's locality check says it too
+    (analyzed,) = [c for c in st["conditions"] if c["type"] == "MeshAnalyzed"]  # type: ignore[attr-defined]
+    assert analyzed["status"] == "False" and analyzed["reason"] == "WarningsFound" and "us-central1" in analyzed["message"]
     log.add(ev.NodeLocalityObserved(cluster=ClusterName("remote-us"), key="Node//m", time=1, node="m", region="us-central1", zone="us-central1-a"))
-    assert [c["type"] for c in _status(log)["conditions"]] == ["Reconciled", "Available"]  # type: ignore[attr-defined]
+    assert [c["type"] for c in _status(log)["conditions"]] == ["Reconciled", "Available", "MeshAnalyzed"]  # type: ignore[attr-defined]
 
 
 def test_a_nodeport_gateway_is_reached_through_its_nodes() -> None:

@@ -48,6 +48,13 @@ def _gateway(cluster: ClusterName, ip: str, spec: dict[str, Any]) -> ev.GatewayA
 
 
 def _state(spec: dict[str, Any], *, remote: bool = True) -> ProjectionState:
+    state = EMPTY
+    for i, e in enumerate(_events(spec, remote=remote), 1):
+        state = fold(state, Rec(i, e))
+    return state
+
+
+def _events(spec: dict[str, Any], *, remote: bool = True) -> list[Event]:
     events: list[Event] = [
         ev.IstioSpecChanged(cluster=MASTER, key=f"Istio/{NS}/istio", time=1, namespace=NS, name="istio", spec=spec, generation=1, uid="u1", creation_timestamp="2026-01-01T00:00:00Z"),
         _gateway(MASTER, "35.195.10.20", spec),
@@ -62,10 +69,7 @@ def _state(spec: dict[str, Any], *, remote: bool = True) -> ProjectionState:
             _gateway(REMOTE, "13.48.20.30", spec),
             ev.NodeLocalityObserved(cluster=REMOTE, key="Node//r1", time=1, node="r1", region="eu-north-1", zone="eu-north-1a"),
         ]
-    state = EMPTY
-    for i, e in enumerate(events, 1):
-        state = fold(state, Rec(i, e))
-    return state
+    return events
 
 
 SEEDS = ["seed-000-minimal", "seed-002-1.1.11", "seed-002-locality-failover", "seed-002-locality-distribute", "seed-004-cni", "everything-1.2"]

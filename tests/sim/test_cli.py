@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from federationd.sim.versions import DEFAULT_VERSION
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
@@ -99,9 +101,11 @@ async def test_sim_command_refuses_bad_cluster_flags(tmp_path: Path, flags: list
 
 
 async def test_sim_command_writes_a_kubeconfig_per_identity(tmp_path: Path) -> None:
+    # `kubectl auth whoami` needs SelfSubjectReview (Kubernetes 1.27+), so this fleet is
+    # the kubectl's own release rather than the fleet default (1.16, which has none)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "federationd.cli", "sim", "--clusters", "master", "--dir", str(tmp_path),
-        "--identity", "master=istio-system/federationd",
+        "--identity", "master=istio-system/federationd", "--kubernetes-version", DEFAULT_VERSION,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
