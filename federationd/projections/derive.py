@@ -45,9 +45,10 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from events import types as ev
 from federationd import render
 from federationd.api import v1beta1
-from federationd.projections import locality
+from federationd.projections import clusterdns, locality
 from federationd.projections import membership as fleet
 from federationd.projections.membership import Membership
 from federationd.projections.state import (
@@ -113,6 +114,8 @@ class Desired(msgspec.Struct, frozen=True, kw_only=True):
     statuses: dict[str, DesiredStatus] = {}
     #: which remotes to connect, which leave, finalizers, trust (``projections.membership``)
     membership: Membership = Membership()
+    #: cluster → edits of its DNS ConfigMaps for multi-mesh (``projections.clusterdns``)
+    dns: dict[str, tuple[clusterdns.DnsEdit, ...]] = {}
 
 
 # --- memo ---------------------------------------------------------------------------------
@@ -1066,10 +1069,46 @@ def derive(state: ProjectionState) -> Desired:
             statuses[status_key(REMOTE_ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
                 state, cr, cr.name, None, blocker=why, kind=REMOTE_ISTIO_KIND
             )
+    dns = _cluster_dns(state, istio)
     _memo.retain(clusters.keys() | {st.cluster for st in statuses.values()} | {st.name for st in statuses.values()})
     return Desired(
-        seq=state.seq, clusters=dict(sorted(clusters.items())), statuses=statuses, membership=members
+        seq=state.seq, clusters=dict(sorted(clusters.items())), statuses=statuses, membership=members, dns=dns
     )
+
+
+#: istiocoredns' Service (the operator's ``istiocoredns/service.go``)
+ISTIOCOREDNS_SERVICE = "istiocoredns"
+
+
+def _cluster_dns(state: ProjectionState, istio: CustomResource | None) -> dict[str, tuple[clusterdns.DnsEdit, ...]]:
+    """The master's cluster DNS edits (the operator edits the DNS of the cluster that
+    runs istiocoredns, and remotes run none): ``global`` forwarded to istiocoredns'
+    ClusterIP while ``istioCoreDNS`` is enabled; federationd's entry removed when it is
+    disabled or the Istio resource is gone (its Service, and so the address, go too)."""
+    master = istio.cluster if istio is not None else state.master
+    if not master:
+        return {}
+    facts = state.facts.get(master, {})
+    namespace = istio.namespace if istio is not None else ""
+    svc = facts.get(f"serviceaddress Service/{namespace}/{ISTIOCOREDNS_SERVICE}") if namespace else None
+    observed_facts = tuple(facts.get(f"clusterdns ConfigMap/{clusterdns.DNS_NAMESPACE}/{n}") for n in clusterdns.DATA_KEYS)
+    spec_in = (istio.good_spec, istio.namespace, istio.good_seq) if istio is not None else None
+
+    def compute() -> dict[str, tuple[clusterdns.DnsEdit, ...]]:
+        wanted = False
+        if istio is not None and istio.good_spec is not None and not istio.deleting:
+            wanted = bool(_istio_spec(istio).istio_core_dns.enabled)
+        ip = svc.cluster_ip if isinstance(svc, ev.ServiceAddressObserved) else ""
+        observed = {
+            f.name: (f.text, f.present, 0)
+            for f in observed_facts if isinstance(f, ev.ClusterDnsObserved)
+        }
+        edits = clusterdns.desired_edits(
+            observed, cluster_ip=ip, wanted=wanted, reasons=(istio.good_seq,) if istio is not None else ()
+        )
+        return {master: edits} if edits else {}
+
+    return _memo.get(("dns", "*"), (master, spec_in, svc, observed_facts), compute)
 
 
 def desired_hash(desired: Desired) -> str:
@@ -1081,6 +1120,9 @@ def desired_hash(desired: Desired) -> str:
     change costs the hashes of what changed."""
     clusters = {name: _cluster_hash(name, cd) for name, cd in desired.clusters.items()}
     statuses = {key: _status_hash(key, st) for key, st in desired.statuses.items()}
+    if desired.dns:  # absent from the hash when empty: hashes of logs without it are unchanged
+        dns = msgspec.to_builtins(desired.dns)
+        return robj.content_hash({"clusters": clusters, "statuses": statuses, "dns": dns})
     return robj.content_hash({"clusters": clusters, "statuses": statuses})
 
 

@@ -179,6 +179,26 @@ def _omit_zero(status: Obj, *keys: str) -> Obj:
 # ---------------------------------------------------------------------------- controllers
 
 
+#: The Corefile kubeadm writes (``cmd/kubeadm/app/phases/addons/dns/manifests.go``,
+#: 1.14 to 1.15, DNS domain ``cluster.local``, upstream ``/etc/resolv.conf``).
+KUBEADM_COREFILE = """.:53 {
+    errors
+    health
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       upstream
+       fallthrough in-addr.arpa ip6.arpa
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+"""
+
+
 class Controllers:
     """kube-controller-manager, kube-scheduler and the kubelets of one cluster."""
 
@@ -1107,6 +1127,11 @@ class Controllers:
                          "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster",
                          "sessionAffinity": "None",
                          "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}})
+        if self.store.raw(("", "configmaps"), "kube-system", "coredns") is None:
+            # kubeadm's (1.14+) CoreDNS ConfigMap: CoreDNS is its default DNS since 1.13,
+            # so a kubeadm cluster has kube-system/coredns and no kube-dns ConfigMap
+            self.store.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": "coredns", "namespace": "kube-system"}, "data": {"Corefile": KUBEADM_COREFILE}})
         self.set_api_endpoint(*self._api_endpoint)
 
     def set_api_endpoint(self, ip: str, port: int) -> None:
