@@ -486,8 +486,10 @@ def _multimesh(view: MeshView, c: ClusterView) -> list[Finding]:
             severity="error", check="multimesh-cluster-dns", clusters=(c.name,),
             objects=tuple(ref(o) for o, _ in forwards),
             message="cluster DNS does not forward `global` to istiocoredns: NAME.NS.global does not resolve",
-            fix=f"add `{block}` to the kube-system/coredns Corefile, or {stub} to kube-system/kube-dns "
-                "(what the source operator writes; federationd does not edit the cluster's DNS)",
+            fix=("enable istioCoreDNS: federationd then writes " if svc is None else
+                 "federationd writes this while istioCoreDNS is enabled (see its log if it has not): ")
+                + f"`{block}` in the kube-system/coredns Corefile, or {stub} in kube-system/kube-dns "
+                "(what the source operator writes)",
         ))
     elif ip:
         for o, ups in forwards:
@@ -610,12 +612,37 @@ def view_from_state(state: Any) -> MeshView:
     clusters = []
     for name in sorted(desired.clusters):
         objs = tuple(o.obj for o in desired.clusters[name].objects.values())
+        objs = _with_cluster_dns(objs, state, desired, name)
         locs = tuple(sorted({
             f"{n.region}/{n.zone}" if n.zone else n.region
             for n in (state.nodes.get(name) or {}).values() if n.region
         }))
         clusters.append(ClusterView(name=name, role="master" if name == master else "remote", objects=objs, localities=locs))
     return MeshView(master=master, namespace=namespace, clusters=tuple(clusters))
+
+
+def _with_cluster_dns(objs: tuple[Obj, ...], state: Any, desired: Any, cluster: str) -> tuple[Obj, ...]:
+    """``objs`` plus what the log knows of ``cluster``'s DNS for multi-mesh: the observed
+    kube-system ConfigMaps with the derived edits applied, and the observed ClusterIP on
+    a desired Service (the desired one has none: the cluster allocates it)."""
+    from events import types as ev
+
+    facts = state.facts.get(cluster, {})
+    edits = {e.name: e for e in desired.dns.get(cluster, ())}
+    ips = {(f.namespace, f.name): f.cluster_ip for f in facts.values()
+           if isinstance(f, ev.ServiceAddressObserved) and f.cluster_ip}
+    out: list[Obj] = []
+    for o in objs:
+        meta = o.get("metadata") or {}
+        ip = ips.get((meta.get("namespace", ""), meta.get("name", ""))) if o.get("kind") == "Service" else None
+        out.append({**o, "spec": {**(o.get("spec") or {}), "clusterIP": ip}} if ip else o)
+    for f in facts.values():
+        if isinstance(f, ev.ClusterDnsObserved):
+            text = edits[f.name].text if f.name in edits else f.text
+            data = {f.data_key: text} if f.present or f.name in edits else {}
+            out.append({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": f.name, "namespace": f.namespace}, "data": data})
+    return tuple(out)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,0 +1,97 @@
+"""Multi-mesh cluster DNS end to end: with ``istioCoreDNS`` on, the daemon forwards
+``global`` from the cluster's CoreDNS to istiocoredns as the source operator does
+(``pkg/resources/istiocoredns/coredns.go``, release-1.2: the ``global:53 { errors;
+cache 30; proxy . <istiocoredns ClusterIP> }`` server block appended to the Corefile of
+``kube-system/coredns``), keeps the user's Corefile around it, puts it back if a user
+removes it, and removes exactly that block when istiocoredns is switched off.
+
+The emulator's master is a kubeadm cluster: ``kube-system/coredns`` holds kubeadm's
+Corefile and there is no kube-dns ConfigMap (CoreDNS is kubeadm's default since 1.13),
+so none is created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import yaml
+
+from federationd import analyze as a
+from federationd.projections.clusterdns import global_block
+from federationd.sim.workloads import KUBEADM_COREFILE
+from tests.daemon.conftest import kubectl
+from tests.daemon.test_e2e import SEED_000
+from tests.daemon.waiting import wait_for
+
+from .conftest import Mesh
+from .support import NAMESPACE, Obj, apply, settled, with_spec
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+BASE: Obj = yaml.safe_load(SEED_000)
+NAME = BASE["metadata"]["name"]
+MULTI_MESH = with_spec(BASE, multiMesh=True, istioCoreDNS={"enabled": True})
+#: a user's own edits: a comment in kubeadm's block and a stub zone of their own
+USER_COREFILE = KUBEADM_COREFILE.replace("    errors\n", "    errors  # ours, keep\n", 1) + (
+    "\nacme.internal:53 {\n    errors\n    forward . 10.20.30.40\n}\n"
+)
+
+
+def _corefile(mesh: Mesh) -> str:
+    cm = mesh.master.store.get("v1", "ConfigMap", "coredns", "kube-system")
+    assert cm is not None, "kube-system/coredns is never deleted"
+    return str(cm["data"]["Corefile"])
+
+
+def _istiocoredns_ip(mesh: Mesh) -> str:
+    svc = mesh.master.store.get("v1", "Service", "istiocoredns", NAMESPACE)
+    return str(((svc or {}).get("spec") or {}).get("clusterIP") or "")
+
+
+async def _set_corefile(mesh: Mesh, text: str) -> None:
+    await kubectl(mesh.kubeconfig, "-n", "kube-system", "patch", "configmap", "coredns", "--type", "merge",
+                  "-p", json.dumps({"data": {"Corefile": text}}))
+
+
+async def _dns_findings(mesh: Mesh) -> list[a.Finding]:
+    args = argparse.Namespace(kubeconfig=str(mesh.kubeconfig), context=None, namespace=NAMESPACE, cluster_name="master")
+    view = await a._from_live(args)
+    return [f for f in a.analyze(view) if f.check == "multimesh-cluster-dns"]
+
+
+async def test_global_forwarded_to_istiocoredns_user_edits_kept_and_removed_when_off(mesh: Mesh) -> None:
+    assert _corefile(mesh) == KUBEADM_COREFILE
+    assert mesh.master.store.get("v1", "ConfigMap", "kube-dns", "kube-system") is None
+    before = await _dns_findings(mesh)  # nothing multi-mesh yet: nothing to check
+    assert before == [], a.table(before)
+
+    gen = await apply(mesh, MULTI_MESH)
+    await settled(mesh, NAME, gen)
+    await wait_for(lambda: _istiocoredns_ip(mesh) != "", timeout=30, what="istiocoredns has a ClusterIP")
+    ip = _istiocoredns_ip(mesh)
+    want = KUBEADM_COREFILE + "\n" + global_block(ip) + "\n"
+    await wait_for(lambda: _corefile(mesh) == want, timeout=30, what="global:53 appended to the Corefile")
+    assert "global:53 {\n  errors\n  cache 30\n  proxy . " + ip + "\n}" in _corefile(mesh)
+    found = await _dns_findings(mesh)
+    assert found == [], a.table(found)
+    # never created where the cluster has none
+    assert mesh.master.store.get("v1", "ConfigMap", "kube-dns", "kube-system") is None
+
+    # a user rewrites the Corefile and drops the block: it comes back, their text stays
+    await _set_corefile(mesh, USER_COREFILE)
+    want = USER_COREFILE + "\n" + global_block(ip) + "\n"
+    await wait_for(lambda: _corefile(mesh) == want, timeout=30, what="global:53 put back after the user's edit")
+    # a user's edit with the block in place is theirs: nothing rewrites it
+    user = USER_COREFILE.replace("acme.internal:53 {\n    errors\n", "acme.internal:53 {\n    errors\n    cache 10\n", 1)
+    mine = user + "\n" + global_block(ip) + "\n"
+    await _set_corefile(mesh, mine)
+    gen = await apply(mesh, with_spec(MULTI_MESH, pilot={"resources": {"requests": {"cpu": "12m"}}}))
+    await settled(mesh, NAME, gen)
+    assert _corefile(mesh) == mine
+
+    # istioCoreDNS off: exactly the block goes, the user's Corefile is left as they wrote it
+    gen = await apply(mesh, with_spec(MULTI_MESH, istioCoreDNS={"enabled": False}))
+    await settled(mesh, NAME, gen)
+    await wait_for(lambda: _corefile(mesh) == user, timeout=30, what="global:53 removed from the Corefile")
