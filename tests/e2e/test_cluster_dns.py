@@ -76,6 +76,9 @@ async def test_global_forwarded_to_istiocoredns_user_edits_kept_and_removed_when
     assert "global:53 {\n  errors\n  cache 30\n  proxy . " + ip + "\n}" in _corefile(mesh)
     found = await _dns_findings(mesh)
     assert found == [], a.table(found)
+    # and on the event log: the observed Corefile, the derived edit, the observed ClusterIP
+    logged = [f for f in a.analyze(await a._from_log(str(mesh.log), None)) if f.check.startswith("multimesh")]
+    assert logged == [], a.table(logged)
     # never created where the cluster has none
     assert mesh.master.store.get("v1", "ConfigMap", "kube-dns", "kube-system") is None
 

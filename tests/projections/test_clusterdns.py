@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from events import types as ev
+from federationd import analyze as a
 from federationd.projections.clusterdns import (
     DnsEditError,
     corefile_with_global,
@@ -15,7 +17,10 @@ from federationd.projections.clusterdns import (
     global_block,
     stub_domains_with_global,
 )
+from federationd.projections.derive import derive
 from federationd.sim.workloads import KUBEADM_COREFILE
+
+from .helpers import MASTER, SEED_000, Log, istio
 
 IP = "10.96.0.20"
 #: The operator's block: caddyfile.EncodedServerBlock{Keys: ["global:53"], Body: [[errors],
@@ -74,3 +79,55 @@ def test_desired_edits_only_for_configmaps_that_exist_and_differ() -> None:
     assert desired_edits(observed, cluster_ip=IP, wanted=False) == ()
     (off,) = desired_edits({"coredns": (edit.text, True, 8)}, cluster_ip="", wanted=False)
     assert off.text == KUBEADM_COREFILE and off.cluster_ip == ""
+
+
+# --- derived from the log ------------------------------------------------------------------------
+
+
+def _facts(corefile: str, ip: str = IP) -> list[ev.Event]:
+    return [
+        ev.ClusterDnsObserved(cluster=MASTER, key="ConfigMap/kube-system/coredns", time=1.0, namespace="kube-system",
+                              name="coredns", data_key="Corefile", text=corefile),
+        ev.ServiceAddressObserved(cluster=MASTER, key="Service/istio-system/istiocoredns", time=1.0,
+                                  namespace="istio-system", name="istiocoredns", cluster_ip=ip),
+    ]
+
+
+def test_derive_edits_the_masters_corefile_while_istiocoredns_is_on_and_view_shows_it() -> None:
+    log = Log()
+    log.add(ev.MasterConfigured(cluster=MASTER, key="Cluster//master", time=1.0, identity="d"))
+    log.add(*_facts(KUBEADM_COREFILE))
+    seq = log.add(istio({**SEED_000, "multiMesh": True, "istioCoreDNS": {"enabled": True}}))
+    (edit,) = derive(log.state).dns["master"]
+    assert edit.key == "v1/ConfigMap/kube-system/coredns" and edit.text.endswith(OPERATOR_BLOCK + "\n")
+    assert seq in edit.reasons
+    # analyze on the log sees the Corefile as it will be, and istiocoredns' address
+    view = a.view_from_state(log.state)
+    assert [f for f in a.analyze(view) if f.check == "multimesh-cluster-dns"] == []
+    # once the Corefile carries it (the watch reports the write), nothing is left to do
+    log.add(_facts(edit.text)[0])
+    assert derive(log.state).dns == {}
+
+
+def test_derive_removes_the_block_when_istiocoredns_goes_or_the_istio_resource_does() -> None:
+    with_block = corefile_with_global(KUBEADM_COREFILE, IP)
+    for last in (
+        istio({**SEED_000, "istioCoreDNS": {"enabled": False}}, generation=2),
+        ev.IstioRemoved(cluster=MASTER, key="Istio/istio-system/istio", time=2.0, namespace="istio-system", name="istio"),
+    ):
+        log = Log()
+        log.add(ev.MasterConfigured(cluster=MASTER, key="Cluster//master", time=1.0, identity="d"))
+        log.add(*_facts(with_block))
+        log.add(istio({**SEED_000, "istioCoreDNS": {"enabled": True}}))
+        assert derive(log.state).dns == {}  # in place already
+        log.add(last)
+        (edit,) = derive(log.state).dns["master"]
+        assert edit.cluster_ip == "" and edit.text == KUBEADM_COREFILE, type(last).__name__
+
+
+def test_a_corefile_without_the_block_and_istiocoredns_off_is_left_alone() -> None:
+    log = Log()
+    log.add(ev.MasterConfigured(cluster=MASTER, key="Cluster//master", time=1.0, identity="d"))
+    log.add(*_facts(KUBEADM_COREFILE + "\nglobal:53 {\n    forward . 10.1.1.1\n}\n"))
+    log.add(istio(SEED_000))
+    assert derive(log.state).dns == {}
