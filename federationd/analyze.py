@@ -466,7 +466,11 @@ def _multimesh(view: MeshView, c: ClusterView) -> list[Finding]:
     # What the source operator writes (pkg/resources/istiocoredns, release-1.2): a
     # `global:53` server block in the CoreDNS Corefile and `global` in kube-dns's
     # stubDomains, both pointing at the istiocoredns Service's ClusterIP.
-    block = f"global:53 {{ errors; cache 30; proxy . {target} }}"
+    # (forwarding with the plugin the cluster's Corefile uses: CoreDNS ≥ 1.5 has no `proxy`)
+    from federationd.projections.clusterdns import forward_plugin
+
+    plugin = forward_plugin(str(((coredns or {}).get("data") or {}).get("Corefile", "")))
+    block = f"global:53 {{ errors; cache 30; {plugin} . {target} }}"
     stub = f'stubDomains {{"global": ["{target}"]}}'
     if coredns is None and kubedns is None:
         out.append(Finding(

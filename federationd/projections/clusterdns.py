@@ -19,6 +19,14 @@ cluster that runs istiocoredns (the master), in the ConfigMaps that exist there:
 * ``kube-system/kube-dns``: sets ``"global": ["<ClusterIP>"]`` in ``stubDomains`` (a
   JSON object), and deletes that entry when disabled.
 
+One deliberate difference in the block: CoreDNS 1.5 removed the ``proxy`` plugin (the
+CoreDNS kubeadm installs from Kubernetes 1.16 on has none), and a Corefile naming a
+plugin CoreDNS lacks is refused as a whole (cluster DNS stops on the next restart). So
+the block forwards with the plugin the cluster's own Corefile forwards with
+(``forward_plugin``): the operator's ``proxy . <ClusterIP>`` where the Corefile uses
+``proxy``, ``forward . <ClusterIP>`` (the same forwarding by its successor, what Istio's
+own guide writes from 1.3 on) where it uses only ``forward``.
+
 The operator re-serialises the whole Corefile through Caddy's parser, which rewrites
 the user's formatting and comments. Here the edit is textual: the user's Corefile is
 kept byte for byte outside the ``global:53`` block, the block is the operator's text
@@ -72,9 +80,32 @@ class DnsEdit(msgspec.Struct, frozen=True, kw_only=True):
         return f"v1/ConfigMap/{self.namespace}/{self.name}"
 
 
-def global_block(cluster_ip: str) -> str:
+#: CoreDNS's plugins that forward a zone: ``proxy`` (the operator's; removed in CoreDNS
+#: 1.5, so absent from the CoreDNS that kubeadm installs from Kubernetes 1.16 on) and
+#: ``forward`` (its successor, what Istio's own multicluster guide uses from 1.3 on).
+PROXY = "proxy"
+FORWARD = "forward"
+
+
+def forward_plugin(corefile: str) -> str:
+    """The plugin the ``global`` block forwards with: the one the cluster's own Corefile
+    forwards with outside that block — a plugin its CoreDNS evidently has. kubeadm's
+    Corefile uses ``proxy`` up to Kubernetes 1.13 and ``forward`` from 1.14 (its CoreDNS
+    drops ``proxy`` from 1.16 on); the operator's ``proxy`` when neither is used."""
+    try:
+        spans = [(s, e) for s, e, keys in _server_blocks(corefile) if keys and keys[0] == GLOBAL_KEY]
+    except DnsEditError:
+        spans = []
+    text = corefile
+    for s, e in reversed(spans):
+        text = text[:s] + text[e:]
+    used = {m.group(1) for m in re.finditer(rf"(?m)^\s*({PROXY}|{FORWARD})\s", text)}
+    return FORWARD if used == {FORWARD} else PROXY
+
+
+def global_block(cluster_ip: str, plugin: str = PROXY) -> str:
     """The operator's ``global:53`` block, as ``caddyfile.FromJSON`` prints it (tabs → two spaces)."""
-    return f"{GLOBAL_KEY} {{\n  errors\n  cache 30\n  proxy . {cluster_ip}\n}}"
+    return f"{GLOBAL_KEY} {{\n  errors\n  cache 30\n  {plugin} . {cluster_ip}\n}}"
 
 
 def _server_blocks(corefile: str) -> list[tuple[int, int, list[str]]]:
@@ -120,26 +151,29 @@ def _server_blocks(corefile: str) -> list[tuple[int, int, list[str]]]:
     return out
 
 
-def corefile_with_global(corefile: str, cluster_ip: str) -> str:
+def corefile_with_global(corefile: str, cluster_ip: str, plugin: str | None = None) -> str:
     """``corefile`` with the ``global:53`` block forwarding to ``cluster_ip``, or without
-    it when ``cluster_ip`` is "" (only a block of exactly the operator's text is removed: one
-the user wrote otherwise is theirs). Idempotent; everything outside the block is kept."""
+    it when ``cluster_ip`` is "". The block forwards with ``plugin``, by default the
+    Corefile's own (``forward_plugin``). Only a block of exactly the operator's text is
+    removed: one the user wrote otherwise is theirs. Idempotent; everything outside the
+    block is kept."""
     blocks = [b for b in _server_blocks(corefile) if b[2] and b[2][0] == GLOBAL_KEY]
+    plugin = plugin or forward_plugin(corefile)
     if not blocks:
         if not cluster_ip:
             return corefile
         if not corefile.strip():
-            return global_block(cluster_ip) + "\n"
+            return global_block(cluster_ip, plugin) + "\n"
         if corefile.endswith("\n"):
-            return corefile + "\n" + global_block(cluster_ip) + "\n"
-        return corefile + "\n\n" + global_block(cluster_ip)
+            return corefile + "\n" + global_block(cluster_ip, plugin) + "\n"
+        return corefile + "\n\n" + global_block(cluster_ip, plugin)
     start, end, _ = blocks[0]
     if cluster_ip:
-        out = corefile[:start] + global_block(cluster_ip) + corefile[end:]
+        out = corefile[:start] + global_block(cluster_ip, plugin) + corefile[end:]
         # a second block of the same key (the operator replaces the first it finds)
         # would make CoreDNS refuse the Corefile: drop the others
         for s, e, _ in reversed(blocks[1:]):
-            shift = len(global_block(cluster_ip)) - (end - start)
+            shift = len(global_block(cluster_ip, plugin)) - (end - start)
             out = _cut(out, s + shift, e + shift)
         return out
     out = corefile
@@ -149,7 +183,9 @@ the user wrote otherwise is theirs). Idempotent; everything outside the block is
     return out
 
 
-_OURS = re.compile(re.escape(global_block("IP")).replace("IP", r"[0-9A-Fa-f.:]+"))
+_OURS = re.compile(
+    re.escape(global_block("IP", "PLUGIN")).replace("IP", r"[0-9A-Fa-f.:]+").replace("PLUGIN", f"(?:{PROXY}|{FORWARD})")
+)
 
 
 def _cut(text: str, start: int, end: int) -> str:
@@ -192,16 +228,12 @@ def edited(name: str, text: str, cluster_ip: str) -> str:
     return stub_domains_with_global(text, cluster_ip)
 
 
-def has_global(name: str, text: str) -> bool:
-    """Does this ConfigMap's value carry a ``global`` entry (federationd's or not)?"""
-    try:
-        return edited(name, text, "") != text
-    except DnsEditError:
-        return False
-
-
 def desired_edits(
-    observed: Mapping[str, tuple[str, bool, int]], *, cluster_ip: str, wanted: bool, reasons: tuple[int, ...] = ()
+    observed: Mapping[str, tuple[str, bool, int]],
+    *,
+    cluster_ip: str,
+    wanted: bool,
+    reasons: tuple[int, ...] = (),
 ) -> tuple[DnsEdit, ...]:
     """The edits to make, from the observed ConfigMaps (name → (text, key present, seq of
     the fact)): with ``wanted`` and a known ``cluster_ip``, each existing ConfigMap whose

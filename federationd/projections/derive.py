@@ -1104,7 +1104,8 @@ def _cluster_dns(state: ProjectionState, istio: CustomResource | None) -> dict[s
             for f in observed_facts if isinstance(f, ev.ClusterDnsObserved)
         }
         edits = clusterdns.desired_edits(
-            observed, cluster_ip=ip, wanted=wanted, reasons=(istio.good_seq,) if istio is not None else ()
+            observed, cluster_ip=ip, wanted=wanted,
+            reasons=(istio.good_seq,) if istio is not None else (),
         )
         return {master: edits} if edits else {}
 

@@ -19,8 +19,7 @@ import pytest
 import yaml
 
 from federationd import analyze as a
-from federationd.projections.clusterdns import global_block
-from federationd.sim.workloads import KUBEADM_COREFILE
+from federationd.projections.clusterdns import FORWARD, PROXY, global_block
 from tests.daemon.conftest import kubectl
 from tests.daemon.test_e2e import SEED_000
 from tests.daemon.waiting import wait_for
@@ -33,10 +32,13 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 BASE: Obj = yaml.safe_load(SEED_000)
 NAME = BASE["metadata"]["name"]
 MULTI_MESH = with_spec(BASE, multiMesh=True, istioCoreDNS={"enabled": True})
-#: a user's own edits: a comment in kubeadm's block and a stub zone of their own
-USER_COREFILE = KUBEADM_COREFILE.replace("    errors\n", "    errors  # ours, keep\n", 1) + (
-    "\nacme.internal:53 {\n    errors\n    forward . 10.20.30.40\n}\n"
-)
+
+
+def _user_corefile(kubeadm: str) -> str:
+    """A user's own edits: a comment in kubeadm's block and a stub zone of their own."""
+    return kubeadm.replace("    errors\n", "    errors  # ours, keep\n", 1) + (
+        "\nacme.internal:53 {\n    errors\n    forward . 10.20.30.40\n}\n"
+    )
 
 
 def _corefile(mesh: Mesh) -> str:
@@ -62,7 +64,10 @@ async def _dns_findings(mesh: Mesh) -> list[a.Finding]:
 
 
 async def test_global_forwarded_to_istiocoredns_user_edits_kept_and_removed_when_off(mesh: Mesh) -> None:
-    assert _corefile(mesh) == KUBEADM_COREFILE
+    kubeadm = _corefile(mesh)
+    # the block forwards with the plugin the cluster's own Corefile uses (kubeadm: `proxy`
+    # up to 1.13, `forward` from 1.14; CoreDNS has no `proxy` from Kubernetes 1.16 on)
+    plugin = PROXY if "    proxy . /etc/resolv.conf\n" in kubeadm else FORWARD
     assert mesh.master.store.get("v1", "ConfigMap", "kube-dns", "kube-system") is None
     before = await _dns_findings(mesh)  # nothing multi-mesh yet: nothing to check
     assert before == [], a.table(before)
@@ -71,9 +76,9 @@ async def test_global_forwarded_to_istiocoredns_user_edits_kept_and_removed_when
     await settled(mesh, NAME, gen)
     await wait_for(lambda: _istiocoredns_ip(mesh) != "", timeout=30, what="istiocoredns has a ClusterIP")
     ip = _istiocoredns_ip(mesh)
-    want = KUBEADM_COREFILE + "\n" + global_block(ip) + "\n"
+    want = kubeadm + "\n" + global_block(ip, plugin) + "\n"
     await wait_for(lambda: _corefile(mesh) == want, timeout=30, what="global:53 appended to the Corefile")
-    assert "global:53 {\n  errors\n  cache 30\n  proxy . " + ip + "\n}" in _corefile(mesh)
+    assert f"global:53 {{\n  errors\n  cache 30\n  {plugin} . {ip}\n}}" in _corefile(mesh)
     found = await _dns_findings(mesh)
     assert found == [], a.table(found)
     # and on the event log: the observed Corefile, the derived edit, the observed ClusterIP
@@ -83,12 +88,12 @@ async def test_global_forwarded_to_istiocoredns_user_edits_kept_and_removed_when
     assert mesh.master.store.get("v1", "ConfigMap", "kube-dns", "kube-system") is None
 
     # a user rewrites the Corefile and drops the block: it comes back, their text stays
-    await _set_corefile(mesh, USER_COREFILE)
-    want = USER_COREFILE + "\n" + global_block(ip) + "\n"
+    await _set_corefile(mesh, _user_corefile(kubeadm))
+    want = _user_corefile(kubeadm) + "\n" + global_block(ip, plugin) + "\n"
     await wait_for(lambda: _corefile(mesh) == want, timeout=30, what="global:53 put back after the user's edit")
     # a user's edit with the block in place is theirs: nothing rewrites it
-    user = USER_COREFILE.replace("acme.internal:53 {\n    errors\n", "acme.internal:53 {\n    errors\n    cache 10\n", 1)
-    mine = user + "\n" + global_block(ip) + "\n"
+    user = _user_corefile(kubeadm).replace("acme.internal:53 {\n    errors\n", "acme.internal:53 {\n    errors\n    cache 10\n", 1)
+    mine = user + "\n" + global_block(ip, plugin) + "\n"
     await _set_corefile(mesh, mine)
     gen = await apply(mesh, with_spec(MULTI_MESH, pilot={"resources": {"requests": {"cpu": "12m"}}}))
     await settled(mesh, NAME, gen)

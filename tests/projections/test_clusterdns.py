@@ -11,18 +11,23 @@ import pytest
 from events import types as ev
 from federationd import analyze as a
 from federationd.projections.clusterdns import (
+    FORWARD,
+    PROXY,
     DnsEditError,
     corefile_with_global,
     desired_edits,
+    forward_plugin,
     global_block,
     stub_domains_with_global,
 )
 from federationd.projections.derive import derive
-from federationd.sim.workloads import KUBEADM_COREFILE
+from federationd.sim.workloads import kubeadm_corefile
 
 from .helpers import MASTER, SEED_000, Log, istio
 
 IP = "10.96.0.20"
+#: kubeadm's Corefile of the operator's time (1.13: `proxy`), which its block was written for
+KUBEADM_COREFILE = kubeadm_corefile(13)
 #: The operator's block: caddyfile.EncodedServerBlock{Keys: ["global:53"], Body: [[errors],
 #: [cache 30], [proxy . IP]]} through caddyfile.FromJSON, tabs replaced by two spaces.
 OPERATOR_BLOCK = "global:53 {\n  errors\n  cache 30\n  proxy . 10.96.0.20\n}"
@@ -30,6 +35,22 @@ OPERATOR_BLOCK = "global:53 {\n  errors\n  cache 30\n  proxy . 10.96.0.20\n}"
 
 def test_the_block_is_the_operators() -> None:
     assert global_block(IP) == OPERATOR_BLOCK
+
+
+def test_the_block_forwards_with_the_plugin_the_corefile_uses() -> None:
+    """CoreDNS 1.5 removed ``proxy`` (kubeadm installs CoreDNS 1.6 from Kubernetes 1.16):
+    a Corefile naming it is refused whole. The operator's ``proxy`` where the cluster's
+    Corefile uses ``proxy`` (kubeadm up to 1.13), ``forward`` where it uses ``forward``."""
+    old, new = kubeadm_corefile(13), kubeadm_corefile(16)
+    assert "proxy . /etc/resolv.conf" in old and "forward . /etc/resolv.conf" in new and "ready" in new
+    assert corefile_with_global(old, IP) == old + "\n" + OPERATOR_BLOCK + "\n"
+    assert corefile_with_global(new, IP) == new + "\n" + OPERATOR_BLOCK.replace("proxy", "forward") + "\n"
+    assert forward_plugin(corefile_with_global(old, IP)) == PROXY
+    assert forward_plugin(".:53 {\n  errors\n}\n") == PROXY  # nothing to go by: the operator's
+    # a proxy block on a Corefile that forwards otherwise becomes forward; either is removed
+    fixed = corefile_with_global(new + "\n" + OPERATOR_BLOCK + "\n", IP)
+    assert fixed == new + "\n" + global_block(IP, FORWARD) + "\n"
+    assert corefile_with_global(fixed, "") == new
 
 
 def test_appended_after_the_users_corefile_kept_byte_for_byte() -> None:
