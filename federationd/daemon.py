@@ -187,7 +187,8 @@ class ClusterRuntime:
             # multi-mesh: the cluster DNS ConfigMaps and istiocoredns' ClusterIP, by name
             for cm in facts.CLUSTER_DNS_CONFIGMAPS:
                 out[f"dns-{cm}"] = facts.cluster_dns(cm)
-            out["istiocoredns"] = facts.service_address(self.daemon.settings.namespace, "istiocoredns")
+            # (in every namespace: the Istio resource's namespace is the one that counts)
+            out["istiocoredns"] = facts.service_address(None, "istiocoredns")
         return out
 
     def open(self) -> None:

@@ -632,8 +632,8 @@ def service_address_removed(cluster: ClusterName, obj: Obj, now: float) -> list[
     return [ev.ServiceAddressRemoved(cluster=cluster, key=f"Service/{ns}/{name}", time=now, namespace=ns, name=name)]
 
 
-def service_address(namespace: str, name: str) -> FactSource:
-    """One Service's ClusterIP, watched by name."""
+def service_address(namespace: str | None, name: str) -> FactSource:
+    """The ClusterIP of the Services called ``name`` (in ``namespace``; None: any), watched by name."""
     return FactSource("v1", "Service", service_address_fact, service_address_removed, namespace=namespace,
                       field_selector=f"metadata.name={name}", family="serviceaddress")
 
