@@ -540,6 +540,8 @@ def disappeared(
         ns, _, name = rest.partition("/")
         if kind != source.kind or (source.namespace is not None and ns != source.namespace):
             continue
+        if not _selects_name(source.field_selector, name):
+            continue  # another source's object (sources of one family watched by name)
         if (ns, name) in here:
             continue
         if source.gone is not None:
@@ -550,6 +552,18 @@ def disappeared(
                 tomb["metadata"]["namespace"] = ns
             out.extend(source.delete(cluster, tomb, now))
     return out
+
+
+def _selects_name(field_selector: str | None, name: str) -> bool:
+    """Whether a field selector's ``metadata.name`` terms (if any) admit ``name``."""
+    for term in (field_selector or "").split(","):
+        field, op, value = term.partition("!=") if "!=" in term else term.partition("=")
+        if field.strip() != "metadata.name":
+            continue
+        value = value.lstrip("=").strip()
+        if (op == "!=") == (name == value):
+            return False
+    return True
 
 
 ISTIO = FactSource(ISTIO_GROUP_VERSION, "Istio", istio_fact, istio_removed, family="istio")

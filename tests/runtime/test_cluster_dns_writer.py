@@ -88,3 +88,13 @@ def test_facts_only_from_the_named_configmaps_and_the_service_address() -> None:
     svc = {"metadata": {"name": "istiocoredns", "namespace": "istio-system"}, "spec": {"clusterIP": IP}}
     (s,) = facts.service_address_fact(ClusterName("m"), svc, 1.0)
     assert isinstance(s, ev.ServiceAddressObserved) and s.cluster_ip == IP
+
+
+def test_a_restart_does_not_take_one_named_sources_object_for_gone_from_another() -> None:
+    """``coredns`` and ``kube-dns`` are two sources of one fact family, each watching one
+    name: after a restart, kube-dns's (empty) first list says nothing about coredns."""
+    remembered = [ev.ClusterDnsObserved(cluster=ClusterName("m"), key="ConfigMap/kube-system/coredns", time=0.0,
+                                        namespace="kube-system", name="coredns", data_key="Corefile", text=COREFILE)]
+    assert facts.disappeared(facts.cluster_dns("kube-dns"), ClusterName("m"), remembered, [], 1.0) == []
+    (gone,) = facts.disappeared(facts.cluster_dns("coredns"), ClusterName("m"), remembered, [], 1.0)
+    assert isinstance(gone, ev.ClusterDnsRemoved) and gone.name == "coredns"
