@@ -3,7 +3,9 @@
 (``pkg/resources/istiocoredns/coredns.go``, release-1.2: the ``global:53 { errors;
 cache 30; proxy . <istiocoredns ClusterIP> }`` server block appended to the Corefile of
 ``kube-system/coredns``), keeps the user's Corefile around it, puts it back if a user
-removes it, and removes exactly that block when istiocoredns is switched off.
+removes it, and removes exactly that block when istiocoredns is switched off; the same
+for ``global`` in ``kube-system/kube-dns`` ``stubDomains`` (``kubedns.go``) on a cluster
+that has that ConfigMap.
 
 The emulator's master is a kubeadm cluster: ``kube-system/coredns`` holds kubeadm's
 Corefile and there is no kube-dns ConfigMap (CoreDNS is kubeadm's default since 1.13),
@@ -52,6 +54,11 @@ def _istiocoredns_ip(mesh: Mesh) -> str:
     return str(((svc or {}).get("spec") or {}).get("clusterIP") or "")
 
 
+def _stub_domains(mesh: Mesh) -> object:
+    cm = mesh.master.store.get("v1", "ConfigMap", "kube-dns", "kube-system")
+    return json.loads(cm["data"]["stubDomains"]) if cm else None
+
+
 async def _set_corefile(mesh: Mesh, text: str) -> None:
     await kubectl(mesh.kubeconfig, "-n", "kube-system", "patch", "configmap", "coredns", "--type", "merge",
                   "-p", json.dumps({"data": {"Corefile": text}}))
@@ -84,8 +91,13 @@ async def test_global_forwarded_to_istiocoredns_user_edits_kept_and_removed_when
     # and on the event log: the observed Corefile, the derived edit, the observed ClusterIP
     logged = [f for f in a.analyze(await a._from_log(str(mesh.log), None)) if f.check.startswith("multimesh")]
     assert logged == [], a.table(logged)
-    # never created where the cluster has none
+    # never created where the cluster has none; where there is one (a cluster running
+    # kube-dns, like GKE's), `global` joins the user's stub domains
     assert mesh.master.store.get("v1", "ConfigMap", "kube-dns", "kube-system") is None
+    await kubectl(mesh.kubeconfig, "-n", "kube-system", "create", "configmap", "kube-dns",
+                  "--from-literal", 'stubDomains={"acme.internal": ["10.20.30.40"]}')
+    await wait_for(lambda: _stub_domains(mesh) == {"acme.internal": ["10.20.30.40"], "global": [ip]}, timeout=30,
+                   what="global in kube-dns stubDomains")
 
     # a user rewrites the Corefile and drops the block: it comes back, their text stays
     await _set_corefile(mesh, _user_corefile(kubeadm))
@@ -103,3 +115,5 @@ async def test_global_forwarded_to_istiocoredns_user_edits_kept_and_removed_when
     gen = await apply(mesh, with_spec(MULTI_MESH, istioCoreDNS={"enabled": False}))
     await settled(mesh, NAME, gen)
     await wait_for(lambda: _corefile(mesh) == user, timeout=30, what="global:53 removed from the Corefile")
+    await wait_for(lambda: _stub_domains(mesh) == {"acme.internal": ["10.20.30.40"]}, timeout=30,
+                   what="global removed from stubDomains")
