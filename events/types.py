@@ -382,6 +382,51 @@ class TrustObserved(Event, frozen=True, tag=True):
     problem: str = ""
 
 
+# --- cluster DNS (multi-mesh ``.global`` names) ------------------------------------------
+
+
+class ClusterDnsObserved(Event, frozen=True, tag=True):
+    """The part of a cluster DNS ConfigMap federationd edits for multi-mesh: the
+    ``Corefile`` of ``kube-system/coredns`` or the ``stubDomains`` of ``kube-system/
+    kube-dns`` (``data_key``), as text (``present`` False when the ConfigMap has no such
+    key). ``key`` is ``ConfigMap/<namespace>/<name>``."""
+
+    family = "clusterdns"
+
+    namespace: str
+    name: str
+    data_key: str
+    text: str = ""
+    present: bool = True
+
+
+class ClusterDnsRemoved(Event, frozen=True, tag=True):
+    family = "clusterdns"
+    removal = True
+
+    namespace: str
+    name: str
+
+
+class ServiceAddressObserved(Event, frozen=True, tag=True):
+    """A Service's ClusterIP (the istiocoredns Service's: where cluster DNS forwards
+    ``global``). ``key`` is ``Service/<namespace>/<name>``."""
+
+    family = "serviceaddress"
+
+    namespace: str
+    name: str
+    cluster_ip: str = ""
+
+
+class ServiceAddressRemoved(Event, frozen=True, tag=True):
+    family = "serviceaddress"
+    removal = True
+
+    namespace: str
+    name: str
+
+
 # --- time ---------------------------------------------------------------------------------------
 
 
@@ -428,6 +473,10 @@ CATALOGUE: tuple[type[Event], ...] = (
     CleanupDeadlinePassed,
     MasterConfigured,
     KubernetesApisObserved,
+    ClusterDnsObserved,
+    ClusterDnsRemoved,
+    ServiceAddressObserved,
+    ServiceAddressRemoved,
 )
 
 

@@ -60,6 +60,7 @@ from events.log import EventLog, LogError
 from events.replay import Snapshotter, replay
 from events.types import ClusterName, Event
 from federationd import config, secretref
+from federationd.actuators import clusterdns as dns_actuator
 from federationd.actuators import finalizers
 from federationd.actuators import trust as trust_actuator
 from federationd.actuators.client import ApiError, ApiNotFound, KubeClient
@@ -191,6 +192,11 @@ class ClusterRuntime:
             out["secrets"] = facts.kubeconfig_secrets(self.daemon.settings.namespace)
             # the master's ready pod IPs per Service, for remotes' enabledServices
             out["endpoints"] = facts.endpoints(self.daemon.settings.namespace)
+            # multi-mesh: the cluster DNS ConfigMaps and istiocoredns' ClusterIP, by name
+            for cm in facts.CLUSTER_DNS_CONFIGMAPS:
+                out[f"dns-{cm}"] = facts.cluster_dns(cm)
+            # (in every namespace: the Istio resource's namespace is the one that counts)
+            out["istiocoredns"] = facts.service_address(None, "istiocoredns")
         return out
 
     def open(self) -> None:
@@ -468,6 +474,8 @@ class Daemon:
         # The shared root of trust: leader-only, outside derive (keys never enter the
         # desired state or the log); its facts go through the change-filtering emitter.
         self.trust = trust_actuator.TrustActuator(kube=self._kube_for, record=self.emitter.emit)
+        # multi-mesh: `global` in the cluster's DNS (ConfigMaps federationd does not own)
+        self.cluster_dns = dns_actuator.ClusterDnsActuator(kube=self._kube_for)
         #: clusters whose gateway hostnames the resolver was last told about
         self._resolving: set[str] = set()
 
@@ -546,6 +554,7 @@ class Daemon:
             await self._apply_membership(state, desired.membership)
             self._feed_resolver(state)
             self.trust.set_plan(desired.membership.trust)
+            self.cluster_dns.set_edits(desired.dns)
             self.timers.set({n: (d.since_seq, d.since) for n, d in desired.membership.deadlines.items()})
             # Let the fold task run between derivations of a burst.
             await asyncio.sleep(0)
@@ -753,6 +762,7 @@ class Daemon:
         if self.status is not None:
             self.status.start()
         self.trust.start()
+        self.cluster_dns.start()
         self.timers.start()
         self._dirty.set()
 
@@ -766,6 +776,7 @@ class Daemon:
         if self.status is not None:
             self.status.pause()
         await self.trust.pause()
+        await self.cluster_dns.pause()
         await self.timers.stop()
         await self.append(
             [
@@ -807,6 +818,7 @@ class Daemon:
                 "clusters": {n: rt.converger.converged() for n, rt in self.runtimes.items() if rt.joined},
                 "status": self.status.idle() if self.status else True,
                 "trust": self.trust.idle(),
+                "dns": self.cluster_dns.idle() and not self.desired.dns,
                 "derived": self.desired.seq >= self._appended,
             },
             "actuators": lambda: {n: rt.converger.stats for n, rt in self.runtimes.items()},
@@ -964,6 +976,7 @@ class Daemon:
                 for rt in self.runtimes.values():
                     rt.converger.resync()
                 self.trust.resync()
+                self.cluster_dns.resync()
                 self.resyncs += 1
 
     async def _shutdown(self) -> None:
@@ -975,6 +988,7 @@ class Daemon:
         for rt in self.runtimes.values():
             rt.converger.pause()
         await self.trust.stop()
+        await self.cluster_dns.stop()
         if self.status is not None:
             await self.status.stop()
         await reap(self._tasks)

@@ -30,6 +30,8 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from federationd.projections.clusterdns import forward_plugin
+
 Obj = dict[str, Any]
 Severity = Literal["error", "warning", "info"]
 
@@ -493,7 +495,9 @@ def _multimesh(view: MeshView, c: ClusterView) -> list[Finding]:
     # What the source operator writes (pkg/resources/istiocoredns, release-1.2): a
     # `global:53` server block in the CoreDNS Corefile and `global` in kube-dns's
     # stubDomains, both pointing at the istiocoredns Service's ClusterIP.
-    block = f"global:53 {{ errors; cache 30; proxy . {target} }}"
+    # (forwarding with the plugin the cluster's Corefile uses: CoreDNS >= 1.5 has no `proxy`)
+    plugin = forward_plugin(str(((coredns or {}).get("data") or {}).get("Corefile", "")))
+    block = f"global:53 {{ errors; cache 30; {plugin} . {target} }}"
     stub = f'stubDomains {{"global": ["{target}"]}}'
     if coredns is None and kubedns is None:
         out.append(Finding(
@@ -515,8 +519,10 @@ def _multimesh(view: MeshView, c: ClusterView) -> list[Finding]:
             severity="error", check="multimesh-cluster-dns", clusters=(c.name,),
             objects=tuple(ref(o) for o, _ in forwards),
             message="cluster DNS does not forward `global` to istiocoredns: NAME.NS.global does not resolve",
-            fix=f"add `{block}` to the kube-system/coredns Corefile, or {stub} to kube-system/kube-dns "
-                "(what the source operator writes; federationd does not edit the cluster's DNS)",
+            fix=("enable istioCoreDNS: federationd then writes " if svc is None else
+                 "federationd writes this while istioCoreDNS is enabled (see its log if it has not): ")
+                + f"`{block}` in the kube-system/coredns Corefile, or {stub} in kube-system/kube-dns "
+                "(what the source operator writes)",
         ))
     elif ip:
         for o, ups in forwards:

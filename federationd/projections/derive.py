@@ -45,9 +45,10 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from events import types as ev
 from federationd import render
 from federationd.api import v1beta1
-from federationd.projections import analysis, kubeversion, locality
+from federationd.projections import analysis, clusterdns, kubeversion, locality
 from federationd.projections import membership as fleet
 from federationd.projections.analysis import ClusterView, Finding, MeshView
 from federationd.projections.membership import Membership
@@ -114,6 +115,8 @@ class Desired(msgspec.Struct, frozen=True, kw_only=True):
     statuses: dict[str, DesiredStatus] = {}
     #: which remotes to connect, which leave, finalizers, trust (``projections.membership``)
     membership: Membership = Membership()
+    #: cluster → edits of its DNS ConfigMaps for multi-mesh (``projections.clusterdns``)
+    dns: dict[str, tuple[clusterdns.DnsEdit, ...]] = {}
 
 
 # --- memo ---------------------------------------------------------------------------------
@@ -756,19 +759,57 @@ def _node_localities(state: ProjectionState, cluster: str) -> tuple[str, ...]:
     )
 
 
-def _cluster_view(state: ProjectionState, name: str, role: str, cd: ClusterDesired) -> ClusterView:
+def _cluster_view(
+    state: ProjectionState, name: str, role: str, cd: ClusterDesired, *, namespace: str,
+    dns: tuple[clusterdns.DnsEdit, ...] = (),
+) -> ClusterView:
     apis = state.kubernetes.get(name)
     localities = _node_localities(state, name)
+    observed = _dns_inputs(state, name, namespace)
 
     def build() -> ClusterView:
         return ClusterView(
             name=name, role="master" if role == "master" else "remote",
-            objects=tuple(o.obj for o in cd.objects.values()),
+            objects=_with_cluster_dns(tuple(o.obj for o in cd.objects.values()), observed, dns),
             kubernetes_apis=apis.group_versions if apis is not None else None,
             localities=localities,
         )
 
-    return _memo.get(("analysis-view", name), (cd, role, apis, localities), build)
+    return _memo.get(("analysis-view", name), (cd, role, apis, localities, namespace, observed, dns), build)
+
+
+def _dns_inputs(state: ProjectionState, cluster: str, namespace: str) -> tuple[Any, ...]:
+    """What the log knows of ``cluster``'s DNS for multi-mesh: the observed kube-system
+    DNS ConfigMaps and istiocoredns' address (facts, compared by identity in the memo)."""
+    facts = state.facts.get(cluster, {})
+    return (
+        facts.get(f"serviceaddress Service/{namespace}/{ISTIOCOREDNS_SERVICE}"),
+        *(facts.get(f"clusterdns ConfigMap/{clusterdns.DNS_NAMESPACE}/{n}") for n in clusterdns.DATA_KEYS),
+    )
+
+
+def _with_cluster_dns(
+    objs: tuple[dict[str, Any], ...], observed: tuple[Any, ...], edits: tuple[clusterdns.DnsEdit, ...],
+) -> tuple[dict[str, Any], ...]:
+    """``objs`` plus the observed kube-system DNS ConfigMaps with the derived edits applied,
+    and the observed ClusterIP on the desired istiocoredns Service (the desired one has
+    none: the cluster allocates it) — what the analyzer's cluster-DNS check reads."""
+    svc, *maps = observed
+    by_name = {e.name: e for e in edits}
+    out: list[dict[str, Any]] = []
+    for o in objs:
+        meta = o.get("metadata") or {}
+        if (isinstance(svc, ev.ServiceAddressObserved) and svc.cluster_ip and o.get("kind") == "Service"
+                and meta.get("name") == ISTIOCOREDNS_SERVICE):
+            o = {**o, "spec": {**(o.get("spec") or {}), "clusterIP": svc.cluster_ip}}
+        out.append(o)
+    for f in maps:
+        if isinstance(f, ev.ClusterDnsObserved):
+            text = by_name[f.name].text if f.name in by_name else f.text
+            data = {f.data_key: text} if f.present or f.name in by_name else {}
+            out.append({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": f.name, "namespace": f.namespace}, "data": data})
+    return tuple(out)
 
 
 def mesh_view(state: ProjectionState, desired: Desired) -> MeshView:
@@ -781,24 +822,29 @@ def mesh_view(state: ProjectionState, desired: Desired) -> MeshView:
     return MeshView(
         master=master, namespace=namespace,
         clusters=tuple(
-            _cluster_view(state, name, "master" if name == master else "remote", desired.clusters[name])
+            _cluster_view(state, name, "master" if name == master else "remote", desired.clusters[name],
+                          namespace=namespace, dns=desired.dns.get(name, ()))
             for name in sorted(desired.clusters)
         ),
     )
 
 
-def _mesh_findings(state: ProjectionState, clusters: Mapping[str, ClusterDesired]) -> tuple[Finding, ...]:
+def _mesh_findings(
+    state: ProjectionState, clusters: Mapping[str, ClusterDesired],
+    dns: Mapping[str, tuple[clusterdns.DnsEdit, ...]] | None = None,
+) -> tuple[Finding, ...]:
     """``analysis.analyze`` of the derived mesh, memoised so that a change re-runs what
     it can affect: one cluster's checks run again only when one of its objects other
     than the ``istio`` ConfigMap changed (``cluster_findings`` reads no meshNetworks,
     which every gateway change rewrites on every cluster); the checks across clusters
     run once per change."""
-    view = mesh_view(state, Desired(clusters=dict(clusters)))
+    view = mesh_view(state, Desired(clusters=dict(clusters), dns=dict(dns or {})))
     cm_key = f"v1/ConfigMap/{view.namespace}/istio"
     found: list[Finding] = []
     for c in view.clusters:
         cd = clusters[c.name]
-        inputs = (view.namespace, c.role, c.kubernetes_apis, *(o for k, o in cd.objects.items() if k != cm_key))
+        inputs = (view.namespace, c.role, c.kubernetes_apis, _dns_inputs(state, c.name, view.namespace),
+                  (dns or {}).get(c.name), *(o for k, o in cd.objects.items() if k != cm_key))
         found += _cluster_findings(view, c, inputs)
     found += _memo.get(
         ("analysis-mesh", "*"), (view.master, view.namespace, *view.clusters),
@@ -811,12 +857,15 @@ def _cluster_findings(view: MeshView, c: ClusterView, inputs: tuple[Any, ...]) -
     return _memo.get(("analysis", c.name), inputs, lambda: tuple(analysis.cluster_findings(view, c)))
 
 
-def _mesh_analyzed(state: ProjectionState, istio: CustomResource, clusters: Mapping[str, ClusterDesired]) -> tuple[str, str, str]:
+def _mesh_analyzed(
+    state: ProjectionState, istio: CustomResource, clusters: Mapping[str, ClusterDesired],
+    dns: Mapping[str, tuple[clusterdns.DnsEdit, ...]],
+) -> tuple[str, str, str]:
     """``(status, reason, message)`` of the managed Istio's ``MeshAnalyzed`` condition."""
     master = clusters.get(istio.cluster)
     if master is None or master.hold:
         return "Unknown", "NotDerived", "nothing is derived for the master cluster, so there is nothing to analyze"
-    return analysis.condition(_mesh_findings(state, clusters))
+    return analysis.condition(_mesh_findings(state, clusters, dns))
 
 
 # --- status -----------------------------------------------------------------------------------------
@@ -1136,6 +1185,7 @@ def derive(state: ProjectionState) -> Desired:
             if r.name == istio.cluster:
                 continue
             clusters[r.name] = _remote_desired(state, istio, r)
+    dns = _cluster_dns(state, istio)
     for _, cr in sorted(state.istios.items()):
         if cr.deleting:
             continue
@@ -1162,7 +1212,7 @@ def derive(state: ProjectionState) -> Desired:
         statuses[status_key(ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
             state, cr, cr.cluster, clusters.get(cr.cluster), kind=ISTIO_KIND,
             blocker=_trust_blocker(state, cr.cluster),
-            mesh_analyzed=_mesh_analyzed(state, cr, clusters) if cr is istio else None,
+            mesh_analyzed=_mesh_analyzed(state, cr, clusters, dns) if cr is istio else None,
         )
     for cr in _remote_crs(state):
         blocker = "" if istio is not None else "no Istio resource to federate with"
@@ -1179,8 +1229,44 @@ def derive(state: ProjectionState) -> Desired:
             )
     _memo.retain(clusters.keys() | {st.cluster for st in statuses.values()} | {st.name for st in statuses.values()})
     return Desired(
-        seq=state.seq, clusters=dict(sorted(clusters.items())), statuses=statuses, membership=members
+        seq=state.seq, clusters=dict(sorted(clusters.items())), statuses=statuses, membership=members, dns=dns
     )
+
+
+#: istiocoredns' Service (the operator's ``istiocoredns/service.go``)
+ISTIOCOREDNS_SERVICE = "istiocoredns"
+
+
+def _cluster_dns(state: ProjectionState, istio: CustomResource | None) -> dict[str, tuple[clusterdns.DnsEdit, ...]]:
+    """The master's cluster DNS edits (the operator edits the DNS of the cluster that
+    runs istiocoredns, and remotes run none): ``global`` forwarded to istiocoredns'
+    ClusterIP while ``istioCoreDNS`` is enabled; federationd's entry removed when it is
+    disabled or the Istio resource is gone (its Service, and so the address, go too)."""
+    master = istio.cluster if istio is not None else state.master
+    if not master:
+        return {}
+    facts = state.facts.get(master, {})
+    namespace = istio.namespace if istio is not None else ""
+    svc = facts.get(f"serviceaddress Service/{namespace}/{ISTIOCOREDNS_SERVICE}") if namespace else None
+    observed_facts = tuple(facts.get(f"clusterdns ConfigMap/{clusterdns.DNS_NAMESPACE}/{n}") for n in clusterdns.DATA_KEYS)
+    spec_in = (istio.good_spec, istio.namespace, istio.good_seq) if istio is not None else None
+
+    def compute() -> dict[str, tuple[clusterdns.DnsEdit, ...]]:
+        wanted = False
+        if istio is not None and istio.good_spec is not None and not istio.deleting:
+            wanted = bool(_istio_spec(istio).istio_core_dns.enabled)
+        ip = svc.cluster_ip if isinstance(svc, ev.ServiceAddressObserved) else ""
+        observed = {
+            f.name: (f.text, f.present, 0)
+            for f in observed_facts if isinstance(f, ev.ClusterDnsObserved)
+        }
+        edits = clusterdns.desired_edits(
+            observed, cluster_ip=ip, wanted=wanted,
+            reasons=(istio.good_seq,) if istio is not None else (),
+        )
+        return {master: edits} if edits else {}
+
+    return _memo.get(("dns", "*"), (master, spec_in, svc, observed_facts), compute)
 
 
 def desired_hash(desired: Desired) -> str:
@@ -1192,6 +1278,9 @@ def desired_hash(desired: Desired) -> str:
     change costs the hashes of what changed."""
     clusters = {name: _cluster_hash(name, cd) for name, cd in desired.clusters.items()}
     statuses = {key: _status_hash(key, st) for key, st in desired.statuses.items()}
+    if desired.dns:  # absent from the hash when empty: hashes of logs without it are unchanged
+        dns = msgspec.to_builtins(desired.dns)
+        return robj.content_hash({"clusters": clusters, "statuses": statuses, "dns": dns})
     return robj.content_hash({"clusters": clusters, "statuses": statuses})
 
 

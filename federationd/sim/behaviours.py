@@ -27,7 +27,12 @@ from typing import Any
 from federationd.sim import errors
 from federationd.sim.injection import Webhooks
 from federationd.sim.store import Change, Obj, Store, rfc3339
-from federationd.sim.workloads import Controllers
+from federationd.sim.workloads import Controllers, create_kubeadm_dns
+
+
+def _minor(git_version: str) -> int:
+    parts = git_version.lstrip("v").split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 99
 
 
 class Behaviours:
@@ -69,6 +74,7 @@ class Behaviours:
         store.admission.append(self.webhooks.admit)
         store.listeners.append(self._on_change)
         self._create_nodes(nodes)
+        create_kubeadm_dns(store, _minor(kubelet_version))
 
     # ------------------------------------------------------------------ nodes
 

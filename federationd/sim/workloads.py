@@ -184,6 +184,50 @@ def _omit_zero(status: Obj, *keys: str) -> Obj:
 # ---------------------------------------------------------------------------- controllers
 
 
+#: The Corefile kubeadm writes (``cmd/kubeadm/app/phases/addons/dns/manifests.go``,
+#: DNS domain ``cluster.local``, upstream ``/etc/resolv.conf``) in 1.14 and 1.15:
+#: ``forward`` replaced ``proxy`` (which CoreDNS 1.5 removed).
+KUBEADM_COREFILE = """.:53 {
+    errors
+    health
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       upstream
+       fallthrough in-addr.arpa ip6.arpa
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+"""
+
+
+def kubeadm_corefile(minor: int) -> str:
+    """kubeadm's Corefile for a Kubernetes minor: ``proxy`` up to 1.13, ``forward`` from
+    1.14, and from 1.16 (CoreDNS 1.6) the ``ready`` plugin, ``ttl 30`` and no
+    ``upstream``. (Later releases' small additions, ``lameduck`` and
+    ``max_concurrent``, are not modelled.)"""
+    if minor <= 13:
+        return KUBEADM_COREFILE.replace("forward . /etc/resolv.conf", "proxy . /etc/resolv.conf")
+    if minor <= 15:
+        return KUBEADM_COREFILE
+    return (KUBEADM_COREFILE.replace("    health\n", "    health\n    ready\n")
+            .replace("       upstream\n", "")
+            .replace("       fallthrough in-addr.arpa ip6.arpa\n", "       fallthrough in-addr.arpa ip6.arpa\n       ttl 30\n"))
+
+
+def create_kubeadm_dns(store: Store, minor: int) -> None:
+    """kube-system/coredns as kubeadm leaves it. CoreDNS is kubeadm's DNS by default since
+    1.11 (the only one since 1.13), so there is no kube-dns ConfigMap."""
+    if store.raw(("", "configmaps"), "kube-system", "coredns") is None:
+        store.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+            "name": "coredns", "namespace": "kube-system"}, "data": {"Corefile": kubeadm_corefile(minor)}})
+
+
+
 class Controllers:
     """kube-controller-manager, kube-scheduler and the kubelets of one cluster."""
 

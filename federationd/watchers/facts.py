@@ -540,6 +540,8 @@ def disappeared(
         ns, _, name = rest.partition("/")
         if kind != source.kind or (source.namespace is not None and ns != source.namespace):
             continue
+        if not _selects_name(source.field_selector, name):
+            continue  # another source's object (sources of one family watched by name)
         if (ns, name) in here:
             continue
         if source.gone is not None:
@@ -550,6 +552,18 @@ def disappeared(
                 tomb["metadata"]["namespace"] = ns
             out.extend(source.delete(cluster, tomb, now))
     return out
+
+
+def _selects_name(field_selector: str | None, name: str) -> bool:
+    """Whether a field selector's ``metadata.name`` terms (if any) admit ``name``."""
+    for term in (field_selector or "").split(","):
+        field, op, value = term.partition("!=") if "!=" in term else term.partition("=")
+        if field.strip() != "metadata.name":
+            continue
+        value = value.lstrip("=").strip()
+        if (op == "!=") == (name == value):
+            return False
+    return True
 
 
 ISTIO = FactSource(ISTIO_GROUP_VERSION, "Istio", istio_fact, istio_removed, family="istio")
@@ -587,6 +601,55 @@ def workloads(kind: str, *, namespace: str | None = None,
 def endpoints(namespace: str | None = None, label_selector: str | None = None) -> FactSource:
     return FactSource("v1", "Endpoints", endpoints_fact, endpoints_removed,
                       namespace=namespace, label_selector=label_selector, family="endpoints")
+
+
+# --- cluster DNS (multi-mesh) ---------------------------------------------------------------
+
+#: The ConfigMaps a cluster's DNS reads, and the data key federationd edits in each
+#: (what the source operator's ``pkg/resources/istiocoredns/{coredns,kubedns}.go`` edit).
+CLUSTER_DNS_CONFIGMAPS: dict[str, str] = {"coredns": "Corefile", "kube-dns": "stubDomains"}
+DNS_NAMESPACE = "kube-system"
+
+
+def cluster_dns_fact(cluster: ClusterName, obj: Obj, now: float) -> list[Event]:
+    ns, name = _ns_name(obj)
+    data_key = CLUSTER_DNS_CONFIGMAPS.get(name)
+    if ns != DNS_NAMESPACE or data_key is None:
+        return []
+    data = obj.get("data") or {}
+    return [ev.ClusterDnsObserved(
+        cluster=cluster, key=f"ConfigMap/{ns}/{name}", time=now, namespace=ns, name=name,
+        data_key=data_key, text=str(data.get(data_key) or ""), present=data_key in data)]
+
+
+def cluster_dns_removed(cluster: ClusterName, obj: Obj, now: float) -> list[Event]:
+    ns, name = _ns_name(obj)
+    return [ev.ClusterDnsRemoved(cluster=cluster, key=f"ConfigMap/{ns}/{name}", time=now, namespace=ns, name=name)]
+
+
+def cluster_dns(name: str) -> FactSource:
+    """One cluster DNS ConfigMap (``coredns`` or ``kube-dns`` in kube-system), watched by
+    name: federationd reads no other ConfigMap of kube-system."""
+    return FactSource("v1", "ConfigMap", cluster_dns_fact, cluster_dns_removed, namespace=DNS_NAMESPACE,
+                      field_selector=f"metadata.name={name}", family="clusterdns")
+
+
+def service_address_fact(cluster: ClusterName, obj: Obj, now: float) -> list[Event]:
+    ns, name = _ns_name(obj)
+    ip = str((obj.get("spec") or {}).get("clusterIP") or "")
+    return [ev.ServiceAddressObserved(cluster=cluster, key=f"Service/{ns}/{name}", time=now,
+                                      namespace=ns, name=name, cluster_ip="" if ip == "None" else ip)]
+
+
+def service_address_removed(cluster: ClusterName, obj: Obj, now: float) -> list[Event]:
+    ns, name = _ns_name(obj)
+    return [ev.ServiceAddressRemoved(cluster=cluster, key=f"Service/{ns}/{name}", time=now, namespace=ns, name=name)]
+
+
+def service_address(namespace: str | None, name: str) -> FactSource:
+    """The ClusterIP of the Services called ``name`` (in ``namespace``; None: any), watched by name."""
+    return FactSource("v1", "Service", service_address_fact, service_address_removed, namespace=namespace,
+                      field_selector=f"metadata.name={name}", family="serviceaddress")
 
 
 def watch_facts(
