@@ -10,11 +10,14 @@ hostname load balancers — and shows federationd converging it:
    a real child process against the master's kubeconfig, its log going to a file there
    (the view would be unreadable with it interleaved);
 3. the seed samples (``deploy/samples``) are applied with ``kubectl`` exactly as the
-   seeds show: the Istio resource, then per remote the "cluster-add" step on the remote,
-   its kubeconfig Secret on the master and the RemoteIstio named like it;
+   seeds show: seed 001's Istio resource (``istio-multicluster-cr.yaml``: mesh
+   expansion, mTLS, control-plane security, MCP), then per remote the "cluster-add"
+   step on the remote, its kubeconfig Secret on the master and the RemoteIstio named
+   like it;
 4. a view is drawn from what the clusters hold (components and their readiness, images,
    gateway addresses, regions), what the daemon reports (connections, ``/readyz``, its
-   event log) and what a user would type (``kubectl get istios,remoteistios -A``).
+   event log, the Istio resource's ``MeshAnalyzed`` condition) and what a user would
+   type (``kubectl get istios,remoteistios -A``).
 
 The daemon is never imported, only run and asked over HTTP; the clusters are changed only
 through kubectl, as a user would, and otherwise only read. The one thing the demo plays
@@ -66,6 +69,8 @@ NAMESPACE = "istio-system"
 ISTIO_API = "istio.banzaicloud.io/v1beta1"
 INGRESS_GATEWAY = "istio-ingressgateway"
 AVAILABLE = "Available"
+#: the Istio CR's condition with what ``federationd analyze`` finds in the mesh
+MESH_ANALYZED = "MeshAnalyzed"
 
 MASTER = "master"
 #: The fleet of seed 001, with the clouds' load-balancer styles: a master (a PKE cluster
@@ -78,7 +83,9 @@ FLEET = (
 )
 #: remote → its RemoteIstio sample (seed 001's remoteistio-*-cr.yaml)
 REMOTE_SAMPLES = {"remote-gke": "remoteistio-gke-cr.yaml", "remote-eks": "remoteistio-eks-cr.yaml"}
-ISTIO_SAMPLE = "istio_v1beta1_istio.yaml"
+#: seed 001's Istio resource: gateway federation needs ``meshExpansion`` (the
+#: cluster-aware-gateway meshNetworks points at), with mTLS, control-plane security and MCP
+ISTIO_SAMPLE = "istio-multicluster-cr.yaml"
 CLUSTER_ADD = "cluster-add"
 
 DAEMON_LOG = "federationd.log"
@@ -466,6 +473,8 @@ class ClusterView:
     cr_gateways: tuple[str, ...]
     #: Pods in the Istio namespace: (Running, Ready, all)
     pods: tuple[int, int, int] = (0, 0, 0)
+    #: the Istio CR's ``MeshAnalyzed`` condition (status, reason, message); master only
+    analyzed: tuple[str, str, str] | None = None
 
     @property
     def versions(self) -> tuple[str, ...]:
@@ -522,6 +531,8 @@ class Snapshot:
                 out.append(f"{c.name}: {kind} status {c.status or '(none yet)'}{err}")
             elif not c.cr_gateways:
                 out.append(f"{c.name}: {kind} status has no GATEWAYS yet")
+            if c.role == "master" and c.analyzed is None:
+                out.append(f"{c.name}: Istio status has no {MESH_ANALYZED} condition yet")
         for c in self.clusters:
             net = self.networks.get(c.name)
             if net is None:
@@ -587,6 +598,20 @@ def components(fleet: Fleet, cluster: str) -> tuple[Component, ...]:
             current = int(st.get("observedGeneration") or 0) >= int(meta.get("generation") or 1)
             out.append(Component(meta["name"], kind, ready, desired, _images(o), current=current))
     return tuple(sorted(out, key=lambda c: c.name))
+
+
+def mesh_analyzed(cr: dict[str, Any] | None) -> tuple[str, str, str] | None:
+    """The ``MeshAnalyzed`` condition of an Istio CR as (status, reason, message), or
+    None while the daemon has not reported one for the CR's current generation."""
+    meta = (cr or {}).get("metadata") or {}
+    for cond in ((cr or {}).get("status") or {}).get("conditions") or ():
+        if cond.get("type") != MESH_ANALYZED:
+            continue
+        seen = cond.get("observedGeneration")
+        if seen is not None and int(seen) < int(meta.get("generation") or 1):
+            return None
+        return str(cond.get("status") or ""), str(cond.get("reason") or ""), str(cond.get("message") or "")
+    return None
 
 
 def pods(fleet: Fleet, cluster: str) -> tuple[int, int, int]:
@@ -704,8 +729,8 @@ class Demo:
 
     async def _apply_samples(self, kubectl: Kubectl, fleet: Fleet) -> None:
         s = self.style
-        self.console.line(s.bold("Seed 000: the Istio resource on the master"))
-        await kubectl("--context", MASTER, "-n", NAMESPACE, "apply", "-f", _rel(SAMPLES / ISTIO_SAMPLE))
+        self.console.line(s.bold("Seed 001: the Istio resource for gateway federation on the master"))
+        await kubectl("--context", MASTER, "-n", NAMESPACE, "create", "-f", _rel(SAMPLES / ISTIO_SAMPLE))
         self.applied_at = time.monotonic()
         for remote, sample in REMOTE_SAMPLES.items():
             self.console.line()
@@ -810,6 +835,7 @@ class Demo:
                     error=str(st.get("ErrorMessage") or ""),
                     cr_gateways=tuple(st.get("GatewayAddress") or ()),
                     pods=pods(fleet, name),
+                    analyzed=mesh_analyzed(cr) if name == MASTER else None,
                 )
             )
         return Snapshot(
@@ -873,6 +899,8 @@ class Demo:
             running, ready_pods, pod_count = c.pods
             line = f"pods in {NAMESPACE}: {running} Running, {ready_pods} ready of {pod_count}"
             lines.append("  " + (s.good if pod_count and ready_pods == pod_count else s.wait)(line))
+            if c.role == "master":
+                lines.extend(self._analyzed(c.analyzed, width=width))
         lines.append("")
         lines.append(s.bold(f"meshNetworks (ConfigMap {NAMESPACE}/istio on the master: one network per cluster)"))
         for name, (registries, gateways) in sorted(snap.networks.items()):
@@ -911,6 +939,25 @@ class Demo:
             if len(pending) > 12:
                 lines.append(f"  … and {len(pending) - 12} more")
         return "\n".join(lines)
+
+    def _analyzed(self, analyzed: tuple[str, str, str] | None, *, width: int) -> list[str]:
+        """The ``MeshAnalyzed`` line: one line when clean, else the findings (a few)."""
+        s = self.style
+        if analyzed is None:
+            return ["  " + s.wait(f"{MESH_ANALYZED}: (not reported yet)")]
+        status, reason, message = analyzed
+        head = f"{MESH_ANALYZED}: {status} ({reason})"
+        if status == "True":
+            # notes (never errors or warnings) may still be listed under NoFindings
+            notes = [ln for ln in message.splitlines() if ln.startswith("info ")]
+            said = f"{len(notes)} note(s); `federationd analyze --log` lists them" if notes else "every check passed"
+            return ["  " + s.good(_clip(f"{head}: {said}", width - 2))]
+        found = [ln for ln in message.splitlines() if ln.strip()]
+        lines = ["  " + s.bad(f"{head}: {len(found)} finding(s); `federationd analyze --log` explains each")]
+        lines.extend("    " + _clip(ln, width - 4) for ln in found[:3])
+        if len(found) > 3:
+            lines.append(f"    … and {len(found) - 3} more")
+        return lines
 
     def _gateway(self, c: ClusterView) -> str:
         s = self.style
@@ -1055,6 +1102,7 @@ class Demo:
                 self.console.line(f"  {fd} events --log {log} --type GatewayAddressesObserved --type HostnameResolved")
                 self.console.line(f"  {fd} replay --log {log} --cluster remote-eks")
                 self.console.line(f"  {fd} state --log {log}")
+                self.console.line(f"  {fd} analyze --log {log}")
                 self.console.line(f"  {fd} explain --log {log} {MASTER} ConfigMap/{NAMESPACE}/istio")
                 self.console.line(f"  {fd} explain --log {log} remote-gke Deployment/{NAMESPACE}/istio-citadel")
         elif fleet is not None:

@@ -104,8 +104,9 @@ async def test_demo_once_converges_and_leaves_nothing_running(tmp_path: Path) ->
     assert proc.returncode == 0, out[-6000:]
     assert "\x1b[" not in out, "no colour codes when stdout is not a terminal"
 
-    # the seed workflow, with kubectl
-    assert "$ kubectl --context master -n istio-system apply -f deploy/samples/istio_v1beta1_istio.yaml" in out
+    # the seed workflow, with kubectl: seed 001's Istio resource (mesh expansion) first
+    assert "$ kubectl --context master -n istio-system create -f deploy/samples/istio-multicluster-cr.yaml" in out
+    assert "istio.istio.banzaicloud.io/gateway-multicluster created" in out
     for remote in ("remote-gke", "remote-eks"):
         assert f"secret generic {remote} --from-file={remote}=" in out
         assert f"remoteistio.istio.banzaicloud.io/{remote} created" in out
@@ -120,6 +121,8 @@ async def test_demo_once_converges_and_leaves_nothing_running(tmp_path: Path) ->
         assert " connected " in row, row
         assert "pending" not in row, row
     assert "/readyz: ready" in view
+    # the mesh the demo built analyzes clean: the Istio resource's MeshAnalyzed condition
+    assert re.search(r"^  MeshAnalyzed: True \(NoFindings\): ", view, re.M), view
     assert re.search(r"elb\.amazonaws\.com → \d+\.\d+\.\d+\.\d+", view), "the hostname gateway shows its resolved address"
     # meshNetworks on the master: one network per cluster, the master's own included
     start = view.index("meshNetworks (")
@@ -129,7 +132,7 @@ async def test_demo_once_converges_and_leaves_nothing_running(tmp_path: Path) ->
     # kubectl get istios,remoteistios -A: every resource Available with its gateways
     get = view[view.index("get istios,remoteistios -A"):]
     crs = [ln.split() for ln in get.splitlines() if ln.startswith("istio-system ")]
-    assert {c[1].rsplit("/", 1)[1] for c in crs} == {"istio", "remote-gke", "remote-eks"}
+    assert {c[1].rsplit("/", 1)[1] for c in crs} == {"gateway-multicluster", "remote-gke", "remote-eks"}
     for c in crs:
         assert c[2] == "Available", c
         assert re.fullmatch(r"\[\d+\.\d+\.\d+\.\d+.*", c[3]), f"GATEWAYS filled: {c}"
@@ -142,6 +145,7 @@ async def test_demo_once_converges_and_leaves_nothing_running(tmp_path: Path) ->
     assert all(a == b == c and a != "0" for a, b, c in pod_lines), pod_lines
 
     assert "federationd events --log" in out and "federationd explain --log" in out
+    assert "federationd analyze --log" in out
     # the printed commands work as printed, from where the demo was run
     printed = next(ln.strip() for ln in out.splitlines() if re.match(r"^  \S*federationd state --log ", ln))
     shell = await asyncio.create_subprocess_shell(
@@ -160,6 +164,15 @@ async def test_demo_once_converges_and_leaves_nothing_running(tmp_path: Path) ->
     resolved = [json.loads(ln) for ln in listed.decode().splitlines() if ln.strip()]
     assert resolved, "the hostname gateway was resolved"
     assert all(r["ips"] and not r.get("error") for r in resolved), resolved
+
+    # and the analyzer, run on the demo's event log, finds no error in the mesh it built
+    analyze = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "federationd.cli", "analyze", "--log", str(directory / "events.db"), "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+    )
+    found, err = await asyncio.wait_for(analyze.communicate(), 30)
+    assert analyze.returncode == 0, (found.decode()[-4000:], err.decode()[-2000:])
+    assert [f for f in json.loads(found) if f["severity"] == "error"] == []
 
 
 async def test_sigint_stops_the_daemon_and_the_fleet(tmp_path: Path) -> None:
