@@ -410,6 +410,11 @@ class Daemon:
         self.trust = trust_actuator.TrustActuator(kube=self._kube_for, record=self.emitter.emit)
         #: clusters whose gateway hostnames the resolver was last told about
         self._resolving: set[str] = set()
+        #: the gateways map (and runtimes) the resolver was last fed from
+        self._resolved_from: object = None
+        self._resolved_runtimes: set[str] = set()
+        #: the statuses whose gateway gauges are set
+        self._metered: dict[str, Any] = {}
 
     def secret_lookup(self, ref: str) -> str | None:
         """The value behind a ``secretref`` placeholder, from the live Istio CRs the master's
@@ -464,7 +469,9 @@ class Daemon:
             desired = derive(state)
             self.desired = desired
             self.history.append((state.seq, desired_hash(desired)))
-            if not self.decisions or self.decisions[-1][1] != desired.membership:
+            if not self.decisions or (
+                self.decisions[-1][1] is not desired.membership and self.decisions[-1][1] != desired.membership
+            ):
                 self.decisions.append((state.seq, desired.membership))
             self._push(state, desired)
             self._gateway_metrics(desired)
@@ -481,6 +488,9 @@ class Daemon:
         return rt.kube if rt is not None else None
 
     def _feed_resolver(self, state: ProjectionState) -> None:
+        if state.gateways is self._resolved_from and set(self.runtimes) == self._resolved_runtimes:
+            return  # no gateway moved since the resolver was last told
+        self._resolved_from, self._resolved_runtimes = state.gateways, set(self.runtimes)
         hostnames = gateway_hostnames(state)
         for cluster in self._resolving - set(hostnames):
             self.resolver.set_hostnames(ClusterName(cluster), ())
@@ -505,7 +515,10 @@ class Daemon:
             self.status.set_desired(desired.statuses)
 
     def _gateway_metrics(self, desired: Desired) -> None:
-        for st in desired.statuses.values():
+        last, self._metered = self._metered, desired.statuses
+        for key, st in desired.statuses.items():
+            if last.get(key) is st:
+                continue  # the same status as last time: its gauge is set
             if st.status.get("Status") == "Unmanaged":
                 continue
             cluster = st.name if st.kind == "RemoteIstio" else st.cluster
@@ -602,6 +615,7 @@ class Daemon:
         await rt.stop()
         self.emitter.forget_cluster(name)
         self.metrics.forget_cluster(name)
+        self._metered = {}  # its gauges went with it: set every one again
         self._dirty.set()
 
     async def _remove_remote(self, name: str, left_behind: str) -> None:

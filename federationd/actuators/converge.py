@@ -247,6 +247,11 @@ class ClusterConverger:
         # server normalises what we wrote, so it is not mistaken for drift.
         self._normalised: dict[str, tuple[str, str]] = {}
         self._cause: dict[str, tuple[int, float]] = {}
+        #: key → (desired, observed) last found in effect, both compared by identity: a
+        #: resync or a re-derivation that changed neither object costs no comparison
+        #: (reflectors store a new dict per version; an object with a credential
+        #: placeholder is never remembered, its value can change under the same objects)
+        self._effect: dict[str, tuple[DesiredObject, Obj]] = {}
         # (key map, the kinds of its keys) for the desired objects and the actuations
         self._kinds_of: list[tuple[object, set[Kind]]] = [(None, set()), (None, set())]
         self._worker: asyncio.Task[None] | None = None
@@ -314,6 +319,8 @@ class ClusterConverger:
             self._ensure_reflector(kind)
         if desired.hold or desired is old:
             return
+        for key in [k for k in self._effect if k not in desired.objects]:
+            del self._effect[key]
         changed: list[str] = []
         for key, d in desired.objects.items():
             prev = old.objects.get(key)
@@ -455,14 +462,23 @@ class ClusterConverger:
     def _in_effect(self, key: str, d: DesiredObject, observed: Obj | None) -> bool:
         if observed is None or observed_hash(observed) != d.content_hash:
             return False
+        seen = self._effect.get(key)
+        if seen is not None and seen[0] is d and seen[1] is observed:
+            return True
+        plain = with_hash(d.obj, d.content_hash)
         try:
-            body = secretref.substitute(with_hash(d.obj, d.content_hash), self._lookup)
+            body = secretref.substitute(plain, self._lookup)
         except secretref.SecretUnavailable:
             return False
-        if contains(body, observed):
-            return True
-        learnt = self._normalised.get(key)
-        return learnt is not None and learnt == (d.content_hash, content_hash(project(body, observed)))
+        ok = contains(body, observed)
+        if not ok:
+            learnt = self._normalised.get(key)
+            ok = learnt is not None and learnt == (d.content_hash, content_hash(project(body, observed)))
+        if ok and body is plain:
+            self._effect[key] = (d, observed)
+        else:
+            self._effect.pop(key, None)
+        return ok
 
     async def _reconcile(self, key: str) -> None:
         """One reconcile of one object, counted and timed the way controller-runtime counts
@@ -578,6 +594,7 @@ class ClusterConverger:
         latency = time.monotonic() - started
         if not contains(body, answer):
             self._normalised[key] = (d.content_hash, content_hash(project(body, answer)))
+            self._effect.pop(key, None)
         self._recorded[key] = d.content_hash
         self.stats["apply"] += 1
         await self._record(
