@@ -75,6 +75,7 @@ from federationd.clusters import (
     connect,
     remotes_in_secret,
 )
+from federationd.clusters.tlsbuffers import share_tls_read_buffers
 from federationd.http import Server, make_app, serve
 from federationd.inspect import SNAPSHOTS
 from federationd.leader import LeaderElector
@@ -977,6 +978,7 @@ def main(argv: Sequence[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    share_tls_read_buffers()
     try:
         return asyncio.run(Daemon(settings).run())
     except (LogError, KubeconfigRejected, config.ConfigError, OSError) as e:
