@@ -29,9 +29,11 @@ cluster, object key, content hash, latency and (redacted) error — and failures
 with the queue's per-item backoff. A resync (``resync()``) re-checks every key against the
 reflectors' stores: with nothing changed it sends **zero** mutating requests.
 
-Writes go in ``render.objects.sort_key`` order (CRDs and Namespaces first), one worker per
-cluster, so a custom resource is not tried before its CRD; a kind that is not served yet
-fails and is retried with backoff. Across clusters, writes run in parallel under one global cap
+Writes go in ``render.objects.sort_key`` order (CRDs and Namespaces first): a cluster's
+``WORKERS`` workers write objects of one kind in parallel, and a kind starts only once
+no write of another kind is in flight, so a custom resource is not tried before its CRD
+(nor a joining remote's sixty objects written one round trip after the other); a kind
+that is not served yet fails and is retried with backoff. Across clusters, writes run in parallel under one global cap
 (``WriteLanes``) with lanes of their own for the master, so a hundred remotes joining at
 once neither queue behind each other nor starve the master.
 """
@@ -181,6 +183,20 @@ def _message(error: ApiError | secretref.SecretUnavailable) -> str:
     return error.message if isinstance(error, ApiError) else str(error)
 
 
+#: Seconds an object's inventory may lag our own apply of it before the converger
+#: takes the difference for drift (and writes again).
+APPLIED_LAG = 2.0
+
+
+def _version(obj: Obj | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+
+
+#: Workers per cluster: writes of one kind (``sort_key`` rank) to a cluster go in
+#: parallel, under the global cap of ``WriteLanes``.
+WORKERS = 4
+
+
 # --- global write concurrency ------------------------------------------------------------------
 
 
@@ -252,9 +268,15 @@ class ClusterConverger:
         #: (reflectors store a new dict per version; an object with a credential
         #: placeholder is never remembered, its value can change under the same objects)
         self._effect: dict[str, tuple[DesiredObject, Obj]] = {}
+        #: key → (content hash applied, resourceVersion the inventory showed before, until
+        #: when to wait for the inventory to show the write) — see ``_handle``
+        self._applied: dict[str, tuple[str, str, float]] = {}
         # (key map, the kinds of its keys) for the desired objects and the actuations
         self._kinds_of: list[tuple[object, set[Kind]]] = [(None, set()), (None, set())]
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        #: kind rank → writes of that rank in flight (``_admit``)
+        self._inflight: dict[int, int] = {}
+        self._turn = asyncio.Event()
         self.active = False
         self.stats = {"apply": 0, "delete": 0, "release": 0, "verify": 0, "failed": 0, "drift": 0}
 
@@ -266,11 +288,15 @@ class ClusterConverger:
         if self.queue.shutting_down:
             raise RuntimeError("converger was stopped")
         self.active = True
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(
-                run_worker(self.queue, self._reconcile, on_error=self._on_error),
-                name=f"converger {self.cluster}",
-            )
+        if not self._workers:
+            loop = asyncio.get_running_loop()
+            self._workers = [
+                loop.create_task(
+                    run_worker(self.queue, self._reconcile, on_error=self._on_error),
+                    name=f"converger {self.cluster} {i}",
+                )
+                for i in range(WORKERS)
+            ]
         self.resync()
 
     def pause(self) -> None:
@@ -283,9 +309,9 @@ class ClusterConverger:
         rest, stop the reflectors."""
         self.active = False
         await self.queue.shutdown()
-        task, self._worker = self._worker, None
-        if task is not None:
-            await reap([task], cancel=False, grace=10.0)
+        tasks, self._workers = self._workers, []
+        if tasks:
+            await reap(tasks, cancel=False, grace=10.0)
         for kind, r in self._reflectors.items():
             if kind in self._shared:
                 continue
@@ -321,6 +347,8 @@ class ClusterConverger:
             return
         for key in [k for k in self._effect if k not in desired.objects]:
             del self._effect[key]
+        for key in [k for k in self._applied if k not in desired.objects]:
+            del self._applied[key]
         changed: list[str] = []
         for key, d in desired.objects.items():
             prev = old.objects.get(key)
@@ -485,6 +513,8 @@ class ClusterConverger:
         its reconciles (``controller_runtime_reconcile_*``; one controller per cluster, so
         the label stays bounded)."""
         controller = f"converge-{self.cluster}"
+        rank = self._order(key)[0]
+        await self._admit(rank)
         started = time.monotonic()
         try:
             if self._lane is None:
@@ -499,7 +529,21 @@ class ClusterConverger:
         else:
             self._metrics.reconcile_total.labels(controller=controller, result="success").inc()
         finally:
+            self._leave(rank)
             self._metrics.reconcile_time_seconds.labels(controller=controller).observe(time.monotonic() - started)
+
+    async def _admit(self, rank: int) -> None:
+        """Wait until every write in flight is of this kind rank (``sort_key``): writes of
+        one kind go in parallel, and a kind still starts only after the kinds before it
+        in the queue (CRDs and Namespaces before what needs them) are done."""
+        while any(n and r != rank for r, n in self._inflight.items()):
+            await self._turn.wait()
+        self._inflight[rank] = self._inflight.get(rank, 0) + 1
+
+    def _leave(self, rank: int) -> None:
+        self._inflight[rank] -= 1
+        turn, self._turn = self._turn, asyncio.Event()
+        turn.set()
 
     async def _handle(self, key: str) -> None:
         if not self.active or self._desired.hold or not self._has_desired:
@@ -522,7 +566,15 @@ class ClusterConverger:
             observed = self._observed(key)
         if d is not None:
             if self._in_effect(key, d, observed):
+                self._applied.pop(key, None)
                 await self._note_in_effect(key, d, generation=generation_of(observed))
+                return
+            lag = self._applied.get(key)
+            if lag is not None and lag[:2] == (d.content_hash, _version(observed)) and time.monotonic() < lag[2]:
+                # The inventory still shows the object as it was before our apply of this
+                # very content (its watch event is on the way): look again shortly
+                # rather than write the same content twice.
+                self.queue.add_after(key, 0.05)
                 return
             await self._apply(key, d, observed)
             return
@@ -592,6 +644,7 @@ class ClusterConverger:
             await self._failed(key, verb=APPLY, content_hash=d.content_hash, started=started, error=e, secrets=used)
             raise
         latency = time.monotonic() - started
+        self._applied[key] = (d.content_hash, _version(observed), time.monotonic() + APPLIED_LAG)
         if not contains(body, answer):
             self._normalised[key] = (d.content_hash, content_hash(project(body, answer)))
             self._effect.pop(key, None)
