@@ -276,6 +276,8 @@ class ClusterConverger:
         self._workers: list[asyncio.Task[None]] = []
         #: kind rank → writes of that rank in flight (``_admit``)
         self._inflight: dict[int, int] = {}
+        #: kind rank → workers waiting to write one of that rank
+        self._waiting: dict[int, int] = {}
         self._turn = asyncio.Event()
         self.active = False
         self.stats = {"apply": 0, "delete": 0, "release": 0, "verify": 0, "failed": 0, "drift": 0}
@@ -533,15 +535,25 @@ class ClusterConverger:
             self._metrics.reconcile_time_seconds.labels(controller=controller).observe(time.monotonic() - started)
 
     async def _admit(self, rank: int) -> None:
-        """Wait until every write in flight is of this kind rank (``sort_key``): writes of
-        one kind go in parallel, and a kind still starts only after the kinds before it
-        in the queue (CRDs and Namespaces before what needs them) are done."""
-        while any(n and r != rank for r, n in self._inflight.items()):
-            await self._turn.wait()
+        """Wait until every write in flight is of this kind rank (``sort_key``) and no
+        worker waits with a lower one: writes of one kind go in parallel, and the kinds
+        go in ``sort_key`` order (CRDs and Namespaces before what needs them)."""
+        self._waiting[rank] = self._waiting.get(rank, 0) + 1
+        try:
+            while any(n and r != rank for r, n in self._inflight.items()) or any(
+                n and r < rank for r, n in self._waiting.items()
+            ):
+                await self._turn.wait()
+        finally:
+            self._waiting[rank] -= 1
+            self._wake()
         self._inflight[rank] = self._inflight.get(rank, 0) + 1
 
     def _leave(self, rank: int) -> None:
         self._inflight[rank] -= 1
+        self._wake()
+
+    def _wake(self) -> None:
         turn, self._turn = self._turn, asyncio.Event()
         turn.set()
 

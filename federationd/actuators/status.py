@@ -130,20 +130,29 @@ class StatusWriter:
         wanted = content_hash(s.status)
         if self._shown.get(key) == wanted:
             return
-        try:
-            cr = await self.client.get(CR_API_VERSION, s.kind, s.namespace, s.name)
-        except ApiNotFound:
-            return  # deleted meanwhile; its removal event will drop it from desired
-        observed = cr.get("status")
-        previous = str((observed or {}).get("Status", ""))
-        if _same(s.status, observed):
-            self._shown[key] = wanted
-            self._value[key] = previous
-            return
+        cr: dict[str, Any] | None = None
+        if key in self._shown:
+            # This process wrote (or read) the status the CR shows: no need to read it
+            # again before writing the next one.
+            previous = self._value.get(key, "")
+        else:
+            try:
+                cr = await self.client.get(CR_API_VERSION, s.kind, s.namespace, s.name)
+            except ApiNotFound:
+                return  # deleted meanwhile; its removal event will drop it from desired
+            observed = cr.get("status")
+            previous = str((observed or {}).get("Status", ""))
+            if _same(s.status, observed):
+                self._shown[key] = wanted
+                self._value[key] = previous
+                return
         obj_key = f"{CR_API_VERSION}/{s.kind}/{s.namespace}/{s.name}"
         started = time.monotonic()
         try:
-            await self.client.patch_status(CR_API_VERSION, s.kind, s.namespace, s.name, s.status, apply=True)
+            answer = await self.client.patch_status(CR_API_VERSION, s.kind, s.namespace, s.name, s.status, apply=True)
+        except ApiNotFound:
+            self._shown.pop(key, None)
+            return  # deleted meanwhile; its removal event will drop it from desired
         except ApiError as e:
             await self._append(
                 [
@@ -175,7 +184,7 @@ class StatusWriter:
         )
         value = str(s.status.get("Status", ""))
         if self._events and value != previous and value:
-            await self._event(cr, s, value, obj_key)
+            await self._event(cr if cr is not None else answer, s, value, obj_key)
         self._value[key] = value
 
     async def _event(self, cr: dict[str, Any], s: DesiredStatus, value: str, obj_key: str) -> None:
