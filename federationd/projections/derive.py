@@ -34,6 +34,15 @@ nothing else; a namespace label change renders one patch. The memo changes how m
 recomputed, never the result: ``derive`` of a state is the same with a cold memo.
 ``desired_hash`` is a hash tree over the clusters' and statuses' own hashes, so it too
 costs what changed.
+
+Most facts are about one cluster (a write acknowledged, a workload's readiness, a
+connection): when every shared input (the CRs, kubeconfigs, identities, departures, the
+networks, the localities, the master's pods and gateway) is the same object as at the
+last derivation, ``derive`` re-derives only the clusters whose own entries in the
+per-cluster maps moved (``PER_CLUSTER``) and keeps the last result for the others, and
+the membership is memoised on what it reads (the actuations of non-members only). So a
+write acknowledged on one of a hundred clusters costs that cluster, not a walk over
+the fleet.
 """
 
 from __future__ import annotations
