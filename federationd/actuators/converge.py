@@ -245,7 +245,16 @@ class ClusterConverger:
         self._clock = clock
         self._metrics = metrics or METRICS
         self.queue: WorkQueue[str] = WorkQueue(f"actuator-{cluster}", rate_limit=rate_limit, metrics=self._metrics)
-        self._metrics.init_controller(f"converge-{cluster}")
+        controller = f"converge-{cluster}"
+        self._metrics.init_controller(controller)
+        # the series every reconcile moves, looked up once (a label lookup per write
+        # was a visible part of a fleet's resync)
+        self._reconcile_metrics = (
+            self._metrics.reconcile_total.labels(controller=controller, result="success"),
+            self._metrics.reconcile_total.labels(controller=controller, result="error"),
+            self._metrics.reconcile_errors_total.labels(controller=controller),
+            self._metrics.reconcile_time_seconds.labels(controller=controller),
+        )
         self._metrics.init_actuations(cluster)
         self._reflector_options = dict(reflector_options or {})
         self._lookup: secretref.Lookup = lookup or (lambda ref: None)
@@ -527,7 +536,7 @@ class ClusterConverger:
         """One reconcile of one object, counted and timed the way controller-runtime counts
         its reconciles (``controller_runtime_reconcile_*``; one controller per cluster, so
         the label stays bounded)."""
-        controller = f"converge-{self.cluster}"
+        m = self._reconcile_metrics
         rank = self._order(key)[0]
         await self._admit(rank)
         started = time.monotonic()
@@ -538,14 +547,14 @@ class ClusterConverger:
                 async with self._lane:
                     await self._handle(key)
         except Exception:
-            self._metrics.reconcile_total.labels(controller=controller, result="error").inc()
-            self._metrics.reconcile_errors_total.labels(controller=controller).inc()
+            m[1].inc()
+            m[2].inc()
             raise
         else:
-            self._metrics.reconcile_total.labels(controller=controller, result="success").inc()
+            m[0].inc()
         finally:
             self._leave(rank)
-            self._metrics.reconcile_time_seconds.labels(controller=controller).observe(time.monotonic() - started)
+            m[3].observe(time.monotonic() - started)
 
     async def _admit(self, rank: int) -> None:
         """Wait until every write in flight is of this kind rank (``sort_key``) and no
