@@ -416,6 +416,8 @@ class Daemon:
         self._resolved_runtimes: set[str] = set()
         #: the statuses whose gateway gauges are set
         self._metered: dict[str, Any] = {}
+        #: what the rejected-cluster series were last computed from
+        self._credentials_from: tuple[Any, ...] | None = None
 
     def secret_lookup(self, ref: str) -> str | None:
         """The value behind a ``secretref`` placeholder, from the live Istio CRs the master's
@@ -475,8 +477,8 @@ class Daemon:
             ):
                 self.decisions.append((state.seq, desired.membership))
             self._push(state, desired)
-            self._gateway_metrics(desired)
             self._credential_metrics(state)
+            self._gateway_metrics(desired)
             await self._apply_membership(state, desired.membership)
             self._feed_resolver(state)
             self.trust.set_plan(desired.membership.trust)
@@ -528,6 +530,13 @@ class Daemon:
     def _credential_metrics(self, state: ProjectionState) -> None:
         """A remote whose kubeconfig is refused is never connected, so no connection
         reports its ``federationd_cluster_state``: it is ``rejected`` from here."""
+        inputs = (state.kubeconfigs, state.remote_istios, set(self.runtimes))
+        if self._credentials_from is not None and all(
+            a is b or a == b for a, b in zip(self._credentials_from, inputs, strict=True)
+        ):
+            return  # nothing it reads moved
+        self._credentials_from = inputs
+        self._metered = {}  # a cluster no longer rejected loses its series: set the gauges again
         good = {kc.remote for kc in state.kubeconfigs.values() if not kc.problem}
         refused = {kc.remote for kc in state.kubeconfigs.values() if kc.problem} - good
         members = {cr.name for cr in state.remote_istios.values() if not cr.deleting}
