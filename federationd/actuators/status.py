@@ -45,10 +45,6 @@ log = logging.getLogger(__name__)
 Append = Callable[[Sequence[Event]], Awaitable[object]]
 
 
-#: Status writes in flight at once.
-WORKERS = 4
-
-
 def _same(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) -> bool:
     return v1beta1.status(dict(desired)) == v1beta1.status(dict(observed or {}))
 
@@ -79,21 +75,16 @@ class StatusWriter:
         self._shown: dict[str, str] = {}
         #: key → the Status value last shown (for transition Events)
         self._value: dict[str, str] = {}
-        self._workers: list[asyncio.Task[None]] = []
+        self._worker: asyncio.Task[None] | None = None
         self.active = False
         self.writes = 0
 
     def start(self) -> None:
         self.active = True
-        if not self._workers:
-            # CRs are independent objects (the queue never hands one key to two workers
-            # at once): a change that moves every RemoteIstio's status is written
-            # WORKERS at a time, not one round trip after another
-            loop = asyncio.get_running_loop()
-            self._workers = [
-                loop.create_task(run_worker(self.queue, self._handle), name=f"status {self.cluster} {i}")
-                for i in range(WORKERS)
-            ]
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(
+                run_worker(self.queue, self._handle), name=f"status {self.cluster}"
+            )
         for key in self._desired:
             self.queue.add(key)
 
@@ -103,9 +94,9 @@ class StatusWriter:
     async def stop(self) -> None:
         self.active = False
         await self.queue.shutdown()
-        tasks, self._workers = self._workers, []
-        if tasks:
-            await reap(tasks, cancel=False, grace=10.0)
+        task, self._worker = self._worker, None
+        if task is not None:
+            await reap([task], cancel=False, grace=10.0)
 
     def set_desired(self, statuses: Mapping[str, DesiredStatus]) -> None:
         mine = {k: s for k, s in statuses.items() if s.cluster == self.cluster}
