@@ -376,26 +376,13 @@ class ClusterConverger:
             self.resync()
 
     def resync(self) -> None:
-        """Re-check every key (desired, observed, or recorded as applied) — except a
-        desired object found in effect and recorded so, whose desired and observed
-        versions are both still the ones compared then (nothing to look at again)."""
-        desired = self._desired.objects
-        keys = {k for k, d in desired.items() if not self._settled(k, d)}
-        keys.update(k for k in self._acts if k not in desired)
+        """Re-check every key (desired, observed, or recorded as applied)."""
+        keys = set(self._desired.objects) | set(self._acts)
         for r in self._reflectors.values():
             for obj in r.store.values():
                 if self._inventory_object(obj):
-                    k = self._key_of(obj)
-                    if k not in desired:
-                        keys.add(k)
+                    keys.add(self._key_of(obj))
         self._enqueue(keys)
-
-    def _settled(self, key: str, d: DesiredObject) -> bool:
-        seen = self._effect.get(key)
-        if seen is None or seen[0] is not d or seen[1] is not self._observed(key):
-            return False
-        a = self._acts.get(key)
-        return a is not None and a.ok and a.content_hash == d.content_hash and not a.drifted
 
     def converged(self) -> bool:
         """No work queued or in flight and every desired object in effect (tests, /debug)."""
