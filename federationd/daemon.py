@@ -79,6 +79,7 @@ from federationd.clusters import (
 )
 from federationd.clusters.connection import user_agent
 from federationd.clusters.discovery import served_group_versions
+from federationd.clusters.tlsbuffers import share_tls_read_buffers
 from federationd.http import Server, make_app, serve
 from federationd.inspect import SNAPSHOTS
 from federationd.leader import LeaderElector
@@ -478,6 +479,13 @@ class Daemon:
         self.cluster_dns = dns_actuator.ClusterDnsActuator(kube=self._kube_for)
         #: clusters whose gateway hostnames the resolver was last told about
         self._resolving: set[str] = set()
+        #: the gateways map (and runtimes) the resolver was last fed from
+        self._resolved_from: object = None
+        self._resolved_runtimes: set[str] = set()
+        #: the statuses whose gateway gauges are set
+        self._metered: dict[str, Any] = {}
+        #: what the rejected-cluster series were last computed from
+        self._credentials_from: tuple[Any, ...] | None = None
 
     def secret_lookup(self, ref: str) -> str | None:
         """The value behind a ``secretref`` placeholder, from the live Istio CRs the master's
@@ -546,11 +554,13 @@ class Daemon:
             desired = derive(state)
             self.desired = desired
             self.history.append((state.seq, desired_hash(desired)))
-            if not self.decisions or self.decisions[-1][1] != desired.membership:
+            if not self.decisions or (
+                self.decisions[-1][1] is not desired.membership and self.decisions[-1][1] != desired.membership
+            ):
                 self.decisions.append((state.seq, desired.membership))
             self._push(state, desired)
-            self._gateway_metrics(desired)
             self._credential_metrics(state)
+            self._gateway_metrics(desired)
             await self._apply_membership(state, desired.membership)
             self._feed_resolver(state)
             self.trust.set_plan(desired.membership.trust)
@@ -564,6 +574,9 @@ class Daemon:
         return rt.kube if rt is not None else None
 
     def _feed_resolver(self, state: ProjectionState) -> None:
+        if state.gateways is self._resolved_from and set(self.runtimes) == self._resolved_runtimes:
+            return  # no gateway moved since the resolver was last told
+        self._resolved_from, self._resolved_runtimes = state.gateways, set(self.runtimes)
         hostnames = gateway_hostnames(state)
         for cluster in self._resolving - set(hostnames):
             self.resolver.set_hostnames(ClusterName(cluster), ())
@@ -588,7 +601,10 @@ class Daemon:
             self.status.set_desired(desired.statuses)
 
     def _gateway_metrics(self, desired: Desired) -> None:
-        for st in desired.statuses.values():
+        last, self._metered = self._metered, desired.statuses
+        for key, st in desired.statuses.items():
+            if last.get(key) is st:
+                continue  # the same status as last time: its gauge is set
             if st.status.get("Status") == "Unmanaged":
                 continue
             cluster = st.name if st.kind == "RemoteIstio" else st.cluster
@@ -597,6 +613,13 @@ class Daemon:
     def _credential_metrics(self, state: ProjectionState) -> None:
         """A remote whose kubeconfig is refused is never connected, so no connection
         reports its ``federationd_cluster_state``: it is ``rejected`` from here."""
+        inputs = (state.kubeconfigs, state.remote_istios, set(self.runtimes))
+        if self._credentials_from is not None and all(
+            a is b or a == b for a, b in zip(self._credentials_from, inputs, strict=True)
+        ):
+            return  # nothing it reads moved
+        self._credentials_from = inputs
+        self._metered = {}  # a cluster no longer rejected loses its series: set the gauges again
         good = {kc.remote for kc in state.kubeconfigs.values() if not kc.problem}
         refused = {kc.remote for kc in state.kubeconfigs.values() if kc.problem} - good
         members = {cr.name for cr in state.remote_istios.values() if not cr.deleting}
@@ -690,6 +713,7 @@ class Daemon:
         await rt.stop()
         self.emitter.forget_cluster(name)
         self.metrics.forget_cluster(name)
+        self._metered = {}  # its gauges went with it: set every one again
         self._dirty.set()
 
     async def _remove_remote(self, name: str, left_behind: str) -> None:
@@ -1070,6 +1094,7 @@ def main(argv: Sequence[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    share_tls_read_buffers()
     try:
         return asyncio.run(Daemon(settings).run())
     except (LogError, KubeconfigRejected, config.ConfigError, OSError) as e:

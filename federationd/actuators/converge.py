@@ -29,9 +29,11 @@ cluster, object key, content hash, latency and (redacted) error — and failures
 with the queue's per-item backoff. A resync (``resync()``) re-checks every key against the
 reflectors' stores: with nothing changed it sends **zero** mutating requests.
 
-Writes go in ``render.objects.sort_key`` order (CRDs and Namespaces first), one worker per
-cluster, so a custom resource is not tried before its CRD; a kind that is not served yet
-fails and is retried with backoff. Across clusters, writes run in parallel under one global cap
+Writes go in ``render.objects.sort_key`` order (CRDs and Namespaces first): a cluster's
+``WORKERS`` workers write objects of one kind in parallel, and a kind starts only once
+no write of another kind is in flight, so a custom resource is not tried before its CRD
+(nor a joining remote's sixty objects written one round trip after the other); a kind
+that is not served yet fails and is retried with backoff. Across clusters, writes run in parallel under one global cap
 (``WriteLanes``) with lanes of their own for the master, so a hundred remotes joining at
 once neither queue behind each other nor starve the master.
 """
@@ -181,6 +183,20 @@ def _message(error: ApiError | secretref.SecretUnavailable) -> str:
     return error.message if isinstance(error, ApiError) else str(error)
 
 
+#: Seconds an object's inventory may lag our own apply of it before the converger
+#: takes the difference for drift (and writes again).
+APPLIED_LAG = 2.0
+
+
+def _version(obj: Obj | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+
+
+#: Workers per cluster: writes of one kind (``sort_key`` rank) to a cluster go in
+#: parallel, under the global cap of ``WriteLanes``.
+WORKERS = 4
+
+
 # --- global write concurrency ------------------------------------------------------------------
 
 
@@ -229,7 +245,16 @@ class ClusterConverger:
         self._clock = clock
         self._metrics = metrics or METRICS
         self.queue: WorkQueue[str] = WorkQueue(f"actuator-{cluster}", rate_limit=rate_limit, metrics=self._metrics)
-        self._metrics.init_controller(f"converge-{cluster}")
+        controller = f"converge-{cluster}"
+        self._metrics.init_controller(controller)
+        # the series every reconcile moves, looked up once (a label lookup per write
+        # was a visible part of a fleet's resync)
+        self._reconcile_metrics = (
+            self._metrics.reconcile_total.labels(controller=controller, result="success"),
+            self._metrics.reconcile_total.labels(controller=controller, result="error"),
+            self._metrics.reconcile_errors_total.labels(controller=controller),
+            self._metrics.reconcile_time_seconds.labels(controller=controller),
+        )
         self._metrics.init_actuations(cluster)
         self._reflector_options = dict(reflector_options or {})
         self._lookup: secretref.Lookup = lookup or (lambda ref: None)
@@ -247,9 +272,22 @@ class ClusterConverger:
         # server normalises what we wrote, so it is not mistaken for drift.
         self._normalised: dict[str, tuple[str, str]] = {}
         self._cause: dict[str, tuple[int, float]] = {}
+        #: key → (desired, observed) last found in effect, both compared by identity: a
+        #: resync or a re-derivation that changed neither object costs no comparison
+        #: (reflectors store a new dict per version; an object with a credential
+        #: placeholder is never remembered, its value can change under the same objects)
+        self._effect: dict[str, tuple[DesiredObject, Obj]] = {}
+        #: key → (content hash applied, resourceVersion the inventory showed before, until
+        #: when to wait for the inventory to show the write) — see ``_handle``
+        self._applied: dict[str, tuple[str, str, float]] = {}
         # (key map, the kinds of its keys) for the desired objects and the actuations
         self._kinds_of: list[tuple[object, set[Kind]]] = [(None, set()), (None, set())]
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        #: kind rank → writes of that rank in flight (``_admit``)
+        self._inflight: dict[int, int] = {}
+        #: kind rank → workers waiting to write one of that rank
+        self._waiting: dict[int, int] = {}
+        self._turn = asyncio.Event()
         self.active = False
         self.stats = {"apply": 0, "delete": 0, "release": 0, "verify": 0, "failed": 0, "drift": 0}
 
@@ -261,11 +299,15 @@ class ClusterConverger:
         if self.queue.shutting_down:
             raise RuntimeError("converger was stopped")
         self.active = True
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(
-                run_worker(self.queue, self._reconcile, on_error=self._on_error),
-                name=f"converger {self.cluster}",
-            )
+        if not self._workers:
+            loop = asyncio.get_running_loop()
+            self._workers = [
+                loop.create_task(
+                    run_worker(self.queue, self._reconcile, on_error=self._on_error),
+                    name=f"converger {self.cluster} {i}",
+                )
+                for i in range(WORKERS)
+            ]
         self.resync()
 
     def pause(self) -> None:
@@ -278,9 +320,9 @@ class ClusterConverger:
         rest, stop the reflectors."""
         self.active = False
         await self.queue.shutdown()
-        task, self._worker = self._worker, None
-        if task is not None:
-            await reap([task], cancel=False, grace=10.0)
+        tasks, self._workers = self._workers, []
+        if tasks:
+            await reap(tasks, cancel=False, grace=10.0)
         for kind, r in self._reflectors.items():
             if kind in self._shared:
                 continue
@@ -314,6 +356,10 @@ class ClusterConverger:
             self._ensure_reflector(kind)
         if desired.hold or desired is old:
             return
+        for key in [k for k in self._effect if k not in desired.objects]:
+            del self._effect[key]
+        for key in [k for k in self._applied if k not in desired.objects]:
+            del self._applied[key]
         changed: list[str] = []
         for key, d in desired.objects.items():
             prev = old.objects.get(key)
@@ -460,20 +506,31 @@ class ClusterConverger:
     def _in_effect(self, key: str, d: DesiredObject, observed: Obj | None) -> bool:
         if observed is None or observed_hash(observed) != d.content_hash:
             return False
+        seen = self._effect.get(key)
+        if seen is not None and seen[0] is d and seen[1] is observed:
+            return True
+        plain = with_hash(d.obj, d.content_hash)
         try:
-            body = secretref.substitute(with_hash(d.obj, d.content_hash), self._lookup)
+            body = secretref.substitute(plain, self._lookup)
         except secretref.SecretUnavailable:
             return False
-        if contains(body, observed):
-            return True
-        learnt = self._normalised.get(key)
-        return learnt is not None and learnt == (d.content_hash, content_hash(project(body, observed)))
+        ok = contains(body, observed)
+        if not ok:
+            learnt = self._normalised.get(key)
+            ok = learnt is not None and learnt == (d.content_hash, content_hash(project(body, observed)))
+        if ok and body is plain:
+            self._effect[key] = (d, observed)
+        else:
+            self._effect.pop(key, None)
+        return ok
 
     async def _reconcile(self, key: str) -> None:
         """One reconcile of one object, counted and timed the way controller-runtime counts
         its reconciles (``controller_runtime_reconcile_*``; one controller per cluster, so
         the label stays bounded)."""
-        controller = f"converge-{self.cluster}"
+        m = self._reconcile_metrics
+        rank = self._order(key)[0]
+        await self._admit(rank)
         started = time.monotonic()
         try:
             if self._lane is None:
@@ -482,13 +539,37 @@ class ClusterConverger:
                 async with self._lane:
                     await self._handle(key)
         except Exception:
-            self._metrics.reconcile_total.labels(controller=controller, result="error").inc()
-            self._metrics.reconcile_errors_total.labels(controller=controller).inc()
+            m[1].inc()
+            m[2].inc()
             raise
         else:
-            self._metrics.reconcile_total.labels(controller=controller, result="success").inc()
+            m[0].inc()
         finally:
-            self._metrics.reconcile_time_seconds.labels(controller=controller).observe(time.monotonic() - started)
+            self._leave(rank)
+            m[3].observe(time.monotonic() - started)
+
+    async def _admit(self, rank: int) -> None:
+        """Wait until every write in flight is of this kind rank (``sort_key``) and no
+        worker waits with a lower one: writes of one kind go in parallel, and the kinds
+        go in ``sort_key`` order (CRDs and Namespaces before what needs them)."""
+        self._waiting[rank] = self._waiting.get(rank, 0) + 1
+        try:
+            while any(n and r != rank for r, n in self._inflight.items()) or any(
+                n and r < rank for r, n in self._waiting.items()
+            ):
+                await self._turn.wait()
+        finally:
+            self._waiting[rank] -= 1
+            self._wake()
+        self._inflight[rank] = self._inflight.get(rank, 0) + 1
+
+    def _leave(self, rank: int) -> None:
+        self._inflight[rank] -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        turn, self._turn = self._turn, asyncio.Event()
+        turn.set()
 
     async def _handle(self, key: str) -> None:
         if not self.active or self._desired.hold or not self._has_desired:
@@ -511,7 +592,15 @@ class ClusterConverger:
             observed = self._observed(key)
         if d is not None:
             if self._in_effect(key, d, observed):
+                self._applied.pop(key, None)
                 await self._note_in_effect(key, d, generation=generation_of(observed))
+                return
+            lag = self._applied.get(key)
+            if lag is not None and lag[:2] == (d.content_hash, _version(observed)) and time.monotonic() < lag[2]:
+                # The inventory still shows the object as it was before our apply of this
+                # very content (its watch event is on the way): look again shortly
+                # rather than write the same content twice.
+                self.queue.add_after(key, 0.05)
                 return
             await self._apply(key, d, observed)
             return
@@ -581,8 +670,10 @@ class ClusterConverger:
             await self._failed(key, verb=APPLY, content_hash=d.content_hash, started=started, error=e, secrets=used)
             raise
         latency = time.monotonic() - started
+        self._applied[key] = (d.content_hash, _version(observed), time.monotonic() + APPLIED_LAG)
         if not contains(body, answer):
             self._normalised[key] = (d.content_hash, content_hash(project(body, answer)))
+            self._effect.pop(key, None)
         self._recorded[key] = d.content_hash
         self.stats["apply"] += 1
         await self._record(

@@ -23,6 +23,7 @@ is appended to the log as ``ActuationApplied``/``ActuationFailed`` with verb ``s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -152,20 +153,29 @@ class StatusWriter:
         wanted = content_hash(s.status)
         if self._shown.get(key) == wanted:
             return wanted
-        try:
-            cr = await self.client.get(CR_API_VERSION, s.kind, s.namespace, s.name)
-        except ApiNotFound:
-            return None  # deleted meanwhile; its removal event will drop it from desired
-        observed = cr.get("status")
-        previous = str((observed or {}).get("Status", ""))
-        if _same(s.status, observed):
-            self._shown[key] = wanted
-            self._value[key] = previous
-            return wanted
+        cr: dict[str, Any] | None = None
+        if key in self._shown:
+            # This process wrote (or read) the status the CR shows: no need to read it
+            # again before writing the next one.
+            previous = self._value.get(key, "")
+        else:
+            try:
+                cr = await self.client.get(CR_API_VERSION, s.kind, s.namespace, s.name)
+            except ApiNotFound:
+                return None  # deleted meanwhile; its removal event will drop it from desired
+            observed = cr.get("status")
+            previous = str((observed or {}).get("Status", ""))
+            if _same(s.status, observed):
+                self._shown[key] = wanted
+                self._value[key] = previous
+                return wanted
         obj_key = f"{CR_API_VERSION}/{s.kind}/{s.namespace}/{s.name}"
         started = time.monotonic()
         try:
-            await self.client.patch_status(CR_API_VERSION, s.kind, s.namespace, s.name, s.status, apply=True)
+            answer = await self.client.patch_status(CR_API_VERSION, s.kind, s.namespace, s.name, s.status, apply=True)
+        except ApiNotFound:
+            self._shown.pop(key, None)
+            return None  # deleted meanwhile; its removal event will drop it from desired
         except ApiError as e:
             first = self._refused.get(key) != wanted
             if isinstance(e, ApiInvalid):
@@ -188,7 +198,11 @@ class StatusWriter:
                 # The server refuses every write to the CR (a validation rule its stored
                 # spec breaks, on a release without ratcheting): the Event is then the
                 # only place the user can read why.
-                await self._event(cr, s, value, obj_key)
+                if cr is None:
+                    with contextlib.suppress(ApiError):
+                        cr = await self.client.get(CR_API_VERSION, s.kind, s.namespace, s.name)
+                if cr is not None:
+                    await self._event(cr, s, value, obj_key)
             raise
         self._refused.pop(key, None)
         self.writes += 1
@@ -207,7 +221,7 @@ class StatusWriter:
         )
         value = str(s.status.get("Status", ""))
         if self._events and value != previous and value:
-            await self._event(cr, s, value, obj_key)
+            await self._event(cr if cr is not None else answer, s, value, obj_key)
         self._value[key] = value
         return wanted
 

@@ -163,6 +163,10 @@ class TrustActuator:
         # check runs once per version of the Secret, not on every resync.
         self._root: tuple[tuple[str, str], trust.RootCA] | None = None
         self._warned: dict[str, str] = {}
+        #: cluster → ((uid, resourceVersion, root fingerprint) of the ``cacerts`` found in
+        #: place, when it expires): a resync re-reads the Secret but parses it only when
+        #: it changed, the root changed, or its renewal is due
+        self._in_place: dict[str, tuple[tuple[Any, Any, str], datetime]] = {}
         self._settled = False
         self.passes = 0
         self.writes = 0
@@ -315,14 +319,27 @@ class TrustActuator:
                 existing: Obj | None = await kube.get("v1", "Secret", ns, trust.CACERTS_SECRET_NAME)
             except ApiNotFound:
                 existing = None
+            now = self._clock()
+            meta = _meta(existing) if existing is not None else {}
+            seen = (meta.get("uid"), meta.get("resourceVersion"), root.fingerprint)
+            known = self._in_place.get(c)
+            if existing is not None and known is not None and known[0] == seen and now + self._renew_before < known[1]:
+                # The same Secret version this process found in place under this root,
+                # and not due for renewal: nothing to parse or verify again.
+                self._warned.pop(c, None)
+                return self._fact(c, root=root), True
             try:
-                planned = await asyncio.to_thread(
-                    trust.plan_cacerts, root, existing, cluster=c, namespace=ns, now=self._clock(),
+                planned, expires = await asyncio.to_thread(
+                    _plan, root, existing, cluster=c, namespace=ns, now=now,
                     validity=self._validity, renew_before=self._renew_before,
                 )
             except trust.TrustError as e:  # a foreign cacerts, or an issuer that cannot issue
                 self._say(c, str(e))
                 return self._fact(c, root=root, problem=str(e)), True
+            if expires is not None:
+                self._in_place[c] = (seen, expires)
+            else:
+                self._in_place.pop(c, None)
             if planned is not None:
                 if existing is None:
                     await kube.create(planned)
@@ -374,6 +391,19 @@ class TrustActuator:
         if self._warned.get(cluster) != message:
             self._warned[cluster] = message
             log.warning("trust: %s: %s", cluster, message)
+
+
+def _plan(
+    root: trust.RootCA, existing: Obj | None, *, cluster: str, namespace: str, now: datetime,
+    validity: timedelta, renew_before: timedelta,
+) -> tuple[Obj | None, datetime | None]:
+    """``trust.plan_cacerts``, and when the existing ``cacerts`` stays: when it expires."""
+    planned = trust.plan_cacerts(
+        root, existing, cluster=cluster, namespace=namespace, now=now, validity=validity, renew_before=renew_before,
+    )
+    if planned is not None or existing is None:
+        return planned, None
+    return None, trust.cluster_ca_from_secret(existing, cluster=cluster).not_after
 
 
 def _api_error(e: ApiError) -> str:

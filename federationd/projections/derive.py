@@ -34,6 +34,15 @@ nothing else; a namespace label change renders one patch. The memo changes how m
 recomputed, never the result: ``derive`` of a state is the same with a cold memo.
 ``desired_hash`` is a hash tree over the clusters' and statuses' own hashes, so it too
 costs what changed.
+
+Most facts are about one cluster (a write acknowledged, a workload's readiness, a
+connection): when every shared input (the CRs, kubeconfigs, identities, departures, the
+networks, the localities, the master's pods and gateway) is the same object as at the
+last derivation, ``derive`` re-derives only the clusters whose own entries in the
+per-cluster maps moved (``PER_CLUSTER``) and keeps the last result for the others, and
+the membership is memoised on what it reads (the actuations of non-members only). So a
+write acknowledged on one of a hundred clusters costs that cluster, not a walk over
+the fleet.
 """
 
 from __future__ import annotations
@@ -130,6 +139,28 @@ def _same_inputs(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b, strict=True))
 
 
+class _Last:
+    """The last derivation: its state, shared inputs and result."""
+
+    def __init__(self) -> None:
+        self.state: ProjectionState | None = None
+        self.shared: tuple[Any, ...] = ()
+        self.desired: Desired | None = None
+
+
+class _Hashes:
+    """The last ``desired_hash``: per cluster and status key the value hashed (compared
+    by identity: derivation hands back the same object when nothing changed) and its
+    hash, and the root. A derivation that changed nothing costs identity tests only."""
+
+    def __init__(self) -> None:
+        self.clusters: dict[str, tuple[Any, str]] = {}
+        self.statuses: dict[str, tuple[Any, str]] = {}
+        #: the cluster DNS edits last hashed (compared by value: a few small tuples)
+        self.dns: Mapping[str, Any] = {}
+        self.root = ""
+
+
 class _Memo:
     """The derivation's memory: per key, the inputs last seen and the result. One entry
     per key (the latest), so it holds what the current desired state holds, plus the
@@ -138,6 +169,8 @@ class _Memo:
     def __init__(self) -> None:
         self.entries: dict[tuple[str, ...], tuple[tuple[Any, ...], Any]] = {}
         self.render = RenderCache()
+        self.last = _Last()
+        self.hashes = _Hashes()
         self._kept: set[str] = set()
         #: cluster → id(rendered object) → (object, reason inputs, DesiredObject)
         self.objects: dict[str, dict[int, tuple[dict[str, Any], tuple[int, ...], DesiredObject]]] = {}
@@ -1174,11 +1207,139 @@ def _remote_blocker(state: ProjectionState, remote: CustomResource) -> str:
     return ""
 
 
+#: ``ProjectionState`` maps keyed by cluster whose entry for one cluster is read only
+#: for that cluster's objects and statuses — apart from the master's pods and gateway
+#: (every remote's ``enabledServices``), the networks and the localities, which are
+#: shared inputs of their own (``_shared_inputs``). ``seq``, ``leader`` and ``facts``
+#: are not read by derive; every other field is a shared input.
+PER_CLUSTER = (
+    "clusters", "namespaces", "nodes", "gateways", "resolutions", "workloads", "pods", "actuations",
+    "ca_secrets", "trust",
+)
+_SHARED_FIELDS = tuple(
+    f for f in ProjectionState.__struct_fields__ if f not in PER_CLUSTER and f not in ("seq", "leader", "facts")
+)
+
+
+def _shared_inputs(state: ProjectionState, istio: CustomResource | None) -> tuple[Any, ...]:
+    """What more than one cluster's objects or statuses read."""
+    out: list[Any] = [getattr(state, f) for f in _SHARED_FIELDS]
+    out.append(istio)
+    out.append(_localities(state))
+    if istio is not None:
+        out.append(_mesh_networks(state, istio.cluster, istio))
+        out.append(gateway_addresses(state, istio.cluster, istio.namespace))
+        out.append(state.pods.get(istio.cluster))
+    return tuple(out)
+
+
+def _touched(old: ProjectionState, new: ProjectionState) -> set[str]:
+    """Clusters whose entry in a per-cluster map is not the same object in both states
+    (the fold is copy-on-write: an untouched cluster's entry is shared)."""
+    touched: set[str] = set()
+    for f in PER_CLUSTER:
+        a, b = getattr(old, f), getattr(new, f)
+        if a is b:
+            continue
+        touched.update(c for c, v in b.items() if a.get(c) is not v)
+        touched.update(c for c in a if c not in b)
+    return touched
+
+
 def derive(state: ProjectionState) -> Desired:
-    """The desired objects per cluster and the desired status of every CR."""
+    """The desired objects per cluster and the desired status of every CR.
+
+    After a change that touched only some clusters' own facts (a gateway, a workload,
+    an actuation) — every shared input the same objects as at the last derivation —
+    only those clusters' objects and statuses are derived again; the others are the
+    last derivation's, which the memo would have returned for them anyway. The result
+    is the same as a full derivation's (tests compare with a cold memo)."""
+    istio = managed_istio(state)
+    shared = _shared_inputs(state, istio)
+    last = _memo.last
+    if last.desired is not None and last.state is not None and _same_inputs(last.shared, shared):
+        desired = _derive_touched(state, istio, last.desired, _touched(last.state, state))
+    else:
+        desired = _derive_all(state, istio)
+    last.state, last.shared, last.desired = state, shared, desired
+    return desired
+
+
+def _remotes_named(state: ProjectionState) -> dict[str, list[CustomResource]]:
+    """name → the rendered RemoteIstios of that name, in ``_remote_crs`` order."""
+
+    def index() -> dict[str, list[CustomResource]]:
+        out: dict[str, list[CustomResource]] = {}
+        for cr in _remote_crs(state):
+            out.setdefault(cr.name, []).append(cr)
+        return out
+
+    return _memo.get(("remotes-named", "*"), (_remote_crs(state),), index)
+
+
+def _all_remotes_named(state: ProjectionState) -> dict[str, list[CustomResource]]:
+    """name → every RemoteIstio of that name, in key order."""
+
+    def index() -> dict[str, list[CustomResource]]:
+        out: dict[str, list[CustomResource]] = {}
+        for _, cr in sorted(state.remote_istios.items()):
+            out.setdefault(cr.name, []).append(cr)
+        return out
+
+    return _memo.get(("all-remotes-named", "*"), (state.remote_istios,), index)
+
+
+def _derive_touched(
+    state: ProjectionState, istio: CustomResource | None, prev: Desired, touched: set[str]
+) -> Desired:
+    """``_derive_all`` for a state whose shared inputs are ``prev``'s: the entries of the
+    ``touched`` clusters again, in the same order of precedence; the rest as in ``prev``."""
+    clusters = dict(prev.clusters)
+    statuses = dict(prev.statuses)
+    if istio is not None:
+        if istio.cluster in touched:
+            clusters[istio.cluster] = _master_desired(state, istio)
+        named = _remotes_named(state)
+        for name in touched:
+            for r in named.get(name, ()):
+                if r.name != istio.cluster:
+                    clusters[r.name] = _remote_desired(state, istio, r)
+    dns = _cluster_dns(state, istio)
+    for _, cr in sorted(state.istios.items()):
+        # An unmanaged Istio's status reads nothing per cluster; the managed one's
+        # MeshAnalyzed condition reads every cluster (its checks across clusters).
+        if cr.deleting or istio is None or cr is not istio:
+            continue
+        statuses[status_key(ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
+            state, cr, cr.cluster, clusters.get(cr.cluster), kind=ISTIO_KIND,
+            blocker=_trust_blocker(state, cr.cluster),
+            mesh_analyzed=_mesh_analyzed(state, cr, clusters, dns),
+        )
+    named = _remotes_named(state)
+    for name in touched:
+        for cr in named.get(name, ()):
+            blocker = "" if istio is not None else "no Istio resource to federate with"
+            blocker = blocker or _remote_blocker(state, cr) or _trust_blocker(state, cr.name)
+            statuses[status_key(REMOTE_ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
+                state, cr, cr.name, clusters.get(cr.name), blocker=blocker, kind=REMOTE_ISTIO_KIND
+            )
+    members = _membership(state, istio, clusters)
+    every = _all_remotes_named(state)
+    for name in touched:
+        why = members.refused.get(name)
+        if why is None:
+            continue
+        for cr in every.get(name, ()):
+            if not cr.deleting:
+                statuses[status_key(REMOTE_ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
+                    state, cr, cr.name, None, blocker=why, kind=REMOTE_ISTIO_KIND
+                )
+    return Desired(seq=state.seq, clusters=clusters, statuses=statuses, membership=members, dns=dns)
+
+
+def _derive_all(state: ProjectionState, istio: CustomResource | None) -> Desired:
     clusters: dict[str, ClusterDesired] = {}
     statuses: dict[str, DesiredStatus] = {}
-    istio = managed_istio(state)
     if istio is not None:
         clusters[istio.cluster] = _master_desired(state, istio)
         for r in _remote_crs(state):
@@ -1220,7 +1381,7 @@ def derive(state: ProjectionState) -> Desired:
         statuses[status_key(REMOTE_ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
             state, cr, cr.name, clusters.get(cr.name), blocker=blocker, kind=REMOTE_ISTIO_KIND
         )
-    members = fleet.membership(state, istio=istio, desired=clusters)
+    members = _membership(state, istio, clusters)
     for _, cr in sorted(state.remote_istios.items()):
         why = members.refused.get(cr.name)
         if why is not None and not cr.deleting:
@@ -1269,6 +1430,41 @@ def _cluster_dns(state: ProjectionState, istio: CustomResource | None) -> dict[s
     return _memo.get(("dns", "*"), (master, spec_in, svc, observed_facts), compute)
 
 
+def _membership(state: ProjectionState, istio: CustomResource | None, clusters: Mapping[str, ClusterDesired]) -> Membership:
+    """``membership.membership``, recomputed only when something it reads changed.
+
+    Every actuation moves ``state.actuations``, but the membership reads the actuations
+    of non-members only (is a leaving cluster still dirty, what is left on it) and — once
+    a RemoteIstio is being deleted — the master's, against its desired objects. Those
+    are the inputs, so a write on a member costs identity tests, not a recomputation."""
+    live = _live_remote_names(state)
+    master = istio.cluster if istio is not None else None
+    acts = tuple(
+        (c, a) for c, a in state.actuations.items() if c not in live and c != master and c != state.master
+    )
+    deleting = _any_deleting(state)
+    inputs = (
+        state.identities, state.remote_istios, state.istios, state.master, istio, state.kubeconfigs,
+        state.clusters, state.departures, state.ca_secrets, state.namespaces, acts, deleting,
+        # master_converged, read only for a RemoteIstio being deleted
+        (state.actuations.get(master), clusters.get(master)) if deleting and master is not None else None,
+    )
+    return _memo.get(("membership", "*"), inputs, lambda: fleet.membership(state, istio=istio, desired=clusters))
+
+
+def _live_remote_names(state: ProjectionState) -> frozenset[str]:
+    return _memo.get(
+        ("live-remotes", "*"), (state.remote_istios,),
+        lambda: frozenset(cr.name for cr in state.remote_istios.values() if not cr.deleting),
+    )
+
+
+def _any_deleting(state: ProjectionState) -> bool:
+    return _memo.get(
+        ("deleting", "*"), (state.remote_istios,), lambda: any(cr.deleting for cr in state.remote_istios.values())
+    )
+
+
 def desired_hash(desired: Desired) -> str:
     """A stable hash of a ``Desired`` (objects, holds and statuses; not the seq).
 
@@ -1276,26 +1472,46 @@ def desired_hash(desired: Desired) -> str:
     of its ``DesiredStatus``}, each of those memoised on the value, and an object's
     content enters through its ``content_hash``. Equal desired states hash equal; a
     change costs the hashes of what changed."""
-    clusters = {name: _cluster_hash(name, cd) for name, cd in desired.clusters.items()}
-    statuses = {key: _status_hash(key, st) for key, st in desired.statuses.items()}
-    if desired.dns:  # absent from the hash when empty: hashes of logs without it are unchanged
-        dns = msgspec.to_builtins(desired.dns)
-        return robj.content_hash({"clusters": clusters, "statuses": statuses, "dns": dns})
-    return robj.content_hash({"clusters": clusters, "statuses": statuses})
+    last = _memo.hashes
+    clusters, c_moved = _hash_each(desired.clusters, last.clusters, _cluster_hash)
+    statuses, s_moved = _hash_each(desired.statuses, last.statuses, _status_hash)
+    if c_moved or s_moved or not last.root or last.dns != desired.dns:
+        body: dict[str, Any] = {
+            "clusters": {k: v[1] for k, v in clusters.items()}, "statuses": {k: v[1] for k, v in statuses.items()}
+        }
+        if desired.dns:  # absent from the hash when empty: hashes of logs without it are unchanged
+            body["dns"] = msgspec.to_builtins(desired.dns)
+        last.root = robj.content_hash(body)
+    last.clusters, last.statuses, last.dns = clusters, statuses, desired.dns
+    return last.root
 
 
-def _cluster_hash(name: str, cd: ClusterDesired) -> str:
-    def compute() -> str:
-        h = hashlib.sha256(robj.canonical_json([cd.hold, cd.hold_reason]))
-        for k, d in cd.objects.items():
-            h.update(f"\n{k} {d.content_hash} {d.patch} {d.reasons}".encode())
-        return h.hexdigest()
-
-    return _memo.get(("hash", name), (cd,), compute)
+_V = TypeVar("_V")
 
 
-def _status_hash(key: str, st: DesiredStatus) -> str:
-    return _memo.get(("status-hash", "*", key), (st,), lambda: robj.content_hash(msgspec.to_builtins(st)))
+def _hash_each(
+    values: Mapping[str, _V], last: dict[str, tuple[Any, str]], fn: Callable[[_V], str]
+) -> tuple[dict[str, tuple[Any, str]], bool]:
+    moved = len(values) != len(last)
+    out: dict[str, tuple[Any, str]] = {}
+    for k, v in values.items():
+        e = last.get(k)
+        if e is None or e[0] is not v:
+            e = (v, fn(v))
+            moved = True
+        out[k] = e
+    return out, moved
+
+
+def _cluster_hash(cd: ClusterDesired) -> str:
+    h = hashlib.sha256(robj.canonical_json([cd.hold, cd.hold_reason]))
+    for k, d in cd.objects.items():
+        h.update(f"\n{k} {d.content_hash} {d.patch} {d.reasons}".encode())
+    return h.hexdigest()
+
+
+def _status_hash(st: DesiredStatus) -> str:
+    return robj.content_hash(msgspec.to_builtins(st))
 
 
 def to_builtins(desired: Desired) -> dict[str, Any]:

@@ -29,10 +29,8 @@ object goes through ``transform`` before it is stored and handed to the callback
 default (``default_transform``) drops ``metadata.managedFields`` — server-side apply's
 bookkeeping, often the largest part of an object, which nothing here reads — and keeps
 of a Node only what the watchers read (labels and addresses), and a Namespace only who
-wrote it. (Every watch is also a TLS connection with asyncio's 256 KiB read buffer; a
-smaller ``SSLProtocol.max_size`` cut the daemon's memory by ~40 %, but left connections
-stalled after bursts of 429/503 answers — tests/daemon/test_fault_matrix.py — so the
-default stays.)
+wrote it. (Every watch is also a TLS connection, to which asyncio gives a 256 KiB read
+buffer; the daemon shares one per thread instead: ``clusters.tlsbuffers``.)
 """
 
 from __future__ import annotations

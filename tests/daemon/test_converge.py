@@ -251,3 +251,18 @@ async def test_secret_placeholders_are_completed_only_on_the_wire(tmp_path: Path
         finally:
             await conv.stop()
             await client.close()
+
+
+async def test_kinds_are_written_in_order_while_one_kind_goes_in_parallel(h: Harness) -> None:
+    """A namespace and what lives in it, desired at once: the parallel workers write the
+    Namespace first (no write fails for want of it), then the ConfigMaps, several in
+    flight together."""
+    ns = obj("v1", "Namespace", "fresh", component="mesh")
+    cms = [obj("v1", "ConfigMap", f"c{i:02d}", component="mesh", namespace="fresh", data={"v": str(i)}) for i in range(12)]
+    h.conv.set_desired(_desired([*cms, ns]), {})
+    await wait_for(h.conv.converged, what="convergence")
+    applied = [e.key for e in h.appended if isinstance(e, ev.ActuationApplied)]
+    assert not [e for e in h.appended if isinstance(e, ev.ActuationFailed)]
+    assert applied[0] == "v1/Namespace//fresh"
+    assert sorted(applied[1:]) == sorted(object_key(c) for c in cms)
+    assert all(h.store.get("v1", "ConfigMap", f"c{i:02d}", "fresh") is not None for i in range(12))

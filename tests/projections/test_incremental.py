@@ -137,3 +137,47 @@ def test_canonical_json_is_json_dumps_byte_for_byte() -> None:
     assert len(docs) > 50
     for o in docs:
         assert robj.canonical_json(o) == json.dumps(o, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_a_change_to_some_clusters_derives_those_alone_and_equals_a_cold_derivation() -> None:
+    """Facts about one cluster (its writes, workloads, connection, trust, cacerts), and
+    the master's pods (every remote's enabledServices): after each, the derivation that
+    re-derives only the touched clusters equals a cold one."""
+    log = _fleet(4)
+    d._memo = d._Memo()
+    first = derive(log.state)
+    r1 = ClusterName("remote-1")
+    # every object of remote-1 applied at its content
+    for key, o in first.clusters["remote-1"].objects.items():
+        log.add(ev.ActuationApplied(cluster=r1, key=key, time=5, verb="apply", content_hash=o.content_hash, latency=0.0))
+    log.add(
+        ev.WorkloadReadinessObserved(
+            cluster=r1, key=f"Deployment/{NS}/istio-citadel", time=6, kind="Deployment", namespace=NS,
+            name="istio-citadel", ready=True, desired=1, available=1,
+        ),
+        ev.ClusterUnreachable(cluster=ClusterName("remote-2"), key="Cluster//remote-2", time=7, reason="connection refused"),
+        ev.TrustObserved(cluster=ClusterName("remote-3"), key="Trust//remote-3", time=7, problem="not ours"),
+        ev.CaSecretObserved(
+            cluster=r1, key=f"Secret/{NS}/cacerts", time=8, namespace=NS, name="cacerts", fingerprint="fp", managed=True,
+        ),
+        ev.PodAddressesObserved(
+            cluster=MASTER, key=f"Endpoints/{NS}/istio-pilot", time=9, namespace=NS, service="istio-pilot",
+            ips=("10.0.0.9",), ports={"grpc-xds": 15010},
+        ),
+        ev.ClusterConnected(cluster=ClusterName("remote-2"), key="Cluster//remote-2", time=10, server="https://r"),
+    )
+    states = _states(log)
+    d._memo = d._Memo()
+    warm = [derive(s) for s in states]
+    for i, s in enumerate(states):
+        d._memo = d._Memo()
+        cold = derive(s)
+        assert d.to_builtins(warm[i]) == d.to_builtins(cold), i
+        assert desired_hash(warm[i]) == desired_hash(cold), i
+    # an actuation on remote-1 re-derived remote-1's status only: every other cluster's
+    # objects and statuses are the previous derivation's own objects
+    n = len(states) - 7  # the last ActuationApplied
+    before, after = warm[n - 1], warm[n]
+    assert all(after.clusters[c] is before.clusters[c] for c in before.clusters)
+    moved = {k for k in after.statuses if after.statuses[k] is not before.statuses[k]}
+    assert moved <= {f"RemoteIstio/{NS}/remote-1"}
