@@ -22,20 +22,21 @@ the source operator, one data key is rewritten in place and nothing else:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 
 from federationd.actuators.client import ApiError, ApiNotFound, KubeClient
-from federationd.cancellation import cancel_and_wait
+from federationd.actuators.passes import PassLoop
 from federationd.projections import clusterdns
 from federationd.projections.clusterdns import DnsEdit, DnsEditError
 
 log = logging.getLogger(__name__)
 
 
-class ClusterDnsActuator:
+class ClusterDnsActuator(PassLoop):
     """See the module docstring. ``start()`` when leading, feed ``set_edits()``."""
+
+    label = "cluster-dns"
 
     def __init__(
         self,
@@ -43,12 +44,9 @@ class ClusterDnsActuator:
         kube: Callable[[str], KubeClient | None],
         max_retry: float = 30.0,
     ) -> None:
+        super().__init__(max_retry=max_retry, settled=True)
         self._kube = kube
-        self._max_retry = max_retry
         self._edits: Mapping[str, tuple[DnsEdit, ...]] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._settled = True
         self.writes = 0
 
     def set_edits(self, edits: Mapping[str, tuple[DnsEdit, ...]]) -> None:
@@ -56,43 +54,8 @@ class ClusterDnsActuator:
             self._edits = edits
             self._wake.set()
 
-    def resync(self) -> None:
-        self._wake.set()
-
     def idle(self) -> bool:
         return (self._task is None or self._settled) and not self._wake.is_set()
-
-    def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._wake.set()
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="cluster-dns")
-
-    async def pause(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            await cancel_and_wait(task)
-
-    stop = pause
-
-    async def _run(self) -> None:
-        retry = 0.5
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            self._settled = False
-            try:
-                settled = await self.reconcile_once()
-            except Exception as e:  # a bug must not end the loop
-                log.warning("cluster DNS: pass failed: %s", type(e).__name__)
-                settled = False
-            self._settled = settled
-            if settled:
-                retry = 0.5
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), retry)
-            self._wake.set()
-            retry = min(retry * 2, self._max_retry)
 
     async def reconcile_once(self) -> bool:
         """One pass over the edits; True when every one is in place or needs nothing."""

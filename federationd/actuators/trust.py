@@ -35,7 +35,6 @@ needs ``federationd.trust``, which the watchers' import contract keeps out of re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -46,7 +45,7 @@ from events import types as ev
 from events.types import ClusterName, Event
 from federationd import trust
 from federationd.actuators.client import ApiConflict, ApiError, ApiNotFound, KubeClient
-from federationd.cancellation import cancel_and_wait
+from federationd.actuators.passes import PassLoop
 from federationd.projections.membership import TrustPlan, TrustTarget, holds_trust, trust_plan
 from federationd.render.objects import MANAGED_BY_LABEL
 from federationd.watchers.facts import FactSource
@@ -128,13 +127,15 @@ class _RootUnusable(Exception):
     """The issuer cannot be used; the message is safe to record."""
 
 
-class TrustActuator:
+class TrustActuator(PassLoop):
     """Keeps every planned cluster's ``cacerts`` chained to the mesh's root.
 
     ``kube(cluster)`` gives the cluster's client (None when not connected); ``record``
     appends facts (the daemon's change-filtering emitter). :meth:`set_plan` after every
     derivation, :meth:`resync` on the resync period; :meth:`start` / :meth:`pause` follow
     leadership. :meth:`reconcile_once` is one pass (tests drive it directly)."""
+
+    label = "trust"
 
     def __init__(
         self,
@@ -155,10 +156,8 @@ class TrustActuator:
         self._renew_before = renew_before
         self._clock = clock
         self._wall = wall
-        self._max_retry = max_retry
+        super().__init__(max_retry=max_retry, settled=False)
         self._plan: TrustPlan | None = None
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         # (uid, resourceVersion) of the issuer Secret → the parsed issuer: the full key
         # check runs once per version of the Secret, not on every resync.
         self._root: tuple[tuple[str, str], trust.RootCA] | None = None
@@ -167,7 +166,6 @@ class TrustActuator:
         #: place, when it expires): a resync re-reads the Secret but parses it only when
         #: it changed, the root changed, or its renewal is due
         self._in_place: dict[str, tuple[tuple[Any, Any, str], datetime]] = {}
-        self._settled = False
         self.passes = 0
         self.writes = 0
 
@@ -178,50 +176,10 @@ class TrustActuator:
             self._plan = plan
             self._wake.set()
 
-    def resync(self) -> None:
-        self._wake.set()
-
     def idle(self) -> bool:
         """Nothing pending: the last pass covered the current plan and settled (for
         ``/debug/converged`` and tests)."""
         return self._task is not None and self._settled and not self._wake.is_set()
-
-    # --- lifecycle ----------------------------------------------------------------------
-
-    def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._wake.set()
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="trust")
-
-    async def pause(self) -> None:
-        """Stop writing (leadership lost, or shutting down); an in-flight request is
-        abandoned. :meth:`start` resumes."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        await cancel_and_wait(task)
-
-    stop = pause
-
-    async def _run(self) -> None:
-        retry = 0.5
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            self._settled = False
-            try:
-                settled = await self.reconcile_once()
-            except Exception as e:  # a bug must not end the loop; say what, not the data
-                log.warning("trust: pass failed: %s", type(e).__name__)
-                settled = False
-            self._settled = settled
-            if settled:
-                retry = 0.5
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), retry)
-            self._wake.set()
-            retry = min(retry * 2, self._max_retry)
 
     # --- one pass ---------------------------------------------------------------------------
 

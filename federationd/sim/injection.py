@@ -66,6 +66,7 @@ from federationd.sim.gotemplate import (
     sprint,
     type_of,
 )
+from federationd.sim.rbac import selector_matches
 from federationd.sim.store import Obj, Store, deep_copy, rfc3339
 
 MWC = ("admissionregistration.k8s.io", "mutatingwebhookconfigurations")
@@ -711,22 +712,7 @@ def validate_annotations(annotations: dict[str, str], *, minor: int) -> str | No
 
 def label_selector_matches(selector: Obj | None, labels: dict[str, str]) -> bool:
     """``metav1.LabelSelectorAsSelector(sel).Matches(labels)`` (an empty selector matches all)."""
-    if not selector:
-        return True
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for e in selector.get("matchExpressions") or []:
-        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
+    return not selector or selector_matches(selector, labels)
 
 
 def _selector_empty(selector: Obj) -> bool:
