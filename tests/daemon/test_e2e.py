@@ -32,6 +32,9 @@ spec:
   controlPlaneSecurityEnabled: false
 """
 
+#: Gateway federation (seed 001): the mesh-expansion mode, the one with meshNetworks.
+GATEWAY_FEDERATION = SEED_000 + "  meshExpansion: true\n"
+
 
 def _cr(fleet: Fleet, name: str = "istio") -> dict[str, Any]:
     return fleet["master"].store.get(*ISTIO, name, "istio-system") or {}

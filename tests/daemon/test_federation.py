@@ -14,7 +14,7 @@ from federationd.sim import Fleet
 
 from .conftest import DaemonProcess, install_crds, kubectl, start_daemon
 from .identity import remote_kubeconfig
-from .test_e2e import SEED_000
+from .test_e2e import GATEWAY_FEDERATION
 from .waiting import wait_for
 
 REMOTE = "remote-eu"
@@ -52,7 +52,7 @@ async def _join(
     prepared on the remote (no cluster-add step)."""
     install_crds(fleet)
     kc = fleet["master"].kubeconfig_path
-    await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
+    await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=GATEWAY_FEDERATION)
     # the remote prepared as seed 001's cluster-add step does; its Secret authenticates as that identity
     raw = yaml.safe_dump(fleet[REMOTE].kubeconfig, sort_keys=False).encode() if admin else remote_kubeconfig(fleet[REMOTE])
     await kubectl(kc, "apply", "-f", "-", stdin=_secret(fleet, raw))

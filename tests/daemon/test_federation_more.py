@@ -13,7 +13,7 @@ from typing import Any
 from federationd.sim import Fleet
 
 from .conftest import DaemonProcess, install_crds, kubectl, start_daemon
-from .test_e2e import SEED_000
+from .test_e2e import GATEWAY_FEDERATION
 from .test_federation import REMOTE, _get, _join, _networks, _remote_status
 from .waiting import wait_for
 
@@ -224,7 +224,7 @@ async def test_istios_remote_secret_format_joins_a_remote(tmp_path: Path, daemon
     async with Fleet(["master", REMOTE], directory=tmp_path / "fleet") as fleet:
         install_crds(fleet)
         kc = fleet["master"].kubeconfig_path
-        await kubectl(kc, "apply", "-n", NS, "-f", "-", stdin=SEED_000)
+        await kubectl(kc, "apply", "-n", NS, "-f", "-", stdin=GATEWAY_FEDERATION)
         secret = _kubeconfig_secret(
             f"istio-remote-secret-{REMOTE}", fleet[REMOTE].kubeconfig_path.read_bytes(),
             key=REMOTE, labels={"istio/multiCluster": "true"},

@@ -21,7 +21,7 @@ from federationd.projections.state import EMPTY, fold
 from federationd.sim import Fleet
 
 from .conftest import DaemonProcess, install_crds, kubectl, start_daemon
-from .test_e2e import SEED_000, _cli
+from .test_e2e import GATEWAY_FEDERATION, _cli
 from .test_federation import REMOTE, _get, _join, _networks, _remote_status
 from .waiting import wait_for
 
@@ -166,7 +166,7 @@ async def test_a_remote_that_never_connected_is_released_at_once(tmp_path: Path,
     async with Fleet(["master"], directory=tmp_path / "fleet") as fleet:
         install_crds(fleet)
         kc = fleet["master"].kubeconfig_path
-        await kubectl(kc, "apply", "-n", NS, "-f", "-", stdin=SEED_000)
+        await kubectl(kc, "apply", "-n", NS, "-f", "-", stdin=GATEWAY_FEDERATION)
         cfg = yaml.safe_load(kc.read_text())
         cfg["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{_closed_port()}"
         await kubectl(kc, "apply", "-f", "-", stdin=_secret("remote-x", yaml.safe_dump(cfg).encode()))

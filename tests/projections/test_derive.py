@@ -12,7 +12,16 @@ from federationd.projections import derive as d
 from federationd.projections.derive import derive, desired_hash, rfc3339
 from federationd.projections.validate import UNSUPPORTED_VERSION
 
-from .helpers import MASTER, SEED_000, Log, applied, istio, namespace, workloads_ready
+from .helpers import (
+    GATEWAY_FEDERATION,
+    MASTER,
+    SEED_000,
+    Log,
+    applied,
+    istio,
+    namespace,
+    workloads_ready,
+)
 
 CM = "v1/ConfigMap/istio-system/istio"
 MP = "authentication.istio.io/v1alpha1/MeshPolicy//default"
@@ -140,7 +149,7 @@ def test_removed_objects_keep_the_status_reconciling_until_deleted() -> None:
 
 def test_gateway_address_and_mesh_networks_with_a_remote() -> None:
     log = Log()
-    log.add(istio(SEED_000))
+    log.add(istio(GATEWAY_FEDERATION))
     log.add(
         ev.GatewayAddressesObserved(cluster=MASTER, key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="LoadBalancer", ips=("192.0.2.1",)),
         ev.RemoteIstioSpecChanged(cluster=MASTER, key="", time=1, namespace="istio-system", name="remote-eu", uid="r", generation=1, spec={"enabledServices": []}),
