@@ -37,10 +37,17 @@ async def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check:
     return out.decode()
 
 
-def install_crds(fleet: Fleet, cluster: str = "master") -> None:
+def install_crds(fleet: Fleet, cluster: str = "master", *, cel: bool = False) -> None:
+    """deploy/crds/ (with ``cel``: the CRDs with their CEL rules, for a 1.25+ master)."""
     store = fleet[cluster].store
-    for path in CRDS:
-        store.create(yaml.safe_load(path.read_text()))
+    if cel:
+        from federationd.api import crds
+
+        for kind in crds.KINDS:
+            store.create(crds.crd(kind, cel=True))
+    else:
+        for path in CRDS:
+            store.create(yaml.safe_load(path.read_text()))
     if store.get("v1", "Namespace", "istio-system") is None:
         store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
 

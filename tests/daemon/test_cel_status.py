@@ -37,8 +37,15 @@ def _status(fleet: Fleet) -> dict[str, str]:
 
 
 async def test_a_rule_breaking_spec_is_refused_at_apply_and_in_status(
-    fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path
+    daemons: list[DaemonProcess], tmp_path: Path
 ) -> None:
+    # a master of 1.25 or later, given the CRDs with their CEL rules (--cel)
+    async with Fleet([ClusterSpec("master", kubernetes_version="1.32")], directory=tmp_path / "fleet") as fleet:
+        install_crds(fleet, cel=True)
+        await _refused_at_apply_and_in_status(fleet, daemons, tmp_path)
+
+
+async def _refused_at_apply_and_in_status(fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path) -> None:
     kc = fleet["master"].kubeconfig_path
     with pytest.raises(AssertionError) as refused:
         await kubectl(kc, "apply", "-f", "-", stdin=yaml.safe_dump(BAD))
@@ -59,7 +66,7 @@ async def test_before_ratcheting_a_refused_status_write_becomes_an_event(
     daemons: list[DaemonProcess], tmp_path: Path
 ) -> None:
     async with Fleet([ClusterSpec("master", kubernetes_version="1.29")], directory=tmp_path / "fleet") as fleet:
-        install_crds(fleet)
+        install_crds(fleet, cel=True)
         fleet["master"].store.create(BAD)
         d = await start_daemon(daemons, fleet, tmp_path / "log.db")
         kc = fleet["master"].kubeconfig_path
@@ -69,7 +76,10 @@ async def test_before_ratcheting_a_refused_status_write_becomes_an_event(
             return [e["message"] for e in json.loads(out)["items"]
                     if e["involvedObject"]["kind"] == "Istio" and e["reason"] == "ReconcileFailed"]
 
-        await wait_for(warning, timeout=60, what="ReconcileFailed Event")
+        async def warned() -> bool:
+            return bool(await warning())
+
+        await wait_for(warned, timeout=60, what="ReconcileFailed Event")
         assert await warning() == ["spec.pilot: minReplicas 5 is greater than maxReplicas 2"]
         assert _status(fleet) == {}  # the server refuses the write (no ratcheting before 1.30)
         # retried with the work queue's backoff (5 ms doubling: the 11th attempt comes

@@ -13,7 +13,7 @@ from typing import Any
 from federationd.sim import Fleet
 
 from .conftest import DaemonProcess, install_crds, kubectl, start_daemon
-from .test_e2e import GATEWAY_FEDERATION
+from .test_e2e import GATEWAY_FEDERATION, SEED_000
 from .test_federation import REMOTE, _get, _join, _networks, _remote_status
 from .waiting import wait_for
 
@@ -29,7 +29,7 @@ async def test_flat_network_remote_endpoints_follow_the_masters_pods(tmp_path: P
     async with Fleet(["master", REMOTE], directory=tmp_path / "fleet") as fleet:
         master = fleet["master"]
         # pilot on the master runs Pods with IPs; the Endpoints controller lists them
-        await _join(fleet, daemons, tmp_path)  # its RemoteIstio enables istio-pilot
+        await _join(fleet, daemons, tmp_path, istio=SEED_000)  # its RemoteIstio enables istio-pilot
 
         await wait_for(lambda: bool(_endpoint_ips(fleet, "master", "istio-pilot")), timeout=30, what="master pilot pods")
         await wait_for(
