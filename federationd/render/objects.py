@@ -211,10 +211,10 @@ def sorted_objects(objs: Iterable[Obj]) -> list[Obj]:
 _json = msgspec.json.Encoder(order="sorted")
 
 
-def _plain_json(o: Any) -> bool:
-    """Is ``o`` made only of what msgspec and ``json.dumps`` write the same way? (str keys,
-    str/int/bool/None scalars, lists, tuples, dicts; floats are written differently —
-    ``1e+16`` against ``1e16`` —, so an object holding one takes the slow path.)"""
+def _plain(o: Any, *, tuples: bool, floats: bool) -> bool:
+    """Is ``o`` made only of dicts with str keys, lists (and tuples, if ``tuples``), and
+    str/int/bool/None scalars (and floats, if ``floats``)?"""
+    scalars = (str, int, bool, float) if floats else (str, int, bool)
     stack = [o]
     while stack:
         x = stack.pop()
@@ -224,11 +224,18 @@ def _plain_json(o: Any) -> bool:
                 if type(k) is not str:
                     return False
                 stack.append(v)
-        elif t is list or t is tuple:
+        elif t is list or (tuples and t is tuple):
             stack.extend(x)
-        elif t is not str and t is not int and t is not bool and x is not None:
+        elif t not in scalars and x is not None:
             return False
     return True
+
+
+def _plain_json(o: Any) -> bool:
+    """Is ``o`` made only of what msgspec and ``json.dumps`` write the same way? (str keys,
+    str/int/bool/None scalars, lists, tuples, dicts; floats are written differently —
+    ``1e+16`` against ``1e16`` —, so an object holding one takes the slow path.)"""
+    return _plain(o, tuples=True, floats=False)
 
 
 def canonical_json(o: Any) -> bytes:
@@ -290,20 +297,7 @@ _YAML_MEMO_SIZE = 256
 def _json_key(o: Any) -> bytes | None:
     """An injective key for YAML input: msgspec's JSON when ``o`` holds no tuple (a tuple
     and a list encode alike but PyYAML may dump them differently) and only str keys."""
-    stack = [o]
-    while stack:
-        x = stack.pop()
-        t = type(x)
-        if t is dict:
-            for k, v in x.items():
-                if type(k) is not str:
-                    return None
-                stack.append(v)
-        elif t is list:
-            stack.extend(x)
-        elif t is not str and t is not int and t is not bool and t is not float and x is not None:
-            return None
-    return _json.encode(o)
+    return _json.encode(o) if _plain(o, tuples=False, floats=True) else None
 
 
 def _memo_yaml(dumper: str, o: Any, dump: Any) -> str:

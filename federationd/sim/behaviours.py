@@ -18,7 +18,6 @@ keep it.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import ipaddress
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from typing import Any
 from federationd.sim import errors
 from federationd.sim.injection import Webhooks
 from federationd.sim.store import Change, Obj, Store, rfc3339
-from federationd.sim.workloads import Controllers, create_kubeadm_dns
+from federationd.sim.workloads import Controllers, KeyedTimers, create_kubeadm_dns
 
 
 def _minor(git_version: str) -> int:
@@ -64,7 +63,7 @@ class Behaviours:
         #: what Nodes report as their kubelet and kube-proxy version (the cluster's release)
         self.kubelet_version = kubelet_version
         self.lb_enabled = True
-        self._timers: dict[tuple[str, str, str, str], asyncio.TimerHandle] = {}
+        self._timers = KeyedTimers()
         self._next_lb = 1
         self._lb_addresses: dict[tuple[str, str], str] = {}
         #: the workload controllers, scheduler, kubelets and endpoints controllers
@@ -121,27 +120,10 @@ class Behaviours:
     # ------------------------------------------------------------------ scheduling
 
     def _schedule(self, key: tuple[str, str, str, str], delay: float, fn: Callable[[], None]) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        old = self._timers.pop(key, None)
-        if old is not None:
-            old.cancel()
-
-        def run() -> None:
-            self._timers.pop(key, None)
-            try:
-                fn()
-            except errors.ApiError:
-                pass  # the object changed or vanished meanwhile; the next change reschedules
-
-        self._timers[key] = loop.call_later(max(delay, 0.0), run)
+        self._timers.schedule(key, delay, fn)
 
     def close(self) -> None:
-        for t in self._timers.values():
-            t.cancel()
-        self._timers.clear()
+        self._timers.close()
         self.controllers.close()
 
     def pending(self) -> int:

@@ -228,6 +228,50 @@ def create_kubeadm_dns(store: Store, minor: int) -> None:
 
 
 
+class KeyedTimers:
+    """At most one pending call per key on the running loop (none without a loop). An
+    ``ApiError`` from a call is dropped: the object changed or vanished meanwhile, and
+    its next change schedules again."""
+
+    def __init__(self) -> None:
+        self._handles: dict[tuple[str, ...], asyncio.TimerHandle] = {}
+
+    def schedule(self, key: tuple[str, ...], delay: float, fn: Callable[[], None], *, keep_due: bool = False) -> None:
+        """Call ``fn`` after ``delay`` s, replacing a pending call of ``key`` (kept instead
+        when ``keep_due`` and ``delay`` is 0)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        old = self._handles.get(key)
+        if old is not None:
+            if keep_due and delay == 0:
+                return
+            old.cancel()
+
+        def run() -> None:
+            self._handles.pop(key, None)
+            try:
+                fn()
+            except errors.ApiError:
+                pass
+
+        self._handles[key] = loop.call_later(max(delay, 0.0), run)
+
+    def cancel(self, key: tuple[str, ...]) -> None:
+        t = self._handles.pop(key, None)
+        if t is not None:
+            t.cancel()
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def close(self) -> None:
+        for t in self._handles.values():
+            t.cancel()
+        self._handles.clear()
+
+
 class Controllers:
     """kube-controller-manager, kube-scheduler and the kubelets of one cluster."""
 
@@ -242,7 +286,7 @@ class Controllers:
         self.endpoints_enabled = True
         #: (namespace, workload or Pod name) whose new Pods never become Ready
         self.held: set[tuple[str, str]] = set()
-        self._timers: dict[tuple[str, ...], asyncio.TimerHandle] = {}
+        self._timers = KeyedTimers()
         self._next_ip: dict[str, int] = {}
         self._api_endpoint = ("127.0.0.1", 6443)
         #: consecutive refused Pod creates per owner (kind, namespace, name), for backoff
@@ -254,32 +298,14 @@ class Controllers:
     # ------------------------------------------------------------------ timers
 
     def schedule(self, key: tuple[str, ...], delay: float, fn: Callable[[], None]) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        old = self._timers.get(key)
-        if old is not None:
-            if delay == 0:
-                return  # already due: one sync sees every change made before it runs
-            old.cancel()
-
-        def run() -> None:
-            self._timers.pop(key, None)
-            try:
-                fn()
-            except errors.ApiError:
-                pass  # the object changed or vanished meanwhile; its next change resyncs
-
-        self._timers[key] = loop.call_later(max(delay, 0.0), run)
+        # a sync already due sees every change made before it runs: keep it
+        self._timers.schedule(key, delay, fn, keep_due=True)
 
     def pending(self) -> int:
         return len(self._timers)
 
     def close(self) -> None:
-        for t in self._timers.values():
-            t.cancel()
-        self._timers.clear()
+        self._timers.close()
 
     def _kind(self, resource: Resource) -> Kind:
         k = self.store.registry.any_version(*resource)
@@ -942,9 +968,7 @@ class Controllers:
 
     def _cancel_pod(self, ns: str, name: str) -> None:
         for step in ("bind", "start", "finish", "ready"):
-            t = self._timers.pop((step, ns, name), None)
-            if t is not None:
-                t.cancel()
+            self._timers.cancel((step, ns, name))
 
     @staticmethod
     def _completes(p: Obj) -> bool:

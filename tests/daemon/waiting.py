@@ -13,7 +13,10 @@ async def wait_for(
     *,
     timeout: float = 10.0,  # noqa: ASYNC109 - the deadline of a polled condition
     what: str = "condition",
+    max_interval: float = 0.1,
 ) -> None:
+    """Poll ``cond`` (backing off from 5 ms to ``max_interval``) until it is true; an
+    ``AssertionError`` naming ``what`` once ``timeout`` has passed."""
     deadline = time.monotonic() + timeout
     delay = 0.005
     while True:
@@ -25,4 +28,4 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.1)
+        delay = min(delay * 2, max_interval)

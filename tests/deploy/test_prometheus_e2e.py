@@ -123,6 +123,11 @@ BAD_KUBECONFIG = {
 
 Alert = tuple[str, str, tuple[tuple[str, str], ...]]  # (alertname, state, labels)
 
+#: The alert recorder's sampling period (s): half Prometheus' 1 s rule evaluation, so no
+#: evaluated state is missed. A recording cadence, not a wait for anything: every test
+#: waits on its own condition with a deadline.
+SAMPLE_EVERY = 0.5
+
 
 @dataclass
 class AlertLog:
@@ -143,7 +148,7 @@ class AlertLog:
                 self.seen.append((now, alerts))
             except Exception as e:  # reported by the tests, not lost in a task
                 self.errors.append(repr(e))
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(SAMPLE_EVERY)
 
     def now(self) -> frozenset[Alert]:
         return self.seen[-1][1] if self.seen else frozenset()

@@ -20,7 +20,6 @@ every request the daemon made (per identity) is returned for the full runs.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
@@ -39,6 +38,7 @@ from federationd.sim import ClusterSpec, Fleet
 from tests.daemon import identity
 from tests.daemon.conftest import DaemonProcess, install_crds, start_daemon
 from tests.daemon.test_e2e import SEED_000
+from tests.daemon.waiting import wait_for
 
 INPUTS = Path(__file__).resolve().parents[1] / "golden" / "inputs"
 EVERYTHING = yaml.safe_load((INPUTS / "everything-1.2.yaml").read_text())
@@ -132,20 +132,28 @@ async def run(
         rkc = identity.remote_kubeconfig(remote, docs=remote_docs)
 
         async def until(stage: str, cond: Callable[[], Awaitable[bool] | bool]) -> None:
+            """``cond`` within the run's deadline, collecting the daemon's signs of trouble
+            meanwhile; ``_Stop`` at the deadline (or at the first sign, if asked)."""
             out.stage = stage
-            while True:
+
+            async def reached() -> bool:
                 r = cond()
                 if not isinstance(r, bool):
                     r = await r
                 if r:
-                    return
+                    return True
                 if daemons:
                     out.signs = await _signs(daemons[0])
                     if out.signs and stop_at_first_sign:
                         raise _Stop
-                if time.monotonic() > deadline:
-                    raise _Stop
-                await asyncio.sleep(0.3)
+                return False
+
+            try:
+                await wait_for(reached, timeout=max(0.0, deadline - time.monotonic()), what=stage, max_interval=0.3)
+            except AssertionError as e:
+                if not str(e).startswith("timed out"):
+                    raise
+                raise _Stop from None
 
         def status(kind: str, name: str) -> Obj:
             o = master.store.get("istio.banzaicloud.io/v1beta1", kind, name, NAMESPACE) or {}
