@@ -4,6 +4,10 @@ instead of a privileged ``istio-init`` container in every pod.
 ``istio-cni-node`` runs on every node and installs the plugin binary into ``binDir`` and
 its configuration, chained after the existing plugin, into ``confDir``. The plugin skips
 pods in ``excludeNamespaces`` (by default the control plane's own namespace).
+
+Mirrors the istio/cni helm chart of the 1.1/1.2 releases (``templates/istio-cni.yaml``:
+the DaemonSet, ConfigMap, ServiceAccount and RBAC) and the source operator's
+``pkg/resources/cni`` (release-1.2).
 """
 
 from __future__ import annotations

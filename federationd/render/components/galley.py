@@ -4,6 +4,10 @@ the configuration source pilot and mixer read over MCP.
 Galley registers the ValidatingWebhookConfiguration itself from the file in its
 ConfigMap (it fills in its own CA bundle), so federationd renders the file, not the
 webhook object.
+
+Mirrors helm ``install/kubernetes/helm/istio/charts/galley/templates/`` (1.1.14, 1.2.8:
+deployment, configmap, service, clusterrole) and the source operator's
+``pkg/resources/galley`` (release-1.2).
 """
 
 from __future__ import annotations
