@@ -176,6 +176,7 @@ def _install(fleet: Fleet) -> None:
     store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     istio = yaml.safe_load((ROOT / "deploy" / "samples" / "istio_v1beta1_istio.yaml").read_text())
     istio["metadata"]["namespace"] = NS
+    istio["spec"]["meshExpansion"] = True  # gateway federation (seed 001): the mode with meshNetworks
     store.create(istio)
 
 

@@ -271,7 +271,14 @@ class ClusterConverger:
         # key → (content hash, projection of the server's answer to our apply): how the
         # server normalises what we wrote, so it is not mistaken for drift.
         self._normalised: dict[str, tuple[str, str]] = {}
+        #: key → (seq of the newest fact that changed it, time of the oldest fact not yet
+        #: in effect): a key re-dirtied faster than it can be written counts its
+        #: convergence time from the first change it has not caught up with, so a
+        #: starved key shows a growing latency instead of a fresh one per change.
         self._cause: dict[str, tuple[int, float]] = {}
+        #: the causes of the keys being handled now; a change arriving meanwhile starts a
+        #: new entry in ``_cause`` (the write in flight does not carry it)
+        self._taking: dict[str, tuple[int, float]] = {}
         #: key → (desired, observed) last found in effect, both compared by identity: a
         #: resync or a re-derivation that changed neither object costs no comparison
         #: (reflectors store a new dict per version; an object with a credential
@@ -368,7 +375,8 @@ class ClusterConverger:
         changed.extend(k for k in old.objects if k not in desired.objects)
         for key in changed:
             if cause_seq:
-                self._cause[key] = (cause_seq, cause_time)
+                pending = self._cause.get(key)
+                self._cause[key] = (cause_seq, pending[1] if pending else cause_time)
         self._enqueue(changed)
         if first:
             # what the inventory held before anything was desired (shared reflectors
@@ -572,6 +580,20 @@ class ClusterConverger:
         turn.set()
 
     async def _handle(self, key: str) -> None:
+        taken = self._cause.pop(key, None)
+        if taken is not None:
+            self._taking[key] = taken
+        try:
+            await self._handle_now(key)
+        finally:
+            left = self._taking.pop(key, None)
+            if left is not None:
+                # nothing was recorded as in effect (a failure, a retry later): the
+                # cause still waits, from its first time
+                pending = self._cause.get(key)
+                self._cause[key] = (pending[0], left[1]) if pending else left
+
+    async def _handle_now(self, key: str) -> None:
         if not self.active or self._desired.hold or not self._has_desired:
             return
         api_version, kind, namespace, name = split_key(key)
@@ -759,7 +781,7 @@ class ClusterConverger:
         self._metrics.actuations_total.labels(cluster=self.cluster, result="error").inc()
         # The backoff run_worker is about to apply (the queue counts the failure itself).
         retry_in = min(0.005 * 2.0 ** self.queue.num_requeues(key), 1000.0)
-        cause_seq, _ = self._cause.get(key, (0, 0.0))
+        cause_seq, _ = self._taking.get(key, (0, 0.0))
         await self._append_events(
             [
                 ev.ActuationFailed(
@@ -787,7 +809,7 @@ class ClusterConverger:
         latency: float,
         generation: int = 0,
     ) -> None:
-        cause_seq, cause_time = self._cause.pop(key, (0, 0.0))
+        cause_seq, cause_time = self._taking.pop(key, (0, 0.0))
         now = self._clock()
         if verb != VERIFY:
             self._metrics.actuations_total.labels(cluster=self.cluster, result="success").inc()

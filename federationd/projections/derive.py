@@ -354,13 +354,14 @@ def _mesh_networks(
     """One network per cluster: the master's (announced with its own gateway, so remote →
     master traffic works) and one per RemoteIstio, named like it, once its cluster is
     identified (before, it may turn out to be a second name for a cluster already in
-    the mesh, or never to connect at all). Single-cluster meshes have no networks.
+    the mesh, or never to connect at all). Single-cluster meshes, and meshes without
+    ``meshExpansion`` (a flat network), have no networks.
 
     Built once per change for every cluster; when equal to the previous networks the
     previous tuple itself is returned, so everything keyed on it hits by identity."""
     inputs = (
         state.remote_istios, state.gateways, state.resolutions, state.nodes, state.identities,
-        master, istio.namespace,
+        master, istio.namespace, istio.good_spec,
     )
     return _memo.get(("networks-in", "*"), inputs, lambda: _mesh_networks_now(state, master, istio))
 
@@ -369,7 +370,11 @@ def _mesh_networks_now(
     state: ProjectionState, master: str, istio: CustomResource
 ) -> tuple[tuple[MeshNetwork, ...], tuple[int, ...]]:
     remotes = [r for r in _remote_crs(state) if r.name in state.identities]
-    if not remotes:
+    # Gateway federation (split-horizon EDS through the gateways) is the mesh-expansion
+    # mode, as in the source operator (``istio_controller.go``: meshNetworks only with
+    # ``meshExpansion``); without it remotes share a flat network, where announcing
+    # gateways would send cross-cluster traffic to listeners that are not there.
+    if not remotes or istio.good_spec is None or not _istio_spec(istio).mesh_expansion:
         return (), ()
     seqs: list[int] = []
     nets: list[MeshNetwork] = []

@@ -266,3 +266,55 @@ async def test_kinds_are_written_in_order_while_one_kind_goes_in_parallel(h: Har
     assert applied[0] == "v1/Namespace//fresh"
     assert sorted(applied[1:]) == sorted(object_key(c) for c in cms)
     assert all(h.store.get("v1", "ConfigMap", f"c{i:02d}", "fresh") is not None for i in range(12))
+
+
+def _observed_convergence(metrics: Metrics) -> tuple[float, float]:
+    """(count, sum) of ``federationd_convergence_seconds``."""
+    samples = {s.name: s.value for m in metrics.convergence_seconds.collect() for s in m.samples}
+    return samples["federationd_convergence_seconds_count"], samples["federationd_convergence_seconds_sum"]
+
+
+async def test_a_key_changed_again_before_its_write_counts_from_its_first_change(tmp_path: Path) -> None:
+    """The convergence histogram measures how long an object has been behind: a key
+    re-dirtied before it was written (here: while writes fail, then once more) is
+    measured from the first change not yet in effect, not from the newest — otherwise a
+    key starved by changes faster than its writes would look fresh at every write, and
+    FederationdConvergenceSlow could never see it."""
+    now = [1000.0]
+    async with Fleet(["master"], directory=tmp_path) as fleet:
+        store = fleet["master"].store
+        store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
+        client = await connect(fleet["master"].kubeconfig, name="master")
+        appended: list[Event] = []
+
+        async def append(events: Sequence[Event]) -> None:
+            appended.extend(events)
+
+        metrics = Metrics()
+        conv = ClusterConverger("master", KubeClient(client), append=append, metrics=metrics, clock=lambda: now[0])
+        conv.start()
+        try:
+            fleet["master"].faults.error_rate(rate=1.0, code=503, verb="patch", resource="configmaps")
+            conv.set_desired(_desired([_cm("a", "1")]), {}, cause_seq=7, cause_time=1000.0)
+            await wait_for(lambda: any(isinstance(e, ev.ActuationFailed) for e in appended), what="the failed write")
+            failed = next(e for e in appended if isinstance(e, ev.ActuationFailed))
+            assert failed.cause_seq == 7
+            now[0] = 1004.0
+            conv.set_desired(_desired([_cm("a", "2")]), {}, cause_seq=9, cause_time=1004.0)
+            fleet["master"].faults.clear()
+            await wait_for(conv.converged, what="convergence")
+            now[0] = 1010.0  # no write is measured after this
+            applied = [e for e in appended if isinstance(e, ev.ActuationApplied)]
+            assert [(e.verb, e.cause_seq) for e in applied] == [("apply", 9)], applied
+            count, total = _observed_convergence(metrics)
+            assert count == 1
+            assert total == pytest.approx(4.0), "measured from the first change (t=1000), written at t=1004"
+            # the key is in effect: the next change is measured from its own time
+            now[0] = 1020.0
+            conv.set_desired(_desired([_cm("a", "3")]), {}, cause_seq=11, cause_time=1018.0)
+            await wait_for(conv.converged, what="convergence of the third change")
+            count, total = _observed_convergence(metrics)
+            assert (count, total) == (2, pytest.approx(4.0 + 2.0))
+        finally:
+            await conv.stop()
+            await client.close()

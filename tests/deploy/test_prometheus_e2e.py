@@ -240,7 +240,7 @@ async def _seed_001(fleet: Fleet) -> None:
     """The seed's workflow with the samples, as their headers say: the Istio, the remote's
     kubeconfig as a Secret named like the RemoteIstio, the RemoteIstio."""
     kc = fleet["master"].kubeconfig_path
-    await kubectl(kc, "-n", NS, "apply", "-f", str(SAMPLES / "istio_v1beta1_istio.yaml"))
+    await kubectl(kc, "-n", NS, "create", "-f", str(SAMPLES / "istio-multicluster-cr.yaml"))
     await kubectl(kc, "-n", NS, "create", "secret", "generic", REMOTE,
                   f"--from-file={REMOTE}={fleet[REMOTE].kubeconfig_path}")
     await kubectl(kc, "-n", NS, "create", "-f", str(SAMPLES / "remoteistio-gke-cr.yaml"))

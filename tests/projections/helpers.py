@@ -102,3 +102,6 @@ SEED_000 = {
     "autoInjectionNamespaces": ["default"],
     "controlPlaneSecurityEnabled": False,
 }
+
+#: Gateway federation (seed 001) is the mesh-expansion mode: meshNetworks only with it.
+GATEWAY_FEDERATION = {**SEED_000, "meshExpansion": True}

@@ -12,7 +12,16 @@ from federationd.projections import derive as d
 from federationd.projections.derive import derive, desired_hash, rfc3339
 from federationd.projections.validate import UNSUPPORTED_VERSION
 
-from .helpers import MASTER, SEED_000, Log, applied, istio, namespace, workloads_ready
+from .helpers import (
+    GATEWAY_FEDERATION,
+    MASTER,
+    SEED_000,
+    Log,
+    applied,
+    istio,
+    namespace,
+    workloads_ready,
+)
 
 CM = "v1/ConfigMap/istio-system/istio"
 MP = "authentication.istio.io/v1alpha1/MeshPolicy//default"
@@ -140,7 +149,7 @@ def test_removed_objects_keep_the_status_reconciling_until_deleted() -> None:
 
 def test_gateway_address_and_mesh_networks_with_a_remote() -> None:
     log = Log()
-    log.add(istio(SEED_000))
+    log.add(istio(GATEWAY_FEDERATION))
     log.add(
         ev.GatewayAddressesObserved(cluster=MASTER, key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="LoadBalancer", ips=("192.0.2.1",)),
         ev.RemoteIstioSpecChanged(cluster=MASTER, key="", time=1, namespace="istio-system", name="remote-eu", uid="r", generation=1, spec={"enabledServices": []}),
@@ -160,6 +169,23 @@ def test_gateway_address_and_mesh_networks_with_a_remote() -> None:
     assert nets["master"]["gateways"] == [{"address": "192.0.2.1", "port": 443}]
     assert nets["remote-eu"]["gateways"] == [{"address": "198.51.100.7", "port": 443}]
     assert 5 in cm.reasons  # the resolution
+
+
+def test_without_mesh_expansion_remotes_share_a_flat_network() -> None:
+    """The source operator sets meshNetworks only with ``meshExpansion``
+    (``istio_controller.go``); without it the remotes are on the master's flat network,
+    and announcing their gateways would route cross-cluster traffic to gateways that
+    have no ``*.local`` passthrough listener."""
+    log = Log()
+    log.add(istio(SEED_000))
+    log.add(
+        ev.GatewayAddressesObserved(cluster=MASTER, key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="LoadBalancer", ips=("192.0.2.1",)),
+        ev.RemoteIstioSpecChanged(cluster=MASTER, key="", time=1, namespace="istio-system", name="remote-eu", uid="r", generation=1, spec={"enabledServices": []}),
+        ev.GatewayAddressesObserved(cluster=ClusterName("remote-eu"), key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="LoadBalancer", ips=("198.51.100.7",)),
+        ev.ClusterIdentityObserved(cluster=ClusterName("remote-eu"), key="Namespace//kube-system", time=1, uid="uid-eu"),
+    )
+    cm = derive(log.state).clusters["master"].objects[CM]
+    assert (yaml.safe_load(cm.obj["data"]["meshNetworks"]) or {}).get("networks") in (None, {})
 
 
 def test_derive_is_deterministic() -> None:

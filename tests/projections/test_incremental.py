@@ -15,7 +15,7 @@ from federationd.projections.derive import derive, desired_hash
 from federationd.projections.state import ProjectionState
 from federationd.render import objects as robj
 
-from .helpers import MASTER, SEED_000, Log, istio, namespace
+from .helpers import GATEWAY_FEDERATION, MASTER, SEED_000, Log, istio, namespace
 
 NS = "istio-system"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -30,7 +30,7 @@ def _gateway(cluster: str, ip: str) -> ev.GatewayAddressesObserved:
 
 def _fleet(remotes: int) -> Log:
     log = Log()
-    log.add(istio(SEED_000), namespace("default"), _gateway("master", "35.0.0.1"))
+    log.add(istio(GATEWAY_FEDERATION), namespace("default"), _gateway("master", "35.0.0.1"))
     for i in range(remotes):
         r = f"remote-{i}"
         log.add(

@@ -13,7 +13,7 @@ from federationd.projections.state import EMPTY, fold
 from .helpers import MASTER, Log, Rec, istio, namespace
 
 NS = "istio-system"
-SPEC = {"version": "1.2.8", "mtls": True}
+SPEC = {"version": "1.2.8", "mtls": True, "meshExpansion": True}  # gateway federation: networks
 
 
 def remote_cr(name: str, *, deleting: bool = False, uid: str = "", t: float = 2000.0) -> ev.RemoteIstioSpecChanged:

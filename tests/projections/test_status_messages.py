@@ -12,7 +12,7 @@ from events.types import ClusterName
 from federationd.projections import derive as d
 from federationd.projections.derive import derive
 
-from .helpers import MASTER, SEED_000, Log, istio
+from .helpers import GATEWAY_FEDERATION, MASTER, SEED_000, Log, istio
 from .test_derive import _converge, _status
 
 REMOTE = ClusterName("remote-eu")
@@ -51,7 +51,7 @@ def test_an_unobserved_locality_is_said_in_the_error_column() -> None:
 
 def test_a_pending_gateway_is_said_in_the_error_column_and_a_never_connected_remote_has_no_network() -> None:
     log = Log()
-    log.add(istio(SEED_000))
+    log.add(istio(GATEWAY_FEDERATION))
     log.add(
         ev.RemoteIstioSpecChanged(cluster=MASTER, key="", time=1, namespace="istio-system", name="remote-eu", uid="r", generation=1, spec={"enabledServices": []}),
         ev.KubeconfigObserved(cluster=MASTER, key="Secret/istio-system/remote-eu", time=1, remote="remote-eu", server="https://r", fingerprint="f"),
