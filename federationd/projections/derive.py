@@ -875,20 +875,45 @@ def _mesh_findings(
     it can affect: one cluster's checks run again only when one of its objects other
     than the ``istio`` ConfigMap changed (``cluster_findings`` reads no meshNetworks,
     which every gateway change rewrites on every cluster); the checks across clusters
-    run once per change."""
-    view = mesh_view(state, Desired(clusters=dict(clusters), dns=dict(dns or {})))
-    cm_key = f"v1/ConfigMap/{view.namespace}/istio"
-    found: list[Finding] = []
-    for c in view.clusters:
-        cd = clusters[c.name]
-        inputs = (view.namespace, c.role, c.kubernetes_apis, _dns_inputs(state, c.name, view.namespace),
-                  (dns or {}).get(c.name), *(o for k, o in cd.objects.items() if k != cm_key))
-        found += _cluster_findings(view, c, inputs)
+    run once per change. A cluster none of whose inputs moved costs a few identity
+    tests (``_cluster_analysis``), so a change that touched one cluster does not walk
+    every cluster's objects."""
+    istio = managed_istio(state)
+    master = istio.cluster if istio else "master"
+    namespace = istio.namespace if istio else "istio-system"
+    dns = dns or {}
+    per_cluster = [
+        _cluster_analysis(state, name, clusters[name], master=master, namespace=namespace, dns=dns.get(name, ()))
+        for name in sorted(clusters)
+    ]
+    view = MeshView(master=master, namespace=namespace, clusters=tuple(v for v, _ in per_cluster))
+    found = [f for _, fs in per_cluster for f in fs]
     found += _memo.get(
         ("analysis-mesh", "*"), (view.master, view.namespace, *view.clusters),
         lambda: tuple(analysis.mesh_findings(view)),
     )
     return tuple(analysis.ordered(found))
+
+
+def _cluster_analysis(
+    state: ProjectionState, name: str, cd: ClusterDesired, *, master: str, namespace: str,
+    dns: tuple[clusterdns.DnsEdit, ...],
+) -> tuple[ClusterView, tuple[Finding, ...]]:
+    """One cluster's view and its own findings. Keyed first on what it reads, by
+    identity (its desired objects, API versions, nodes and facts are shared with the
+    last state when the change did not touch it); only when one of those moved are the
+    finer inputs compared (``_cluster_findings`` ignores the ``istio`` ConfigMap)."""
+    role = "master" if name == master else "remote"
+    quick = (cd, role, master, namespace, dns, state.kubernetes.get(name), state.nodes.get(name), state.facts.get(name))
+
+    def build() -> tuple[ClusterView, tuple[Finding, ...]]:
+        c = _cluster_view(state, name, role, cd, namespace=namespace, dns=dns)
+        cm_key = f"v1/ConfigMap/{namespace}/istio"
+        inputs = (namespace, c.role, c.kubernetes_apis, _dns_inputs(state, name, namespace), dns,
+                  *(o for k, o in cd.objects.items() if k != cm_key))
+        return c, _cluster_findings(MeshView(master=master, namespace=namespace, clusters=()), c, inputs)
+
+    return _memo.get(("analysis-quick", name), quick, build)
 
 
 def _cluster_findings(view: MeshView, c: ClusterView, inputs: tuple[Any, ...]) -> tuple[Finding, ...]:
