@@ -49,6 +49,7 @@ import signal
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -381,6 +382,30 @@ def _task_stacks() -> list[dict[str, Any]]:
             coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
         out.append({"name": t.get_name(), "waiting_at": frames})
     return sorted(out, key=lambda d: str(d["name"]))
+
+
+def _memory_top(limit: int = 40) -> dict[str, Any]:
+    """Where the live Python memory was allocated (file:line, largest first), when the
+    process runs with ``PYTHONTRACEMALLOC=1`` (tracing costs time and memory, so it is
+    never on by default): what grows with the fleet, without attaching a profiler."""
+    if not tracemalloc.is_tracing():
+        return {"tracing": False, "hint": "start the daemon with PYTHONTRACEMALLOC=1 (or =N frames) to see this"}
+    snapshot = tracemalloc.take_snapshot().filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
+    by_file = collections.Counter[str]()
+    for stat in snapshot.statistics("filename"):
+        by_file[stat.traceback[0].filename.rsplit("/site-packages/", 1)[-1]] += stat.size
+    traced, peak = tracemalloc.get_traced_memory()
+    return {
+        "tracing": True,
+        "traced_bytes": traced,
+        "peak_bytes": peak,
+        "by_line": [
+            {"at": f"{s.traceback[0].filename.rsplit('/site-packages/', 1)[-1]}:{s.traceback[0].lineno}",
+             "bytes": s.size, "blocks": s.count}
+            for s in snapshot.statistics("lineno")[:limit]
+        ],
+        "by_file": [{"file": f, "bytes": n} for f, n in by_file.most_common(limit)],
+    }
 
 
 #: Seconds a stop may take before the process gives up on a clean shutdown.
@@ -855,6 +880,7 @@ class Daemon:
             },
             "runtime": self._runtime_stats,
             "tasks": _task_stacks,
+            "memory": _memory_top,
         }
 
     def _runtime_stats(self) -> dict[str, Any]:
