@@ -367,11 +367,11 @@ def _task_kind(task: asyncio.Task[Any]) -> str:
     return "unnamed" if name.startswith("Task-") else name
 
 
-def _task_stacks() -> list[dict[str, Any]]:
+def _task_stacks(loop: asyncio.AbstractEventLoop | None = None) -> list[dict[str, Any]]:
     """Every asyncio task and where it waits (file:line function, innermost last): what a
     stuck daemon is stuck on, without a debugger (like Go's goroutine dump)."""
     out = []
-    for t in asyncio.all_tasks():
+    for t in asyncio.all_tasks(loop):
         # Task.get_stack() stops at the task's own coroutine; the await chain goes deeper.
         frames: list[str] = []
         coro: Any = t.get_coro()
@@ -412,14 +412,25 @@ def _memory_top(limit: int = 40) -> dict[str, Any]:
 SHUTDOWN_GRACE = 25.0
 
 
+#: The name of the task that runs the daemon (and its stop).
+MAIN_TASK = "federationd"
+
+
 def _abandon(loop: asyncio.AbstractEventLoop) -> None:
-    """Runs in the watchdog thread: the clean shutdown is stuck."""
+    """Runs in the watchdog thread: the clean shutdown is stuck. Every task's await
+    chain, then the threads, and last the stop's own chain: the end of the output is what
+    a truncated log (a test's assertion message, ``kubectl logs --tail``) keeps."""
     print(f"federationd: shutdown took longer than {SHUTDOWN_GRACE:g}s; abandoning", file=sys.stderr)
-    with contextlib.suppress(Exception):
-        for task in asyncio.all_tasks(loop):
-            task.print_stack(limit=8, file=sys.stderr)
+    stacks: list[dict[str, Any]] = []
+    with contextlib.suppress(Exception):  # another thread's loop: best effort
+        stacks = _task_stacks(loop)
+        for t in stacks:
+            print(f"  task {t['name']}: {' <- '.join(reversed(t['waiting_at']))}", file=sys.stderr)
     with contextlib.suppress(Exception):
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    for t in stacks:
+        if t["name"] == MAIN_TASK:
+            print(f"federationd: the stop is waiting at {' <- '.join(reversed(t['waiting_at']))}", file=sys.stderr)
     sys.stderr.flush()
     os._exit(3)
 
@@ -935,6 +946,9 @@ class Daemon:
     async def run(self) -> int:
         s = self.settings
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        if me is not None:
+            me.set_name(MAIN_TASK)
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
