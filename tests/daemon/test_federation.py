@@ -44,15 +44,17 @@ def _secret(fleet: Fleet, raw: bytes) -> str:
 
 
 async def _join(
-    fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path, *, extra: list[str] | None = None, admin: bool = False
+    fleet: Fleet, daemons: list[DaemonProcess], tmp_path: Path, *, extra: list[str] | None = None, admin: bool = False,
+    istio: str = GATEWAY_FEDERATION,
 ) -> DaemonProcess:
     """Seed 001: the Istio, a Secret named like the RemoteIstio holding the remote's
     kubeconfig, the RemoteIstio; then the daemon, until the remote is Available.
     ``admin``: the Secret holds the remote's cluster-admin kubeconfig, and nothing is
-    prepared on the remote (no cluster-add step)."""
+    prepared on the remote (no cluster-add step). ``istio``: the Istio resource (gateway
+    federation by default; seed 000's for a flat network)."""
     install_crds(fleet)
     kc = fleet["master"].kubeconfig_path
-    await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=GATEWAY_FEDERATION)
+    await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=istio)
     # the remote prepared as seed 001's cluster-add step does; its Secret authenticates as that identity
     raw = yaml.safe_dump(fleet[REMOTE].kubeconfig, sort_keys=False).encode() if admin else remote_kubeconfig(fleet[REMOTE])
     await kubectl(kc, "apply", "-f", "-", stdin=_secret(fleet, raw))
