@@ -75,15 +75,18 @@ def _events(spec: dict[str, Any], *, remote: bool = True) -> list[Event]:
 SEEDS = ["seed-000-minimal", "seed-002-1.1.11", "seed-002-locality-failover", "seed-002-locality-distribute", "seed-004-cni", "everything-1.2"]
 
 
+@pytest.mark.parametrize("remote", [False, True], ids=["alone", "with-a-remote"])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_seed_workflows_analyze_clean(seed: str) -> None:
-    """Seeds 001/002 federate through gateways (their CR has meshExpansion, like the
-    operator's docs/federation/gateway/samples/istio-multicluster-cr.yaml): analyzed
-    with a remote; seeds 000/004 are single-cluster meshes."""
+def test_seed_workflows_analyze_clean(seed: str, remote: bool) -> None:
+    """Every seed's resource, alone and federating a remote. Seeds 001/002 federate
+    through gateways (their CR has meshExpansion, like the operator's
+    docs/federation/gateway/samples/istio-multicluster-cr.yaml); without meshExpansion
+    the remote shares the master's flat network (seed 000's federation), and no gateway
+    is announced in meshNetworks (the operator's ``istio_controller.go``) — announcing
+    one would send cross-cluster traffic to a gateway with no ``*.local`` passthrough."""
     spec = _spec(seed)
-    federated = bool(spec.get("meshExpansion"))
-    view = a.view_from_state(_state(spec, remote=federated))
-    assert {c.name for c in view.clusters} == ({"master", "remote-eu"} if federated else {"master"})
+    view = a.view_from_state(_state(spec, remote=remote))
+    assert {c.name for c in view.clusters} == ({"master", "remote-eu"} if remote else {"master"})
     errors = [f for f in a.analyze(view) if f.severity == "error"]
     assert errors == [], a.table(errors)
 
