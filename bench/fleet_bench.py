@@ -12,7 +12,7 @@ more remote kept aside) it prints one JSON object:
   Service gets a new load-balancer address (its status written as the cloud does) →
   ``master`` when the master's ``istio`` ConfigMap carries it in ``meshNetworks``, and
   ``all`` when every object that must change has been written (the ConfigMap on every
-  cluster and pilot's Deployment on the master); p50/p99;
+  cluster; pilot reloads the gateways itself, so its Deployment does not change); p50/p99;
 * ``cpu_s_per_change``: the daemon's CPU seconds (user + system, from /proc) over the
   changes, divided by their number;
 * ``writes_per_change`` against ``changed_per_change``: mutating requests the daemon sent
@@ -133,7 +133,6 @@ class ChangeFeed:
         self.content_changes = 0
         self.watch_ip = ""
         self.acks: dict[str, float] = {}
-        self.pilot_rv = ""
         self.floor_ip = ""
         self.floor_at = 0.0
         self._listeners: list[tuple[Any, Callable[[Change], None]]] = []
@@ -157,9 +156,6 @@ class ChangeFeed:
                     self.acks.setdefault(cluster, time.monotonic())
                 if ch.name == FLOOR_CM and self.floor_ip and self.floor_ip in data and not self.floor_at:
                     self.floor_at = time.monotonic()
-            if cluster == "master" and ch.resource == ("apps", "deployments") and ch.name == "istio-pilot" and self.watch_ip:
-                if _content(ch.obj, with_status=False) != _content(ch.prev, with_status=False):
-                    self.acks.setdefault("pilot", time.monotonic())
 
         return on_change
 
@@ -364,7 +360,7 @@ async def _run_size(
                 lat_master: list[float] = []
                 lat_all: list[float] = []
                 writes, changed = 0, 0
-                expected = len(fleet) + 1  # the ConfigMap on every cluster, pilot on the master
+                expected = len(fleet)  # the ConfigMap on every cluster
                 cpu0 = _cpu_s(d.pid)
                 by0 = _writes_by_resource(fleet)
                 for k in range(changes):

@@ -444,11 +444,15 @@ def test_pilot_knobs_and_mesh_networks_hash() -> None:
         dep = find(master(MINIMAL, facts), "Deployment", "istio-pilot")
         return str(dep["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION])
 
+    # Pilot 1.1/1.2 reads which registry is which network only at start (a remote's
+    # registry: clusterregistry/multicluster.go InitNetworkLookup(m.meshNetworks)), and
+    # reloads the gateways from the watched file (bootstrap/server.go initMeshNetworks).
     net = MeshNetwork(name="remote-eu", from_registry=("remote-eu",), gateways=(NetworkGateway(address="198.51.100.7"),))
     moved = MeshNetwork(name="remote-eu", from_registry=("remote-eu",), gateways=(NetworkGateway(address="198.51.100.8"),))
+    other = MeshNetwork(name="remote-us", from_registry=("remote-us",), gateways=(NetworkGateway(address="198.51.100.9"),))
     assert pilot_hash(RenderFacts()) != pilot_hash(RenderFacts(mesh_networks=(net,)))
-    assert pilot_hash(RenderFacts(mesh_networks=(net,))) != pilot_hash(RenderFacts(mesh_networks=(moved,)))
-    assert pilot_hash(RenderFacts(mesh_networks=(net,))) == pilot_hash(RenderFacts(mesh_networks=(net,)))
+    assert pilot_hash(RenderFacts(mesh_networks=(net,))) != pilot_hash(RenderFacts(mesh_networks=(net, other)))
+    assert pilot_hash(RenderFacts(mesh_networks=(net,))) == pilot_hash(RenderFacts(mesh_networks=(moved,)))
     # Only pilot restarts: the other workloads do not carry the hash.
     others = [o for o in master(MINIMAL, RenderFacts(mesh_networks=(net,))) if o["kind"] == "Deployment" and o["metadata"]["name"] != "istio-pilot"]
     assert all(CONFIG_HASH_ANNOTATION not in o["spec"]["template"]["metadata"]["annotations"] for o in others)

@@ -1,8 +1,14 @@
 """Pilot: service discovery and xDS for every proxy of the mesh.
 
-Pilot reads ``meshNetworks`` only at start in 1.1/1.2, so its pod template carries a hash
-of the mesh networks: when a gateway address or a network changes the hash changes and
-the Deployment rolls. Locality load balancing needs its feature flag in these versions.
+Pilot 1.1/1.2 reloads its ``meshNetworks`` file when it changes (``pilot/pkg/bootstrap/
+server.go``, ``initMeshNetworks``: the gateways go to xDS at once), but each remote
+cluster's registry keeps the networks pilot started with (``pilot/pkg/config/
+clusterregistry/multicluster.go``: ``InitNetworkLookup(m.meshNetworks)``), so which
+registry belongs to which network is read only at start. The pod template therefore
+carries a hash of that mapping: a network added or removed rolls pilot, a gateway address
+that moves does not (the operator hashes the whole meshNetworks and restarts pilot for
+every gateway change — a deviation in the README's table). Locality load balancing needs
+its feature flag in these versions.
 
 Mirrors helm ``istio/charts/pilot/templates/{deployment,service,clusterrole}.yaml``
 (1.1.14, 1.2.8) and the operator's ``pkg/resources/pilot`` (release-1.2).
@@ -23,7 +29,11 @@ APP = {"app": "pilot", "istio": "pilot"}
 
 
 def mesh_networks_hash(ctx: Ctx) -> str:
-    return content_hash(msgspec.to_builtins(ctx.facts.mesh_networks))
+    """A hash of what pilot reads of ``meshNetworks`` only at start: each network's
+    endpoints (registries and CIDRs), not its gateways."""
+    return content_hash([
+        msgspec.to_builtins(msgspec.structs.replace(n, gateways=())) for n in ctx.facts.mesh_networks
+    ])
 
 
 def locality_lb_enabled(ctx: Ctx) -> bool:
