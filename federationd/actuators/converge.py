@@ -279,6 +279,9 @@ class ClusterConverger:
         #: the causes of the keys being handled now; a change arriving meanwhile starts a
         #: new entry in ``_cause`` (the write in flight does not carry it)
         self._taking: dict[str, tuple[int, float]] = {}
+        #: keys whose handling ended without the desired state in effect (they are
+        #: looked at again): their cause keeps waiting
+        self._unsettled: set[str] = set()
         #: key → (desired, observed) last found in effect, both compared by identity: a
         #: resync or a re-derivation that changed neither object costs no comparison
         #: (reflectors store a new dict per version; an object with a credential
@@ -583,18 +586,22 @@ class ClusterConverger:
         taken = self._cause.pop(key, None)
         if taken is not None:
             self._taking[key] = taken
+        settled = False
         try:
             await self._handle_now(key)
+            settled = key not in self._unsettled
         finally:
+            self._unsettled.discard(key)
             left = self._taking.pop(key, None)
-            if left is not None:
-                # nothing was recorded as in effect (a failure, a retry later): the
-                # cause still waits, from its first time
+            if left is not None and not settled:
+                # not in effect yet (a failure, a look again later, actuation paused):
+                # the cause still waits, from its first time
                 pending = self._cause.get(key)
                 self._cause[key] = (pending[0], left[1]) if pending else left
 
     async def _handle_now(self, key: str) -> None:
         if not self.active or self._desired.hold or not self._has_desired:
+            self._unsettled.add(key)
             return
         api_version, kind, namespace, name = split_key(key)
         r = self._reflectors.get((api_version, kind))
@@ -603,6 +610,7 @@ class ClusterConverger:
             if d is None:
                 # Deleting needs the listed inventory: look again shortly.
                 self.queue.add_after(key, 0.2)
+                self._unsettled.add(key)
                 return
             # The inventory of this kind is not listed yet (its CRD was just created,
             # or the first list is in flight): read the one object instead of waiting.
@@ -623,6 +631,7 @@ class ClusterConverger:
                 # very content (its watch event is on the way): look again shortly
                 # rather than write the same content twice.
                 self.queue.add_after(key, 0.05)
+                self._unsettled.add(key)
                 return
             await self._apply(key, d, observed)
             return
@@ -774,6 +783,7 @@ class ClusterConverger:
         secrets: Sequence[str] = (),
     ) -> None:
         self.stats["failed"] += 1
+        self._unsettled.add(key)
         # The log's last word on this key is now this failure: an earlier success must
         # not keep the next in-effect check from recording that the content is in place
         # (else the status stays ReconcileFailed on an object that is applied).

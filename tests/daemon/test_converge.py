@@ -315,6 +315,18 @@ async def test_a_key_changed_again_before_its_write_counts_from_its_first_change
             await wait_for(conv.converged, what="convergence of the third change")
             count, total = _observed_convergence(metrics)
             assert (count, total) == (2, pytest.approx(4.0 + 2.0))
+            # changed and changed back while actuation is paused: found in effect, nothing
+            # written, and nothing left waiting — the next change counts from its own time
+            conv.pause()
+            conv.set_desired(_desired([_cm("a", "4")]), {}, cause_seq=12, cause_time=1030.0)
+            conv.set_desired(_desired([_cm("a", "3")]), {}, cause_seq=13, cause_time=1031.0)
+            conv.start()
+            await wait_for(conv.converged, what="the undone change found in effect")
+            now[0] = 1103.0
+            conv.set_desired(_desired([_cm("a", "5")]), {}, cause_seq=14, cause_time=1100.0)
+            await wait_for(conv.converged, what="convergence of the last change")
+            count, total = _observed_convergence(metrics)
+            assert (count, total) == (3, pytest.approx(4.0 + 2.0 + 3.0)), "no stale cause from t=1030"
         finally:
             await conv.stop()
             await client.close()
