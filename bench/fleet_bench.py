@@ -349,6 +349,7 @@ async def _run_size(
                 cpu_join = _cpu_s(d.pid) - cpu_join
                 await _converged(d, session, timeout=300)
                 await _quiet(fleet)
+                print(f"[{n} clusters] {n - 1} joined at once in {join_all:.1f} s; one more joins", file=sys.stderr, flush=True)
                 t0 = time.monotonic()
                 _join(fleet, remotes[-1])
                 join_one = await _until(lambda: _status(fleet, "RemoteIstio", remotes[-1]) == "Available", timeout=300, what="one remote Available", every=0.005) - t0

@@ -35,16 +35,22 @@ no write of another kind is in flight, so a custom resource is not tried before 
 (nor a joining remote's sixty objects written one round trip after the other); a kind
 that is not served yet fails and is retried with backoff. Across clusters, writes run in parallel under one global cap
 (``WriteLanes``) with lanes of their own for the master, so a hundred remotes joining at
-once neither queue behind each other nor starve the master.
+once neither queue behind each other nor starve the master. In a lane, the write of an
+object the cluster has never had goes before updates: a remote joining a converged fleet
+writes its control plane first, not after the new network's ConfigMap update on every
+other cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
+import itertools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -200,6 +206,54 @@ WORKERS = 4
 # --- global write concurrency ------------------------------------------------------------------
 
 
+class Lane:
+    """A bounded number of write slots, handed out urgent first, then in arrival order
+    (``asyncio.Semaphore`` wakes strictly in arrival order)."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    def locked(self) -> bool:
+        return self._free == 0
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (0 if urgent else 1, next(self._arrivals), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the slot was handed over as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            _, _, fut = heapq.heappop(self._waiting)
+            if not fut.done():  # a cancelled waiter's future is done: skip it
+                fut.set_result(None)
+                return
+        self._free += 1
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        await self.acquire(urgent=urgent)
+        try:
+            yield
+        finally:
+            self.release()
+
+
 class WriteLanes:
     """How many writes may be in flight at once across every cluster of the daemon.
 
@@ -211,10 +265,10 @@ class WriteLanes:
         if not 0 < master < total:
             raise ValueError("need 0 < master < total")
         self.total = total
-        self._remote = asyncio.Semaphore(total - master)
-        self._master = asyncio.Semaphore(master)
+        self._remote = Lane(total - master)
+        self._master = Lane(master)
 
-    def lane(self, *, master: bool) -> asyncio.Semaphore:
+    def lane(self, *, master: bool) -> Lane:
         return self._master if master else self._remote
 
 
@@ -547,7 +601,9 @@ class ClusterConverger:
             if self._lane is None:
                 await self._handle(key)
             else:
-                async with self._lane:
+                # an object this cluster has never had (a joining remote's control
+                # plane) before updates of objects that are in place
+                async with self._lane.slot(urgent=key not in self._acts):
                     await self._handle(key)
         except Exception:
             m[1].inc()

@@ -36,3 +36,31 @@ def test_the_master_lane_is_a_part_of_the_total() -> None:
         WriteLanes(total=4, master=4)
     with pytest.raises(ValueError):
         WriteLanes(total=4, master=0)
+
+
+async def test_urgent_writes_take_the_next_free_slot_before_earlier_updates() -> None:
+    """A joining remote's first writes (objects it never had) go before the updates queued
+    earlier on clusters that are in place; among equals, arrival order."""
+    lane = WriteLanes(total=2, master=1).lane(master=False)
+    await lane.acquire()
+    order: list[str] = []
+
+    async def write(name: str, *, urgent: bool) -> None:
+        async with lane.slot(urgent=urgent):
+            order.append(name)
+
+    tasks = [asyncio.create_task(write(n, urgent=u)) for n, u in
+             (("update-1", False), ("update-2", False), ("create-1", True), ("create-2", True))]
+    await asyncio.sleep(0)  # every write is waiting for the one slot
+    cancelled = asyncio.create_task(write("create-cancelled", urgent=True))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    lane.release()
+    async with asyncio.timeout(1):
+        await asyncio.gather(*tasks)
+    assert order == ["create-1", "create-2", "update-1", "update-2"]
+    assert not lane.locked()
+    # every slot came back: the lane's one slot can be taken again at once
+    async with asyncio.timeout(1):
+        await lane.acquire()
+    lane.release()
