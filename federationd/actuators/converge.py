@@ -35,10 +35,10 @@ no write of another kind is in flight, so a custom resource is not tried before 
 (nor a joining remote's sixty objects written one round trip after the other); a kind
 that is not served yet fails and is retried with backoff. Across clusters, writes run in parallel under one global cap
 (``WriteLanes``) with lanes of their own for the master, so a hundred remotes joining at
-once neither queue behind each other nor starve the master. In a lane, the write of an
-object the cluster has never had goes before updates: a remote joining a converged fleet
-writes its control plane first, not after the new network's ConfigMap update on every
-other cluster.
+once neither queue behind each other nor starve the master. In a lane, the writes of a
+cluster that is joining (some desired object never applied there) and of objects a
+cluster never had go before updates: a remote joining a converged fleet writes its
+control plane first, not after the new network's ConfigMap update on every other cluster.
 """
 
 from __future__ import annotations
@@ -333,6 +333,8 @@ class ClusterConverger:
         #: the causes of the keys being handled now; a change arriving meanwhile starts a
         #: new entry in ``_cause`` (the write in flight does not carry it)
         self._taking: dict[str, tuple[int, float]] = {}
+        #: some desired object was never applied on this cluster (it is joining)
+        self._joining = False
         #: keys whose handling ended without the desired state in effect (they are
         #: looked at again): their cause keeps waiting
         self._unsettled: set[str] = set()
@@ -416,6 +418,8 @@ class ClusterConverger:
         self._has_desired = True
         self._desired = desired
         self._acts = actuations
+        # still joining while some desired object was never applied here
+        self._joining = any(k not in actuations for k in desired.objects)
         for kind in sorted(self._kinds() - self._reflectors.keys()):
             self._ensure_reflector(kind)
         if desired.hold or desired is old:
@@ -601,9 +605,10 @@ class ClusterConverger:
             if self._lane is None:
                 await self._handle(key)
             else:
-                # an object this cluster has never had (a joining remote's control
-                # plane) before updates of objects that are in place
-                async with self._lane.slot(urgent=key not in self._acts):
+                # a joining cluster's writes (its control plane, and the updates it
+                # needs before it is complete) and objects a cluster never had go
+                # before updates on clusters that are in place
+                async with self._lane.slot(urgent=self._joining or key not in self._acts):
                     await self._handle(key)
         except Exception:
             m[1].inc()
