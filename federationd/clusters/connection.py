@@ -14,7 +14,10 @@ environment:
   cluster *name* as host, and its outcome feeds the cluster's ``ClusterHealth``.
 * ``ClusterClient.api`` is a kubernetes_asyncio ``ApiClient`` on the same aiohttp
   session (its own ``Configuration``), for code that prefers the typed APIs; its
-  requests get the same default timeout, metrics and health accounting.
+  requests get the same default timeout, metrics and health accounting. It is built,
+  and ``kubernetes_asyncio.client`` imported, on first use: that package imports every
+  generated API and model class (~65 MB resident, half a second), which the daemon,
+  speaking JSON through ``request``, never needs.
 
 ``close()`` releases the session and connector; nothing else is held.
 """
@@ -30,14 +33,12 @@ import ssl
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient, Configuration
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.client.rest import RESTClientObject
 
 from events.types import ClusterName
 from federationd import __version__
@@ -51,6 +52,9 @@ from federationd.clusters.errors import (
 from federationd.clusters.health import ClusterHealth
 from federationd.clusters.kubeconfig import Kubeconfig, KubeconfigRejected, sanitise
 from federationd.metrics import METRICS, Metrics
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
 #: Largest single watch event line accepted (etcd's default request limit is 1.5 MiB).
@@ -176,35 +180,39 @@ async def _exec_credential(exec_config: dict[str, Any]) -> dict[str, Any]:
     return status if isinstance(status, dict) else {}
 
 
-class _SharedRestClient(RESTClientObject):
-    """kubernetes_asyncio's REST client on our session, with a default timeout and the
-    same accounting as ``ClusterClient.request``."""
+def _shared_rest_client(owner: ClusterClient, proxy: str | None, server_hostname: str | None) -> Any:
+    """kubernetes_asyncio's REST client on ``owner``'s session, with a default timeout
+    and the same accounting as ``ClusterClient.request``."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+    from kubernetes_asyncio.client.rest import RESTClientObject
 
-    def __init__(self, owner: ClusterClient, proxy: str | None, server_hostname: str | None):
-        # Deliberately not calling super().__init__: it would build a second session
-        # from file-based TLS settings.
-        self.pool_manager = owner.session
-        self.proxy = proxy or ""
-        self.proxy_headers = {}
-        self.server_hostname = server_hostname or ""
-        self._owner = owner
+    class SharedRestClient(RESTClientObject):
+        def __init__(self) -> None:
+            # Deliberately not calling super().__init__: it would build a second session
+            # from file-based TLS settings.
+            self.pool_manager = owner.session
+            self.proxy = proxy or ""
+            self.proxy_headers: dict[str, str] = {}
+            self.server_hostname = server_hostname or ""
 
-    async def request(self, method: str, url: str, *args: Any, **kw: Any) -> Any:
-        if kw.get("_request_timeout") is None:
-            kw["_request_timeout"] = self._owner.request_timeout
-        headers = kw.get("headers")
-        if self._owner._token_file is not None and isinstance(headers, dict):
-            headers["Authorization"] = self._owner._headers(None)["Authorization"]
-        try:
-            resp = await super().request(method, url, *args, **kw)
-        except ApiException as e:
-            self._owner._account(method, e.status or 0)
-            raise
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            self._owner._account(method, None, reason=unavailable_reason(e))
-            raise
-        self._owner._account(method, resp.status)
-        return resp
+        async def request(self, method: str, url: str, *args: Any, **kw: Any) -> Any:
+            if kw.get("_request_timeout") is None:
+                kw["_request_timeout"] = owner.request_timeout
+            headers = kw.get("headers")
+            if owner._token_file is not None and isinstance(headers, dict):
+                headers["Authorization"] = owner._headers(None)["Authorization"]
+            try:
+                resp = await super().request(method, url, *args, **kw)
+            except ApiException as e:
+                owner._account(method, e.status or 0)
+                raise
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                owner._account(method, None, reason=unavailable_reason(e))
+                raise
+            owner._account(method, resp.status)
+            return resp
+
+    return SharedRestClient()
 
 
 class ClusterClient:
@@ -241,7 +249,6 @@ class ClusterClient:
         self._proxy = config.proxy_url or None
         self._server_hostname = config.tls_server_name or None
         self.discovery = Discovery(lambda path: self.request("GET", path))
-        self.api = self._build_api_client()
         self._closed = False
 
     @property
@@ -259,7 +266,11 @@ class ClusterClient:
     def __repr__(self) -> str:
         return f"ClusterClient(name={self.name!r}, server={self.server!r})"
 
-    def _build_api_client(self) -> ApiClient:
+    @cached_property
+    def api(self) -> ApiClient:
+        """A typed-API client on this connection (built on first use)."""
+        from kubernetes_asyncio.client import ApiClient, Configuration
+
         conf = Configuration(host=self.config.server)
         conf.verify_ssl = True
         if "Authorization" in self._auth and self.config.token is not None:
@@ -270,7 +281,7 @@ class ClusterClient:
         api: ApiClient = ApiClient.__new__(ApiClient)
         api.configuration = conf
         api.pool_threads = 1
-        api.rest_client = _SharedRestClient(self, self._proxy, self._server_hostname)
+        api.rest_client = _shared_rest_client(self, self._proxy, self._server_hostname)
         api.default_headers = {}
         api.cookie = ""
         api.user_agent = self.user_agent

@@ -309,3 +309,14 @@ async def test_writes_wait_for_before_write_and_reads_do_not(client: ClusterClie
     await asyncio.gather(*held, return_exceptions=True)
     gate.set()
     assert (await kc.apply(cm("istio", mesh="c")))["data"] == {"mesh": "c"}
+
+
+def test_the_daemon_does_not_import_the_generated_kubernetes_client() -> None:
+    """``kubernetes_asyncio.client`` imports every generated API and model class (~65 MB
+    resident); the daemon speaks JSON and loads it only if ``ClusterClient.api`` is used."""
+    import subprocess
+    import sys
+
+    probe = "import sys, federationd.cli, federationd.daemon; print(sorted(m for m in sys.modules if m.startswith('kubernetes_asyncio')))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
