@@ -21,6 +21,9 @@ more remote kept aside) it prints one JSON object:
 * ``steady_mutating_requests``: mutating requests over ``2 * --resync-period + 1`` s of
   steady state (must be 0);
 * ``rss_mb`` / ``peak_rss_mb``: the daemon's resident set after the changes, and its peak;
+* ``memory_top`` (with ``--trace-memory``, which runs the daemon with
+  ``PYTHONTRACEMALLOC=1`` and so slows it: a run for finding memory, not for timing): the
+  daemon's ``/debug/memory`` after the changes, the largest allocation sites;
 * ``floor_ms``: the floor measured in the same run — a minimal client process that
   watches the same remote Service over HTTPS and writes one ConfigMap on the master
   through the same emulator — and ``ratio_p99`` = gateway change p99 (master) / floor p99.
@@ -191,7 +194,8 @@ def _join(fleet: Fleet, remote: str) -> None:
 
 
 class Daemon:
-    def __init__(self, *, kubeconfig: Path, log: Path, resync: float) -> None:
+    def __init__(self, *, kubeconfig: Path, log: Path, resync: float, trace_memory: bool = False) -> None:
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"PYTHONTRACEMALLOC": "1"} if trace_memory else {})}
         self.args = [
             sys.executable, "-m", "federationd.cli", "run", "--kubeconfig", str(kubeconfig),
             "--log", str(log), "--http-port", "0", "--namespace", NS, "--cluster-name", "master",
@@ -205,7 +209,7 @@ class Daemon:
         with self.stderr_path.open("ab") as err:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.args, stdout=asyncio.subprocess.PIPE, stderr=err,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=ROOT,
+                env=self.env, cwd=ROOT,
             )
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
@@ -315,24 +319,30 @@ async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, *, changes: int) -
 # --- one size ----------------------------------------------------------------------------------
 
 
-async def run_size(n: int, *, changes: int, resync: float, seed: int, keep: bool = False) -> dict[str, Any]:
+async def run_size(
+    n: int, *, changes: int, resync: float, seed: int, keep: bool = False, trace_memory: bool = False
+) -> dict[str, Any]:
     remotes = [f"remote-{i:03d}" for i in range(1, n + 1)]  # the last one joins later
     tmp = tempfile.mkdtemp(prefix="fleet-bench-")
     try:
-        return await _run_size(tmp, n, remotes, changes=changes, resync=resync, seed=seed, keep=keep)
+        return await _run_size(
+            tmp, n, remotes, changes=changes, resync=resync, seed=seed, keep=keep, trace_memory=trace_memory
+        )
     finally:
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def _run_size(
-    tmp: str, n: int, remotes: list[str], *, changes: int, resync: float, seed: int, keep: bool
+    tmp: str, n: int, remotes: list[str], *, changes: int, resync: float, seed: int, keep: bool,
+    trace_memory: bool = False,
 ) -> dict[str, Any]:
     if True:
         async with Fleet(["master", *remotes], directory=Path(tmp) / "fleet") as fleet, aiohttp.ClientSession() as session:
             _install(fleet)
             feed = ChangeFeed(fleet)
-            d = Daemon(kubeconfig=fleet["master"].kubeconfig_path, log=Path(tmp) / "log.db", resync=resync)
+            d = Daemon(kubeconfig=fleet["master"].kubeconfig_path, log=Path(tmp) / "log.db", resync=resync,
+                       trace_memory=trace_memory)
             try:
                 await d.start()
                 await _until(lambda: _status(fleet, "Istio", "istio") == "Available", timeout=120, what="Istio Available", every=0.05)
@@ -389,6 +399,12 @@ async def _run_size(
                 await asyncio.sleep(2 * resync + 1)  # the steady-state window being measured
                 steady = _mutating(fleet) - m0
                 rss, peak = _rss_mb(d.pid)
+                memory: dict[str, Any] = {}
+                if trace_memory:
+                    async with session.get(d.url + "/debug/memory", timeout=aiohttp.ClientTimeout(total=120)) as r:
+                        top = await r.json()
+                    memory = {"memory_top": {"traced_mb": round(top["traced_bytes"] / 1e6, 1),
+                                             "by_line": top["by_line"][:20], "by_file": top["by_file"][:15]}}
             finally:
                 await d.stop()
             floor = await _floor(fleet, feed, remotes[0], changes=changes)
@@ -423,6 +439,7 @@ async def _run_size(
                 "ratio_p99": round(_pct(lat_master, 99) / _pct(floor, 99), 2),
                 "ratio_all_p99": round(_pct(lat_all, 99) / _pct(floor, 99), 2),
                 "load": os.getloadavg(),
+                **memory,
                 **({"workdir": tmp} if keep else {}),
             }
 
@@ -436,7 +453,8 @@ async def main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
     for n in [int(x) for x in args.sizes.split(",") if x]:
-        result = await run_size(n, changes=args.changes, resync=args.resync_period, seed=args.seed, keep=args.keep)
+        result = await run_size(n, changes=args.changes, resync=args.resync_period, seed=args.seed, keep=args.keep,
+                                trace_memory=args.trace_memory)
         print(json.dumps(result), flush=True)
     return 0
 
@@ -452,4 +470,6 @@ if __name__ == "__main__":
     p.add_argument("--resync-period", type=float, default=5.0, help="the daemon's resync period (s)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep", action="store_true", help="keep the working directory (event log, daemon stderr)")
+    p.add_argument("--trace-memory", action="store_true",
+                   help="run the daemon with PYTHONTRACEMALLOC=1 and report its largest allocation sites (slows it)")
     sys.exit(asyncio.run(main(p.parse_args())))
