@@ -401,8 +401,8 @@ async def _run_size(
                 rss, peak = _rss_mb(d.pid)
                 memory: dict[str, Any] = {}
                 if trace_memory:
-                    async with session.get(d.url + "/debug/memory", timeout=aiohttp.ClientTimeout(total=120)) as r:
-                        top = await r.json()
+                    async with session.get(d.url + "/debug/memory", timeout=aiohttp.ClientTimeout(total=120)) as resp:
+                        top = await resp.json()
                     memory = {"memory_top": {"traced_mb": round(top["traced_bytes"] / 1e6, 1),
                                              "by_line": top["by_line"][:20], "by_file": top["by_file"][:15]}}
             finally:
