@@ -21,6 +21,7 @@ more remote kept aside) it prints one JSON object:
 * ``steady_mutating_requests``: mutating requests over ``2 * --resync-period + 1`` s of
   steady state (must be 0);
 * ``rss_mb`` / ``peak_rss_mb``: the daemon's resident set after the changes, and its peak;
+  ``rss_anon_mb`` / ``rss_file_mb``: its anonymous (heap) and file-backed parts;
 * ``memory_top`` (with ``--trace-memory``, which runs the daemon with
   ``PYTHONTRACEMALLOC=1`` and so slows it: a run for finding memory, not for timing): the
   daemon's ``/debug/memory`` after the changes, the largest allocation sites;
@@ -93,13 +94,15 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def _rss_mb(pid: int) -> tuple[float, float]:
+def _rss_mb(pid: int) -> dict[str, float]:
+    """VmRSS, VmHWM (peak), and of the resident set the anonymous part (the heap) and the
+    file-backed part (mapped files: the event log's read mapping is page cache)."""
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         k, _, v = line.partition(":")
-        if k in ("VmRSS", "VmHWM"):
+        if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
             out[k] = int(v.split()[0]) / 1024
-    return out["VmRSS"], out["VmHWM"]
+    return out
 
 
 def _status(fleet: Fleet, kind: str, name: str) -> str:
@@ -398,7 +401,7 @@ async def _run_size(
                 m0 = _mutating(fleet)
                 await asyncio.sleep(2 * resync + 1)  # the steady-state window being measured
                 steady = _mutating(fleet) - m0
-                rss, peak = _rss_mb(d.pid)
+                rss = _rss_mb(d.pid)
                 memory: dict[str, Any] = {}
                 if trace_memory:
                     async with session.get(d.url + "/debug/memory", timeout=aiohttp.ClientTimeout(total=120)) as resp:
@@ -433,8 +436,10 @@ async def _run_size(
                 "writes_per_change_by_resource": by,
                 "steady_mutating_requests": steady,
                 "steady_window_s": 2 * resync + 1,
-                "rss_mb": round(rss, 1),
-                "peak_rss_mb": round(peak, 1),
+                "rss_mb": round(rss["VmRSS"], 1),
+                "peak_rss_mb": round(rss["VmHWM"], 1),
+                "rss_anon_mb": round(rss["RssAnon"], 1),
+                "rss_file_mb": round(rss["RssFile"], 1),
                 "floor_ms": {"p50": round(_pct(floor, 50), 2), "p99": round(_pct(floor, 99), 2)},
                 "ratio_p99": round(_pct(lat_master, 99) / _pct(floor, 99), 2),
                 "ratio_all_p99": round(_pct(lat_all, 99) / _pct(floor, 99), 2),
