@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
-from federationd.actuators.converge import WriteLanes
+from events import types as ev
+from events.types import Event
+from federationd.actuators.client import KubeClient
+from federationd.actuators.converge import ClusterConverger, WriteLanes
+from federationd.clusters.connection import connect
+from federationd.metrics import Metrics
+from federationd.projections.state import Actuation
+from federationd.sim import Fleet
+
+from .test_converge import _cm, _desired
+from .waiting import wait_for
 
 
 async def test_busy_remotes_are_capped_and_never_block_the_master() -> None:
@@ -64,3 +76,44 @@ async def test_urgent_writes_take_the_next_free_slot_before_earlier_updates() ->
     async with asyncio.timeout(1):
         await lane.acquire()
     lane.release()
+
+
+async def test_a_joining_cluster_writes_before_updates_on_a_cluster_in_place(tmp_path: Path) -> None:
+    """Two clusters share one remote write slot. One is in place (every object applied
+    before) and gets five updates; the other joins (nothing applied there yet) a moment
+    later with three objects. Once the slot frees, the joining cluster's writes go first."""
+    async with Fleet(["master", "in-place", "joining"], directory=tmp_path) as fleet:
+        for c in ("in-place", "joining"):
+            fleet[c].store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
+        lanes = WriteLanes(total=2, master=1)
+        order: list[tuple[str, str]] = []
+        clients = []
+        convs: dict[str, ClusterConverger] = {}
+        for c in ("in-place", "joining"):
+            client = await connect(fleet[c].kubeconfig, name=c)
+            clients.append(client)
+
+            async def append(events: Sequence[Event], c: str = c) -> None:
+                order.extend((c, e.key.rsplit("/", 1)[-1]) for e in events if isinstance(e, ev.ActuationApplied))
+
+            convs[c] = ClusterConverger(c, KubeClient(client), append=append, metrics=Metrics(), lanes=lanes)
+        try:
+            # every write to the cluster in place takes 0.3 s: the slot stays busy while
+            # the joining cluster's writes queue behind its other updates
+            fleet["in-place"].faults.latency(0.3, verb="patch", duration=30)
+            updates = _desired([_cm(f"u{i}", "2") for i in range(5)])
+            in_place = {k: Actuation(verb="apply", content_hash="earlier", ok=True) for k in updates.objects}
+            for conv in convs.values():
+                conv.start()
+            convs["in-place"].set_desired(updates, in_place)
+            await wait_for(lanes.lane(master=False).locked, what="the first update holding the slot")
+            convs["joining"].set_desired(_desired([_cm(f"j{i}", "1") for i in range(3)]), {})
+            await wait_for(lambda: len(order) == 8, timeout=30, what="every write")
+            first_update = order[0]
+            assert first_update[0] == "in-place"
+            assert [c for c, _ in order[1:4]] == ["joining"] * 3, order
+        finally:
+            for conv in convs.values():
+                await conv.stop()
+            for client in clients:
+                await client.close()
