@@ -1034,11 +1034,19 @@ class Daemon:
             self.request_stop()
 
     async def _resync_loop(self) -> None:
+        """Every ``resync_period``, every cluster re-checked, one at a time spread over
+        the period: a fleet-wide resync at one instant is a burst of work (every key of
+        every cluster) that delays whatever change arrives with it."""
         while True:
-            await asyncio.sleep(self.settings.resync_period)
-            if self.leading:
-                for rt in self.runtimes.values():
+            names = sorted(self.runtimes)
+            step = self.settings.resync_period / (len(names) + 1)
+            for name in names:
+                await asyncio.sleep(step)
+                rt = self.runtimes.get(name)
+                if self.leading and rt is not None:
                     rt.converger.resync()
+            await asyncio.sleep(step)
+            if self.leading:
                 self.trust.resync()
                 self.cluster_dns.resync()
                 self.resyncs += 1
