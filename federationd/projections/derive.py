@@ -378,14 +378,20 @@ def _mesh_networks_now(
         return (), ()
     seqs: list[int] = []
     nets: list[MeshNetwork] = []
+    # A network is announced once its gateway has an address, as the operator's
+    # ``getMeshNetworks`` does (a cluster without one is skipped): until then no proxy
+    # could reach it anyway, and a joining remote changes every cluster's ConfigMap
+    # once (network and gateway together) instead of twice.
     gw = gateway_addresses(state, master, istio.namespace)
     seqs.extend(gw[2])
-    nets.append(_network(master, (MASTER_REGISTRY,), gw))
+    if gw[0]:
+        nets.append(_network(master, (MASTER_REGISTRY,), gw))
     for r in remotes:
         seqs.extend((r.seq, state.identities[r.name].seq))
         gw = gateway_addresses(state, r.name, r.namespace)
         seqs.extend(gw[2])
-        nets.append(_network(r.name, (r.name,), gw))
+        if gw[0]:
+            nets.append(_network(r.name, (r.name,), gw))
     out = (tuple(nets), tuple(seqs))
     return _memo.get(("networks", "*"), out, lambda: out)
 

@@ -82,6 +82,11 @@ def test_a_second_name_for_one_cluster_and_the_master_are_refused() -> None:
     log.add(remote_cr("remote-a"), kubeconfig("remote-a"), identity("remote-a", "uid-a"))
     log.add(remote_cr("remote-b"), kubeconfig("remote-b"), identity("remote-b", "uid-a"))
     log.add(remote_cr("remote-m"), kubeconfig("remote-m"), identity("remote-m", "uid-master"))
+    # gateways with addresses: a network is announced only then
+    log.add(*(ev.GatewayAddressesObserved(
+        cluster=ClusterName(c), key=f"Service/{NS}/istio-ingressgateway", time=3, namespace=NS,
+        name="istio-ingressgateway", service_type="LoadBalancer", ips=(ip,),
+    ) for c, ip in (("master", "192.0.2.1"), ("remote-a", "192.0.2.2"), ("remote-b", "192.0.2.3"), ("remote-m", "192.0.2.4"))))
     d = derive(log.state)
     m = d.membership
     assert m.refused == {

@@ -49,7 +49,11 @@ def test_an_unobserved_locality_is_said_in_the_error_column() -> None:
     assert "\n" not in str(st["ErrorMessage"])
 
 
-def test_a_pending_gateway_is_said_in_the_error_column_and_a_never_connected_remote_has_no_network() -> None:
+def test_a_pending_gateway_is_said_in_the_error_column_and_a_network_needs_an_identity_and_a_gateway() -> None:
+    """A RemoteIstio's network is announced once its cluster is identified (it may be a
+    second name for a cluster in the mesh) and its gateway has an address (the operator's
+    ``getMeshNetworks`` skips a cluster without one); a remote that becomes unreachable
+    keeps its last known network."""
     log = Log()
     log.add(istio(GATEWAY_FEDERATION))
     log.add(
@@ -70,10 +74,13 @@ def test_a_pending_gateway_is_said_in_the_error_column_and_a_never_connected_rem
     log.add(ev.ClusterConnected(cluster=REMOTE, key="", time=2, server="https://r"))
     assert "remote-eu" not in networks()  # connected, not identified yet (it may be a duplicate)
     log.add(ev.ClusterIdentityObserved(cluster=REMOTE, key="Namespace//kube-system", time=2, uid="uid-r"))
-    assert "remote-eu" in networks()
+    assert networks() == {}  # identified, but no gateway address anywhere yet
+    log.add(ev.GatewayAddressesObserved(cluster=REMOTE, key="", time=2, namespace="istio-system", name="istio-ingressgateway", service_type="LoadBalancer", ips=("198.51.100.7",)))
+    assert set(networks()) == {"remote-eu"}  # the master's gateway has no address yet
     log.add(ev.ClusterUnreachable(cluster=REMOTE, key="", time=3, reason="connection refused by r:443"))
     assert "remote-eu" in networks()  # known, unreachable now: kept as last known
     log.add(ev.GatewayAddressesObserved(cluster=MASTER, key="", time=4, namespace="istio-system", name="istio-ingressgateway", service_type="LoadBalancer", ips=("192.0.2.1",)))
+    assert set(networks()) == {"master", "remote-eu"}
     _converge(log)
     st = _status(log)
     assert st["ErrorMessage"] == "" and st["GatewayAddress"] == ["192.0.2.1"]
