@@ -147,12 +147,22 @@ def test_removed_objects_keep_the_status_reconciling_until_deleted() -> None:
     assert _status(log)["Status"] == d.AVAILABLE
 
 
-def test_gateway_address_and_mesh_networks_with_a_remote() -> None:
+def _master_and_remote(spec: dict[str, object], *remote_gateway: ev.Event) -> Log:
+    """The Istio of ``spec`` with a gateway address on the master, a RemoteIstio
+    ``remote-eu``, and the remote's gateway facts (not yet its identity)."""
     log = Log()
-    log.add(istio(GATEWAY_FEDERATION))
+    log.add(istio(spec))
     log.add(
         ev.GatewayAddressesObserved(cluster=MASTER, key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="LoadBalancer", ips=("192.0.2.1",)),
         ev.RemoteIstioSpecChanged(cluster=MASTER, key="", time=1, namespace="istio-system", name="remote-eu", uid="r", generation=1, spec={"enabledServices": []}),
+        *remote_gateway,
+    )
+    return log
+
+
+def test_gateway_address_and_mesh_networks_with_a_remote() -> None:
+    log = _master_and_remote(
+        GATEWAY_FEDERATION,
         ev.GatewayAddressesObserved(cluster=ClusterName("remote-eu"), key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="LoadBalancer", hostnames=("lb.eu",)),
         ev.HostnameResolved(cluster=ClusterName("remote-eu"), key="", time=1, hostname="lb.eu", ips=("198.51.100.7",)),
     )
@@ -176,11 +186,8 @@ def test_without_mesh_expansion_remotes_share_a_flat_network() -> None:
     (``istio_controller.go``); without it the remotes are on the master's flat network,
     and announcing their gateways would route cross-cluster traffic to gateways that
     have no ``*.local`` passthrough listener."""
-    log = Log()
-    log.add(istio(SEED_000))
-    log.add(
-        ev.GatewayAddressesObserved(cluster=MASTER, key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="LoadBalancer", ips=("192.0.2.1",)),
-        ev.RemoteIstioSpecChanged(cluster=MASTER, key="", time=1, namespace="istio-system", name="remote-eu", uid="r", generation=1, spec={"enabledServices": []}),
+    log = _master_and_remote(
+        SEED_000,
         ev.GatewayAddressesObserved(cluster=ClusterName("remote-eu"), key="", time=1, namespace="istio-system", name="istio-ingressgateway", service_type="LoadBalancer", ips=("198.51.100.7",)),
         ev.ClusterIdentityObserved(cluster=ClusterName("remote-eu"), key="Namespace//kube-system", time=1, uid="uid-eu"),
     )
