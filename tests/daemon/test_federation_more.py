@@ -82,7 +82,8 @@ async def test_deleting_a_reachable_remote_cleans_up_before_the_cr_goes(tmp_path
         kc = fleet["master"].kubeconfig_path
         d = await _join(fleet, daemons, tmp_path)
         await wait_for(lambda: FINALIZER in ((_remote_cr(fleet) or {}).get("metadata") or {}).get("finalizers", []), timeout=15, what="finalizer")
-        assert REMOTE in _networks(fleet)
+        # announced once its gateway has an address (which Available does not wait for)
+        await wait_for(lambda: REMOTE in _networks(fleet), timeout=15, what="the remote's network")
         await kubectl(kc, "delete", "remoteistio", REMOTE, "-n", NS, "--wait=false")
         # the finalizer holds the CR while the remote is cleaned up
         assert (_remote_cr(fleet) or {})["metadata"].get("deletionTimestamp")
