@@ -354,8 +354,9 @@ def _mesh_networks(
     """One network per cluster: the master's (announced with its own gateway, so remote →
     master traffic works) and one per RemoteIstio, named like it, once its cluster is
     identified (before, it may turn out to be a second name for a cluster already in
-    the mesh, or never to connect at all). Single-cluster meshes, and meshes without
-    ``meshExpansion`` (a flat network), have no networks.
+    the mesh, or never to connect at all); each once its gateway has an address.
+    Single-cluster meshes, and meshes without ``meshExpansion`` (a flat network), have
+    no networks.
 
     Built once per change for every cluster; when equal to the previous networks the
     previous tuple itself is returned, so everything keyed on it hits by identity."""
