@@ -85,6 +85,10 @@ class Behaviours:
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
+                # the kubelet sets the deprecated beta labels too (initialNode:
+                # kubeletapis.LabelOS / LabelArch), and charts still select on them
+                "beta.kubernetes.io/os": "linux",
+                "beta.kubernetes.io/arch": "amd64",
                 "topology.kubernetes.io/region": self.region,
                 "failure-domain.beta.kubernetes.io/region": self.region,
             }

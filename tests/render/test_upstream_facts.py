@@ -294,6 +294,15 @@ def test_cni_daemonset_sets_cni_net_dir() -> None:
     assert {"name": "CNI_NET_DIR", "value": "/etc/cni/multus/net.d"} in env
 
 
+def test_cni_daemonset_runs_on_linux_nodes_only() -> None:
+    """istio/cni 1.2.8 istio-cni.yaml ``nodeSelector: beta.kubernetes.io/os: linux`` and
+    the operator's release-1.2 pkg/resources/cni/daemonset.go ``NodeSelector`` alike: the
+    plugin is a Linux binary."""
+    objs = _master(_spec(V12, sidecarInjector={"initCNIConfiguration": {"enabled": True}}))
+    spec = _find(objs, "DaemonSet", "istio-cni-node")["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"beta.kubernetes.io/os": "linux"}
+
+
 def test_remote_components_are_the_operator_remote_install() -> None:
     """operator release-1.2 pkg/remoteclusters/reconcile_remote_istio.go:33-42: common,
     citadel (no mesh policy), nodeagent, cni, sidecarinjector, gateways (with the

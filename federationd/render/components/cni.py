@@ -5,9 +5,11 @@ instead of a privileged ``istio-init`` container in every pod.
 its configuration, chained after the existing plugin, into ``confDir``. The plugin skips
 pods in ``excludeNamespaces`` (by default the control plane's own namespace).
 
-Mirrors the istio/cni helm chart of the 1.1/1.2 releases (``templates/istio-cni.yaml``:
-the DaemonSet, ConfigMap, ServiceAccount and RBAC) and the source operator's
-``pkg/resources/cni`` (release-1.2).
+Mirrors the istio/cni repository's chart at 1.2.8
+(``deployments/kubernetes/install/helm/istio-cni/templates/istio-cni.yaml``: the
+DaemonSet, ConfigMap, ServiceAccount and RBAC; Istio's own repository carries no CNI
+chart at 1.1.14 / 1.2.8) and the source operator's ``pkg/resources/cni/{daemonset,
+configmap,rbac}.go`` (release-1.2).
 """
 
 from __future__ import annotations
@@ -68,7 +70,10 @@ def build(ctx: Ctx) -> list[Obj]:
         {"effect": "NoExecute", "operator": "Exists"},
         {"key": "CriticalAddonsOnly", "operator": "Exists"},
     ]
-    scheduling = c.Scheduling(node_selector={}, affinity=cni.affinity, tolerations=tolerations)
+    # Linux nodes only, as the chart and the operator's daemonset.go select
+    scheduling = c.Scheduling(
+        node_selector={"beta.kubernetes.io/os": "linux"}, affinity=cni.affinity, tolerations=tolerations,
+    )
     template = c.pod_template(
         app_labels=APP,
         containers=[container],
