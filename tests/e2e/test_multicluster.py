@@ -27,7 +27,7 @@ from federationd.sim import Cluster, ClusterSpec
 from tests.daemon.conftest import kubectl
 from tests.daemon.identity import remote_kubeconfig
 from tests.daemon.test_e2e import _quiet
-from tests.daemon.test_federation import REMOTE, _secret
+from tests.daemon.test_federation import REMOTE, _networks, _secret
 from tests.daemon.waiting import wait_for
 
 from .conftest import Mesh, open_mesh
@@ -100,7 +100,11 @@ def _analyzed(st: Obj) -> tuple[str, str, str]:
 
 async def _everywhere_available(mesh: Mesh, generation: int) -> None:
     """The Istio Available at ``generation`` and the RemoteIstio Available, both derived
-    from everything the daemon knows (``settled`` waits for the daemon to be converged)."""
+    from everything the daemon knows (``settled`` waits for the daemon to be converged).
+    The remote's network comes first: it is announced once the remote's gateway has an
+    address, and a new network rolls pilot (the Istio is Reconciling meanwhile)."""
+    await wait_for(lambda: _remote_status(mesh).get("Status") == "Available", timeout=30, what=f"RemoteIstio Available ({_remote_status(mesh)})")
+    await wait_for(lambda: REMOTE in _networks(mesh.fleet), timeout=30, what="the remote's network in meshNetworks")
     await settled(mesh, NAME, generation)
     await wait_for(lambda: _remote_status(mesh).get("Status") == "Available", timeout=30, what=f"RemoteIstio Available ({_remote_status(mesh)})")
     await wait_for(mesh.daemon.converged, timeout=30, what="daemon converged")
