@@ -1080,7 +1080,8 @@ class Daemon:
         if self.http is not None:
             log.debug("closing the HTTP server")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.http.close(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await self.http.close()
         if self.events_log is not None:
             log.debug("flushing the event log")
             with contextlib.suppress(LogError):

@@ -69,6 +69,7 @@ class PassLoop:
                 retry = 0.5
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), retry)
+                async with asyncio.timeout(retry):
+                    await self._wake.wait()
             self._wake.set()
             retry = min(retry * 2, self._max_retry)

@@ -166,7 +166,8 @@ async def _exec_credential(exec_config: dict[str, Any]) -> dict[str, Any]:
         str(exec_config["command"]), *[str(a) for a in exec_config.get("args") or []],
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env)
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), _EXEC_TIMEOUT)
+        async with asyncio.timeout(_EXEC_TIMEOUT):
+            out, _ = await proc.communicate()
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -400,7 +401,8 @@ class ClusterClient:
             self._account("GET", resp.status)
             if not 200 <= resp.status < 300:
                 try:
-                    payload = await asyncio.wait_for(resp.read(), self.request_timeout)
+                    async with asyncio.timeout(self.request_timeout):
+                        payload = await resp.read()
                 except (aiohttp.ClientError, TimeoutError):
                     payload = b""
                 raise error_for_status(

@@ -121,6 +121,10 @@ class WatchExpired(Exception):
     """The inactivity watchdog fired: no event or bookmark in time."""
 
 
+#: Seconds ``Reflector.stop`` waits before cancelling its task again.
+STOP_RECANCEL = 0.5
+
+
 class Reflector:
     """One (cluster, kind[, namespace, selectors]) kept in sync. ``await run()`` or
     ``start()``/``stop()``."""
@@ -194,6 +198,13 @@ class Reflector:
         if task is None:
             return
         task.cancel()
+        # A cancellation can be lost on the way (a library that catches it; Python
+        # 3.11's wait_for returning a result that arrived with it): ask again until the
+        # task has ended, rather than wait for it forever.
+        while not task.done():
+            await asyncio.wait({task}, timeout=STOP_RECANCEL)
+            if not task.done():
+                task.cancel()
         try:
             await task
         except asyncio.CancelledError:
@@ -322,8 +333,11 @@ class Reflector:
         ) as resp:
             while True:
                 try:
-                    line = await asyncio.wait_for(
-                        resp.content.readline(), self.inactivity_timeout)
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for returns a
+                    # line that arrives as the task is cancelled and drops the
+                    # cancellation, and the reflector then never stops
+                    async with asyncio.timeout(self.inactivity_timeout):
+                        line = await resp.content.readline()
                 except TimeoutError:
                     raise WatchExpired(self.name) from None
                 except (OSError, ValueError) as e:

@@ -103,7 +103,8 @@ class DeadlineTimer:
                 continue
             waits = [since + self._timeout - now for n, (s, since) in self._wanted.items() if (n, s) not in self._fired]
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(waits) if waits else None)
+                async with asyncio.timeout(min(waits) if waits else None):
+                    await self._wake.wait()
 
 
 __all__ = ["DeadlineTimer", "cleanup_key"]

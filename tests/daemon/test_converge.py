@@ -299,9 +299,14 @@ async def test_a_key_changed_again_before_its_write_counts_from_its_first_change
             await wait_for(lambda: any(isinstance(e, ev.ActuationFailed) for e in appended), what="the failed write")
             failed = next(e for e in appended if isinstance(e, ev.ActuationFailed))
             assert failed.cause_seq == 7
+            # no retry of the first content may be in flight when the writes start to
+            # succeed (it would land first): pause, and wait for the worker to be idle
+            conv.pause()
+            await wait_for(lambda: not conv.queue.processing(), what="no write in flight")
             now[0] = 1004.0
             conv.set_desired(_desired([_cm("a", "2")]), {}, cause_seq=9, cause_time=1004.0)
             fleet["master"].faults.clear()
+            conv.start()
             await wait_for(conv.converged, what="convergence")
             now[0] = 1010.0  # no write is measured after this
             applied = [e for e in appended if isinstance(e, ev.ActuationApplied)]

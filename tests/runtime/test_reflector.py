@@ -323,3 +323,31 @@ def test_a_node_keeps_its_labels_and_addresses_only() -> None:
     assert "images" in node["status"]  # the input is not changed
     plain = {"metadata": {"name": "x"}}
     assert strip_managed_fields(plain) is plain
+
+
+async def test_stop_ends_a_reflector_whose_first_cancellation_is_lost(
+        client: ClusterClient, api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancellation swallowed inside the loop (as Python 3.11's ``wait_for`` does when
+    a watch line arrives with it) must not make ``stop()`` wait forever: it cancels again."""
+    api.put("namespaces", ns("a"))
+    rec = Recorder()
+    r = reflector(client, rec)
+    lost: list[bool] = []
+    real_watch = r._watch
+
+    async def watch_losing_one_cancel() -> int:
+        try:
+            return await real_watch()
+        except asyncio.CancelledError:
+            if lost:
+                raise
+            lost.append(True)
+            return 0  # the cancellation is dropped; the loop starts another watch
+
+    monkeypatch.setattr(r, "_watch", watch_losing_one_cancel)
+    r.start()
+    await wait_for(lambda: api.open_watches == 1)
+    async with asyncio.timeout(10):
+        await r.stop()
+    assert lost == [True], "the first cancellation was lost and the stop still ended the task"
+    await wait_for(lambda: api.open_watches == 0)
