@@ -6,6 +6,11 @@ shows differs from what was derived. It remembers what it wrote (or found alread
 place, by reading the CR once after a restart), so a resync or a re-derivation with the
 same result sends no request at all, and a restart sends reads, not writes.
 
+A condition keeps the ``lastTransitionTime`` the CR shows while its ``status`` stays the
+same (Kubernetes' rule, apimachinery's ``meta.SetStatusCondition``): the derivation dates
+a status by the newest fact behind it, so without the rule a remote's ConfigMap update
+would re-date — and re-write — its RemoteIstio's Available status on every gateway change.
+
 Status writes use server-side apply on the status subresource (field manager
 ``federationd``), so a field federationd stops setting (an ``ErrorMessage`` once the
 error is gone) disappears instead of lingering as it would with a merge patch.
@@ -54,6 +59,29 @@ def _same(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) -> boo
     return v1beta1.status(dict(desired)) == v1beta1.status(dict(observed or {}))
 
 
+def keep_transition_times(desired: dict[str, Any], shown: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``desired`` with Kubernetes' rule for conditions (apimachinery's
+    ``meta.SetStatusCondition``): a condition's ``lastTransitionTime`` moves only when its
+    ``status`` does. A condition the CR already shows with the same status keeps the time
+    shown, so a transition the CR never showed (Available, a Reconciling that was derived
+    and superseded before it was written, Available again) writes nothing."""
+    shown_at = {
+        c.get("type"): (c.get("status"), c.get("lastTransitionTime"))
+        for c in (shown or {}).get("conditions") or ()
+        if isinstance(c, Mapping)
+    }
+    out: list[Any] | None = None
+    conditions = desired.get("conditions") or []
+    for i, c in enumerate(conditions):
+        was = shown_at.get(c.get("type"))
+        if was is None or was[0] != c.get("status") or not was[1] or was[1] == c.get("lastTransitionTime"):
+            continue
+        if out is None:
+            out = list(conditions)
+        out[i] = {**c, "lastTransitionTime": was[1]}
+    return desired if out is None else {**desired, "conditions": out}
+
+
 class StatusWriter:
     """One per cluster that holds CRs (the master). ``start()``, ``set_desired()``, ``stop()``."""
 
@@ -76,8 +104,11 @@ class StatusWriter:
         self._events = events
         self.queue: WorkQueue[str] = WorkQueue(f"status-{cluster}", rate_limit=rate_limit, metrics=self._metrics)
         self._desired: dict[str, DesiredStatus] = {}
-        #: key → hash of the status the CR is known to show
+        #: key → hash of the desired status the CR is known to show (transition times
+        #: aside, ``keep_transition_times``)
         self._shown: dict[str, str] = {}
+        #: key → the status the CR shows, as written or read
+        self._showing: dict[str, dict[str, Any]] = {}
         #: key → the Status value last shown (for transition Events)
         self._value: dict[str, str] = {}
         #: key → hash of a status the server refused as invalid (a validation rule the
@@ -114,6 +145,7 @@ class StatusWriter:
         for key in list(self._shown):
             if key not in mine:
                 self._shown.pop(key, None)
+                self._showing.pop(key, None)
         if not self.active:
             return
         for key, s in mine.items():
@@ -133,6 +165,7 @@ class StatusWriter:
     def forget(self, key: str) -> None:
         """The CR changed on the server (e.g. its status was edited): read it again."""
         self._shown.pop(key, None)
+        self._showing.pop(key, None)
         self._refused.pop(key, None)
 
     async def _handle(self, key: str) -> None:
@@ -154,7 +187,8 @@ class StatusWriter:
         if self._shown.get(key) == wanted:
             return wanted
         cr: dict[str, Any] | None = None
-        if key in self._shown:
+        showing = self._showing.get(key)
+        if key in self._shown and showing is not None:
             # This process wrote (or read) the status the CR shows: no need to read it
             # again before writing the next one.
             previous = self._value.get(key, "")
@@ -163,18 +197,21 @@ class StatusWriter:
                 cr = await self.client.get(CR_API_VERSION, s.kind, s.namespace, s.name)
             except ApiNotFound:
                 return None  # deleted meanwhile; its removal event will drop it from desired
-            observed = cr.get("status")
-            previous = str((observed or {}).get("Status", ""))
-            if _same(s.status, observed):
-                self._shown[key] = wanted
-                self._value[key] = previous
-                return wanted
+            showing = cr.get("status") or {}
+            previous = str(showing.get("Status", ""))
+        status = keep_transition_times(s.status, showing)
+        if _same(status, showing):
+            self._shown[key] = wanted
+            self._showing[key] = showing
+            self._value[key] = previous
+            return wanted
         obj_key = f"{CR_API_VERSION}/{s.kind}/{s.namespace}/{s.name}"
         started = time.monotonic()
         try:
-            answer = await self.client.patch_status(CR_API_VERSION, s.kind, s.namespace, s.name, s.status, apply=True)
+            answer = await self.client.patch_status(CR_API_VERSION, s.kind, s.namespace, s.name, status, apply=True)
         except ApiNotFound:
             self._shown.pop(key, None)
+            self._showing.pop(key, None)
             return None  # deleted meanwhile; its removal event will drop it from desired
         except ApiError as e:
             first = self._refused.get(key) != wanted
@@ -207,6 +244,7 @@ class StatusWriter:
         self._refused.pop(key, None)
         self.writes += 1
         self._shown[key] = wanted
+        self._showing[key] = status
         await self._append(
             [
                 ev.ActuationApplied(

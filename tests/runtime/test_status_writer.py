@@ -94,3 +94,67 @@ async def test_an_unchanged_status_sends_nothing() -> None:
         assert server.gets == gets and server.started == 1 and server.patches == ["Available"]
     finally:
         await writer.stop()
+
+
+def _conditioned(value: str, at: str) -> dict[str, DesiredStatus]:
+    ok = "True" if value == "Available" else "False"
+    st = DesiredStatus(kind="RemoteIstio", cluster="master", namespace="istio-system", name="remote-eks",
+                       status={"Status": value, "GatewayAddress": ["35.1.0.1"], "conditions": [
+                           {"type": "Reconciled", "status": ok, "reason": value, "lastTransitionTime": at},
+                           {"type": "Available", "status": ok, "reason": value, "lastTransitionTime": at},
+                       ]}, reasons=())
+    return {"RemoteIstio/istio-system/remote-eks": st}
+
+
+def _times(status: dict[str, Any]) -> list[str]:
+    return [c["lastTransitionTime"] for c in status["conditions"]]
+
+
+async def test_a_condition_keeps_its_transition_time_while_its_status_does_not_change() -> None:
+    """apimachinery's rule (meta.SetStatusCondition): only a change of a condition's status
+    moves its lastTransitionTime. A status derived anew with a later time and nothing else
+    changed (a Reconciling the CR never showed, superseded before it was written) is not
+    a write; a real transition is, with its own time; a restarted writer reads the CR and
+    applies the same rule."""
+    server = _Cluster()
+
+    async def append(events: Any) -> None:
+        return None
+
+    def writer() -> StatusWriter:
+        return StatusWriter("master", server, append=append, metrics=Metrics(), events=False)  # type: ignore[arg-type]
+
+    w = writer()
+    w.start()
+    try:
+        w.set_desired(_conditioned("Available", "2026-01-01T00:00:01Z"))
+        await wait_for(w.idle, what="Available written")
+        w.set_desired(_conditioned("Available", "2026-01-01T00:00:09Z"))
+        await wait_for(w.idle, what="idle again")
+        assert server.patches == ["Available"] and _times(server.status) == ["2026-01-01T00:00:01Z"] * 2
+
+        w.set_desired(_conditioned("Reconciling", "2026-01-01T00:00:10Z"))
+        await wait_for(w.idle, what="Reconciling written")
+        w.set_desired(_conditioned("Available", "2026-01-01T00:00:11Z"))
+        await wait_for(w.idle, what="Available written again")
+        assert server.patches == ["Available", "Reconciling", "Available"]
+        assert _times(server.status) == ["2026-01-01T00:00:11Z"] * 2
+    finally:
+        await w.stop()
+
+    w = writer()  # a restart: what the CR shows is read, not remembered
+    w.start()
+    try:
+        w.set_desired(_conditioned("Available", "2026-01-01T00:00:30Z"))
+        await wait_for(w.idle, what="the restarted writer idle")
+        assert server.gets >= 2 and server.patches[-1] == "Available" and len(server.patches) == 3
+        assert _times(server.status) == ["2026-01-01T00:00:11Z"] * 2
+        # a change elsewhere in the status is written, the times still kept
+        changed = _conditioned("Available", "2026-01-01T00:00:31Z")
+        next(iter(changed.values())).status["GatewayAddress"] = ["35.1.0.2"]
+        w.set_desired(changed)
+        await wait_for(w.idle, what="the new address written")
+        assert len(server.patches) == 4 and server.status["GatewayAddress"] == ["35.1.0.2"]
+        assert _times(server.status) == ["2026-01-01T00:00:11Z"] * 2
+    finally:
+        await w.stop()
