@@ -46,7 +46,7 @@ import base64
 import binascii
 import hashlib
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -299,8 +299,13 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _new_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS)
+def _new_key(bits: int = _RSA_BITS) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+#: Makes an RSA private key of the given size (``actuators.keys.KeyMaker`` makes them in a
+#: worker process; the default, in the calling thread).
+NewKey = Callable[[int], rsa.RSAPrivateKey]
 
 
 def _ca_usage() -> x509.KeyUsage:
@@ -384,13 +389,15 @@ def generate_root(*, common_name: str, now: datetime, validity: timedelta) -> Ro
     return RootCA(cert, key)
 
 
-def issue_cluster_ca(root: RootCA, *, cluster: str, now: datetime, validity: timedelta) -> ClusterCA:
+def issue_cluster_ca(
+    root: RootCA, *, cluster: str, now: datetime, validity: timedelta, new_key: NewKey = _new_key
+) -> ClusterCA:
     """A new intermediate CA for ``cluster`` signed by ``root``. It never outlives its
     issuer: ``not_after`` is capped at the issuer's."""
     now = _utc(now)
     _check_can_issue_cas(root.cert)
     issuer_key = root._private_key()
-    key = _new_key()
+    key = new_key(_RSA_BITS)
     not_after = min(now + validity, root.not_after)
     try:
         aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
@@ -631,6 +638,7 @@ def plan_cacerts(
     now: datetime,
     validity: timedelta,
     renew_before: timedelta,
+    new_key: NewKey = _new_key,
 ) -> dict[str, Any] | None:
     """The ``cacerts`` Secret to write on ``cluster``, or ``None`` when the ``existing``
     one (as read from the cluster, ``None`` if absent) is federationd's, readable, issued
@@ -650,5 +658,5 @@ def plan_cacerts(
             current = None  # ours but unreadable: replace it
         if current is not None and not needs_renewal(current, now=now, before=renew_before, root=root):
             return None
-    ca = issue_cluster_ca(root, cluster=cluster, now=now, validity=validity)
+    ca = issue_cluster_ca(root, cluster=cluster, now=now, validity=validity, new_key=new_key)
     return cacerts_secret(ca, namespace=namespace)

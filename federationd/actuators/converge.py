@@ -33,7 +33,10 @@ Writes go in ``render.objects.sort_key`` order (CRDs and Namespaces first): a cl
 ``WORKERS`` workers write objects of one kind in parallel, and a kind starts only once
 no write of another kind is in flight, so a custom resource is not tried before its CRD
 (nor a joining remote's sixty objects written one round trip after the other); a kind
-that is not served yet fails and is retried with backoff. Across clusters, writes run in parallel under one global cap
+that is not served yet fails and is retried with backoff. The queue hands keys out in
+the same order, and a key the inventory already shows in effect (the watch event of our
+own write) is checked without waiting for its kind's turn: it writes nothing, so it
+holds back nothing. Across clusters, writes run in parallel under one global cap
 (``WriteLanes``) with lanes of their own for the master, so a hundred remotes joining at
 once neither queue behind each other nor starve the master. In a lane, the writes of a
 cluster that is joining (some desired object never applied there) and of objects a
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -298,7 +302,12 @@ class ClusterConverger:
         self._append = append
         self._clock = clock
         self._metrics = metrics or METRICS
-        self.queue: WorkQueue[str] = WorkQueue(f"actuator-{cluster}", rate_limit=rate_limit, metrics=self._metrics)
+        # handed out in ``sort_key`` order, as the kinds are written: a key of an early kind
+        # queued late (a namespace's injection label, once the injector is ready) goes
+        # before the later kinds waiting for it, not after them
+        self.queue: WorkQueue[str] = WorkQueue(
+            f"actuator-{cluster}", rate_limit=rate_limit, metrics=self._metrics, order=self._order
+        )
         controller = f"converge-{cluster}"
         self._metrics.init_controller(controller)
         # the series every reconcile moves, looked up once (a label lookup per write
@@ -563,6 +572,7 @@ class ClusterConverger:
             self.queue.add(key)
 
     @staticmethod
+    @functools.lru_cache(maxsize=8192)
     def _order(key: str) -> tuple[int, str, str, str, str]:
         api_version, kind, namespace, name = split_key(key)
         meta: dict[str, str] = {"name": name}
@@ -598,11 +608,18 @@ class ClusterConverger:
         its reconciles (``controller_runtime_reconcile_*``; one controller per cluster, so
         the label stays bounded)."""
         m = self._reconcile_metrics
-        rank = self._order(key)[0]
-        await self._admit(rank)
+        if self._nothing_to_write(key):
+            # The inventory shows it in effect (the watch event of our own write, a
+            # resync): the check writes nothing, so it neither waits for its kind's turn
+            # nor takes a write slot. Otherwise a joining cluster's last kinds (its
+            # webhook, its Gateway) waited behind the echoes of its first ones.
+            rank = -1
+        else:
+            rank = self._order(key)[0]
+            await self._admit(rank)
         started = time.monotonic()
         try:
-            if self._lane is None:
+            if self._lane is None or rank < 0:
                 await self._handle(key)
             else:
                 # a joining cluster's writes (its control plane, and the updates it
@@ -617,8 +634,20 @@ class ClusterConverger:
         else:
             m[0].inc()
         finally:
-            self._leave(rank)
+            if rank >= 0:
+                self._leave(rank)
             m[3].observe(time.monotonic() - started)
+
+    def _nothing_to_write(self, key: str) -> bool:
+        """Is ``key`` desired and, by its kind's listed inventory, already in effect?"""
+        d = self._desired.objects.get(key)
+        if d is None or not self.active or self._desired.hold:
+            return False
+        api_version, kind, _, _ = split_key(key)
+        r = self._reflectors.get((api_version, kind))
+        if r is None or not r.synced.is_set():
+            return False
+        return self._in_effect(key, d, self._observed(key))
 
     async def _admit(self, rank: int) -> None:
         """Wait until every write in flight is of this kind rank (``sort_key``) and no

@@ -45,6 +45,7 @@ from events import types as ev
 from events.types import ClusterName, Event
 from federationd import trust
 from federationd.actuators.client import ApiConflict, ApiError, ApiNotFound, KubeClient
+from federationd.actuators.keys import KeyMaker
 from federationd.actuators.passes import PassLoop
 from federationd.projections.membership import TrustPlan, TrustTarget, holds_trust, trust_plan
 from federationd.render.objects import MANAGED_BY_LABEL
@@ -148,8 +149,12 @@ class TrustActuator(PassLoop):
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         wall: Callable[[], float] = time.time,
         max_retry: float = 30.0,
+        keys: KeyMaker | None = None,
     ) -> None:
         self._kube = kube
+        #: the intermediates' keys, made in a worker process (``actuators.keys``)
+        self._keys = keys or KeyMaker()
+        self._own_keys = keys is None
         self._record = record
         self._root_validity = root_validity
         self._validity = validity
@@ -168,6 +173,11 @@ class TrustActuator(PassLoop):
         self._in_place: dict[str, tuple[tuple[Any, Any, str], datetime]] = {}
         self.passes = 0
         self.writes = 0
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._own_keys:
+            self._keys.close()
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -289,7 +299,7 @@ class TrustActuator(PassLoop):
             try:
                 planned, expires = await asyncio.to_thread(
                     _plan, root, existing, cluster=c, namespace=ns, now=now,
-                    validity=self._validity, renew_before=self._renew_before,
+                    validity=self._validity, renew_before=self._renew_before, new_key=self._keys,
                 )
             except trust.TrustError as e:  # a foreign cacerts, or an issuer that cannot issue
                 self._say(c, str(e))
@@ -353,11 +363,12 @@ class TrustActuator(PassLoop):
 
 def _plan(
     root: trust.RootCA, existing: Obj | None, *, cluster: str, namespace: str, now: datetime,
-    validity: timedelta, renew_before: timedelta,
+    validity: timedelta, renew_before: timedelta, new_key: trust.NewKey,
 ) -> tuple[Obj | None, datetime | None]:
     """``trust.plan_cacerts``, and when the existing ``cacerts`` stays: when it expires."""
     planned = trust.plan_cacerts(
         root, existing, cluster=cluster, namespace=namespace, now=now, validity=validity, renew_before=renew_before,
+        new_key=new_key,
     )
     if planned is not None or existing is None:
         return planned, None

@@ -11,6 +11,8 @@ Guarantees (the ones controllers are built on):
   ``DefaultControllerRateLimiter`` (the larger of the two delays wins), so a storm of
   failures cannot hammer a cluster.
 * ``shutdown()`` wakes every waiting ``get()`` with ``ShutDown``.
+* **Optionally ordered**: with ``order`` (a sort key of items), ``get()`` hands out the
+  waiting item that sorts first instead of the oldest (arrival order among equals).
 
 Items must be hashable (object keys). Time comes from an injected ``Clock`` so tests can
 step through backoff without sleeping. Metrics are client-go's ``workqueue_*`` family,
@@ -25,7 +27,7 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from federationd.cancellation import cancel_and_wait
 from federationd.clusters.clock import REAL_CLOCK, Clock
@@ -75,8 +77,10 @@ class WorkQueue(Generic[T]):
         rate_limit: RateLimit | None = None,
         clock: Clock = REAL_CLOCK,
         metrics: Metrics | None = None,
+        order: Callable[[T], Any] | None = None,
     ) -> None:
         self.name = name
+        self._order = order
         self._limit = rate_limit or RateLimit()
         self._clock = clock
         m = metrics or METRICS
@@ -85,7 +89,9 @@ class WorkQueue(Generic[T]):
         self._m_retries = m.workqueue_retries_total.labels(name=name)
         self._m_queue_duration = m.workqueue_queue_duration_seconds.labels(name=name)
         self._m_work_duration = m.workqueue_work_duration_seconds.labels(name=name)
-        self._queue: deque[T] = deque()
+        self._queue: deque[T] = deque()  # without ``order``
+        self._ranked: list[tuple[Any, int, T]] = []  # with ``order``: a heap
+        self._arrivals = itertools.count()
         self._dirty: set[T] = set()
         self._processing: set[T] = set()
         self._added_at: dict[T, float] = {}
@@ -105,7 +111,19 @@ class WorkQueue(Generic[T]):
     # --- the basic queue --------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._ranked)
+
+    def _push(self, item: T) -> None:
+        if self._order is None:
+            self._queue.append(item)
+        else:
+            heapq.heappush(self._ranked, (self._order(item), next(self._arrivals), item))
+        self._m_depth.set(len(self))
+
+    def _pop(self) -> T:
+        item = self._queue.popleft() if self._order is None else heapq.heappop(self._ranked)[2]
+        self._m_depth.set(len(self))
+        return item
 
     @property
     def shutting_down(self) -> bool:
@@ -119,8 +137,7 @@ class WorkQueue(Generic[T]):
         self._added_at.setdefault(item, self._clock.now())
         if item in self._processing:
             return  # handed out again by done()
-        self._queue.append(item)
-        self._m_depth.set(len(self._queue))
+        self._push(item)
         self._notify()
 
     def _notify(self) -> None:
@@ -132,7 +149,7 @@ class WorkQueue(Generic[T]):
 
     async def get(self) -> T:
         """The next item; the caller owns it until ``done(item)``. Raises ``ShutDown``."""
-        while not self._queue:
+        while not len(self):
             if self._shutting_down:
                 raise ShutDown(self.name)
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -144,15 +161,14 @@ class WorkQueue(Generic[T]):
                 if waiter.done() and not waiter.cancelled():
                     self._notify()
                 raise
-        item = self._queue.popleft()
-        self._m_depth.set(len(self._queue))
+        item = self._pop()
         now = self._clock.now()
         added = self._added_at.pop(item, now)
         self._m_queue_duration.observe(max(0.0, now - added))
         self._processing.add(item)
         self._started_at[item] = now
         self._dirty.discard(item)
-        if self._queue:
+        if len(self):
             self._notify()
         return item
 
@@ -163,8 +179,7 @@ class WorkQueue(Generic[T]):
         if started is not None:
             self._m_work_duration.observe(max(0.0, self._clock.now() - started))
         if item in self._dirty and not self._shutting_down:
-            self._queue.append(item)
-            self._m_depth.set(len(self._queue))
+            self._push(item)
             self._notify()
 
     def processing(self) -> frozenset[T]:
@@ -237,6 +252,7 @@ class WorkQueue(Generic[T]):
         ``done()``."""
         self._shutting_down = True
         self._queue.clear()
+        self._ranked.clear()
         self._waiting.clear()
         self._heap.clear()
         self._m_depth.set(0)

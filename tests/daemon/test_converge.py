@@ -268,6 +268,27 @@ async def test_kinds_are_written_in_order_while_one_kind_goes_in_parallel(h: Har
     assert all(h.store.get("v1", "ConfigMap", f"c{i:02d}", "fresh") is not None for i in range(12))
 
 
+async def test_a_check_of_an_object_in_effect_waits_for_no_write_of_another_kind(h: Harness) -> None:
+    """Kinds are written in order, but a key whose object the inventory shows in effect
+    (the watch event of our own write, a resync) writes nothing: it is checked while a
+    write of another kind is in flight, and so never holds back the kinds after it. (A
+    joining remote's webhook and Gateway waited behind the echoes of its CRDs.)"""
+    ns = obj("v1", "Namespace", "fresh", component="mesh")
+    h.conv.set_desired(_desired([ns, _cm("a", "1")]), {})
+    await wait_for(h.conv.converged, what="convergence")
+    h.fleet["master"].faults.latency(2.0, verb="patch", resource="configmaps", count=1)
+    h.conv.set_desired(_desired([ns, _cm("a", "2")]), {})
+    cm_key = "v1/ConfigMap/istio-system/a"
+    await wait_for(lambda: cm_key in h.conv.queue.processing(), what="the slow ConfigMap write under way")
+    h.conv.resync()  # every key again, the Namespace among them
+    await wait_for(
+        lambda: not len(h.conv.queue) and h.conv.queue.processing() == {cm_key},
+        what="the Namespace checked while the ConfigMap write is in flight", timeout=1.5,
+    )
+    await wait_for(h.conv.converged, what="convergence again")
+    assert h.cm("a")["data"] == {"v": "2"}  # type: ignore[index]
+
+
 def _observed_convergence(metrics: Metrics) -> tuple[float, float]:
     """(count, sum) of ``federationd_convergence_seconds``."""
     samples = {s.name: s.value for m in metrics.convergence_seconds.collect() for s in m.samples}

@@ -163,3 +163,21 @@ async def test_run_worker_retries_failures_with_backoff(metrics: Metrics) -> Non
     assert q.num_requeues("x") == 0  # forgotten after the success
     await q.shutdown()
     await worker
+
+
+async def test_an_ordered_queue_hands_out_the_first_by_order_then_by_arrival() -> None:
+    q: WorkQueue[str] = WorkQueue("ordered", metrics=Metrics(), order=lambda k: k[0])
+    for item in ("c1", "b1", "c2", "a1", "b2"):
+        q.add(item)
+    assert len(q) == 5
+    first = await q.get()
+    q.add("a2")  # arrives late, still goes before every b and c
+    got = [first] + [await q.get() for _ in range(5)]
+    assert got == ["a1", "a2", "b1", "b2", "c1", "c2"]
+    q.add("a1")  # re-added while processing: handed out again after done(), in order
+    q.add("b3")
+    q.done("a1")
+    assert [await q.get(), await q.get()] == ["a1", "b3"]
+    await q.shutdown()
+    assert len(q) == 0
+
