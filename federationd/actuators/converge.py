@@ -33,10 +33,11 @@ Writes go in ``render.objects.sort_key`` order (CRDs and Namespaces first): a cl
 ``WORKERS`` workers write objects of one kind in parallel, and a kind starts only once
 no write of another kind is in flight, so a custom resource is not tried before its CRD
 (nor a joining remote's sixty objects written one round trip after the other); a kind
-that is not served yet fails and is retried with backoff. The queue hands keys out in
-the same order, and a key the inventory already shows in effect (the watch event of our
-own write) is checked without waiting for its kind's turn: it writes nothing, so it
-holds back nothing. Across clusters, writes run in parallel under one global cap
+that is not served yet fails and is retried with backoff. The order is for creates (and
+deletions): an update changes an object that exists, and a key the inventory already
+shows in effect (the watch event of our own write) writes nothing, so neither waits for
+its kind's turn nor holds back later kinds. The queue hands keys out in the same order.
+Across clusters, writes run in parallel under one global cap
 (``WriteLanes``) with lanes of their own for the master, so a hundred remotes joining at
 once neither queue behind each other nor starve the master. In a lane, the writes of a
 cluster that is joining (some desired object never applied there) and of objects a
@@ -608,18 +609,24 @@ class ClusterConverger:
         its reconciles (``controller_runtime_reconcile_*``; one controller per cluster, so
         the label stays bounded)."""
         m = self._reconcile_metrics
-        if self._nothing_to_write(key):
-            # The inventory shows it in effect (the watch event of our own write, a
-            # resync): the check writes nothing, so it neither waits for its kind's turn
-            # nor takes a write slot. Otherwise a joining cluster's last kinds (its
-            # webhook, its Gateway) waited behind the echoes of its first ones.
-            rank = -1
-        else:
-            rank = self._order(key)[0]
+        d = self._desired.objects.get(key)
+        observed = self._listed(key)
+        # Kinds go in order so that what a later kind needs exists first: only creates
+        # (and deletions) take their turn. A key the inventory shows in effect (the watch
+        # event of our own write, a resync) writes nothing, and an update changes an object
+        # that exists: neither waits for a turn nor holds back the kinds after it.
+        # (A joining remote's webhook and Gateway waited behind the echoes of its CRDs,
+        # then behind the update of its mesh ConfigMap.)
+        in_effect = d is not None and observed is not None and self.active and not self._desired.hold and (
+            self._in_effect(key, d, observed)
+        )
+        ordered = not in_effect and (d is None or observed is None)
+        rank = self._order(key)[0]
+        if ordered:
             await self._admit(rank)
         started = time.monotonic()
         try:
-            if self._lane is None or rank < 0:
+            if self._lane is None or in_effect:
                 await self._handle(key)
             else:
                 # a joining cluster's writes (its control plane, and the updates it
@@ -634,20 +641,18 @@ class ClusterConverger:
         else:
             m[0].inc()
         finally:
-            if rank >= 0:
+            if ordered:
                 self._leave(rank)
             m[3].observe(time.monotonic() - started)
 
-    def _nothing_to_write(self, key: str) -> bool:
-        """Is ``key`` desired and, by its kind's listed inventory, already in effect?"""
-        d = self._desired.objects.get(key)
-        if d is None or not self.active or self._desired.hold:
-            return False
+    def _listed(self, key: str) -> Obj | None:
+        """The object as its kind's listed inventory shows it (None: absent, or the kind
+        is not listed yet)."""
         api_version, kind, _, _ = split_key(key)
         r = self._reflectors.get((api_version, kind))
         if r is None or not r.synced.is_set():
-            return False
-        return self._in_effect(key, d, self._observed(key))
+            return None
+        return self._observed(key)
 
     async def _admit(self, rank: int) -> None:
         """Wait until every write in flight is of this kind rank (``sort_key``) and no

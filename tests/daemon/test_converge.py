@@ -289,6 +289,27 @@ async def test_a_check_of_an_object_in_effect_waits_for_no_write_of_another_kind
     assert h.cm("a")["data"] == {"v": "2"}  # type: ignore[index]
 
 
+async def test_an_update_holds_back_no_create_of_a_later_kind(h: Harness) -> None:
+    """Kinds go in order so that what a later kind needs exists first; an update changes
+    an object that exists, so a slow update of a ConfigMap does not hold back the create
+    of a Service (a later kind), and a create still waits for the creates before it."""
+    h.conv.set_desired(_desired([_cm("a", "1")]), {})
+    await wait_for(h.conv.converged, what="convergence")
+    h.fleet["master"].faults.latency(2.0, verb="patch", resource="configmaps", count=1)
+    svc = obj("v1", "Service", "s", component="mesh", namespace="istio-system",
+              spec={"ports": [{"name": "http", "port": 80}], "selector": {"app": "s"}})
+    fresh = obj("v1", "Namespace", "fresh", component="mesh")
+    in_fresh = obj("v1", "ConfigMap", "b", component="mesh", namespace="fresh", data={"v": "1"})
+    h.conv.set_desired(_desired([_cm("a", "2"), svc, fresh, in_fresh]), {})
+    await wait_for(lambda: h.store.get("v1", "Service", "s", "istio-system") is not None,
+                   what="the Service created while the ConfigMap update is in flight", timeout=1.5)
+    assert h.cm("a")["data"] == {"v": "1"}  # type: ignore[index]  # still in flight
+    await wait_for(h.conv.converged, what="convergence again")
+    applied = [e.key for e in h.appended if isinstance(e, ev.ActuationApplied)]
+    assert applied.index("v1/Namespace//fresh") < applied.index("v1/ConfigMap/fresh/b")
+    assert h.cm("a")["data"] == {"v": "2"}  # type: ignore[index]
+
+
 def _observed_convergence(metrics: Metrics) -> tuple[float, float]:
     """(count, sum) of ``federationd_convergence_seconds``."""
     samples = {s.name: s.value for m in metrics.convergence_seconds.collect() for s in m.samples}
