@@ -1252,6 +1252,9 @@ def _remote_blocker(state: ProjectionState, remote: CustomResource) -> str:
 PER_CLUSTER = (
     "clusters", "namespaces", "nodes", "gateways", "resolutions", "workloads", "pods", "actuations",
     "ca_secrets", "trust",
+    # read only by the cluster's own render and analysis (a remote's discovery as it joins
+    # derives that remote, not the fleet)
+    "kubernetes",
 )
 _SHARED_FIELDS = tuple(
     f for f in ProjectionState.__struct_fields__ if f not in PER_CLUSTER and f not in ("seq", "leader", "facts")

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 from events import types as ev
 from events.types import ClusterName, Event
 from federationd.projections.state import EMPTY, ProjectionState, fold
+from federationd.sim import versions
 
 MASTER = ClusterName("master")
 
@@ -105,3 +106,13 @@ SEED_000 = {
 
 #: Gateway federation (seed 001) is the mesh-expansion mode: meshNetworks only with it.
 GATEWAY_FEDERATION = {**SEED_000, "meshExpansion": True}
+
+
+def apis(cluster: str, release: str = "1.16", *, time: float = 1) -> ev.KubernetesApisObserved:
+    """The discovery fact a cluster of Kubernetes ``release`` gives (the emulator's table
+    of served versions)."""
+    gvs = sorted(f"{g}/{v}" if g else v for g, vs in versions.served_group_versions(release).items() for v in vs)
+    return ev.KubernetesApisObserved(
+        cluster=ClusterName(cluster), key=f"Discovery//{cluster}", time=time,
+        version=versions.parse(release).git_version, group_versions=tuple(gvs),
+    )

@@ -15,7 +15,7 @@ from federationd.projections.derive import derive, desired_hash
 from federationd.projections.state import ProjectionState
 from federationd.render import objects as robj
 
-from .helpers import GATEWAY_FEDERATION, MASTER, SEED_000, Log, istio, namespace
+from .helpers import GATEWAY_FEDERATION, MASTER, SEED_000, Log, apis, istio, namespace
 
 NS = "istio-system"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -139,8 +139,8 @@ def test_canonical_json_is_json_dumps_byte_for_byte() -> None:
 
 
 def test_a_change_to_some_clusters_derives_those_alone_and_equals_a_cold_derivation() -> None:
-    """Facts about one cluster (its writes, workloads, connection, trust, cacerts), and
-    the master's pods (every remote's enabledServices): after each, the derivation that
+    """Facts about one cluster (its writes, workloads, connection, trust, cacerts, served
+    APIs), and the master's pods (every remote's enabledServices): after each, the derivation that
     re-derives only the touched clusters equals a cold one."""
     log = _fleet(4)
     d._memo = d._Memo()
@@ -164,6 +164,9 @@ def test_a_change_to_some_clusters_derives_those_alone_and_equals_a_cold_derivat
             ips=("10.0.0.9",), ports={"grpc-xds": 15010},
         ),
         ev.ClusterConnected(cluster=ClusterName("remote-2"), key="Cluster//remote-2", time=10, server="https://r"),
+        # discovery: a remote on 1.22 (the v1 webhook), then the master on 1.16
+        apis("remote-3", "1.22"),
+        apis(MASTER, "1.16"),
     )
     states = _states(log)
     d._memo = d._Memo()
@@ -175,8 +178,12 @@ def test_a_change_to_some_clusters_derives_those_alone_and_equals_a_cold_derivat
         assert desired_hash(warm[i]) == desired_hash(cold), i
     # an actuation on remote-1 re-derived remote-1's status only: every other cluster's
     # objects and statuses are the previous derivation's own objects
-    n = len(states) - 7  # the last ActuationApplied
+    n = len(states) - 9  # the last ActuationApplied
     before, after = warm[n - 1], warm[n]
     assert all(after.clusters[c] is before.clusters[c] for c in before.clusters)
+    # a remote's discovery re-derived that remote alone
+    ahead, behind = warm[-2], warm[-3]
+    assert ahead.clusters["remote-3"] is not behind.clusters["remote-3"]
+    assert all(ahead.clusters[c] is behind.clusters[c] for c in behind.clusters if c != "remote-3")
     moved = {k for k in after.statuses if after.statuses[k] is not before.statuses[k]}
     assert moved <= {f"RemoteIstio/{NS}/remote-1"}

@@ -10,22 +10,12 @@ from events.types import ClusterName
 from federationd.projections import derive as d
 from federationd.projections.derive import derive
 from federationd.projections.state import decode_state, encode_state
-from federationd.sim import versions
 
-from .helpers import MASTER, SEED_000, Log, istio
+from .helpers import MASTER, SEED_000, Log, apis, istio
 
 REMOTE = ClusterName("remote-eu")
 HOOK_V1BETA1 = "admissionregistration.k8s.io/v1beta1/MutatingWebhookConfiguration//istio-sidecar-injector"
 HOOK_V1 = "admissionregistration.k8s.io/v1/MutatingWebhookConfiguration//istio-sidecar-injector"
-
-
-def _apis(cluster: str, release: str) -> ev.KubernetesApisObserved:
-    """The fact a cluster of ``release`` gives (the emulator's table of served versions)."""
-    gvs = sorted(f"{g}/{v}" if g else v for g, vs in versions.served_group_versions(release).items() for v in vs)
-    return ev.KubernetesApisObserved(
-        cluster=ClusterName(cluster), key=f"Discovery//{cluster}", time=1,
-        version=versions.parse(release).git_version, group_versions=tuple(gvs),
-    )
 
 
 def _remote(log: Log) -> None:
@@ -41,7 +31,7 @@ def _status(out: d.Desired, kind: str, name: str) -> dict[str, object]:
 
 def test_the_served_versions_pick_the_upstream_api_versions() -> None:
     log = Log()
-    log.add(istio(SEED_000), _apis("master", "1.16"))
+    log.add(istio(SEED_000), apis("master", "1.16"))
     objs = derive(log.state).clusters["master"].objects
     # Istio 1.2's chart renders these in v1beta1, and 1.16 serves them
     assert HOOK_V1BETA1 in objs and HOOK_V1 not in objs
@@ -60,9 +50,9 @@ def test_until_discovery_is_known_the_ga_versions_are_rendered() -> None:
 
 def test_a_remote_without_the_v1beta1_webhook_api_is_held_and_says_why() -> None:
     log = Log()
-    log.add(istio(SEED_000), _apis("master", "1.16"))
+    log.add(istio(SEED_000), apis("master", "1.16"))
     _remote(log)
-    log.add(_apis("remote-eu", "1.30"))
+    log.add(apis("remote-eu", "1.30"))
     out = derive(log.state)
     remote = out.clusters["remote-eu"]
     assert remote.hold and remote.objects == {}
@@ -79,7 +69,7 @@ def test_a_remote_without_the_v1beta1_webhook_api_is_held_and_says_why() -> None
 
 def test_a_master_on_1_22_is_held_for_istio_1_1_too() -> None:
     log = Log()
-    log.add(istio({**SEED_000, "version": "1.1.14"}), _apis("master", "1.22"))
+    log.add(istio({**SEED_000, "version": "1.1.14"}), apis("master", "1.22"))
     out = derive(log.state)
     assert out.clusters["master"].hold and out.clusters["master"].objects == {}
     assert out.clusters["master"].hold_reason == (
@@ -92,21 +82,21 @@ def test_a_master_on_1_22_is_held_for_istio_1_1_too() -> None:
 
 def test_an_upgrade_observed_on_reconnect_moves_the_cluster_to_held_and_back() -> None:
     log = Log()
-    log.add(istio(SEED_000), _apis("master", "1.16"))
+    log.add(istio(SEED_000), apis("master", "1.16"))
     _remote(log)
-    log.add(_apis("remote-eu", "1.21"))
+    log.add(apis("remote-eu", "1.21"))
     before = derive(log.state).clusters["remote-eu"]
     assert not before.hold and any(k.startswith("admissionregistration.k8s.io/v1beta1/") for k in before.objects)
-    log.add(_apis("remote-eu", "1.22"))
+    log.add(apis("remote-eu", "1.22"))
     assert derive(log.state).clusters["remote-eu"].hold  # memo keyed on the fact
-    log.add(_apis("remote-eu", "1.21"))
+    log.add(apis("remote-eu", "1.21"))
     again = derive(log.state).clusters["remote-eu"]
     assert not again.hold and again.objects.keys() == before.objects.keys()
 
 
 def test_the_fact_is_folded_kept_in_snapshots_and_dropped_with_the_cluster() -> None:
     log = Log()
-    log.add(_apis("remote-eu", "1.16"))
+    log.add(apis("remote-eu", "1.16"))
     k = log.state.kubernetes["remote-eu"]
     assert k.version == "v1.16.0" and "admissionregistration.k8s.io/v1beta1" in k.group_versions
     assert decode_state(encode_state(log.state)).kubernetes == log.state.kubernetes

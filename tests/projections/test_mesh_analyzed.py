@@ -18,32 +18,22 @@ import pytest
 
 from events import types as ev
 from events.log import EventLog
-from events.types import ClusterName
 from federationd import analyze as a
 from federationd.projections import analysis
 from federationd.projections import derive as d
 from federationd.projections.state import EMPTY, ProjectionState, fold
 from federationd.render.components import injector
-from federationd.sim import versions
-from tests.projections.helpers import Rec
+from tests.projections.helpers import Rec, apis
 from tests.render.test_analyze import MASTER, REMOTE, SEEDS, _events, _spec
 
 NS = "istio-system"
-
-
-def _apis(cluster: ClusterName, release: str = "1.16") -> ev.KubernetesApisObserved:
-    gvs = sorted(f"{g}/{v}" if g else v for g, vs in versions.served_group_versions(release).items() for v in vs)
-    return ev.KubernetesApisObserved(
-        cluster=cluster, key=f"Discovery//{cluster}", time=3,
-        version=versions.parse(release).git_version, group_versions=tuple(gvs),
-    )
 
 
 def _fleet_events(seed: str) -> list[ev.Event]:
     """The seed's mesh as the daemon records it on a 1.16 fleet (with a remote when the
     seed federates, as ``federationd analyze``'s own tests build it), discovery included."""
     federated = bool(_spec(seed).get("meshExpansion"))
-    return [*_events(_spec(seed), remote=federated), _apis(MASTER), *([_apis(REMOTE)] if federated else [])]
+    return [*_events(_spec(seed), remote=federated), apis(MASTER, time=3), *([apis(REMOTE, time=3)] if federated else [])]
 
 
 def _fleet_state(seed: str) -> ProjectionState:
