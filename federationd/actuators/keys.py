@@ -5,8 +5,10 @@ cryptography's RSA key generation holds the GIL for its whole run (60 to 120 ms 
 threads stops its event loop for as long: with a hundred remotes joining at once, each
 getting its own intermediate CA (``federationd.trust``), every cluster's watches and
 writes stalled for seconds in all. ``KeyMaker`` makes the keys in one worker process
-instead, started on first use from a fork server (a clean process, not a fork of the
-daemon with its threads and sockets), and kept for the next key.
+instead, started on first use (spawned: a fresh interpreter, not a fork of the daemon
+with its threads and sockets) and kept for the next key. The worker watches the daemon
+and exits the moment it is gone, however it ended: a SIGKILLed daemon leaves no worker
+behind (one holding its stdout and stderr would keep whoever waits on them waiting).
 
 A key comes back as DER (PKCS#1) over the pool's pipe and nowhere else; nothing about it
 is logged. When no worker can be started or the worker fails, the key is made in the
@@ -18,7 +20,10 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import multiprocessing
+import os
+import select
 import threading
+import time
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -35,6 +40,22 @@ def _make_der(bits: int) -> bytes:
     return key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     )
+
+
+def _exit_with(daemon: int) -> None:
+    """In the worker: exit as soon as process ``daemon`` is gone."""
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(daemon)
+        except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll
+            while os.getppid() == daemon:
+                time.sleep(0.5)
+        else:
+            select.select([fd], [], [])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-daemon", daemon=True).start()
 
 
 def make_in_process(bits: int) -> rsa.RSAPrivateKey:
@@ -75,9 +96,10 @@ class KeyMaker:
                 return None
             if self._pool is None:
                 try:
-                    ctx = multiprocessing.get_context("forkserver")
-                    ctx.set_forkserver_preload([__name__])
-                    self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+                    self._pool = concurrent.futures.ProcessPoolExecutor(
+                        max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                        initializer=_exit_with, initargs=(os.getpid(),),
+                    )
                 except (ValueError, OSError) as e:
                     self._in_process = True
                     self._say(e)

@@ -5,12 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from federationd.actuators import keys
 from federationd.actuators.keys import KeyMaker
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _worker_pids(maker: KeyMaker) -> set[int]:
@@ -59,3 +65,31 @@ def test_in_process_and_after_close_keys_are_made_here() -> None:
     closed = KeyMaker()
     closed.close()
     assert closed(2048).key_size == 2048 and closed._pool is None
+
+
+def test_the_worker_exits_when_the_daemon_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed daemon leaves no key worker behind (one would hold the daemon's
+    stdout and stderr, and whoever waits for them would wait for ever)."""
+    script = (
+        "import os, sys\n"
+        "from federationd.actuators.keys import KeyMaker\n"
+        "m = KeyMaker()\n"
+        "m(2048)\n"
+        "print(*(p.pid for p in m._pool._processes.values()), flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, cwd=ROOT, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    (worker,) = (int(p) for p in proc.stdout.split())
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a process that is not ours to wait for, with a deadline
+    assert not _alive(worker)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
