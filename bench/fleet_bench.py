@@ -25,6 +25,10 @@ more remote kept aside) it prints one JSON object:
 * ``memory_top`` (with ``--trace-memory``, which runs the daemon with
   ``PYTHONTRACEMALLOC=1`` and so slows it: a run for finding memory, not for timing): the
   daemon's ``/debug/memory`` after the changes, the largest allocation sites;
+* ``emulator_gc_pause_max_ms``: the longest garbage collection of the emulator's process
+  during the changes (its stores are frozen after the joins, as a real API server has
+  no stop-the-world collector to stall the daemon's requests), and
+  ``emulator_full_gc_ms``, what one full collection of them took before that;
 * ``floor_ms``: the floor measured in the same run — a minimal client process that
   watches the same remote Service over HTTPS and writes one ConfigMap on the master
   through the same emulator — and ``ratio_p99`` = gateway change p99 (master) / floor p99.
@@ -40,6 +44,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import os
 import random
@@ -170,6 +175,25 @@ class ChangeFeed:
         for store, fn in self._listeners:
             with contextlib.suppress(ValueError):
                 store.listeners.remove(fn)
+
+
+class _GcPauses:
+    """The longest garbage collection of this process (the emulator's) while open."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._on)
+
+    def _on(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started:
+            self.longest = max(self.longest, time.perf_counter() - self._started)
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._on)
 
 
 def _install(fleet: Fleet) -> None:
@@ -333,6 +357,7 @@ async def run_size(
             tmp, n, remotes, changes=changes, resync=resync, seed=seed, keep=keep, trace_memory=trace_memory
         )
     finally:
+        gc.unfreeze()  # what the next size's collector may look at again
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -371,6 +396,15 @@ async def _run_size(
                 await _converged(d, session, timeout=300)
                 await _quiet(fleet)
 
+                # The emulator's stores hold every cluster's objects: freeze them, so that a
+                # full collection of this process (a pause of the emulator, which a real
+                # API server's concurrent collector does not have) does not land in a
+                # measured change; the pauses left are reported
+                t_gc = time.perf_counter()
+                gc.collect()
+                full_gc = time.perf_counter() - t_gc
+                gc.freeze()
+                pauses = _GcPauses()
                 rng = random.Random(seed)
                 lat_master: list[float] = []
                 lat_all: list[float] = []
@@ -394,6 +428,7 @@ async def _run_size(
                     writes += _mutating(fleet) - w0
                     changed += feed.content_changes - c0  # the bench's own write is a Service's status: not counted
                 cpu = _cpu_s(d.pid) - cpu0
+                pauses.close()
                 by1 = _writes_by_resource(fleet)
                 by = {k: round((v - by0.get(k, 0)) / changes, 2) for k, v in sorted(by1.items()) if v != by0.get(k, 0)}
                 feed.watch_ip = ""
@@ -431,6 +466,8 @@ async def _run_size(
                     "all_p50": round(_pct(lat_all, 50), 1),
                     "all_p99": round(_pct(lat_all, 99), 1),
                 },
+                "emulator_gc_pause_max_ms": round(pauses.longest * 1000, 1),
+                "emulator_full_gc_ms": round(full_gc * 1000, 1),
                 "cpu_s_per_change": round(cpu / changes, 4),
                 "writes_per_change": round(writes / changes, 2),
                 "changed_per_change": round(changed / changes, 2),
