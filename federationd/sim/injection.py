@@ -67,7 +67,7 @@ from federationd.sim.gotemplate import (
     type_of,
 )
 from federationd.sim.rbac import selector_matches
-from federationd.sim.store import Obj, Store, deep_copy, rfc3339
+from federationd.sim.store import Obj, Store, deep_copy, load_yaml, rfc3339
 
 MWC = ("admissionregistration.k8s.io", "mutatingwebhookconfigurations")
 IGNORED_NAMESPACES = ("kube-system", "kube-public")
@@ -79,20 +79,12 @@ LEGACY = {"initContainers": ["istio-init", "enable-core-dump"], "containers": ["
           "volumes": ["istio-certs", "istio-envoy"], "imagePullSecrets": []}
 
 
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _json_or_yaml(text: str) -> Any:
     """YAML that is usually JSON (a values file): the JSON parser first, it is faster."""
     try:
         return json.loads(text)
     except ValueError:
-        return _yaml_load(text)
-
-
-def _yaml_load(text: str) -> Any:
-    """``yaml.safe_load`` with libyaml when present (a template's output is parsed per Pod)."""
-    return yaml.load(text, Loader=_LOADER)
+        return load_yaml(text)
 
 
 class InjectorDown(Exception):
@@ -481,7 +473,7 @@ def read_mesh_config(text: str, *, with_sds: bool) -> GoStruct:
     """``cmd.ReadMeshConfig``: defaults, the file over them, ``defaultConfig`` over the
     default ProxyConfig."""
     try:
-        doc = _yaml_load(text) if text.strip() else {}
+        doc = load_yaml(text) if text.strip() else {}
     except yaml.YAMLError as e:
         raise InjectorDown(f"failed to convert to proto.: {e}") from None
     if not isinstance(doc, dict):
@@ -869,7 +861,7 @@ def decode_injection_spec(text: str) -> Obj:
     """The template's output as ``SidecarInjectionSpec`` (Go field names matched without
     regard to case, as ``encoding/json`` does; other keys ignored)."""
     try:
-        doc = _yaml_load(text)
+        doc = load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
@@ -1330,7 +1322,7 @@ class Webhooks:
         values_path = _flag(args, "injectValues", "/etc/istio/inject/values")
         config_text = self._file(deployment, container, ns, config_path)
         try:
-            config = _yaml_load(config_text) or {}
+            config = load_yaml(config_text) or {}
         except yaml.YAMLError as e:
             raise InjectorDown(f"error converting YAML to JSON: yaml: {e}") from None
         if not isinstance(config, dict):

@@ -48,7 +48,7 @@ from federationd.sim import (
 )
 from federationd.sim.kinds import CRDError, Kind, Registry, crd_errors, kinds_from_crd
 from federationd.sim.selectors import object_filter
-from federationd.sim.store import Change, Obj, Store, deep_copy, rfc3339
+from federationd.sim.store import Change, Obj, Store, deep_copy, load_yaml, rfc3339
 
 if TYPE_CHECKING:
     from federationd.sim.faults import Faults
@@ -57,10 +57,6 @@ log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
-
-#: ``yaml.safe_load``'s loader, with LibYAML when present (every server-side apply body is
-#: YAML; the pure-Python parser was half of the emulator's time while a fleet joined)
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 MUTATING = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
@@ -715,7 +711,7 @@ class ApiServer:
             )
         try:
             if ctype in ("application/yaml", APPLY_PATCH):
-                obj = yaml.load(body, Loader=_YAML_LOADER)
+                obj = load_yaml(body)
             else:
                 obj = _decode(body)
         except (msgspec.DecodeError, yaml.YAMLError) as e:

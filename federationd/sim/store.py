@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import yaml
 
 from federationd.sim import convert, defaults, errors
 from federationd.sim.kinds import Kind, Registry, ResourceKey
@@ -56,6 +57,17 @@ def deep_copy(obj: Obj) -> Obj:
 
 
 _last_rfc3339: tuple[int | None, str] = (None, "")
+
+
+#: ``yaml.safe_load``'s loader, with LibYAML when present: the emulator parses YAML per
+#: request (every server-side apply body) and per Pod (injection templates' output).
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str | bytes) -> Any:
+    """``yaml.safe_load``, with LibYAML when present (the same safe constructor: plain
+    data only)."""
+    return yaml.load(text, Loader=_YAML_LOADER)
 
 
 def rfc3339(ts: float) -> str:

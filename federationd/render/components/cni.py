@@ -5,10 +5,10 @@ instead of a privileged ``istio-init`` container in every pod.
 its configuration, chained after the existing plugin, into ``confDir``. The plugin skips
 pods in ``excludeNamespaces`` (by default the control plane's own namespace).
 
-Mirrors the istio/cni repository's chart at 1.2.8
-(``deployments/kubernetes/install/helm/istio-cni/templates/istio-cni.yaml``: the
+Mirrors the istio/cni repository's chart at 1.1.14 and 1.2.8 (the same template at both
+tags: ``deployments/kubernetes/install/helm/istio-cni/templates/istio-cni.yaml``: the
 DaemonSet, ConfigMap, ServiceAccount and RBAC; Istio's own repository carries no CNI
-chart at 1.1.14 / 1.2.8) and the source operator's ``pkg/resources/cni/{daemonset,
+chart at those tags) and the source operator's ``pkg/resources/cni/{daemonset,
 configmap,rbac}.go`` (release-1.2).
 """
 
