@@ -35,8 +35,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
@@ -49,6 +49,7 @@ from federationd.clusters.errors import (
     error_for_status,
     parse_retry_after,
 )
+from federationd.clusters.h2watch import H2Channel, NoHttp2
 from federationd.clusters.health import ClusterHealth
 from federationd.clusters.kubeconfig import Kubeconfig, KubeconfigRejected, sanitise
 from federationd.metrics import METRICS, Metrics
@@ -101,15 +102,8 @@ def unavailable_reason(exc: BaseException, *, timeout: float | None = None) -> s
     if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
         return "TLS handshake failed"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        # The cause decides what the user must fix: a name (DNS), a port, a route.
-        os_error = exc.os_error
-        if isinstance(os_error, socket.gaierror) or type(exc).__name__ == "ClientConnectorDNSError":
-            return f"could not resolve host {exc.host}"
-        if isinstance(os_error, ConnectionRefusedError):
-            return f"connection refused by {exc.host}:{exc.port}"
-        if isinstance(os_error, TimeoutError):
-            return f"connection to {exc.host}:{exc.port} timed out"
-        return f"host {exc.host}:{exc.port} unreachable"
+        dns = type(exc).__name__ == "ClientConnectorDNSError"
+        return dial_failure(exc.os_error, exc.host, exc.port, dns=dns)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "server disconnected"
     if isinstance(exc, TimeoutError):
@@ -119,6 +113,33 @@ def unavailable_reason(exc: BaseException, *, timeout: float | None = None) -> s
     if isinstance(exc, aiohttp.ClientError | OSError):
         return "connection error"
     return type(exc).__name__
+
+
+class WatchResponse(Protocol):
+    """What a watch reads: the status, the headers (HTTP/2 names are lower case), and
+    the body a line at a time (``b""`` at its end)."""
+
+    status: int
+
+    async def readline(self) -> bytes: ...
+
+
+class _Http1Watch:
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self.status = resp.status
+        self.readline = resp.content.readline
+
+
+def dial_failure(os_error: BaseException, host: str, port: int | None, *, dns: bool = False) -> str:
+    """Why a TCP connection could not be made; the cause decides what the user must fix:
+    a name (DNS), a port, a route."""
+    if dns or isinstance(os_error, socket.gaierror):
+        return f"could not resolve host {host}"
+    if isinstance(os_error, ConnectionRefusedError):
+        return f"connection refused by {host}:{port}"
+    if isinstance(os_error, TimeoutError):
+        return f"connection to {host}:{port} timed out"
+    return f"host {host}:{port} unreachable"
 
 
 def _ssl_context(cfg: Kubeconfig, *, cert: bytes | None, key: bytes | None) -> ssl.SSLContext:
@@ -232,6 +253,7 @@ class ClusterClient:
         token_file: str | None = None,
         token_refresh: float = TOKEN_REFRESH_PERIOD,
         user_agent: str = USER_AGENT,
+        h2: H2Channel | None = None,
     ) -> None:
         self.name = name
         self.user_agent = user_agent
@@ -250,6 +272,7 @@ class ClusterClient:
         self._proxy = config.proxy_url or None
         self._server_hostname = config.tls_server_name or None
         self.discovery = Discovery(lambda path: self.request("GET", path))
+        self._h2 = h2
         self._closed = False
 
     @property
@@ -379,12 +402,40 @@ class ClusterClient:
     async def stream(
         self, path: str, *, query: Query | None = None, read_timeout: float,
         what: str = "",
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A streaming GET (watch). Connecting is bounded by ``request_timeout``, each read
-        by ``read_timeout``; the response is closed when the block exits (also on
-        cancellation)."""
+    ) -> AsyncIterator[WatchResponse]:
+        """A streaming GET (watch), over the cluster's HTTP/2 connection when the server
+        speaks it (``h2watch``), else on a connection of its own. Connecting is bounded
+        by ``request_timeout``, each read on HTTP/1.1 by ``read_timeout``; the response
+        is closed (an HTTP/2 stream reset) when the block exits, also on cancellation."""
         if self._closed:
             raise ApiUnavailable(f"{what or 'watch'}: connection to {self.name} is closed")
+        prefix = f"{what}: " if what else ""
+        if self._h2 is not None and not self._h2.refused:
+            try:
+                h2s = await self._h2.open(path + _encode_query(query), self._headers(None))
+            except NoHttp2:
+                h2s = None  # on HTTP/1.1 below
+            except OSError as e:  # also ssl.SSLError and TimeoutError
+                reason = self._h2_failure(e)
+                self._account("GET", None, reason=reason)
+                raise ApiUnavailable(f"{prefix}{self.name}: {reason}") from None
+            if h2s is not None:
+                try:
+                    self._account("GET", h2s.status)
+                    if not 200 <= h2s.status < 300:
+                        try:
+                            async with asyncio.timeout(self.request_timeout):
+                                payload = await h2s.read()
+                        except (OSError, ValueError):
+                            payload = b""
+                        raise error_for_status(
+                            h2s.status, payload,
+                            retry_after=parse_retry_after(h2s.headers.get("retry-after")),
+                            what=what)
+                    yield h2s
+                finally:
+                    h2s.close()
+                return
         t = aiohttp.ClientTimeout(
             total=None, connect=self.request_timeout, sock_connect=self.request_timeout,
             sock_read=read_timeout)
@@ -395,7 +446,6 @@ class ClusterClient:
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             reason = unavailable_reason(e, timeout=self.request_timeout)
             self._account("GET", None, reason=reason)
-            prefix = f"{what}: " if what else ""
             raise ApiUnavailable(f"{prefix}{self.name}: {reason}") from None
         try:
             self._account("GET", resp.status)
@@ -408,9 +458,17 @@ class ClusterClient:
                 raise error_for_status(
                     resp.status, payload,
                     retry_after=parse_retry_after(resp.headers.get("Retry-After")), what=what)
-            yield resp
+            yield _Http1Watch(resp)
         finally:
             resp.close()
+
+    def _h2_failure(self, exc: OSError) -> str:
+        if isinstance(exc, ssl.SSLError | TimeoutError):
+            return unavailable_reason(exc, timeout=self.request_timeout)
+        if isinstance(exc, ConnectionResetError):
+            return "server disconnected"
+        u = urlsplit(self.config.server)
+        return dial_failure(exc, u.hostname or "", u.port or 443)
 
     async def server_version(self) -> str:
         """The API server's ``gitVersion`` (GET /version); also a cheap reachability probe
@@ -422,6 +480,8 @@ class ClusterClient:
         if self._closed:
             return
         self._closed = True
+        if self._h2 is not None:
+            self._h2.close()
         await self.session.close()
 
 
@@ -438,11 +498,14 @@ async def connect(
     connector_limit: int = 256,
     clock: Callable[[], float] | None = None,
     user_agent: str = USER_AGENT,
+    http2: bool = True,
 ) -> ClusterClient:
     """Open a client for the kubeconfig's chosen context. No request is made here; the
     first request shows whether the cluster is reachable (see ``ClusterClient.health``).
     Raises ``KubeconfigRejected`` for an unsafe or unusable kubeconfig. ``user_agent``
-    names the caller in the API server's audit log (see :func:`user_agent`)."""
+    names the caller in the API server's audit log (see :func:`user_agent`). ``http2``
+    lets watches share one HTTP/2 connection when the server offers it (not through a
+    proxy)."""
     metrics = metrics or METRICS
     cfg = kubeconfig if isinstance(kubeconfig, Kubeconfig) else sanitise(
         kubeconfig, context=context, allow_exec=allow_exec, allow_files=allow_files)
@@ -472,9 +535,18 @@ async def connect(
         auth["Authorization"] = aiohttp.BasicAuth(cfg.username, cfg.password).encode()
 
     ctx = _ssl_context(cfg, cert=cert, key=key)
-    # HTTP/1.1: every open watch holds a connection for its lifetime (client-go shares
-    # one HTTP/2 connection), so the pool must fit all reflectors of a cluster plus the
-    # writers; a full pool would silently stall requests behind watches.
+    channel = None
+    u = urlsplit(cfg.server)
+    if http2 and not cfg.proxy_url and u.scheme == "https" and u.hostname:
+        # its own context: the channel offers ALPN h2, which aiohttp must not
+        channel = H2Channel(
+            host=u.hostname, port=u.port or 443, authority=u.netloc,
+            ssl_context=_ssl_context(cfg, cert=cert, key=key),
+            server_hostname=cfg.tls_server_name or None, connect_timeout=request_timeout,
+            max_line=_READ_BUFSIZE, name=str(cluster))
+    # HTTP/1.1: a watch that cannot go over HTTP/2 holds a connection for its lifetime,
+    # so the pool must fit all reflectors of a cluster plus the writers; a full pool
+    # would silently stall requests behind watches.
     connector = aiohttp.TCPConnector(ssl=ctx, limit=connector_limit)
     session = aiohttp.ClientSession(
         connector=connector, trust_env=False, read_bufsize=_READ_BUFSIZE)
@@ -482,7 +554,7 @@ async def connect(
         return ClusterClient(
             name=cluster, config=cfg, session=session, auth_headers=auth,
             request_timeout=request_timeout, health=health, metrics=metrics,
-            token_file=cfg.token_file or None, user_agent=user_agent)
+            token_file=cfg.token_file or None, user_agent=user_agent, h2=channel)
     except BaseException:
         await session.close()
         raise

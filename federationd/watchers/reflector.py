@@ -337,7 +337,7 @@ class Reflector:
                     # line that arrives as the task is cancelled and drops the
                     # cancellation, and the reflector then never stops
                     async with asyncio.timeout(self.inactivity_timeout):
-                        line = await resp.content.readline()
+                        line = await resp.readline()
                 except TimeoutError:
                     raise WatchExpired(self.name) from None
                 except (OSError, ValueError) as e:
