@@ -8,6 +8,8 @@ environment:
   an ``ssl.SSLContext`` (``cadata=``), so no file holds it. A client certificate/key has
   to pass through files for ``load_cert_chain``; they are written 0600 into a private
   directory and removed before ``connect`` returns.
+* Requests and watches share one HTTP/2 connection when the server offers ``h2``
+  (``http2``, as client-go); otherwise each goes over pooled HTTP/1.1 connections.
 * Every request carries a timeout (``request_timeout`` unless the caller gives one);
   watches pass their own read timeout.
 * Every request is counted in ``rest_client_requests_total{code,method,host}`` with the
@@ -49,7 +51,7 @@ from federationd.clusters.errors import (
     error_for_status,
     parse_retry_after,
 )
-from federationd.clusters.h2watch import H2Channel, NoHttp2
+from federationd.clusters.http2 import H2Channel, NoHttp2
 from federationd.clusters.health import ClusterHealth
 from federationd.clusters.kubeconfig import Kubeconfig, KubeconfigRejected, sanitise
 from federationd.metrics import METRICS, Metrics
@@ -374,20 +376,26 @@ class ClusterClient:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             headers["Content-Type"] = content_type
         t = request_timeout if request_timeout is not None else self.request_timeout
-        try:
-            async with self.session.request(
-                method, self.url(path, query), data=data, headers=self._headers(headers),
-                timeout=aiohttp.ClientTimeout(total=t), proxy=self._proxy,
-                server_hostname=self._server_hostname,
-            ) as resp:
-                payload = await resp.read()
-                status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            reason = unavailable_reason(e, timeout=t)
-            self._account(method, None, reason=reason)
-            prefix = f"{what}: " if what else ""
-            raise ApiUnavailable(f"{prefix}{self.name}: {reason}") from None
+        answer = None
+        if self._h2 is not None and not self._h2.refused:
+            answer = await self._h2_request(method, path, query, data, headers, t, what)
+        if answer is not None:
+            status, payload, retry_after = answer
+        else:
+            try:
+                async with self.session.request(
+                    method, self.url(path, query), data=data, headers=self._headers(headers),
+                    timeout=aiohttp.ClientTimeout(total=t), proxy=self._proxy,
+                    server_hostname=self._server_hostname,
+                ) as resp:
+                    payload = await resp.read()
+                    status = resp.status
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                reason = unavailable_reason(e, timeout=t)
+                self._account(method, None, reason=reason)
+                prefix = f"{what}: " if what else ""
+                raise ApiUnavailable(f"{prefix}{self.name}: {reason}") from None
         self._account(method, status)
         if not 200 <= status < 300:
             raise error_for_status(status, payload, retry_after=retry_after, what=what)
@@ -398,13 +406,38 @@ class ClusterClient:
         except ValueError:
             raise ApiError(f"{what or path}: response is not JSON", status=status) from None
 
+    async def _h2_request(
+        self, method: str, path: str, query: Query | None, data: bytes | None,
+        headers: dict[str, str], timeout: float, what: str,
+    ) -> tuple[int, bytes, float | None] | None:
+        """The request on the cluster's HTTP/2 connection: status, body and Retry-After;
+        None when it has to go over HTTP/1.1 instead."""
+        assert self._h2 is not None
+        h2s = None
+        try:
+            async with asyncio.timeout(timeout):
+                h2s = await self._h2.open(
+                    method.upper(), path + _encode_query(query), self._headers(headers), data)
+                payload = await h2s.read()
+        except NoHttp2:
+            return None
+        except OSError as e:  # also ssl.SSLError and TimeoutError
+            reason = self._h2_failure(e, timeout)
+            self._account(method, None, reason=reason)
+            prefix = f"{what}: " if what else ""
+            raise ApiUnavailable(f"{prefix}{self.name}: {reason}") from None
+        finally:
+            if h2s is not None:
+                h2s.close()
+        return h2s.status, payload, parse_retry_after(h2s.headers.get("retry-after"))
+
     @contextlib.asynccontextmanager
     async def stream(
         self, path: str, *, query: Query | None = None, read_timeout: float,
         what: str = "",
     ) -> AsyncIterator[WatchResponse]:
         """A streaming GET (watch), over the cluster's HTTP/2 connection when the server
-        speaks it (``h2watch``), else on a connection of its own. Connecting is bounded
+        speaks it (``http2``), else on an HTTP/1.1 connection of its own. Connecting is bounded
         by ``request_timeout``, each read on HTTP/1.1 by ``read_timeout``; the response
         is closed (an HTTP/2 stream reset) when the block exits, also on cancellation."""
         if self._closed:
@@ -412,11 +445,11 @@ class ClusterClient:
         prefix = f"{what}: " if what else ""
         if self._h2 is not None and not self._h2.refused:
             try:
-                h2s = await self._h2.open(path + _encode_query(query), self._headers(None))
+                h2s = await self._h2.open("GET", path + _encode_query(query), self._headers(None))
             except NoHttp2:
                 h2s = None  # on HTTP/1.1 below
             except OSError as e:  # also ssl.SSLError and TimeoutError
-                reason = self._h2_failure(e)
+                reason = self._h2_failure(e, self.request_timeout)
                 self._account("GET", None, reason=reason)
                 raise ApiUnavailable(f"{prefix}{self.name}: {reason}") from None
             if h2s is not None:
@@ -462,9 +495,9 @@ class ClusterClient:
         finally:
             resp.close()
 
-    def _h2_failure(self, exc: OSError) -> str:
+    def _h2_failure(self, exc: OSError, timeout: float) -> str:
         if isinstance(exc, ssl.SSLError | TimeoutError):
-            return unavailable_reason(exc, timeout=self.request_timeout)
+            return unavailable_reason(exc, timeout=timeout)
         if isinstance(exc, ConnectionResetError):
             return "server disconnected"
         u = urlsplit(self.config.server)
@@ -544,9 +577,10 @@ async def connect(
             ssl_context=_ssl_context(cfg, cert=cert, key=key),
             server_hostname=cfg.tls_server_name or None, connect_timeout=request_timeout,
             max_line=_READ_BUFSIZE, name=str(cluster))
-    # HTTP/1.1: a watch that cannot go over HTTP/2 holds a connection for its lifetime,
-    # so the pool must fit all reflectors of a cluster plus the writers; a full pool
-    # would silently stall requests behind watches.
+    # HTTP/1.1, for a server (or proxy) without HTTP/2 and requests beyond its stream
+    # limit: a watch holds a connection for its lifetime, so the pool must fit all
+    # reflectors of a cluster plus the writers; a full pool would silently stall
+    # requests behind watches.
     connector = aiohttp.TCPConnector(ssl=ctx, limit=connector_limit)
     session = aiohttp.ClientSession(
         connector=connector, trust_env=False, read_bufsize=_READ_BUFSIZE)

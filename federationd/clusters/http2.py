@@ -1,15 +1,16 @@
-"""Every watch of a cluster on one HTTP/2 connection.
+"""Every request and watch of a cluster on one HTTP/2 connection.
 
 Over HTTP/1.1 each open watch holds a TLS connection of its own, and a cluster has one
-watch per kind the daemon reads or owns (~20): ~64 KB of OpenSSL and Python state per
-connection, ~120 MB of a 100-cluster daemon. kube-apiserver speaks HTTP/2 (ALPN ``h2``)
-and client-go multiplexes every request of a cluster on one connection; here the watches,
-which live for minutes each, share one. Short requests stay on the pooled HTTP/1.1
-session (``ClusterClient.request``), whose idle connections close on their own.
+watch per kind the daemon reads or owns (~20), plus the pooled connections of its
+concurrent lists and writes: ~64 KB of OpenSSL and Python state per connection, ~120 MB
+of a 100-cluster daemon, and a TLS handshake per connection. kube-apiserver speaks
+HTTP/2 (ALPN ``h2``) and client-go multiplexes every request of a cluster on one
+connection; so does this.
 
 Shape: an ``H2Channel`` per cluster holds at most one live ``_Connection``: a TLS
 connection that offered ``["h2", "http/1.1"]``, one reader task that feeds the ``h2``
-state machine and hands each frame's bytes to its ``H2Stream``, and a stream per watch.
+state machine and hands each frame's bytes to its ``H2Stream``, and a stream per request
+or watch. A request body goes out as the server's flow-control windows allow.
 The ``h2`` library does the protocol (framing, HPACK, stream states, flow-control
 accounting); this module moves bytes and wakes readers. Received data is acknowledged
 (its flow-control window given back) only as the watcher consumes it, so a watcher that
@@ -17,8 +18,9 @@ falls behind holds at most its stream window (``STREAM_WINDOW``) in memory and t
 connection at most ``CONNECTION_WINDOW``.
 
 A server that does not select ``h2`` (an HTTP/1.1-only proxy or load balancer in front of
-the API server) makes ``open`` raise ``NoHttp2``, for good: the caller watches over
-HTTP/1.1 as before. A lost connection fails every stream on it with
+the API server) makes ``open`` raise ``NoHttp2``, for good: the caller uses HTTP/1.1 as
+before. So does a request beyond the server's stream limit (kube-apiserver: 100 per
+connection), as Go's client opens another connection then. A lost connection fails every stream on it with
 ``ConnectionResetError`` (the watcher resumes from its resourceVersion) and the next
 ``open`` dials again; after a GOAWAY the connection serves the streams it has and new
 ones go to a new connection.
@@ -69,6 +71,8 @@ class H2Stream:
         self._ended = False
         self._error: BaseException | None = None
         self._wake = asyncio.Event()
+        #: request body bytes not yet sent (waiting for flow-control window)
+        self.pending = b""
 
     # the reader task's side ------------------------------------------------------------
 
@@ -132,8 +136,6 @@ class H2Stream:
         while not self._ended:
             if self._error is not None:
                 raise self._error
-            if len(self._buf) - self._pos > self._max_line:
-                raise ValueError("body too long")
             self._wake.clear()
             await self._wake.wait()
         return self._take(len(self._buf))
@@ -174,10 +176,11 @@ class _Connection:
         if data and not self._writer.is_closing():
             self._writer.write(data)
 
-    def start(self, headers: list[tuple[str, str]], *, max_line: int) -> H2Stream:
+    def start(self, headers: list[tuple[str, str]], body: bytes | None, *,
+              max_line: int) -> H2Stream:
         try:
             stream_id = self.h2.get_next_available_stream_id()
-            self.h2.send_headers(stream_id, headers, end_stream=True)
+            self.h2.send_headers(stream_id, headers, end_stream=not body)
         except h2.exceptions.TooManyStreamsError:
             raise NoHttp2("the server's stream limit is reached") from None
         except h2.exceptions.NoAvailableStreamIDError:
@@ -185,8 +188,22 @@ class _Connection:
             raise NoHttp2("the connection has used up its stream IDs") from None
         stream = H2Stream(self, stream_id, max_line=max_line)
         self.streams[stream_id] = stream
+        if body:
+            stream.pending = body
+            self._send_pending(stream)
         self.flush()
         return stream
+
+    def _send_pending(self, stream: H2Stream) -> None:
+        """As much of the stream's request body as the windows allow; the rest goes when
+        the server opens them (``WindowUpdated``)."""
+        while stream.pending:
+            room = min(self.h2.local_flow_control_window(stream.stream_id),
+                       self.h2.max_outbound_frame_size)
+            if room <= 0:
+                return
+            chunk, stream.pending = stream.pending[:room], stream.pending[room:]
+            self.h2.send_data(stream.stream_id, chunk, end_stream=not stream.pending)
 
     def consumed(self, stream_id: int, n: int) -> None:
         if n and not self._writer.is_closing():
@@ -260,6 +277,11 @@ class _Connection:
                 code = event.error_code
                 name = code.name if isinstance(code, ErrorCodes) else str(code)
                 stream._fail(ConnectionResetError(f"stream reset by the server ({name})"))
+        elif isinstance(event, h2.events.WindowUpdated):
+            for stream in list(self.streams.values()):
+                if stream.pending and (not event.stream_id or event.stream_id == stream.stream_id):
+                    with contextlib.suppress(h2.exceptions.StreamClosedError):
+                        self._send_pending(stream)
         elif isinstance(event, h2.events.ConnectionTerminated):
             # GOAWAY: streams above its last ID were never processed; the rest go on
             self.usable = False
@@ -338,16 +360,19 @@ class H2Channel:
             self._current = c
             return c
 
-    async def open(self, path: str, headers: Mapping[str, str]) -> H2Stream:
-        """A GET of ``path`` (with its query) as a new stream; returns once the response
-        headers are in. Raises ``NoHttp2``, ``OSError``/``ssl.SSLError`` from dialling,
-        ``TimeoutError`` past the connect timeout, ``ConnectionResetError`` when the
-        connection is lost before the response."""
+    async def open(self, method: str, path: str, headers: Mapping[str, str],
+                   body: bytes | None = None) -> H2Stream:
+        """A request of ``path`` (with its query) as a new stream; returns once the
+        response headers are in. Raises ``NoHttp2``, ``OSError``/``ssl.SSLError`` from
+        dialling, ``TimeoutError`` past the connect timeout, ``ConnectionResetError`` when
+        the connection is lost before the response. The caller closes the stream."""
         conn = await self._connection()
-        fields = [(":method", "GET"), (":scheme", "https"), (":authority", self._authority),
+        fields = [(":method", method), (":scheme", "https"), (":authority", self._authority),
                   (":path", path)]
         fields += [(k.lower(), v) for k, v in headers.items() if k.lower() != "host"]
-        stream = conn.start(fields, max_line=self._max_line)
+        if body:
+            fields.append(("content-length", str(len(body))))
+        stream = conn.start(fields, body, max_line=self._max_line)
         try:
             async with asyncio.timeout(self._connect_timeout):
                 await stream.response()

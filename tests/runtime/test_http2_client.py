@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from federationd.clusters import ClusterClient, connect
-from federationd.clusters.h2watch import STREAM_WINDOW
+from federationd.clusters.http2 import STREAM_WINDOW
 from federationd.metrics import Metrics
 from federationd.sim import Fleet
 from federationd.watchers.reflector import Reflector
