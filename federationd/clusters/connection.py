@@ -51,8 +51,8 @@ from federationd.clusters.errors import (
     error_for_status,
     parse_retry_after,
 )
-from federationd.clusters.http2 import H2Channel, NoHttp2
 from federationd.clusters.health import ClusterHealth
+from federationd.clusters.http2 import H2Channel, NoHttp2
 from federationd.clusters.kubeconfig import Kubeconfig, KubeconfigRejected, sanitise
 from federationd.metrics import METRICS, Metrics
 
@@ -408,21 +408,21 @@ class ClusterClient:
 
     async def _h2_request(
         self, method: str, path: str, query: Query | None, data: bytes | None,
-        headers: dict[str, str], timeout: float, what: str,
+        headers: dict[str, str], within: float, what: str,
     ) -> tuple[int, bytes, float | None] | None:
         """The request on the cluster's HTTP/2 connection: status, body and Retry-After;
         None when it has to go over HTTP/1.1 instead."""
         assert self._h2 is not None
         h2s = None
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within):
                 h2s = await self._h2.open(
                     method.upper(), path + _encode_query(query), self._headers(headers), data)
                 payload = await h2s.read()
         except NoHttp2:
             return None
         except OSError as e:  # also ssl.SSLError and TimeoutError
-            reason = self._h2_failure(e, timeout)
+            reason = self._h2_failure(e, within)
             self._account(method, None, reason=reason)
             prefix = f"{what}: " if what else ""
             raise ApiUnavailable(f"{prefix}{self.name}: {reason}") from None
