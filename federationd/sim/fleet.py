@@ -34,6 +34,7 @@ from events.types import ClusterName
 from federationd.sim import versions
 from federationd.sim.behaviours import Behaviours
 from federationd.sim.faults import Faults
+from federationd.sim.h2serve import AlpnSwitch, offer_h2
 from federationd.sim.server import ApiServer, RequestCounters
 from federationd.sim.store import Store
 from federationd.sim.tlscert import ServingCert
@@ -178,8 +179,16 @@ class Cluster:
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
+        handlers = self._runner.server
+        assert handlers is not None
+        transports = self.server.transports
+
+        def protocol() -> AlpnSwitch:
+            # HTTP/2 or HTTP/1.1 by ALPN; HTTP/1.1 connections get aiohttp's own handler
+            return AlpnSwitch(handlers, transports=transports, max_body=self.server.MAX_BODY)
+
         self._serving = loop.create_task(
-            loop.create_server(self._runner.server, sock=sock, ssl=self._sock_ssl),  # type: ignore[arg-type]
+            loop.create_server(protocol, sock=sock, ssl=self._sock_ssl),
             name=f"sim-listen-{self.name}",
         )
 
@@ -364,6 +373,7 @@ class Fleet:
                 })
                 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
                 cert.configure(ctx)
+                offer_h2(ctx)
                 c._sock_ssl = ctx
                 self._clusters[spec.name] = c
                 await c.start()
