@@ -95,12 +95,13 @@ class AlpnSwitch(asyncio.Protocol):
         *,
         transports: weakref.WeakSet[Any],
         max_body: int,
-        idle_timeout: float = IDLE_TIMEOUT,
+        idle_timeout: float | None = None,
     ) -> None:
         self._factory = handler_factory
         self._transports = transports
         self._max_body = max_body
-        self._idle_timeout = idle_timeout
+        # read when a connection starts, so a test may shorten it
+        self._idle_timeout = IDLE_TIMEOUT if idle_timeout is None else idle_timeout
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         sslobj = transport.get_extra_info("ssl_object")
@@ -217,12 +218,13 @@ class H2Protocol(asyncio.Protocol):
         *,
         transports: weakref.WeakSet[Any],
         max_body: int,
-        idle_timeout: float = IDLE_TIMEOUT,
+        idle_timeout: float | None = None,
     ) -> None:
         self._factory = handler_factory
         self._transports = transports
         self._max_body = max_body
-        self._idle_timeout = idle_timeout
+        # read when a connection starts, so a test may shorten it
+        self._idle_timeout = IDLE_TIMEOUT if idle_timeout is None else idle_timeout
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
         self._h2 = h2.connection.H2Connection(config=config)
         self._h2.local_settings = h2.settings.Settings(client=False, initial_values={
@@ -231,6 +233,11 @@ class H2Protocol(asyncio.Protocol):
             h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_READ_FRAME_SIZE,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
         })
+        # Settings given as initial values are in force at once (they go out in the first
+        # SETTINGS frame, as Go's server sends them), but h2 derives these two only when
+        # an acknowledgement changes them
+        self._h2.max_inbound_frame_size = MAX_READ_FRAME_SIZE
+        self._h2.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
         self._streams: dict[int, _Stream] = {}
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
