@@ -126,7 +126,7 @@ class _Stream:
     handler: RequestHandler | None = None
     transport: StreamTransport | None = None
     #: parses what the handler writes (an HTTP/1.1 response) back into events
-    h11: h11.Connection | None = None
+    parser: h11.Connection | None = None
     #: response body bytes the client's flow-control windows do not admit yet
     out: bytearray = field(default_factory=bytearray)
     end_pending: bool = False
@@ -225,7 +225,12 @@ class H2Protocol(asyncio.Protocol):
         self._max_body = max_body
         # read when a connection starts, so a test may shorten it
         self._idle_timeout = IDLE_TIMEOUT if idle_timeout is None else idle_timeout
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        # what is sent comes from h11, which has already validated and lowercased it;
+        # what is received is checked in full
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None,
+            validate_outbound_headers=False, normalize_outbound_headers=False,
+        )
         self._h2 = h2.connection.H2Connection(config=config)
         self._h2.local_settings = h2.settings.Settings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
@@ -246,6 +251,8 @@ class H2Protocol(asyncio.Protocol):
         self._write_scheduled = False
         self._socket_paused = False
         self._idle: asyncio.TimerHandle | None = None
+        #: when the last stream ended (the connection is idle while it has none)
+        self._idle_since = 0.0
 
     # ------------------------------------------------------------------ the connection
 
@@ -257,6 +264,7 @@ class H2Protocol(asyncio.Protocol):
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(CONNECTION_RECEIVE_WINDOW - _DEFAULT_WINDOW)
         self._write_now()
+        self._idle_since = self._loop.time()
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
@@ -297,7 +305,7 @@ class H2Protocol(asyncio.Protocol):
             self._lose(s, exc or ConnectionResetError("Connection lost"))
 
     def _close(self) -> None:
-        """GOAWAY (queued by the caller or here) and close once it is written."""
+        """Close once what is queued (a GOAWAY, if any) has been written."""
         if self._closing or self._lost:
             return
         self._closing = True
@@ -309,19 +317,20 @@ class H2Protocol(asyncio.Protocol):
             self._transport.close()
 
     def _arm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        if not self._streams and not self._lost and not self._closing:
-            self._idle = self._loop.call_later(self._idle_timeout, self._on_idle)
+        # one timer per connection, re-armed when it fires: streams come and go far
+        # more often than the idle timeout passes
+        if self._idle is None and not self._lost and not self._closing:
+            self._idle = self._loop.call_at(self._idle_since + self._idle_timeout, self._on_idle)
 
     def _on_idle(self) -> None:
         self._idle = None
-        if self._streams:
+        if not self._streams and self._loop.time() >= self._idle_since + self._idle_timeout:
+            # Go's http2 server: no stream for IdleTimeout -> GOAWAY(NO_ERROR) and close
+            self._h2.close_connection()
+            self._close()
             return
-        # Go's http2 server: no stream for IdleTimeout -> GOAWAY(NO_ERROR) and close
-        self._h2.close_connection()
-        self._close()
+        if not self._streams:
+            self._arm_idle()
 
     def _extra(self, name: str, default: Any) -> Any:
         if self._transport is None:
@@ -355,7 +364,6 @@ class H2Protocol(asyncio.Protocol):
             assert ev.stream_id is not None and ev.headers is not None
             s = _Stream(id=ev.stream_id, headers=list(_as_bytes(ev.headers)))
             self._streams[s.id] = s
-            self._arm_idle()
             if ev.stream_ended is not None:
                 self._start(s)
         elif isinstance(ev, h2.events.DataReceived):
@@ -383,7 +391,7 @@ class H2Protocol(asyncio.Protocol):
                 r.reset = True
                 r.out.clear()
                 self._lose(r, ConnectionResetError("stream reset by the client"))
-                self._arm_idle()
+                self._now_idle()
         elif isinstance(ev, h2.events.WindowUpdated):
             if ev.stream_id:
                 w = self._streams.get(ev.stream_id)
@@ -443,7 +451,7 @@ class H2Protocol(asyncio.Protocol):
             self._answer(s, 400, json.dumps(err.status()).encode())
             return
         s.body = bytearray()
-        s.h11 = conn
+        s.parser = conn
         handler = self._factory()
         s.handler = handler
         s.transport = StreamTransport(self, s)
@@ -463,7 +471,7 @@ class H2Protocol(asyncio.Protocol):
 
     def _response_bytes(self, s: _Stream, data: bytes) -> None:
         """What the stream's handler wrote: an HTTP/1.1 response, re-framed."""
-        conn = s.h11
+        conn = s.parser
         assert conn is not None
         try:
             conn.receive_data(data)
@@ -491,7 +499,7 @@ class H2Protocol(asyncio.Protocol):
     def _response_done(self, s: _Stream) -> None:
         """The handler closed its transport: the response is complete (a response
         without length framing ends here), and the handler is done."""
-        conn = s.h11
+        conn = s.parser
         if conn is not None and not s.reset and not s.end_pending:
             try:
                 conn.receive_data(b"")
@@ -571,8 +579,18 @@ class H2Protocol(asyncio.Protocol):
         self._forget_if_done(s)
 
     def _forget_if_done(self, s: _Stream) -> None:
-        if s.lost and (s.ended or s.reset) and self._streams.get(s.id) is s:
-            del self._streams[s.id]
+        if s.lost and (s.ended or s.reset):
+            # the transport outlives the stream in ApiServer.transports (weakly): let
+            # the handler and parser go now rather than with a cycle collection
+            s.handler = None
+            s.parser = None
+            if self._streams.get(s.id) is s:
+                del self._streams[s.id]
+                self._now_idle()
+
+    def _now_idle(self) -> None:
+        if not self._streams:
+            self._idle_since = self._loop.time()
             self._arm_idle()
 
 

@@ -59,6 +59,7 @@ class H2Client:
         self.remote_settings: dict[int, int] = {}
         self.terminated: h2.events.ConnectionTerminated | None = None
         self.closed = asyncio.Event()
+        self.window_opened = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
 
     @classmethod
@@ -120,13 +121,17 @@ class H2Client:
             s.ended.set()
         elif isinstance(ev, h2.events.RemoteSettingsChanged):
             self.remote_settings.update({k: v.new_value for k, v in ev.changed_settings.items()})
+            self.window_opened.set()
+        elif isinstance(ev, h2.events.WindowUpdated):
+            self.window_opened.set()
         elif isinstance(ev, h2.events.ConnectionTerminated):
             self.terminated = ev
 
     def open(
-        self, method: str, path: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
-        token: str | None = None, ack: bool = True,
+        self, method: str, path: str, *, body: bool = False, headers: dict[str, str] | None = None,
+        token: str | None = None, ack: bool = True, content_length: int = 0,
     ) -> Stream:
+        """Send a request's headers (and end the stream unless a body follows)."""
         sid = self.conn.get_next_available_stream_id()
         s = self.streams[sid] = Stream(sid, ack=ack)
         hs = [(":method", method), (":path", path), (":scheme", "https"),
@@ -135,16 +140,30 @@ class H2Client:
             hs.append(("authorization", f"Bearer {token or self.cluster.token}"))
         hs += [(k.lower(), v) for k, v in (headers or {}).items()]
         if body:
-            hs.append(("content-length", str(len(body))))
+            hs.append(("content-length", str(content_length)))
         self.conn.send_headers(sid, hs, end_stream=not body)
-        if body:
-            self.conn.send_data(sid, body, end_stream=True)
         self.flush()
         return s
 
-    async def request(self, method: str, path: str, **kw: Any) -> Stream:
-        s = self.open(method, path, **kw)
+    async def send_body(self, s: Stream, body: bytes) -> None:
+        """Send as much as the server's windows admit, then wait for WINDOW_UPDATE."""
+        view = memoryview(body)
+        while view:
+            n = min(self.conn.local_flow_control_window(s.id), self.conn.max_outbound_frame_size, len(view))
+            if n == 0:
+                self.window_opened.clear()
+                async with asyncio.timeout(5):
+                    await self.window_opened.wait()
+                continue
+            self.conn.send_data(s.id, bytes(view[:n]), end_stream=n == len(view))
+            view = view[n:]
+            self.flush()
+
+    async def request(self, method: str, path: str, *, body: bytes = b"", **kw: Any) -> Stream:
+        s = self.open(method, path, body=bool(body), content_length=len(body), **kw)
         async with asyncio.timeout(10):
+            if body:
+                await self.send_body(s, body)
             await s.ended.wait()
         return s
 
@@ -240,6 +259,22 @@ async def test_create_with_a_body(master: Cluster, raw: Raw) -> None:
     assert code == 200 and got["data"] == {"k": "v" * 1000}
     # counted like any request
     assert master.requests.total("create", "configmaps") == before + 2
+
+
+async def test_a_body_larger_than_the_servers_window(master: Cluster, raw: Raw) -> None:
+    # more than the 256 KiB stream window: the client must wait for the server to
+    # acknowledge what it received
+    ns = await _namespace(raw)
+    big = "b" * 600_000
+    body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big-body"},
+                       "data": {"k": big}}).encode()
+    assert len(body) > h2serve.STREAM_RECEIVE_WINDOW
+    async with h2client(master) as c:
+        s = await c.request("POST", f"/api/v1/namespaces/{ns}/configmaps", body=body,
+                            headers={"content-type": "application/json"})
+        assert s.status == 201, s.body
+    code, got, _ = await raw.request("GET", f"/api/v1/namespaces/{ns}/configmaps/big-body")
+    assert code == 200 and got["data"]["k"] == big
 
 
 async def test_watches_multiplexed_on_one_connection(master: Cluster, raw: Raw) -> None:
