@@ -3,11 +3,12 @@
 Each cluster is its own HTTPS API server on 127.0.0.1 (an ephemeral port), with its own
 store, registry, behaviours and faults, serving a certificate from one CA generated per
 fleet; it speaks HTTP/2 or HTTP/1.1 as ALPN decides, as a real one does
-(``federationd.sim.h2serve``). Kubeconfigs embed the CA and a bearer token (no file references, so they can be
-put in a Secret as the source operator's users do); one file per cluster with a context
-named like the cluster, and a merged file with a context per cluster. Their token is
-``kubernetes-admin`` in ``system:masters``; ``identity_kubeconfig`` gives one that
-authenticates as a ServiceAccount instead, so RBAC decides what it may do.
+(``federationd.sim.h2serve``). Kubeconfigs embed the CA and a bearer token (no file
+references, so they can be put in a Secret as the source operator's users do); one file
+per cluster with a context named like the cluster, and a merged file with a context per
+cluster. Their token is ``kubernetes-admin`` in ``system:masters``;
+``identity_kubeconfig`` gives one that authenticates as a ServiceAccount instead, so RBAC
+decides what it may do.
 
 Partitions close the listening socket and reset open connections, then listen again on
 the same port, so clients see "connection refused" and then recover without new
