@@ -405,3 +405,19 @@ async def test_http1_only_clients_still_get_http1(master: Cluster) -> None:
         head, _, body = response.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 "), head
         assert "gitVersion" in json.loads(body)
+
+
+async def test_concurrent_requests_on_one_connection(master: Cluster, raw: Raw) -> None:
+    ns = await _namespace(raw)
+    for i in range(20):
+        code, _, _ = await raw.request("POST", f"/api/v1/namespaces/{ns}/configmaps",
+                                       body={"metadata": {"name": f"c{i}"}, "data": {"i": str(i) * 5000}})
+        assert code == 201
+    async with h2client(master) as c:
+        # every request is in flight before any answer is read
+        streams = [c.open("GET", f"/api/v1/namespaces/{ns}/configmaps/c{i % 20}") for i in range(60)]
+        async with asyncio.timeout(10):
+            for s in streams:
+                await s.ended.wait()
+        for i, s in enumerate(streams):
+            assert s.status == 200 and json.loads(s.body)["data"]["i"] == str(i % 20) * 5000
