@@ -405,6 +405,8 @@ class H2Protocol(asyncio.Protocol):
             for w in list(self._streams.values()):
                 self._flush(w)
         elif isinstance(ev, h2.events.ConnectionTerminated):
+            # h2 sends nothing after a peer's GOAWAY (Go's server would finish the open
+            # streams first): the client, which is leaving, sees the connection close
             self._close()
 
     # ------------------------------------------------------------------ one stream
