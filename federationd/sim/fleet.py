@@ -2,11 +2,13 @@
 
 Each cluster is its own HTTPS API server on 127.0.0.1 (an ephemeral port), with its own
 store, registry, behaviours and faults, serving a certificate from one CA generated per
-fleet. Kubeconfigs embed the CA and a bearer token (no file references, so they can be
-put in a Secret as the source operator's users do); one file per cluster with a context
-named like the cluster, and a merged file with a context per cluster. Their token is
-``kubernetes-admin`` in ``system:masters``; ``identity_kubeconfig`` gives one that
-authenticates as a ServiceAccount instead, so RBAC decides what it may do.
+fleet; it speaks HTTP/2 or HTTP/1.1 as ALPN decides, as a real one does
+(``federationd.sim.h2serve``). Kubeconfigs embed the CA and a bearer token (no file
+references, so they can be put in a Secret as the source operator's users do); one file
+per cluster with a context named like the cluster, and a merged file with a context per
+cluster. Their token is ``kubernetes-admin`` in ``system:masters``;
+``identity_kubeconfig`` gives one that authenticates as a ServiceAccount instead, so RBAC
+decides what it may do.
 
 Partitions close the listening socket and reset open connections, then listen again on
 the same port, so clients see "connection refused" and then recover without new
@@ -34,6 +36,7 @@ from events.types import ClusterName
 from federationd.sim import versions
 from federationd.sim.behaviours import Behaviours
 from federationd.sim.faults import Faults
+from federationd.sim.h2serve import AlpnSwitch, offer_h2
 from federationd.sim.server import ApiServer, RequestCounters
 from federationd.sim.store import Store
 from federationd.sim.tlscert import ServingCert
@@ -178,8 +181,16 @@ class Cluster:
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
+        handlers = self._runner.server
+        assert handlers is not None
+        transports = self.server.transports
+
+        def protocol() -> AlpnSwitch:
+            # HTTP/2 or HTTP/1.1 by ALPN; HTTP/1.1 connections get aiohttp's own handler
+            return AlpnSwitch(handlers, transports=transports, max_body=self.server.MAX_BODY)
+
         self._serving = loop.create_task(
-            loop.create_server(self._runner.server, sock=sock, ssl=self._sock_ssl),  # type: ignore[arg-type]
+            loop.create_server(protocol, sock=sock, ssl=self._sock_ssl),
             name=f"sim-listen-{self.name}",
         )
 
@@ -364,6 +375,7 @@ class Fleet:
                 })
                 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
                 cert.configure(ctx)
+                offer_h2(ctx)
                 c._sock_ssl = ctx
                 self._clusters[spec.name] = c
                 await c.start()

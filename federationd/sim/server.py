@@ -145,6 +145,8 @@ class ApiServer:
 
     #: bytes a watcher may have unread in its socket buffer before it is dropped
     WATCH_BUFFER_LIMIT = 16 * 1024 * 1024
+    #: the largest request body accepted (over HTTP/1.1 and HTTP/2 alike)
+    MAX_BODY = 64 * 1024 * 1024
     #: seconds between checks that an idle watch's client is still connected (aiohttp
     #: does not cancel a handler whose connection is lost)
     WATCH_LIVENESS_CHECK = 1.0
@@ -196,7 +198,7 @@ class ApiServer:
         self.rbac.audit = counter
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=self.MAX_BODY)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 

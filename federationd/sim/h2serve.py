@@ -1,0 +1,601 @@
+"""HTTP/2 for the emulated API servers, negotiated by ALPN on the same TLS port.
+
+A real kube-apiserver offers ALPN ``h2`` and ``http/1.1``; Go clients (kubectl,
+client-go) pick h2 and multiplex every request and watch of a cluster on one
+connection, so a client built for real clusters must be exercised over h2 too. Clients
+that do not offer h2 keep getting HTTP/1.1 exactly as before.
+
+The shape keeps one implementation of the API: every HTTP/2 stream is bridged to the
+same aiohttp application that serves HTTP/1.1. Once a stream's request (headers and
+body) is complete, a fresh aiohttp ``RequestHandler`` is given an in-memory transport
+for that stream alone and fed the request re-encoded as HTTP/1.1 (``Connection:
+close``, so one handler answers one stream); what it writes back is parsed with h11 and
+re-framed as HEADERS and DATA on the stream. Authentication, RBAC, admission, watches,
+faults, audit and request counters therefore behave identically on both protocols.
+
+The per-stream transport is what the watch code in ``federationd.sim.server`` talks to
+directly: ``get_write_buffer_size()`` is what the client's flow-control window holds
+back on that stream (plus the connection's own socket buffer), ``is_closing()`` turns
+true when the client resets the stream or the connection is gone, and ``abort()``
+resets only that stream. Flow control honours the client's windows and frame size;
+request bodies are acknowledged as they arrive. The TLS connection itself is
+registered with the API server so a partition (``abort_connections``) drops it like an
+HTTP/1.1 connection. Settings, windows and the idle timeout are kube-apiserver's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import h11
+from aiohttp.web_protocol import RequestHandler
+
+from federationd.sim import errors
+
+log = logging.getLogger(__name__)
+
+ALPN_PROTOCOLS = ["h2", "http/1.1"]
+
+# kube-apiserver's HTTP/2 server options (k8s.io/apiserver/pkg/server/secure_serving.go,
+# SecureServingInfo.Serve): --http2-max-streams-per-connection defaults to 0, which
+# means 100 streams ("match http2.initialMaxConcurrentStreams used by clients"); the
+# per-stream receive buffer and the largest frame read are resourceBody99Percentile
+# (256 KiB); the connection's receive buffer is that times the stream limit; the
+# idle timeout is http.Server.IdleTimeout (90 s); MaxHeaderBytes is 1 MiB, which Go's
+# http2 server advertises plus 10 fields of 32 bytes overhead.
+MAX_CONCURRENT_STREAMS = 100
+_RESOURCE_BODY_99_PERCENTILE = 256 * 1024
+STREAM_RECEIVE_WINDOW = _RESOURCE_BODY_99_PERCENTILE
+MAX_READ_FRAME_SIZE = _RESOURCE_BODY_99_PERCENTILE
+CONNECTION_RECEIVE_WINDOW = _RESOURCE_BODY_99_PERCENTILE * MAX_CONCURRENT_STREAMS
+MAX_HEADER_LIST_SIZE = (1 << 20) + 10 * 32
+IDLE_TIMEOUT = 90.0
+
+#: The initial window of an HTTP/2 stream and connection before any SETTINGS (RFC 9113).
+_DEFAULT_WINDOW = 65_535
+
+# An HTTP/1.1 hop-by-hop header has no meaning on an HTTP/2 stream (RFC 9113 §8.2.2);
+# host and content-length are re-derived from :authority and the body.
+_HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te",
+})
+_REQUEST_DROPPED = _HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+
+#: A handler whose stream holds more than this unsent is told to pause (aiohttp then
+#: waits in ``drain``), and resumes below the low mark: asyncio's default write limits.
+_HIGH_WATER = 64 * 1024
+_LOW_WATER = 16 * 1024
+
+
+def offer_h2(ctx: ssl.SSLContext) -> None:
+    """Let TLS clients negotiate HTTP/2, preferring it as the real API server does."""
+    ctx.set_alpn_protocols(ALPN_PROTOCOLS)
+
+
+class AlpnSwitch(asyncio.Protocol):
+    """The listening socket's protocol: after the TLS handshake, hands the connection to
+    HTTP/2 or to aiohttp's HTTP/1.1 handler, whichever ALPN selected."""
+
+    def __init__(
+        self,
+        handler_factory: Callable[[], RequestHandler],
+        *,
+        transports: weakref.WeakSet[Any],
+        max_body: int,
+        idle_timeout: float | None = None,
+    ) -> None:
+        self._factory = handler_factory
+        self._transports = transports
+        self._max_body = max_body
+        # read when a connection starts, so a test may shorten it
+        self._idle_timeout = IDLE_TIMEOUT if idle_timeout is None else idle_timeout
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sslobj = transport.get_extra_info("ssl_object")
+        alpn = sslobj.selected_alpn_protocol() if sslobj is not None else None
+        proto: asyncio.BaseProtocol
+        if alpn == "h2":
+            proto = H2Protocol(self._factory, transports=self._transports, max_body=self._max_body,
+                               idle_timeout=self._idle_timeout)
+        else:
+            proto = self._factory()
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+
+
+@dataclass(eq=False, slots=True)
+class _Stream:
+    id: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytearray = field(default_factory=bytearray)
+    too_large: bool = False
+    started: bool = False
+    handler: RequestHandler | None = None
+    transport: StreamTransport | None = None
+    #: parses what the handler writes (an HTTP/1.1 response) back into events
+    parser: h11.Connection | None = None
+    #: response body bytes the client's flow-control windows do not admit yet
+    out: bytearray = field(default_factory=bytearray)
+    end_pending: bool = False
+    ended: bool = False
+    #: reset by either side, or the connection is gone: nothing more is sent
+    reset: bool = False
+    #: the handler has been told the connection is lost (once, as asyncio does)
+    lost: bool = False
+    paused: bool = False
+
+
+class StreamTransport(asyncio.Transport):
+    """What one stream's aiohttp handler sees as its connection."""
+
+    def __init__(self, conn: H2Protocol, stream: _Stream) -> None:
+        super().__init__()
+        self._conn = conn
+        self._stream = stream
+        self._closing = False
+
+    # what the watch code uses directly
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or self._stream.reset:
+            return
+        self._conn._response_bytes(self._stream, bytes(data))
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(list_of_data))
+
+    def is_closing(self) -> bool:
+        return self._closing or self._stream.reset
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._stream.out) + self._conn._socket_buffer()
+
+    def abort(self) -> None:
+        """Reset this stream only (RST_STREAM CANCEL); the connection and its other
+        streams carry on."""
+        self._closing = True
+        self._conn._reset(self._stream)
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._conn._response_done(self._stream)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        # the socket is shared by every stream: a handler must not set options on it
+        if name == "socket":
+            return default
+        return self._conn._extra(name, default)
+
+    # the request was delivered whole: there is no reading to pause
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_reading(self) -> bool:
+        return not self._closing
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return _LOW_WATER, _HIGH_WATER
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        raise NotImplementedError("an HTTP/2 stream cannot change protocol")
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        assert self._stream.handler is not None
+        return self._stream.handler
+
+
+class H2Protocol(asyncio.Protocol):
+    """One HTTP/2 connection; see the module docstring."""
+
+    def __init__(
+        self,
+        handler_factory: Callable[[], RequestHandler],
+        *,
+        transports: weakref.WeakSet[Any],
+        max_body: int,
+        idle_timeout: float | None = None,
+    ) -> None:
+        self._factory = handler_factory
+        self._transports = transports
+        self._max_body = max_body
+        # read when a connection starts, so a test may shorten it
+        self._idle_timeout = IDLE_TIMEOUT if idle_timeout is None else idle_timeout
+        # what is sent comes from h11, which has already validated and lowercased it;
+        # what is received is checked in full
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None,
+            validate_outbound_headers=False, normalize_outbound_headers=False,
+        )
+        self._h2 = h2.connection.H2Connection(config=config)
+        self._h2.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_RECEIVE_WINDOW,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_READ_FRAME_SIZE,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+        })
+        # Settings given as initial values are in force at once (they go out in the first
+        # SETTINGS frame, as Go's server sends them), but h2 derives these two only when
+        # an acknowledgement changes them
+        self._h2.max_inbound_frame_size = MAX_READ_FRAME_SIZE
+        self._h2.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
+        self._streams: dict[int, _Stream] = {}
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._lost = False
+        self._closing = False
+        self._write_scheduled = False
+        self._socket_paused = False
+        self._idle: asyncio.TimerHandle | None = None
+        #: when the last stream ended (the connection is idle while it has none)
+        self._idle_since = 0.0
+
+    # ------------------------------------------------------------------ the connection
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        # a partition aborts every registered transport: this one too
+        self._transports.add(transport)
+        self._h2.initiate_connection()
+        self._h2.increment_flow_control_window(CONNECTION_RECEIVE_WINDOW - _DEFAULT_WINDOW)
+        self._write_now()
+        self._idle_since = self._loop.time()
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        if self._lost or self._closing:
+            return
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            # h2 has queued the GOAWAY that names the error
+            log.debug("HTTP/2 protocol error from %s: %s", self._extra("peername", None), e)
+            self._close()
+            return
+        for ev in events:
+            self._event(ev)
+        self._schedule_write()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def pause_writing(self) -> None:
+        self._socket_paused = True
+        for s in list(self._streams.values()):
+            self._update_pause(s)
+
+    def resume_writing(self) -> None:
+        self._socket_paused = False
+        for s in list(self._streams.values()):
+            self._update_pause(s)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        streams, self._streams = list(self._streams.values()), {}
+        for s in streams:
+            s.reset = True
+            self._lose(s, exc or ConnectionResetError("Connection lost"))
+
+    def _close(self) -> None:
+        """Close once what is queued (a GOAWAY, if any) has been written."""
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        self._write_now()
+        if self._transport is not None:
+            self._transport.close()
+
+    def _arm_idle(self) -> None:
+        # one timer per connection, re-armed when it fires: streams come and go far
+        # more often than the idle timeout passes
+        if self._idle is None and not self._lost and not self._closing:
+            self._idle = self._loop.call_at(self._idle_since + self._idle_timeout, self._on_idle)
+
+    def _on_idle(self) -> None:
+        self._idle = None
+        if not self._streams and self._loop.time() >= self._idle_since + self._idle_timeout:
+            # Go's http2 server: no stream for IdleTimeout -> GOAWAY(NO_ERROR) and close
+            self._h2.close_connection()
+            self._close()
+            return
+        if not self._streams:
+            self._arm_idle()
+
+    def _extra(self, name: str, default: Any) -> Any:
+        if self._transport is None:
+            return default
+        return self._transport.get_extra_info(name, default)
+
+    def _socket_buffer(self) -> int:
+        if self._transport is None or self._lost:
+            return 0
+        return self._transport.get_write_buffer_size()
+
+    def _schedule_write(self) -> None:
+        # frames produced during one loop iteration (a change fanned out to several
+        # watches of this connection) leave in one TLS write
+        if not self._write_scheduled and not self._lost:
+            self._write_scheduled = True
+            self._loop.call_soon(self._write_now)
+
+    def _write_now(self) -> None:
+        self._write_scheduled = False
+        if self._lost or self._transport is None:
+            return
+        data = self._h2.data_to_send()
+        if data and not self._transport.is_closing():
+            self._transport.write(data)
+
+    # ------------------------------------------------------------------ frames in
+
+    def _event(self, ev: h2.events.Event) -> None:
+        if isinstance(ev, h2.events.RequestReceived):
+            assert ev.stream_id is not None and ev.headers is not None
+            s = _Stream(id=ev.stream_id, headers=list(_as_bytes(ev.headers)))
+            self._streams[s.id] = s
+            if ev.stream_ended is not None:
+                self._start(s)
+        elif isinstance(ev, h2.events.DataReceived):
+            assert ev.stream_id is not None and ev.data is not None
+            self._h2.acknowledge_received_data(ev.flow_controlled_length or 0, ev.stream_id)
+            d = self._streams.get(ev.stream_id)
+            if d is None or d.started:
+                return
+            if len(d.body) + len(ev.data) > self._max_body:
+                d.too_large = True
+                d.body = bytearray()
+            elif not d.too_large:
+                d.body += ev.data
+            if ev.stream_ended is not None:
+                self._start(d)
+        elif isinstance(ev, h2.events.StreamEnded):
+            e = self._streams.get(ev.stream_id or 0)
+            if e is not None and not e.started:
+                self._start(e)
+        elif isinstance(ev, h2.events.StreamReset):
+            r = self._streams.pop(ev.stream_id or 0, None)
+            if r is not None:
+                # the client went away from this stream: its handler ends (a watch sees
+                # is_closing() and returns)
+                r.reset = True
+                r.out.clear()
+                self._lose(r, ConnectionResetError("stream reset by the client"))
+                self._now_idle()
+        elif isinstance(ev, h2.events.WindowUpdated):
+            if ev.stream_id:
+                w = self._streams.get(ev.stream_id)
+                if w is not None:
+                    self._flush(w)
+            else:
+                for w in list(self._streams.values()):
+                    self._flush(w)
+        elif isinstance(ev, h2.events.RemoteSettingsChanged):
+            # a larger initial window opens every stream's window at once
+            for w in list(self._streams.values()):
+                self._flush(w)
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            # h2 sends nothing after a peer's GOAWAY (Go's server would finish the open
+            # streams first): the client, which is leaving, sees the connection close
+            self._close()
+
+    # ------------------------------------------------------------------ one stream
+
+    def _start(self, s: _Stream) -> None:
+        s.started = True
+        if s.too_large:
+            err = errors.ApiError(f"Request entity too large: limit is {self._max_body}",
+                                  code=413, reason="RequestEntityTooLarge")
+            self._answer(s, 413, json.dumps(err.status()).encode())
+            return
+        pseudo = {n: v for n, v in s.headers if n.startswith(b":")}
+        authority = pseudo.get(b":authority")
+        headers: list[tuple[bytes, bytes]] = []
+        cookies: list[bytes] = []
+        for name, value in s.headers:
+            if name.startswith(b":") or name in _REQUEST_DROPPED:
+                if name == b"host" and authority is None:
+                    authority = value
+                continue
+            if name == b"cookie":
+                # HTTP/2 may split cookies into several fields; HTTP/1.1 has one (§8.2.3)
+                cookies.append(value)
+                continue
+            headers.append((name, value))
+        if cookies:
+            headers.append((b"cookie", b"; ".join(cookies)))
+        method = pseudo.get(b":method", b"")
+        if s.body or method in (b"POST", b"PUT", b"PATCH"):
+            headers.append((b"content-length", str(len(s.body)).encode()))
+        headers.append((b"connection", b"close"))
+        conn = h11.Connection(our_role=h11.CLIENT)
+        try:
+            if authority is None:
+                raise h11.LocalProtocolError("no :authority")
+            request = conn.send(h11.Request(
+                method=method, target=pseudo.get(b":path", b""), headers=[(b"host", authority), *headers],
+            )) or b""
+            if s.body:
+                request += conn.send(h11.Data(data=bytes(s.body))) or b""
+            request += conn.send(h11.EndOfMessage()) or b""
+        except h11.LocalProtocolError:
+            err = errors.BadRequest("the request is not a valid HTTP request")
+            self._answer(s, 400, json.dumps(err.status()).encode())
+            return
+        s.body = bytearray()
+        s.parser = conn
+        handler = self._factory()
+        s.handler = handler
+        s.transport = StreamTransport(self, s)
+        handler.connection_made(s.transport)
+        handler.data_received(request)
+
+    def _answer(self, s: _Stream, code: int, body: bytes) -> None:
+        """A response of this layer's own (the request never reached the API)."""
+        self._h2.send_headers(s.id, [
+            (b":status", str(code).encode()), (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ])
+        s.out += body
+        s.end_pending = True
+        s.lost = True
+        self._flush(s)
+
+    def _response_bytes(self, s: _Stream, data: bytes) -> None:
+        """What the stream's handler wrote: an HTTP/1.1 response, re-framed."""
+        conn = s.parser
+        assert conn is not None
+        try:
+            conn.receive_data(data)
+            self._parse(s, conn)
+        except h11.RemoteProtocolError:
+            log.exception("the handler of HTTP/2 stream %d wrote an invalid response", s.id)
+            self._reset(s, h2.errors.ErrorCodes.INTERNAL_ERROR)
+
+    def _parse(self, s: _Stream, conn: h11.Connection) -> None:
+        while True:
+            ev = conn.next_event()
+            if ev is h11.NEED_DATA or ev is h11.PAUSED or isinstance(ev, h11.ConnectionClosed):
+                break
+            if isinstance(ev, h11.Response):
+                headers = [(b":status", str(ev.status_code).encode())]
+                headers += [(n, v) for n, v in ev.headers if n not in _HOP_BY_HOP]
+                if not s.reset:
+                    self._h2.send_headers(s.id, headers)
+            elif isinstance(ev, h11.Data):
+                s.out += ev.data
+            elif isinstance(ev, h11.EndOfMessage):
+                s.end_pending = True
+        self._flush(s)
+
+    def _response_done(self, s: _Stream) -> None:
+        """The handler closed its transport: the response is complete (a response
+        without length framing ends here), and the handler is done."""
+        conn = s.parser
+        if conn is not None and not s.reset and not s.end_pending:
+            try:
+                conn.receive_data(b"")
+                self._parse(s, conn)
+            except h11.RemoteProtocolError:
+                pass
+            if not s.end_pending:
+                # the handler gave up mid-response: the client must not take it as whole
+                self._reset(s, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        # asyncio transports report the loss after close(), on the next iteration
+        self._loop.call_soon(self._lose, s, None)
+
+    def _flush(self, s: _Stream) -> None:
+        """Send what the client's windows admit; the rest waits for WINDOW_UPDATE."""
+        if s.reset or self._lost:
+            return
+        h = self._h2
+        try:
+            while s.out:
+                n = min(h.local_flow_control_window(s.id), h.max_outbound_frame_size, len(s.out))
+                if n <= 0:
+                    break
+                chunk = bytes(s.out[:n])
+                del s.out[:n]
+                last = s.end_pending and not s.out
+                h.send_data(s.id, chunk, end_stream=last)
+                s.ended = last
+            if s.end_pending and not s.out and not s.ended:
+                h.end_stream(s.id)
+                s.ended = True
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            # the client closed the stream in the meantime
+            s.reset = True
+            s.out.clear()
+        self._schedule_write()
+        self._update_pause(s)
+        self._forget_if_done(s)
+
+    def _update_pause(self, s: _Stream) -> None:
+        handler = s.handler
+        if handler is None or s.lost:
+            return
+        if s.paused:
+            want = self._socket_paused or len(s.out) > _LOW_WATER
+        else:
+            want = self._socket_paused or len(s.out) > _HIGH_WATER
+        if want != s.paused:
+            s.paused = want
+            if want:
+                handler.pause_writing()
+            else:
+                handler.resume_writing()
+
+    def _reset(self, s: _Stream, code: int = h2.errors.ErrorCodes.CANCEL) -> None:
+        if not s.reset and not s.ended and not self._lost:
+            try:
+                self._h2.reset_stream(s.id, error_code=code)
+            except h2.exceptions.ProtocolError:
+                pass  # already closed by the client
+            self._schedule_write()
+        s.reset = True
+        s.out.clear()
+        if s.transport is not None and not s.lost:
+            self._loop.call_soon(self._lose, s, None)
+        self._forget_if_done(s)
+
+    def _lose(self, s: _Stream, exc: Exception | None) -> None:
+        """Tell the stream's handler its connection is gone (once)."""
+        if s.lost:
+            return
+        s.lost = True
+        handler = s.handler
+        if s.transport is not None:
+            s.transport._closing = True
+        if handler is not None:
+            handler.connection_lost(exc)
+        self._forget_if_done(s)
+
+    def _forget_if_done(self, s: _Stream) -> None:
+        if s.lost and (s.ended or s.reset):
+            # the transport outlives the stream in ApiServer.transports (weakly): let
+            # the handler and parser go now rather than with a cycle collection
+            s.handler = None
+            s.parser = None
+            if self._streams.get(s.id) is s:
+                del self._streams[s.id]
+                self._now_idle()
+
+    def _now_idle(self) -> None:
+        if not self._streams:
+            self._idle_since = self._loop.time()
+            self._arm_idle()
+
+
+def _as_bytes(headers: Iterable[tuple[Any, Any]]) -> Iterable[tuple[bytes, bytes]]:
+    for n, v in headers:
+        yield (n if isinstance(n, bytes) else n.encode()), (v if isinstance(v, bytes) else v.encode())
