@@ -22,6 +22,8 @@ more remote kept aside) it prints one JSON object:
   steady state (must be 0);
 * ``rss_mb`` / ``peak_rss_mb``: the daemon's resident set after the changes, and its peak;
   ``rss_anon_mb`` / ``rss_file_mb``: its anonymous (heap) and file-backed parts;
+  ``daemon_sockets``: its open sockets then (every watch of a cluster shares one HTTP/2
+  connection; requests use pooled HTTP/1.1 connections that close when idle);
 * ``memory_top`` (with ``--trace-memory``, which runs the daemon with
   ``PYTHONTRACEMALLOC=1`` and so slows it: a run for finding memory, not for timing): the
   daemon's ``/debug/memory`` after the changes, the largest allocation sites;
@@ -108,6 +110,15 @@ def _rss_mb(pid: int) -> dict[str, float]:
         if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
             out[k] = int(v.split()[0]) / 1024
     return out
+
+
+def _sockets(pid: int) -> int:
+    """The daemon's open sockets (its connections to the clusters, and its listeners)."""
+    n = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            n += os.readlink(fd).startswith("socket:")
+    return n
 
 
 def _status(fleet: Fleet, kind: str, name: str) -> str:
@@ -438,6 +449,7 @@ async def _run_size(
                 await asyncio.sleep(2 * resync + 1)  # the steady-state window being measured
                 steady = _mutating(fleet) - m0
                 rss = _rss_mb(d.pid)
+                sockets = _sockets(d.pid)
                 memory: dict[str, Any] = {}
                 if trace_memory:
                     async with session.get(d.url + "/debug/memory", timeout=aiohttp.ClientTimeout(total=120)) as resp:
@@ -478,6 +490,7 @@ async def _run_size(
                 "peak_rss_mb": round(rss["VmHWM"], 1),
                 "rss_anon_mb": round(rss["RssAnon"], 1),
                 "rss_file_mb": round(rss["RssFile"], 1),
+                "daemon_sockets": sockets,
                 "floor_ms": {"p50": round(_pct(floor, 50), 2), "p99": round(_pct(floor, 99), 2)},
                 "ratio_p99": round(_pct(lat_master, 99) / _pct(floor, 99), 2),
                 "ratio_all_p99": round(_pct(lat_all, 99) / _pct(floor, 99), 2),

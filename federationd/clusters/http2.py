@@ -155,7 +155,12 @@ class _Connection:
                  *, name: str) -> None:
         self._reader = reader
         self._writer = writer
-        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        # The request headers are built here, lower-case and well-formed, so h2's
+        # per-field checks and rewriting of what it sends (a third of a request's cost
+        # in the client) are skipped; what the server sends is still checked.
+        config = h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=False,
+            normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=config)
         self.h2.local_settings = h2.settings.Settings(client=True, initial_values={
             SettingCodes.ENABLE_PUSH: 0,
