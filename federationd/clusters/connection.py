@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
+import msgspec
 
 from events.types import ClusterName
 from federationd import __version__
@@ -373,7 +374,7 @@ class ClusterClient:
         data: bytes | None = None
         headers: dict[str, str] = {}
         if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else msgspec.json.encode(body)
             headers["Content-Type"] = content_type
         t = request_timeout if request_timeout is not None else self.request_timeout
         answer = None
@@ -402,7 +403,8 @@ class ClusterClient:
         if not payload:
             return None
         try:
-            return json.loads(payload)
+            # msgspec: twice as fast as json, and the decoded objects share their keys
+            return msgspec.json.decode(payload)
         except ValueError:
             raise ApiError(f"{what or path}: response is not JSON", status=status) from None
 

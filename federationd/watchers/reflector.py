@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from federationd.clusters.backoff import Backoff, BackoffPolicy
 from federationd.clusters.clock import REAL_CLOCK, Clock
@@ -357,7 +357,7 @@ class Reflector:
 
     async def _handle_line(self, line: bytes) -> None:
         try:
-            event = json.loads(line)
+            event = msgspec.json.decode(line)
         except ValueError:
             raise ApiError(f"watch {self.kind} on {self.client.name}: malformed event") from None
         etype = event.get("type")
