@@ -233,12 +233,14 @@ def _join(fleet: Fleet, remote: str) -> None:
 
 
 class Daemon:
-    def __init__(self, *, kubeconfig: Path, log: Path, resync: float, trace_memory: bool = False) -> None:
+    def __init__(self, *, kubeconfig: Path, log: Path, resync: float, trace_memory: bool = False,
+                 http2: bool = True) -> None:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"PYTHONTRACEMALLOC": "1"} if trace_memory else {})}
         self.args = [
             sys.executable, "-m", "federationd.cli", "run", "--kubeconfig", str(kubeconfig),
             "--log", str(log), "--http-port", "0", "--namespace", NS, "--cluster-name", "master",
             "--resync-period", str(resync), "--log-level", "WARNING",
+            "--http2" if http2 else "--no-http2",
         ]
         self.stderr_path = log.with_suffix(".stderr")
         self.proc: asyncio.subprocess.Process | None = None
@@ -359,13 +361,15 @@ async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, *, changes: int) -
 
 
 async def run_size(
-    n: int, *, changes: int, resync: float, seed: int, keep: bool = False, trace_memory: bool = False
+    n: int, *, changes: int, resync: float, seed: int, keep: bool = False, trace_memory: bool = False,
+    http2: bool = True,
 ) -> dict[str, Any]:
     remotes = [f"remote-{i:03d}" for i in range(1, n + 1)]  # the last one joins later
     tmp = tempfile.mkdtemp(prefix="fleet-bench-")
     try:
         return await _run_size(
-            tmp, n, remotes, changes=changes, resync=resync, seed=seed, keep=keep, trace_memory=trace_memory
+            tmp, n, remotes, changes=changes, resync=resync, seed=seed, keep=keep, trace_memory=trace_memory,
+            http2=http2,
         )
     finally:
         gc.unfreeze()  # what the next size's collector may look at again
@@ -375,14 +379,14 @@ async def run_size(
 
 async def _run_size(
     tmp: str, n: int, remotes: list[str], *, changes: int, resync: float, seed: int, keep: bool,
-    trace_memory: bool = False,
+    trace_memory: bool = False, http2: bool = True,
 ) -> dict[str, Any]:
     if True:
         async with Fleet(["master", *remotes], directory=Path(tmp) / "fleet") as fleet, aiohttp.ClientSession() as session:
             _install(fleet)
             feed = ChangeFeed(fleet)
             d = Daemon(kubeconfig=fleet["master"].kubeconfig_path, log=Path(tmp) / "log.db", resync=resync,
-                       trace_memory=trace_memory)
+                       trace_memory=trace_memory, http2=http2)
             try:
                 await d.start()
                 await _until(lambda: _status(fleet, "Istio", "istio") == "Available", timeout=120, what="Istio Available", every=0.05)
@@ -463,6 +467,7 @@ async def _run_size(
             behaviours = fleet["master"].behaviours
             return {
                 "clusters": n,
+                "http": "2" if http2 else "1.1",
                 "remotes": n,
                 "join": {
                     "all_s": round(join_all, 2),
@@ -510,7 +515,7 @@ async def main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, task.cancel)
     for n in [int(x) for x in args.sizes.split(",") if x]:
         result = await run_size(n, changes=args.changes, resync=args.resync_period, seed=args.seed, keep=args.keep,
-                                trace_memory=args.trace_memory)
+                                trace_memory=args.trace_memory, http2=not args.http1)
         print(json.dumps(result), flush=True)
     return 0
 
@@ -528,4 +533,6 @@ if __name__ == "__main__":
     p.add_argument("--keep", action="store_true", help="keep the working directory (event log, daemon stderr)")
     p.add_argument("--trace-memory", action="store_true",
                    help="run the daemon with PYTHONTRACEMALLOC=1 and report its largest allocation sites (slows it)")
+    p.add_argument("--http1", action="store_true",
+                   help="run the daemon with --no-http2 (HTTP/1.1: a connection per watch)")
     sys.exit(asyncio.run(main(p.parse_args())))

@@ -731,7 +731,7 @@ class Daemon:
         try:
             client = await connect(
                 raw, name=name, request_timeout=self.settings.request_timeout, metrics=self.metrics,
-                user_agent=user_agent(self.identity),
+                user_agent=user_agent(self.identity), http2=self.settings.http2,
             )
         except KubeconfigRejected as e:
             log.warning("remote %s: kubeconfig rejected: %s", name, e.reason)
@@ -929,6 +929,7 @@ class Daemon:
             metrics=self.metrics,
             allow_files=not s.kubeconfig,  # the in-cluster one, built above: the token file
             user_agent=user_agent(self.identity),
+            http2=s.http2,
         )
 
     def request_stop(self) -> None:

@@ -18,6 +18,8 @@ def test_defaults_flags_and_environment() -> None:
     assert s.log == "/x.db"  # a flag wins over the environment
     assert s.http_port == 9999 and s.leader_elect and s.snapshot_every == 7
     assert config.load([], env={"FEDERATIOND_LEADER_ELECT": "true"}).leader_elect
+    assert s.http2 and not config.load(["--no-http2"], env={}).http2
+    assert not config.load([], env={"FEDERATIOND_HTTP2": "false"}).http2
 
 
 @pytest.mark.parametrize(

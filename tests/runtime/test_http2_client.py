@@ -43,6 +43,19 @@ async def sim(fleet: Fleet, metrics: Metrics) -> AsyncIterator[ClusterClient]:
     await c.close()
 
 
+def _connections_to(port: int) -> int:
+    """Established TCP connections from this process's clients to 127.0.0.1:``port``
+    (the emulator runs in this process too: its accepted ends have ``port`` as the
+    local one)."""
+    n = 0
+    for line in Path("/proc/self/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state = fields[2], fields[3]
+        if state == "01" and remote == f"0100007F:{port:04X}":
+            n += 1
+    return n
+
+
 def _reflectors(client: ClusterClient, recs: dict[str, Recorder]) -> list[Reflector]:
     out = []
     for api_version, kind in KINDS:
@@ -79,8 +92,9 @@ async def test_every_watch_of_a_cluster_shares_one_http2_connection(
             store.create(_obj(api_version, kind, "x"))
         await wait_for(lambda: all(("upsert", "x") in rec.events for rec in recs.values()),
                        within=10, what="an event of every kind")
-        # six watches, one connection
+        # six watches (and the lists before them), one connection
         assert sim._h2.dials == 1 and sim._h2.streams == len(KINDS)
+        assert _connections_to(fleet["master"].port) == 1
     finally:
         for r in reflectors:
             await r.stop()
@@ -150,5 +164,29 @@ async def test_a_server_without_http2_gets_each_watch_over_http1(
         assert client._h2.dials == 1
         for r in reflectors:
             await r.stop()
+    finally:
+        await client.close()
+
+
+async def test_without_http2_each_watch_has_a_connection_of_its_own(
+        fleet: Fleet, metrics: Metrics) -> None:
+    client = await connect(fleet["master"].kubeconfig, name="master", metrics=metrics,
+                           request_timeout=5.0, http2=False)
+    try:
+        assert client._h2 is None
+        recs: dict[str, Recorder] = {}
+        reflectors = _reflectors(client, recs)[:3]
+        for r in reflectors:
+            r.start()
+        try:
+            await wait_for(lambda: all(r.synced.is_set() for r in reflectors)
+                           and fleet["master"].store.watcher_count() >= 3, within=10)
+            fleet["master"].store.create(cm("h1"))
+            await wait_for(lambda: ("upsert", "h1") in recs["ConfigMap"].events)
+            # three watches held open: three HTTP/1.1 connections at least
+            assert _connections_to(fleet["master"].port) >= 3
+        finally:
+            for r in reflectors:
+                await r.stop()
     finally:
         await client.close()
