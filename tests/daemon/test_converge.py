@@ -17,6 +17,7 @@ from federationd.metrics import Metrics
 from federationd.projections.derive import ClusterDesired, DesiredObject, object_key
 from federationd.render.objects import content_hash, obj
 from federationd.sim import Fleet
+from federationd.watchers.reflector import CompactStore
 
 from .waiting import wait_for
 
@@ -93,6 +94,33 @@ async def test_applies_then_a_resync_writes_nothing(h: Harness) -> None:
     await wait_for(h.conv.converged, what="resync")
     assert h.fleet["master"].requests.mutating() == before
     assert h.verbs() == ["apply", "apply", "apply"]
+
+
+async def test_the_inventory_is_kept_compact_and_a_known_check_decodes_nothing(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    desired = _desired([_cm("a", "1"), _cm("b", "2")])
+    h.conv.set_desired(desired, {})
+    await wait_for(h.conv.converged, what="convergence")
+    inventory = h.conv._reflectors[("v1", "ConfigMap")].store
+    assert isinstance(inventory, CompactStore) and len(inventory) == 2
+    decoded: list[object] = []
+    read = CompactStore.__getitem__
+
+    def counting(self: CompactStore, key: tuple[str, str]) -> dict[str, object]:
+        decoded.append(key)
+        return read(self, key)
+
+    monkeypatch.setattr(CompactStore, "__getitem__", counting)
+    for _ in range(50):
+        assert h.conv.converged()
+    assert decoded == []  # each object was checked once, against the bytes now stored
+    # an edit by hand is a new stored version: checked (decoded) again, and repaired
+    live = h.cm("a")
+    assert live is not None
+    live["data"] = {"v": "hand-edited"}
+    h.store.update(live)
+    await wait_for(lambda: (h.cm("a") or {}).get("data") == {"v": "1"}, what="repair")
+    assert ("istio-system", "a") in decoded and ("istio-system", "b") not in decoded
 
 
 async def test_content_found_in_effect_after_a_failed_write_is_recorded(h: Harness) -> None:

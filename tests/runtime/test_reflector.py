@@ -13,6 +13,7 @@ import pytest
 from federationd.clusters import BackoffPolicy, ClusterClient
 from federationd.clusters.backoff import Backoff
 from federationd.watchers.reflector import (
+    CompactStore,
     Reflector,
     default_transform,
     strip_managed_fields,
@@ -102,11 +103,12 @@ async def test_dropped_watch_resumes_without_relisting(client: ClusterClient, ap
     await r.stop()
 
 
-async def _relist_differences(client: ClusterClient, api: FakeApi, clock: FakeClock) -> None:
+async def _relist_differences(client: ClusterClient, api: FakeApi, clock: FakeClock,
+                              **kw: Any) -> Reflector:
     for name in ("a", "b", "c"):
         api.put("namespaces", ns(name))
     rec = Recorder()
-    r = reflector(client, rec, clock=clock, rand=lambda: 0.0)
+    r = reflector(client, rec, clock=clock, rand=lambda: 0.0, **kw)
     r.start()
     await wait_for(lambda: api.open_watches == 1)
     # Take the watch away (it fails once, then the reflector waits on the fake clock),
@@ -126,6 +128,7 @@ async def _relist_differences(client: ClusterClient, api: FakeApi, clock: FakeCl
     assert r.stats["lists"] == 2
     assert set(r.store) == {("", "a"), ("", "b"), ("", "d")}
     await r.stop()
+    return r
 
 
 async def test_gone_event_relists_and_emits_only_differences(
@@ -137,6 +140,28 @@ async def test_gone_http_status_relists_too(client: ClusterClient, api: FakeApi,
                                            clock: FakeClock) -> None:
     api.gone_as_http = True
     await _relist_differences(client, api, clock)
+
+
+async def test_a_compact_store_keeps_json_decodes_copies_and_summarises(
+        client: ClusterClient, api: FakeApi, clock: FakeClock) -> None:
+    r = await _relist_differences(client, api, clock, compact=True,
+                                  summarise=lambda o: o["metadata"]["name"].upper())
+    store = r.store
+    assert isinstance(store, CompactStore)  # a relist keeps it compact
+    assert all(isinstance(raw, bytes) for raw in store._raw.values())
+    assert sorted(s for _, s in store.summaries()) == ["A", "B", "D"]
+    b = store[("", "b")]
+    assert b["metadata"]["labels"] == {"changed": "yes"}
+    # every read is a copy: a reader changing it changes nothing stored
+    b["metadata"]["labels"]["changed"] = "no"
+    assert store[("", "b")]["metadata"]["labels"] == {"changed": "yes"}
+    # the token stands for the stored version until the key is written again
+    token = r.token(("", "b"))
+    assert token is not None and r.token(("", "b")) is token
+    store[("", "b")] = b
+    assert r.token(("", "b")) is not token and r.token(("", "zz")) is None
+    del store[("", "b")]
+    assert ("", "b") not in store and sorted(s for _, s in store.summaries()) == ["A", "D"]
 
 
 async def test_compaction_during_a_watch_relists(client: ClusterClient, api: FakeApi) -> None:
