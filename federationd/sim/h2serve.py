@@ -49,6 +49,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import hpack
+import hpack.table
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.base_protocol import BaseProtocol
@@ -57,6 +58,7 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.tcp_helpers import tcp_nodelay
 from aiohttp.web_protocol import RequestHandler
+from hpack.hpack import encode_integer
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -140,12 +142,57 @@ class AlpnSwitch(asyncio.Protocol):
 
 
 class _PlainEncoder(hpack.Encoder):
-    """HPACK without Huffman coding: in pure Python, Huffman-coding a response's
-    headers costs more CPU than the rest of its encoding, and plain literals are as
-    valid (RFC 7541 §5.2)."""
+    """HPACK for the header blocks the emulator sends, without Huffman coding and
+    without the dynamic table: each field is an index into the static table or a
+    literal "without indexing" (RFC 7541 §6.1, §6.2.2), so a field's encoding never
+    depends on what came before and is kept for the next response that has it.
+
+    In pure Python, Huffman coding and dynamic-table upkeep cost more CPU per
+    response than the rest of its framing; the blocks are a little larger, and as
+    valid. A change of the client's table size is still signalled first (§4.2)."""
+
+    #: fields kept encoded; values that change per response (Date, Content-Length)
+    #: make it churn, so it is simply emptied when full
+    CACHE = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._fields: dict[tuple[bytes, bytes], bytes] = {}
 
     def encode(self, headers: Any, huffman: bool = True) -> bytes:
-        return super().encode(headers, huffman=False)
+        block = super().encode((), huffman=False) if self.header_table.resized else b""
+        fields = self._fields
+        out = [block]
+        for name, value in headers:
+            key = (name, value)
+            encoded = fields.get(key)
+            if encoded is None:
+                if len(fields) >= self.CACHE:
+                    fields.clear()
+                encoded = fields[key] = _field(name, value)
+            out.append(encoded)
+        return b"".join(out)
+
+
+def _field(name: bytes, value: bytes) -> bytes:
+    static = hpack.table.HeaderTable.STATIC_TABLE_MAPPING.get(name)
+    if static is not None:
+        index, values = static
+        full = values.get(value)
+        if full is not None:
+            # indexed field: 1 bit pattern, 7-bit index
+            first = encode_integer(full, 7)
+            first[0] |= 0x80
+            return bytes(first)
+        # literal without indexing, name from the static table: 0000 + 4-bit index
+        return bytes(encode_integer(index, 4)) + _string(value)
+    # literal without indexing, new name
+    return b"\x00" + _string(name) + _string(value)
+
+
+def _string(octets: bytes) -> bytes:
+    # H bit 0 (no Huffman), 7-bit length prefix
+    return bytes(encode_integer(len(octets), 7)) + octets
 
 
 @dataclass(eq=False, slots=True)
@@ -328,10 +375,12 @@ class H2Protocol(asyncio.Protocol):
         # read when a connection starts, so a test may shorten it
         self._idle_timeout = IDLE_TIMEOUT if idle_timeout is None else idle_timeout
         # what is sent is built here from aiohttp's already checked, lowercased
-        # headers; what is received is checked in full
+        # headers; what is received is checked in full (cookie fields are joined
+        # where the request is built)
         config = h2.config.H2Configuration(
             client_side=False, header_encoding=None,
             validate_outbound_headers=False, normalize_outbound_headers=False,
+            normalize_inbound_headers=False,
         )
         self._h2 = h2.connection.H2Connection(config=config)
         self._h2.encoder = _PlainEncoder()
@@ -678,6 +727,10 @@ class H2Protocol(asyncio.Protocol):
     def _flush(self, s: _Stream) -> None:
         """Send what the client's windows admit; the rest waits for WINDOW_UPDATE."""
         if s.reset or self._lost:
+            return
+        if not s.out and (s.ended or not s.end_pending):
+            # nothing waits (a WINDOW_UPDATE for a stream with nothing to send)
+            self._forget_if_done(s)
             return
         h = self._h2
         try:
