@@ -585,6 +585,8 @@ class H2Protocol(asyncio.Protocol):
             err = errors.BadRequest("the request is not a valid HTTP request")
             self._answer(s, 400, json.dumps(err.status()).encode())
             return
+        # a Content-Encoding of the body is not undone: no Kubernetes client compresses
+        # what it sends
         payload = EMPTY_PAYLOAD
         if s.body:
             payload = StreamReader(self._body_protocol, max(len(s.body), 1 << 16), loop=self._loop)
@@ -795,7 +797,12 @@ class H2Protocol(asyncio.Protocol):
         self._wake(s)
 
     def _forget_if_done(self, s: _Stream) -> None:
-        if s.done and (s.ended or s.reset) and self._streams.get(s.id) is s:
+        if not s.done or not (s.ended or s.reset):
+            return
+        # the transport outlives the stream in ApiServer.transports (weakly): without
+        # the cycle, both go when the last reference does, not with a cycle collection
+        s.transport = None
+        if self._streams.get(s.id) is s:
             del self._streams[s.id]
             self._now_idle()
 
