@@ -663,7 +663,7 @@ class H2Protocol(asyncio.Protocol):
             except TimeoutError:
                 resp = web.Response(status=504, content_type="text/plain")
             except Exception:
-                log.exception("Error handling request from %s", self._peername)
+                log.exception("Error handling request from %s", request.remote)
                 if s.head_sent:
                     return  # too late for an error response: the stream is reset below
                 status = HTTPStatus.INTERNAL_SERVER_ERROR
