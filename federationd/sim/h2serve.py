@@ -268,9 +268,10 @@ class StreamTransport(asyncio.Transport):
         """End the response with what has been written."""
         if self._closing:
             return
-        if not self._stream.reset:
-            self._conn._body(self._stream, b"", end=True)
         self._closing = True
+        s = self._stream
+        if not s.reset and not s.end_pending:
+            self._conn._body(s, b"", end=True)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         # the socket is shared by every stream: a handler must not set options on it
