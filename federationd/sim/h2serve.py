@@ -5,22 +5,28 @@ client-go) pick h2 and multiplex every request and watch of a cluster on one
 connection, so a client built for real clusters must be exercised over h2 too. Clients
 that do not offer h2 keep getting HTTP/1.1 exactly as before.
 
-The shape keeps one implementation of the API: every HTTP/2 stream is bridged to the
+The shape keeps one implementation of the API: every HTTP/2 stream is served by the
 same aiohttp application that serves HTTP/1.1. Once a stream's request (headers and
-body) is complete, a fresh aiohttp ``RequestHandler`` is given an in-memory transport
-for that stream alone and fed the request re-encoded as HTTP/1.1 (``Connection:
-close``, so one handler answers one stream); what it writes back is parsed with h11 and
-re-framed as HEADERS and DATA on the stream. Authentication, RBAC, admission, watches,
-faults, audit and request counters therefore behave identically on both protocols.
+body) is complete, an aiohttp ``web.Request`` is built for it directly (the request
+line and headers as aiohttp's parser would give them, the body in a payload reader)
+and handed to the application's handler, as aiohttp's own ``RequestHandler`` does;
+the response is written through a per-stream writer that turns aiohttp's status and
+headers into a HEADERS frame and the body into DATA frames. Nothing is re-encoded as
+HTTP/1.1 and parsed back: the emulator is a test double, and its cost per request
+over h2 should stay close to its cost over HTTP/1.1. Authentication, RBAC, admission,
+watches, faults, audit and request counters behave identically on both protocols.
 
-The per-stream transport is what the watch code in ``federationd.sim.server`` talks to
-directly: ``get_write_buffer_size()`` is what the client's flow-control window holds
-back on that stream (plus the connection's own socket buffer), ``is_closing()`` turns
-true when the client resets the stream or the connection is gone, and ``abort()``
-resets only that stream. Flow control honours the client's windows and frame size;
-request bodies are acknowledged as they arrive. The TLS connection itself is
-registered with the API server so a partition (``abort_connections``) drops it like an
-HTTP/1.1 connection. Settings, windows and the idle timeout are kube-apiserver's.
+The per-stream transport (``StreamTransport``) is what the watch code in
+``federationd.sim.server`` talks to directly: ``write`` sends body bytes as DATA (an
+HTTP/1.1 watch frames its own chunks instead), ``get_write_buffer_size()`` is what
+the client's flow-control window holds back on that stream (plus the connection's own
+socket buffer), ``is_closing()`` turns true when the client resets the stream or the
+connection is gone, and ``abort()`` resets only that stream. Flow control honours the
+client's windows and frame size; request bodies are acknowledged as they arrive. The
+TLS connection itself is registered with the API server so a partition
+(``abort_connections``) drops it like an HTTP/1.1 connection. Settings, windows and
+the idle timeout are kube-apiserver's. Frames produced in one turn of the event loop
+leave in one TLS write, and header blocks are HPACK-encoded without Huffman coding.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import ssl
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from http import HTTPStatus
+from typing import Any, cast
 
 import h2.config
 import h2.connection
@@ -40,8 +48,19 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-import h11
+import hpack
+import hpack.table
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.http import HttpVersion11
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+from aiohttp.tcp_helpers import tcp_nodelay
 from aiohttp.web_protocol import RequestHandler
+from hpack.hpack import encode_integer
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from federationd.sim import errors
 
@@ -73,6 +92,12 @@ _HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te",
 })
 _REQUEST_DROPPED = _HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+_RESPONSE_DROPPED = frozenset(n.decode() for n in _HOP_BY_HOP)
+
+# what aiohttp's HTTP/1.1 parser accepts as a method and an origin-form target
+# (RFC 9110 §5.6.2 token; RFC 9112 §3.2: no controls or spaces)
+_METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 
 #: A handler whose stream holds more than this unsent is told to pause (aiohttp then
 #: waits in ``drain``), and resumes below the low mark: asyncio's default write limits.
@@ -91,13 +116,13 @@ class AlpnSwitch(asyncio.Protocol):
 
     def __init__(
         self,
-        handler_factory: Callable[[], RequestHandler],
+        server: web.Server,
         *,
         transports: weakref.WeakSet[Any],
         max_body: int,
         idle_timeout: float | None = None,
     ) -> None:
-        self._factory = handler_factory
+        self._server = server
         self._transports = transports
         self._max_body = max_body
         # read when a connection starts, so a test may shorten it
@@ -108,12 +133,66 @@ class AlpnSwitch(asyncio.Protocol):
         alpn = sslobj.selected_alpn_protocol() if sslobj is not None else None
         proto: asyncio.BaseProtocol
         if alpn == "h2":
-            proto = H2Protocol(self._factory, transports=self._transports, max_body=self._max_body,
+            proto = H2Protocol(self._server, transports=self._transports, max_body=self._max_body,
                                idle_timeout=self._idle_timeout)
         else:
-            proto = self._factory()
+            proto = self._server()
         transport.set_protocol(proto)
         proto.connection_made(transport)
+
+
+class _PlainEncoder(hpack.Encoder):
+    """HPACK for the header blocks the emulator sends, without Huffman coding and
+    without the dynamic table: each field is an index into the static table or a
+    literal "without indexing" (RFC 7541 §6.1, §6.2.2), so a field's encoding never
+    depends on what came before and is kept for the next response that has it.
+
+    In pure Python, Huffman coding and dynamic-table upkeep cost more CPU per
+    response than the rest of its framing; the blocks are a little larger, and as
+    valid. A change of the client's table size is still signalled first (§4.2)."""
+
+    #: fields kept encoded; values that change per response (Date, Content-Length)
+    #: make it churn, so it is simply emptied when full
+    CACHE = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._fields: dict[tuple[bytes, bytes], bytes] = {}
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        block = super().encode((), huffman=False) if self.header_table.resized else b""
+        fields = self._fields
+        out = [block]
+        for name, value in headers:
+            key = (name, value)
+            encoded = fields.get(key)
+            if encoded is None:
+                if len(fields) >= self.CACHE:
+                    fields.clear()
+                encoded = fields[key] = _field(name, value)
+            out.append(encoded)
+        return b"".join(out)
+
+
+def _field(name: bytes, value: bytes) -> bytes:
+    static = hpack.table.HeaderTable.STATIC_TABLE_MAPPING.get(name)
+    if static is not None:
+        index, values = static
+        full = values.get(value)
+        if full is not None:
+            # indexed field: 1 bit pattern, 7-bit index
+            first = encode_integer(full, 7)
+            first[0] |= 0x80
+            return bytes(first)
+        # literal without indexing, name from the static table: 0000 + 4-bit index
+        return bytes(encode_integer(index, 4)) + _string(value)
+    # literal without indexing, new name
+    return b"\x00" + _string(name) + _string(value)
+
+
+def _string(octets: bytes) -> bytes:
+    # H bit 0 (no Huffman), 7-bit length prefix
+    return bytes(encode_integer(len(octets), 7)) + octets
 
 
 @dataclass(eq=False, slots=True)
@@ -123,23 +202,39 @@ class _Stream:
     body: bytearray = field(default_factory=bytearray)
     too_large: bool = False
     started: bool = False
-    handler: RequestHandler | None = None
     transport: StreamTransport | None = None
-    #: parses what the handler writes (an HTTP/1.1 response) back into events
-    parser: h11.Connection | None = None
+    #: the response's header block, until the first body bytes or the end send it
+    head: list[tuple[bytes, bytes]] | None = None
+    head_sent: bool = False
     #: response body bytes the client's flow-control windows do not admit yet
     out: bytearray = field(default_factory=bytearray)
     end_pending: bool = False
     ended: bool = False
     #: reset by either side, or the connection is gone: nothing more is sent
     reset: bool = False
-    #: the handler has been told the connection is lost (once, as asyncio does)
-    lost: bool = False
+    #: the request's handler has returned (or there was none)
+    done: bool = False
+    #: the handler is to wait before writing more (``drain``)
     paused: bool = False
+    waiter: asyncio.Future[None] | None = None
+
+
+class _StreamPeer:
+    """What an aiohttp request reads from its protocol: the stream's transport and
+    the connection's TLS context and addresses."""
+
+    __slots__ = ("peername", "sockname", "ssl_context", "transport")
+
+    def __init__(self, transport: StreamTransport, ssl_context: Any, peername: Any, sockname: Any) -> None:
+        self.transport = transport
+        self.ssl_context = ssl_context
+        self.peername = peername
+        self.sockname = sockname
 
 
 class StreamTransport(asyncio.Transport):
-    """What one stream's aiohttp handler sees as its connection."""
+    """What one stream's request sees as its connection. ``write`` sends body bytes
+    as DATA frames: a watch writes its events here."""
 
     def __init__(self, conn: H2Protocol, stream: _Stream) -> None:
         super().__init__()
@@ -152,7 +247,7 @@ class StreamTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing or self._stream.reset:
             return
-        self._conn._response_bytes(self._stream, bytes(data))
+        self._conn._body(self._stream, data, end=False)
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         self.write(b"".join(list_of_data))
@@ -170,10 +265,13 @@ class StreamTransport(asyncio.Transport):
         self._conn._reset(self._stream)
 
     def close(self) -> None:
+        """End the response with what has been written."""
         if self._closing:
             return
         self._closing = True
-        self._conn._response_done(self._stream)
+        s = self._stream
+        if not s.reset and not s.end_pending:
+            self._conn._body(s, b"", end=True)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         # the socket is shared by every stream: a handler must not set options on it
@@ -205,8 +303,60 @@ class StreamTransport(asyncio.Transport):
         raise NotImplementedError("an HTTP/2 stream cannot change protocol")
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        assert self._stream.handler is not None
-        return self._stream.handler
+        return self._conn
+
+
+class _StreamWriter(AbstractStreamWriter):
+    """aiohttp's response writer for one stream: the status and headers become a
+    HEADERS frame, the body DATA frames; chunking is HTTP/1.1's and has no place here."""
+
+    def __init__(self, conn: H2Protocol, stream: _Stream) -> None:
+        self._conn = conn
+        self._stream = stream
+        self._eof = False
+        self.length: int | None = None
+
+    @property
+    def transport(self) -> asyncio.WriteTransport | None:
+        return self._stream.transport
+
+    async def write_headers(self, status_line: str, headers: CIMultiDict[str]) -> None:
+        # "HTTP/1.1 200 OK": aiohttp has already checked the status
+        block = [(b":status", status_line.split(" ", 2)[1].encode())]
+        for name, value in headers.items():
+            lower = name.lower()
+            if lower in _RESPONSE_DROPPED:
+                continue
+            if "\r" in value or "\n" in value:
+                # what aiohttp's HTTP/1.1 writer refuses too
+                raise ValueError("Newline or carriage return character detected in HTTP status line or headers")
+            block.append((lower.encode(), value.encode()))
+        self._stream.head = block
+
+    def send_headers(self) -> None:
+        self._conn._send_head(self._stream, end=False)
+
+    async def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        self.output_size += len(chunk)
+        self._conn._body(self._stream, chunk, end=False)
+        if self._stream.paused:
+            await self.drain()
+
+    async def write_eof(self, chunk: bytes = b"") -> None:
+        if self._eof:
+            return
+        self._eof = True
+        self.output_size += len(chunk)
+        self._conn._body(self._stream, chunk, end=True)
+
+    async def drain(self) -> None:
+        await self._conn._drain(self._stream)
+
+    def enable_compression(self, encoding: str = "deflate", strategy: int | None = None) -> None:
+        raise NotImplementedError("the emulator does not compress responses")
+
+    def enable_chunking(self) -> None:
+        pass
 
 
 class H2Protocol(asyncio.Protocol):
@@ -214,24 +364,27 @@ class H2Protocol(asyncio.Protocol):
 
     def __init__(
         self,
-        handler_factory: Callable[[], RequestHandler],
+        server: web.Server,
         *,
         transports: weakref.WeakSet[Any],
         max_body: int,
         idle_timeout: float | None = None,
     ) -> None:
-        self._factory = handler_factory
+        self._server = server
         self._transports = transports
         self._max_body = max_body
         # read when a connection starts, so a test may shorten it
         self._idle_timeout = IDLE_TIMEOUT if idle_timeout is None else idle_timeout
-        # what is sent comes from h11, which has already validated and lowercased it;
-        # what is received is checked in full
+        # what is sent is built here from aiohttp's already checked, lowercased
+        # headers; what is received is checked in full (cookie fields are joined
+        # where the request is built)
         config = h2.config.H2Configuration(
             client_side=False, header_encoding=None,
             validate_outbound_headers=False, normalize_outbound_headers=False,
+            normalize_inbound_headers=False,
         )
         self._h2 = h2.connection.H2Connection(config=config)
+        self._h2.encoder = _PlainEncoder()
         self._h2.local_settings = h2.settings.Settings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_RECEIVE_WINDOW,
@@ -246,6 +399,13 @@ class H2Protocol(asyncio.Protocol):
         self._streams: dict[int, _Stream] = {}
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
+        # request bodies arrive whole: their readers never pause the connection
+        self._body_protocol = BaseProtocol(self._loop)
+        #: handlers still running (the loop holds tasks only weakly)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ssl_context: Any = None
+        self._peername: Any = None
+        self._sockname: Any = None
         self._lost = False
         self._closing = False
         self._write_scheduled = False
@@ -259,8 +419,14 @@ class H2Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._ssl_context = transport.get_extra_info("sslcontext")
+        self._peername = transport.get_extra_info("peername")
+        self._sockname = transport.get_extra_info("sockname")
         # a partition aborts every registered transport: this one too
         self._transports.add(transport)
+        # a response leaves at once, not when the client acknowledges the last one
+        # (Go's servers set TCP_NODELAY, and so does aiohttp for HTTP/1.1)
+        tcp_nodelay(transport, True)
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(CONNECTION_RECEIVE_WINDOW - _DEFAULT_WINDOW)
         self._write_now()
@@ -274,7 +440,7 @@ class H2Protocol(asyncio.Protocol):
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as e:
             # h2 has queued the GOAWAY that names the error
-            log.debug("HTTP/2 protocol error from %s: %s", self._extra("peername", None), e)
+            log.debug("HTTP/2 protocol error from %s: %s", self._peername, e)
             self._close()
             return
         for ev in events:
@@ -301,8 +467,7 @@ class H2Protocol(asyncio.Protocol):
             self._idle = None
         streams, self._streams = list(self._streams.values()), {}
         for s in streams:
-            s.reset = True
-            self._lose(s, exc or ConnectionResetError("Connection lost"))
+            self._gone(s)
 
     def _close(self) -> None:
         """Close once what is queued (a GOAWAY, if any) has been written."""
@@ -388,9 +553,7 @@ class H2Protocol(asyncio.Protocol):
             if r is not None:
                 # the client went away from this stream: its handler ends (a watch sees
                 # is_closing() and returns)
-                r.reset = True
-                r.out.clear()
-                self._lose(r, ConnectionResetError("stream reset by the client"))
+                self._gone(r)
                 self._now_idle()
         elif isinstance(ev, h2.events.WindowUpdated):
             if ev.stream_id:
@@ -418,12 +581,42 @@ class H2Protocol(asyncio.Protocol):
                                   code=413, reason="RequestEntityTooLarge")
             self._answer(s, 413, json.dumps(err.status()).encode())
             return
-        pseudo = {n: v for n, v in s.headers if n.startswith(b":")}
-        authority = pseudo.get(b":authority")
-        headers: list[tuple[bytes, bytes]] = []
+        message = self._message(s)
+        if message is None:
+            err = errors.BadRequest("the request is not a valid HTTP request")
+            self._answer(s, 400, json.dumps(err.status()).encode())
+            return
+        # a Content-Encoding of the body is not undone: no Kubernetes client compresses
+        # what it sends
+        payload = EMPTY_PAYLOAD
+        if s.body:
+            payload = StreamReader(self._body_protocol, max(len(s.body), 1 << 16), loop=self._loop)
+            payload.feed_data(bytes(s.body))
+            payload.feed_eof()
+            s.body = bytearray()
+        s.transport = StreamTransport(self, s)
+        task = self._loop.create_task(self._serve(s, message, payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _message(self, s: _Stream) -> RawRequestMessage | None:
+        """The request as aiohttp's HTTP/1.1 parser would have given it (None: not a
+        request HTTP/1.1 could carry)."""
+        authority: bytes | None = None
+        method = target = b""
+        headers: CIMultiDict[str] = CIMultiDict()
+        raw: list[tuple[bytes, bytes]] = []
         cookies: list[bytes] = []
         for name, value in s.headers:
-            if name.startswith(b":") or name in _REQUEST_DROPPED:
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    target = value
+                elif name == b":authority":
+                    authority = value
+                continue
+            if name in _REQUEST_DROPPED:
                 if name == b"host" and authority is None:
                     authority = value
                 continue
@@ -431,92 +624,116 @@ class H2Protocol(asyncio.Protocol):
                 # HTTP/2 may split cookies into several fields; HTTP/1.1 has one (§8.2.3)
                 cookies.append(value)
                 continue
-            headers.append((name, value))
+            raw.append((name, value))
+        if authority is None or not _METHOD.fullmatch(method) or target[:1] != b"/" or _BAD_TARGET.search(target):
+            return None
+        raw.insert(0, (b"host", authority))
         if cookies:
-            headers.append((b"cookie", b"; ".join(cookies)))
-        method = pseudo.get(b":method", b"")
+            raw.append((b"cookie", b"; ".join(cookies)))
         if s.body or method in (b"POST", b"PUT", b"PATCH"):
-            headers.append((b"content-length", str(len(s.body)).encode()))
-        headers.append((b"connection", b"close"))
-        conn = h11.Connection(our_role=h11.CLIENT)
+            raw.append((b"content-length", str(len(s.body)).encode()))
+        for name, value in raw:
+            headers.add(name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+        path = target.decode("utf-8", "surrogateescape")
+        path_part, _, fragment = path.partition("#")
+        path_part, _, query = path_part.partition("?")
         try:
-            if authority is None:
-                raise h11.LocalProtocolError("no :authority")
-            request = conn.send(h11.Request(
-                method=method, target=pseudo.get(b":path", b""), headers=[(b"host", authority), *headers],
-            )) or b""
-            if s.body:
-                request += conn.send(h11.Data(data=bytes(s.body))) or b""
-            request += conn.send(h11.EndOfMessage()) or b""
-        except h11.LocalProtocolError:
-            err = errors.BadRequest("the request is not a valid HTTP request")
-            self._answer(s, 400, json.dumps(err.status()).encode())
-            return
-        s.body = bytearray()
-        s.parser = conn
-        handler = self._factory()
-        s.handler = handler
-        s.transport = StreamTransport(self, s)
-        handler.connection_made(s.transport)
-        handler.data_received(request)
+            url = URL.build(path=path_part, query_string=query, fragment=fragment, encoded=True)
+        except ValueError:
+            return None
+        return RawRequestMessage(
+            method.decode("ascii").upper(), path, HttpVersion11, CIMultiDictProxy(headers), tuple(raw),
+            False, None, False, False, url,
+        )
+
+    async def _serve(self, s: _Stream, message: RawRequestMessage, payload: StreamReader) -> None:
+        """Run the application's handler for the stream and send what it answers, as
+        aiohttp's ``RequestHandler`` does for an HTTP/1.1 request."""
+        assert s.transport is not None
+        task = asyncio.current_task()
+        assert task is not None
+        writer = _StreamWriter(self, s)
+        peer = _StreamPeer(s.transport, self._ssl_context, self._peername, self._sockname)
+        request = self._server.request_factory(message, payload, cast(RequestHandler, peer), writer, task)
+        try:
+            resp: web.StreamResponse
+            try:
+                resp = await self._server.request_handler(request)
+            except web.HTTPException as exc:
+                resp = exc
+            except TimeoutError:
+                resp = web.Response(status=504, content_type="text/plain")
+            except Exception:
+                log.exception("Error handling request from %s", request.remote)
+                if s.head_sent:
+                    return  # too late for an error response: the stream is reset below
+                status = HTTPStatus.INTERNAL_SERVER_ERROR
+                resp = web.Response(status=500, content_type="text/plain",
+                                    text=f"{status.value} {status.phrase}\n\n{status.description}")
+            await resp.prepare(request)
+            await resp.write_eof()
+        except ConnectionError:
+            pass  # the stream or the connection is gone: nobody to answer
+        except Exception:
+            log.exception("the response to HTTP/2 stream %d failed", s.id)
+        finally:
+            s.done = True
+            if not s.reset and not s.end_pending:
+                # the handler gave up mid-response: the client must not take it as whole
+                self._reset(s, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            if s.transport is not None:
+                s.transport._closing = True
+            self._forget_if_done(s)
 
     def _answer(self, s: _Stream, code: int, body: bytes) -> None:
         """A response of this layer's own (the request never reached the API)."""
-        self._h2.send_headers(s.id, [
+        s.done = True
+        s.head = [
             (b":status", str(code).encode()), (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-        ])
-        s.out += body
-        s.end_pending = True
-        s.lost = True
+        ]
+        self._body(s, body, end=True)
+
+    def _send_head(self, s: _Stream, *, end: bool) -> None:
+        head, s.head = s.head, None
+        if head is None or s.reset or self._lost:
+            return
+        s.head_sent = True
+        self._h2.send_headers(s.id, head, end_stream=end)
+        if end:
+            s.ended = True
+        self._schedule_write()
+
+    def _body(self, s: _Stream, data: bytes | bytearray | memoryview, *, end: bool) -> None:
+        """Response body bytes for the stream (``end``: and nothing after them)."""
+        if s.reset or self._lost:
+            raise ConnectionResetError("Cannot write to closing transport")
+        if s.end_pending:
+            raise RuntimeError(f"HTTP/2 stream {s.id}: the response has ended")
+        if s.head is not None:
+            self._send_head(s, end=end and not data)
+        if data:
+            s.out += data
+        if end:
+            s.end_pending = True
         self._flush(s)
 
-    def _response_bytes(self, s: _Stream, data: bytes) -> None:
-        """What the stream's handler wrote: an HTTP/1.1 response, re-framed."""
-        conn = s.parser
-        assert conn is not None
-        try:
-            conn.receive_data(data)
-            self._parse(s, conn)
-        except h11.RemoteProtocolError:
-            log.exception("the handler of HTTP/2 stream %d wrote an invalid response", s.id)
-            self._reset(s, h2.errors.ErrorCodes.INTERNAL_ERROR)
-
-    def _parse(self, s: _Stream, conn: h11.Connection) -> None:
+    async def _drain(self, s: _Stream) -> None:
         while True:
-            ev = conn.next_event()
-            if ev is h11.NEED_DATA or ev is h11.PAUSED or isinstance(ev, h11.ConnectionClosed):
-                break
-            if isinstance(ev, h11.Response):
-                headers = [(b":status", str(ev.status_code).encode())]
-                headers += [(n, v) for n, v in ev.headers if n not in _HOP_BY_HOP]
-                if not s.reset:
-                    self._h2.send_headers(s.id, headers)
-            elif isinstance(ev, h11.Data):
-                s.out += ev.data
-            elif isinstance(ev, h11.EndOfMessage):
-                s.end_pending = True
-        self._flush(s)
-
-    def _response_done(self, s: _Stream) -> None:
-        """The handler closed its transport: the response is complete (a response
-        without length framing ends here), and the handler is done."""
-        conn = s.parser
-        if conn is not None and not s.reset and not s.end_pending:
-            try:
-                conn.receive_data(b"")
-                self._parse(s, conn)
-            except h11.RemoteProtocolError:
-                pass
-            if not s.end_pending:
-                # the handler gave up mid-response: the client must not take it as whole
-                self._reset(s, h2.errors.ErrorCodes.INTERNAL_ERROR)
-        # asyncio transports report the loss after close(), on the next iteration
-        self._loop.call_soon(self._lose, s, None)
+            if s.reset or self._lost:
+                raise ConnectionResetError("Connection lost")
+            if not s.paused:
+                return
+            s.waiter = self._loop.create_future()
+            await s.waiter
 
     def _flush(self, s: _Stream) -> None:
         """Send what the client's windows admit; the rest waits for WINDOW_UPDATE."""
         if s.reset or self._lost:
+            return
+        if not s.out and (s.ended or not s.end_pending):
+            # nothing waits (a WINDOW_UPDATE for a stream with nothing to send)
+            self._forget_if_done(s)
             return
         h = self._h2
         try:
@@ -524,8 +741,12 @@ class H2Protocol(asyncio.Protocol):
                 n = min(h.local_flow_control_window(s.id), h.max_outbound_frame_size, len(s.out))
                 if n <= 0:
                     break
-                chunk = bytes(s.out[:n])
-                del s.out[:n]
+                if n == len(s.out):
+                    chunk = bytes(s.out)
+                    s.out.clear()
+                else:
+                    chunk = bytes(s.out[:n])
+                    del s.out[:n]
                 last = s.end_pending and not s.out
                 h.send_data(s.id, chunk, end_stream=last)
                 s.ended = last
@@ -541,8 +762,7 @@ class H2Protocol(asyncio.Protocol):
         self._forget_if_done(s)
 
     def _update_pause(self, s: _Stream) -> None:
-        handler = s.handler
-        if handler is None or s.lost:
+        if s.done:
             return
         if s.paused:
             want = self._socket_paused or len(s.out) > _LOW_WATER
@@ -550,10 +770,13 @@ class H2Protocol(asyncio.Protocol):
             want = self._socket_paused or len(s.out) > _HIGH_WATER
         if want != s.paused:
             s.paused = want
-            if want:
-                handler.pause_writing()
-            else:
-                handler.resume_writing()
+            if not want:
+                self._wake(s)
+
+    def _wake(self, s: _Stream) -> None:
+        if s.waiter is not None and not s.waiter.done():
+            s.waiter.set_result(None)
+        s.waiter = None
 
     def _reset(self, s: _Stream, code: int = h2.errors.ErrorCodes.CANCEL) -> None:
         if not s.reset and not s.ended and not self._lost:
@@ -562,33 +785,27 @@ class H2Protocol(asyncio.Protocol):
             except h2.exceptions.ProtocolError:
                 pass  # already closed by the client
             self._schedule_write()
+        self._gone(s)
+        self._forget_if_done(s)
+
+    def _gone(self, s: _Stream) -> None:
+        """Nothing more goes out on the stream: its handler sees its transport closing
+        (a watch returns) and any write fails."""
         s.reset = True
         s.out.clear()
-        if s.transport is not None and not s.lost:
-            self._loop.call_soon(self._lose, s, None)
-        self._forget_if_done(s)
-
-    def _lose(self, s: _Stream, exc: Exception | None) -> None:
-        """Tell the stream's handler its connection is gone (once)."""
-        if s.lost:
-            return
-        s.lost = True
-        handler = s.handler
         if s.transport is not None:
             s.transport._closing = True
-        if handler is not None:
-            handler.connection_lost(exc)
-        self._forget_if_done(s)
+        self._wake(s)
 
     def _forget_if_done(self, s: _Stream) -> None:
-        if s.lost and (s.ended or s.reset):
-            # the transport outlives the stream in ApiServer.transports (weakly): let
-            # the handler and parser go now rather than with a cycle collection
-            s.handler = None
-            s.parser = None
-            if self._streams.get(s.id) is s:
-                del self._streams[s.id]
-                self._now_idle()
+        if not s.done or not (s.ended or s.reset):
+            return
+        # the transport outlives the stream in ApiServer.transports (weakly): without
+        # the cycle, both go when the last reference does, not with a cycle collection
+        s.transport = None
+        if self._streams.get(s.id) is s:
+            del self._streams[s.id]
+            self._now_idle()
 
     def _now_idle(self) -> None:
         if not self._streams:

@@ -35,6 +35,7 @@ from federationd.sim import (
     defaults,
     discovery,
     errors,
+    h2serve,
     openapi,
     patch,
     protobuf,
@@ -591,6 +592,7 @@ class ApiServer:
             transport = request.transport
             if transport is None:
                 return resp
+            put = _body_sink(transport)
             # an empty write sends the buffered status line and headers
             await resp.write(b"")
             buf = bytearray()
@@ -618,7 +620,7 @@ class ApiServer:
                     sub.close()
                     transport.abort()
                     return
-                transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+                put(data)
 
             def deliver(ch: Change) -> None:
                 state["rv"] = ch.rv
@@ -1178,6 +1180,19 @@ class ApiServer:
 USER = web.RequestKey("user", rbac.UserInfo)
 
 _AUTH_GROUPS = frozenset({"authorization.k8s.io", "authentication.k8s.io"})
+
+
+def _body_sink(transport: asyncio.Transport) -> Callable[[bytes], None]:
+    """How a watch writes its events straight to the connection, past aiohttp's
+    writer: as HTTP/1.1 chunks (the response is chunked), or as DATA frames on an
+    HTTP/2 stream, whose transport frames what it is given."""
+    if isinstance(transport, h2serve.StreamTransport):
+        return transport.write
+
+    def chunk(data: bytes) -> None:
+        transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+
+    return chunk
 
 
 def _static_user(u: str | rbac.UserInfo) -> rbac.UserInfo:

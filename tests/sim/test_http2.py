@@ -242,6 +242,39 @@ async def test_get_and_list_answer_as_over_http1(master: Cluster, raw: Raw) -> N
         assert s.headers.get("content-length") == resp.headers.get("Content-Length")
 
 
+async def test_a_request_http1_could_not_carry_is_refused(master: Cluster, raw: Raw) -> None:
+    ns = await _namespace(raw)
+    async with h2client(master) as c:
+        # a space in the target, a method that is not a token: 400 on the stream alone
+        for method, path in (("GET", f"/api/v1/namespaces/{ns}/secrets/a b"), ("GE(T", "/version"),
+                             ("GET", "version")):
+            s = await c.request(method, path)
+            assert s.status == 400, (method, path)
+            assert json.loads(s.body)["reason"] == "BadRequest"
+        # the query string reaches the API as over HTTP/1.1, and the connection goes on
+        path = f"/api/v1/namespaces/{ns}/secrets?limit=1&labelSelector=nothing%3Dhere"
+        s = await c.request("GET", path)
+        code, want, _ = await raw.request("GET", path)
+        assert (s.status, json.loads(s.body)["items"]) == (code, want["items"]) == (200, [])
+
+
+async def test_a_failing_handler_answers_as_over_http1(master: Cluster, raw: Raw,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(request: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(master.server, "_handle", broken)
+    code, text, resp = await raw.request("GET", "/version")
+    async with h2client(master) as c:
+        s = await c.request("GET", "/version")
+        assert (s.status, s.body.decode(), s.headers["content-type"]) == (
+            code, text, resp.headers["Content-Type"])
+        assert code == 500 and text.startswith("500 Internal Server Error")
+        monkeypatch.undo()
+        # the stream failed, not the connection
+        assert (await c.request("GET", "/version")).status == 200
+
+
 async def test_create_with_a_body(master: Cluster, raw: Raw) -> None:
     ns = await _namespace(raw)
     before = master.requests.total("create", "configmaps")
