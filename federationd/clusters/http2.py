@@ -33,16 +33,16 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Mapping
-from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import hpack
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
+
+from federationd.clusters.hpackplain import StatelessEncoder
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,6 @@ CONNECTION_WINDOW = 16 << 20
 #: The spec's initial connection window, which only WINDOW_UPDATE frames enlarge.
 _DEFAULT_WINDOW = 65535
 _READ_SIZE = 1 << 16
-
-
-class _PlainEncoder(hpack.Encoder):
-    """HPACK without Huffman coding. Huffman saves a third of a header's bytes and, in
-    pure Python, costs more CPU per request than the rest of the encoding: a request's
-    ``:path`` is new every time. Plain literals are as valid (RFC 7541 §5.2)."""
-
-    def encode(self, headers: Any, huffman: bool = True) -> bytes:
-        return super().encode(headers, huffman=False)
 
 
 class NoHttp2(Exception):
@@ -184,7 +175,8 @@ class _Connection:
             SettingCodes.MAX_CONCURRENT_STREAMS: 100,
             SettingCodes.MAX_HEADER_LIST_SIZE: 65536,
         })
-        self.h2.encoder = _PlainEncoder()
+        # HPACK without Huffman or dynamic table: a request's fields encoded once
+        self.h2.encoder = StatelessEncoder()
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(CONNECTION_WINDOW - _DEFAULT_WINDOW)
         self.streams: dict[int, H2Stream] = {}

@@ -48,8 +48,6 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-import hpack
-import hpack.table
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.base_protocol import BaseProtocol
@@ -58,10 +56,10 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.tcp_helpers import tcp_nodelay
 from aiohttp.web_protocol import RequestHandler
-from hpack.hpack import encode_integer
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from federationd.clusters.hpackplain import StatelessEncoder
 from federationd.sim import errors
 
 log = logging.getLogger(__name__)
@@ -139,60 +137,6 @@ class AlpnSwitch(asyncio.Protocol):
             proto = self._server()
         transport.set_protocol(proto)
         proto.connection_made(transport)
-
-
-class _PlainEncoder(hpack.Encoder):
-    """HPACK for the header blocks the emulator sends, without Huffman coding and
-    without the dynamic table: each field is an index into the static table or a
-    literal "without indexing" (RFC 7541 §6.1, §6.2.2), so a field's encoding never
-    depends on what came before and is kept for the next response that has it.
-
-    In pure Python, Huffman coding and dynamic-table upkeep cost more CPU per
-    response than the rest of its framing; the blocks are a little larger, and as
-    valid. A change of the client's table size is still signalled first (§4.2)."""
-
-    #: fields kept encoded; values that change per response (Date, Content-Length)
-    #: make it churn, so it is simply emptied when full
-    CACHE = 512
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._fields: dict[tuple[bytes, bytes], bytes] = {}
-
-    def encode(self, headers: Any, huffman: bool = True) -> bytes:
-        block = super().encode((), huffman=False) if self.header_table.resized else b""
-        fields = self._fields
-        out = [block]
-        for name, value in headers:
-            key = (name, value)
-            encoded = fields.get(key)
-            if encoded is None:
-                if len(fields) >= self.CACHE:
-                    fields.clear()
-                encoded = fields[key] = _field(name, value)
-            out.append(encoded)
-        return b"".join(out)
-
-
-def _field(name: bytes, value: bytes) -> bytes:
-    static = hpack.table.HeaderTable.STATIC_TABLE_MAPPING.get(name)
-    if static is not None:
-        index, values = static
-        full = values.get(value)
-        if full is not None:
-            # indexed field: 1 bit pattern, 7-bit index
-            first = encode_integer(full, 7)
-            first[0] |= 0x80
-            return bytes(first)
-        # literal without indexing, name from the static table: 0000 + 4-bit index
-        return bytes(encode_integer(index, 4)) + _string(value)
-    # literal without indexing, new name
-    return b"\x00" + _string(name) + _string(value)
-
-
-def _string(octets: bytes) -> bytes:
-    # H bit 0 (no Huffman), 7-bit length prefix
-    return bytes(encode_integer(len(octets), 7)) + octets
 
 
 @dataclass(eq=False, slots=True)
@@ -384,7 +328,7 @@ class H2Protocol(asyncio.Protocol):
             normalize_inbound_headers=False,
         )
         self._h2 = h2.connection.H2Connection(config=config)
-        self._h2.encoder = _PlainEncoder()
+        self._h2.encoder = StatelessEncoder()
         self._h2.local_settings = h2.settings.Settings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_RECEIVE_WINDOW,
