@@ -34,7 +34,7 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -445,57 +445,46 @@ class ClusterClient:
         if self._closed:
             raise ApiUnavailable(f"{what or 'watch'}: connection to {self.name} is closed")
         prefix = f"{what}: " if what else ""
+        # the response, how to read the rest of it, its Retry-After, how to close it
+        opened: tuple[WatchResponse, Callable[[], Awaitable[bytes]], str | None, Callable[[], None]] | None = None
         if self._h2 is not None and not self._h2.refused:
             try:
                 h2s = await self._h2.open("GET", path + _encode_query(query), self._headers(None))
             except NoHttp2:
-                h2s = None  # on HTTP/1.1 below
+                pass  # on HTTP/1.1 below
             except OSError as e:  # also ssl.SSLError and TimeoutError
                 reason = self._h2_failure(e, self.request_timeout)
                 self._account("GET", None, reason=reason)
                 raise ApiUnavailable(f"{prefix}{self.name}: {reason}") from None
-            if h2s is not None:
-                try:
-                    self._account("GET", h2s.status)
-                    if not 200 <= h2s.status < 300:
-                        try:
-                            async with asyncio.timeout(self.request_timeout):
-                                payload = await h2s.read()
-                        except (OSError, ValueError):
-                            payload = b""
-                        raise error_for_status(
-                            h2s.status, payload,
-                            retry_after=parse_retry_after(h2s.headers.get("retry-after")),
-                            what=what)
-                    yield h2s
-                finally:
-                    h2s.close()
-                return
-        t = aiohttp.ClientTimeout(
-            total=None, connect=self.request_timeout, sock_connect=self.request_timeout,
-            sock_read=read_timeout)
+            else:
+                opened = (h2s, h2s.read, h2s.headers.get("retry-after"), h2s.close)
+        if opened is None:
+            t = aiohttp.ClientTimeout(
+                total=None, connect=self.request_timeout, sock_connect=self.request_timeout,
+                sock_read=read_timeout)
+            try:
+                resp = await self.session.request(
+                    "GET", self.url(path, query), headers=self._headers(None), timeout=t,
+                    proxy=self._proxy, server_hostname=self._server_hostname)
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                reason = unavailable_reason(e, timeout=self.request_timeout)
+                self._account("GET", None, reason=reason)
+                raise ApiUnavailable(f"{prefix}{self.name}: {reason}") from None
+            opened = (_Http1Watch(resp), resp.read, resp.headers.get("Retry-After"), resp.close)
+        watch, read, retry_after, close = opened
         try:
-            resp = await self.session.request(
-                "GET", self.url(path, query), headers=self._headers(None), timeout=t,
-                proxy=self._proxy, server_hostname=self._server_hostname)
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            reason = unavailable_reason(e, timeout=self.request_timeout)
-            self._account("GET", None, reason=reason)
-            raise ApiUnavailable(f"{prefix}{self.name}: {reason}") from None
-        try:
-            self._account("GET", resp.status)
-            if not 200 <= resp.status < 300:
+            self._account("GET", watch.status)
+            if not 200 <= watch.status < 300:
                 try:
                     async with asyncio.timeout(self.request_timeout):
-                        payload = await resp.read()
-                except (aiohttp.ClientError, TimeoutError):
+                        payload = await read()
+                except (aiohttp.ClientError, OSError, ValueError):  # TimeoutError too
                     payload = b""
                 raise error_for_status(
-                    resp.status, payload,
-                    retry_after=parse_retry_after(resp.headers.get("Retry-After")), what=what)
-            yield _Http1Watch(resp)
+                    watch.status, payload, retry_after=parse_retry_after(retry_after), what=what)
+            yield watch
         finally:
-            resp.close()
+            close()
 
     def _h2_failure(self, exc: OSError, timeout: float) -> str:
         if isinstance(exc, ssl.SSLError | TimeoutError):

@@ -112,27 +112,17 @@ class AlpnSwitch(asyncio.Protocol):
     """The listening socket's protocol: after the TLS handshake, hands the connection to
     HTTP/2 or to aiohttp's HTTP/1.1 handler, whichever ALPN selected."""
 
-    def __init__(
-        self,
-        server: web.Server,
-        *,
-        transports: weakref.WeakSet[Any],
-        max_body: int,
-        idle_timeout: float | None = None,
-    ) -> None:
+    def __init__(self, server: web.Server, **h2_options: Any) -> None:
+        """``h2_options``: ``H2Protocol``'s keyword arguments."""
         self._server = server
-        self._transports = transports
-        self._max_body = max_body
-        # read when a connection starts, so a test may shorten it
-        self._idle_timeout = IDLE_TIMEOUT if idle_timeout is None else idle_timeout
+        self._h2_options = h2_options
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         sslobj = transport.get_extra_info("ssl_object")
         alpn = sslobj.selected_alpn_protocol() if sslobj is not None else None
         proto: asyncio.BaseProtocol
         if alpn == "h2":
-            proto = H2Protocol(self._server, transports=self._transports, max_body=self._max_body,
-                               idle_timeout=self._idle_timeout)
+            proto = H2Protocol(self._server, **self._h2_options)
         else:
             proto = self._server()
         transport.set_protocol(proto)
