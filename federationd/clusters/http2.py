@@ -209,6 +209,11 @@ class _Connection:
         except h2.exceptions.NoAvailableStreamIDError:
             self.usable = False
             raise NoHttp2("the connection has used up its stream IDs") from None
+        except h2.exceptions.ProtocolError as e:
+            # the connection's state machine is closed (a GOAWAY being processed): the
+            # next request dials again
+            self.usable = False
+            raise ConnectionResetError(f"HTTP/2 connection closed ({type(e).__name__})") from None
         stream = H2Stream(self, stream_id, max_line=max_line)
         self.streams[stream_id] = stream
         if body:
@@ -230,7 +235,8 @@ class _Connection:
 
     def consumed(self, stream_id: int, n: int) -> None:
         if n and not self._writer.is_closing():
-            self.h2.acknowledge_received_data(n, stream_id)
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.h2.acknowledge_received_data(n, stream_id)
             self.flush()
 
     def forget(self, stream: H2Stream, *, unread: int) -> None:
@@ -241,7 +247,8 @@ class _Connection:
                                      h2.exceptions.ProtocolError):
                 self.h2.reset_stream(stream.stream_id, ErrorCodes.CANCEL)
         if unread:
-            self.h2.acknowledge_received_data(unread, stream.stream_id)
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.h2.acknowledge_received_data(unread, stream.stream_id)
         self.flush()
         if not self.usable and not self.streams:
             self.close()
@@ -303,7 +310,7 @@ class _Connection:
         elif isinstance(event, h2.events.WindowUpdated):
             for stream in list(self.streams.values()):
                 if stream.pending and (not event.stream_id or event.stream_id == stream.stream_id):
-                    with contextlib.suppress(h2.exceptions.StreamClosedError):
+                    with contextlib.suppress(h2.exceptions.ProtocolError):
                         self._send_pending(stream)
         elif isinstance(event, h2.events.ConnectionTerminated):
             # GOAWAY: streams above its last ID were never processed; the rest go on

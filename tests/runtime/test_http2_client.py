@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from federationd.clusters import ClusterClient, connect
+from federationd.clusters import ClusterClient, ClusterState, connect
 from federationd.clusters.http2 import STREAM_WINDOW
 from federationd.metrics import Metrics
 from federationd.sim import Fleet
@@ -190,3 +190,18 @@ async def test_without_http2_each_watch_has_a_connection_of_its_own(
                 await r.stop()
     finally:
         await client.close()
+
+
+async def test_after_the_servers_goaway_the_next_request_dials_again(
+        fleet: Fleet, sim: ClusterClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from federationd.sim import h2serve
+
+    # kube-apiserver closes a connection idle for 90 s with GOAWAY; here 0.2 s, read
+    # when a connection starts
+    monkeypatch.setattr(h2serve, "IDLE_TIMEOUT", 0.2)
+    assert (await sim.server_version()).startswith("v1.")
+    assert sim._h2 is not None and sim._h2.dials == 1
+    await wait_for(lambda: _connections_to(fleet["master"].port) == 0,
+                   what="the idle connection to be closed")
+    assert (await sim.server_version()).startswith("v1.")
+    assert sim._h2.dials == 2 and sim.health.state is ClusterState.CONNECTED
