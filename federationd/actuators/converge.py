@@ -363,10 +363,12 @@ class ClusterConverger:
         #: keys whose handling ended without the desired state in effect (they are
         #: looked at again): their cause keeps waiting
         self._unsettled: set[str] = set()
-        #: key → (desired, observed) last found in effect, both compared by identity: a
-        #: resync or a re-derivation that changed neither object costs no comparison
-        #: (reflectors store a new dict per version; an object with a credential
-        #: placeholder is never remembered, its value can change under the same objects)
+        #: key → (desired, observed version) last found in effect, both compared by
+        #: identity: a resync or a re-derivation that changed neither costs no
+        #: comparison. The observed version is ``Reflector.token``: the stored bytes of
+        #: the converger's compact inventory, or the dict a shared reflector stores per
+        #: version. An object with a credential placeholder is never remembered: its
+        #: value can change under the same objects.
         self._effect: dict[str, tuple[DesiredObject, object]] = {}
         #: key → (content hash applied, resourceVersion the inventory showed before, until
         #: when to wait for the inventory to show the write) — see ``_handle``

@@ -129,8 +129,8 @@ class CompactStore(MutableMapping[ObjectKey, Obj]):
     """Objects kept as compact JSON, decoded on every read (a new dict each time: a
     reader may keep or change it). ``token(key)`` is the stored bytes themselves, the
     same object until the key is written again, so an owner can remember what it
-    already checked without decoding; ``summary(key)`` is ``summarise(obj)`` as it was
-    stored."""
+    already checked without decoding; ``summaries()`` gives each key's
+    ``summarise(obj)`` as it was stored, for scans that must not decode every object."""
 
     def __init__(self, summarise: Callable[[Obj], Any] | None = None) -> None:
         self._raw: dict[ObjectKey, bytes] = {}
