@@ -53,7 +53,7 @@ from federationd.clusters.errors import (
     parse_retry_after,
 )
 from federationd.clusters.health import ClusterHealth
-from federationd.clusters.http2 import H2Channel, NoHttp2
+from federationd.clusters.http2 import H2Channel, NoHttp2, NotProcessed
 from federationd.clusters.kubeconfig import Kubeconfig, KubeconfigRejected, sanitise
 from federationd.metrics import METRICS, Metrics
 
@@ -418,9 +418,21 @@ class ClusterClient:
         h2s = None
         try:
             async with asyncio.timeout(within):
-                h2s = await self._h2.open(
-                    method.upper(), path + _encode_query(query), self._headers(headers), data)
-                payload = await h2s.read()
+                for attempt in (1, 2):
+                    h2s = None
+                    try:
+                        h2s = await self._h2.open(
+                            method.upper(), path + _encode_query(query), self._headers(headers), data)
+                        payload = await h2s.read()
+                        break
+                    except NotProcessed:
+                        # the connection went away under a request it never delivered
+                        # (an idle GOAWAY): once more, on a new one, as Go's client does
+                        if attempt == 2:
+                            raise
+                    finally:
+                        if h2s is not None:
+                            h2s.close()
         except NoHttp2:
             return None
         except OSError as e:  # also ssl.SSLError and TimeoutError
@@ -428,9 +440,7 @@ class ClusterClient:
             self._account(method, None, reason=reason)
             prefix = f"{what}: " if what else ""
             raise ApiUnavailable(f"{prefix}{self.name}: {reason}") from None
-        finally:
-            if h2s is not None:
-                h2s.close()
+        assert h2s is not None
         return h2s.status, payload, parse_retry_after(h2s.headers.get("retry-after"))
 
     @contextlib.asynccontextmanager

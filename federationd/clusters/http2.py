@@ -59,6 +59,12 @@ class NoHttp2(Exception):
     """The server did not agree to HTTP/2, or the connection has no room for a stream."""
 
 
+class NotProcessed(ConnectionResetError):
+    """The request never reached the server's application: the connection was going away
+    (a GOAWAY naming a lower stream, RFC 9113 §8.7) or closed before it was sent. Safe to
+    send again on a new connection, whatever its method."""
+
+
 class H2Stream:
     """One request's response: status and headers, then its body a line at a time."""
 
@@ -213,7 +219,7 @@ class _Connection:
             # the connection's state machine is closed (a GOAWAY being processed): the
             # next request dials again
             self.usable = False
-            raise ConnectionResetError(f"HTTP/2 connection closed ({type(e).__name__})") from None
+            raise NotProcessed(f"HTTP/2 connection closed ({type(e).__name__})") from None
         stream = H2Stream(self, stream_id, max_line=max_line)
         self.streams[stream_id] = stream
         if body:
@@ -318,7 +324,7 @@ class _Connection:
             last = event.last_stream_id or 0
             for sid, stream in list(self.streams.items()):
                 if sid > last:
-                    stream._fail(ConnectionResetError("the server is going away"))
+                    stream._fail(NotProcessed("the server is going away"))
 
     def close(self) -> None:
         self.usable = False
@@ -418,4 +424,4 @@ class H2Channel:
             c.close()
 
 
-__all__ = ["CONNECTION_WINDOW", "STREAM_WINDOW", "H2Channel", "H2Stream", "NoHttp2"]
+__all__ = ["CONNECTION_WINDOW", "STREAM_WINDOW", "H2Channel", "H2Stream", "NoHttp2", "NotProcessed"]

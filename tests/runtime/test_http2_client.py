@@ -205,3 +205,28 @@ async def test_after_the_servers_goaway_the_next_request_dials_again(
                    what="the idle connection to be closed")
     assert (await sim.server_version()).startswith("v1.")
     assert sim._h2.dials == 2 and sim.health.state is ClusterState.CONNECTED
+
+
+async def test_a_request_the_going_away_connection_never_delivered_is_sent_again(
+        fleet: Fleet, sim: ClusterClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from federationd.clusters import http2
+
+    assert (await sim.server_version()).startswith("v1.")
+    start = http2._Connection.start
+    refused: list[int] = []
+
+    def going_away(self: http2._Connection, *args: Any, **kw: Any) -> http2.H2Stream:
+        if not refused:
+            # what a GOAWAY naming a lower stream does to a request in flight
+            refused.append(1)
+            self.usable = False
+            raise http2.NotProcessed("the server is going away")
+        return start(self, *args, **kw)
+
+    monkeypatch.setattr(http2._Connection, "start", going_away)
+    created = await sim.request("POST", f"/api/v1/namespaces/{NS}/configmaps", body=cm("once"))
+    assert created["metadata"]["name"] == "once" and refused == [1]
+    assert sim._h2 is not None and sim._h2.dials == 2
+    # not a failure of the cluster: nothing was counted against it
+    assert sim.health.state is ClusterState.CONNECTED
+    assert sim.health.snapshot().consecutive_failures == 0
