@@ -114,6 +114,16 @@ class Gone(ApiError):
     reason = "Expired"
 
 
+class RequestEntityTooLarge(ApiError):
+    """``NewRequestEntityTooLargeError`` (apimachinery), as ``limitedReadBody`` returns it."""
+
+    code = 413
+    reason = "RequestEntityTooLarge"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request entity too large: limit is {limit}")
+
+
 class UnsupportedMediaType(ApiError):
     code = 415
     reason = "UnsupportedMediaType"

@@ -511,9 +511,8 @@ class H2Protocol(asyncio.Protocol):
     def _start(self, s: _Stream) -> None:
         s.started = True
         if s.too_large:
-            err = errors.ApiError(f"Request entity too large: limit is {self._max_body}",
-                                  code=413, reason="RequestEntityTooLarge")
-            self._answer(s, 413, json.dumps(err.status()).encode())
+            too_large = errors.RequestEntityTooLarge(self._max_body)
+            self._answer(s, too_large.code, json.dumps(too_large.status()).encode())
             return
         message = self._message(s)
         if message is None:

@@ -146,8 +146,11 @@ class ApiServer:
 
     #: bytes a watcher may have unread in its socket buffer before it is dropped
     WATCH_BUFFER_LIMIT = 16 * 1024 * 1024
-    #: the largest request body accepted (over HTTP/1.1 and HTTP/2 alike)
-    MAX_BODY = 64 * 1024 * 1024
+    #: the largest request body accepted (over HTTP/1.1 and HTTP/2 alike):
+    #: kube-apiserver's ``MaxRequestBodyBytes`` (k8s.io/apiserver pkg/server/config.go,
+    #: 3 MiB: twice etcd's recommended 1.5 MB request), answered as ``limitedReadBody``
+    #: does (pkg/endpoints/handlers/rest.go): 413 RequestEntityTooLarge
+    MAX_BODY = 3 * 1024 * 1024
     #: seconds between checks that an idle watch's client is still connected (aiohttp
     #: does not cancel a handler whose connection is lost)
     WATCH_LIVENESS_CHECK = 1.0
@@ -331,7 +334,7 @@ class ApiServer:
         """The create-only review resources and TokenRequest, answered from the caller."""
         if verb != "create" or (t.subresource == "token") != (t.kind.plural == "serviceaccounts"):
             raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
-        body = self._decode_body(request, await request.read(), t)
+        body = self._decode_body(request, await _read_body(request), t)
         plural = t.kind.plural
         if plural == "serviceaccounts":
             return _json(self.auth.token_request(t.namespace or "", t.name, body), status=201)
@@ -406,7 +409,7 @@ class ApiServer:
             return self._get(request, t)
         if verb == "list":
             return self._list(request, t)
-        body = await request.read()
+        body = await _read_body(request)
         if verb == "create":
             return self._create(request, t, body)
         if verb == "update":
@@ -1049,7 +1052,7 @@ class ApiServer:
             return _json(scale)
         if verb not in ("update", "patch"):
             raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
-        body = await request.read()
+        body = await _read_body(request)
         if verb == "update":
             new_scale = self._decode_body(request, body, t)
         else:
@@ -1180,6 +1183,15 @@ class ApiServer:
 USER = web.RequestKey("user", rbac.UserInfo)
 
 _AUTH_GROUPS = frozenset({"authorization.k8s.io", "authentication.k8s.io"})
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The request body, at most ``client_max_size`` (``ApiServer.MAX_BODY``) bytes: past
+    it, the Status kube-apiserver answers, not aiohttp's own error."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise errors.RequestEntityTooLarge(request.client_max_size) from None
 
 
 def _body_sink(transport: asyncio.Transport) -> Callable[[bytes], None]:

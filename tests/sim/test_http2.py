@@ -310,6 +310,35 @@ async def test_a_body_larger_than_the_servers_window(master: Cluster, raw: Raw) 
     assert code == 200 and got["data"]["k"] == big
 
 
+async def test_a_body_over_kube_apiservers_limit_is_refused_on_both_protocols(
+        master: Cluster, raw: Raw) -> None:
+    # MaxRequestBodyBytes (k8s.io/apiserver): 3 MiB; past it, limitedReadBody's 413
+    ns = await _namespace(raw)
+
+    def configmap(name: str, size: int) -> bytes:
+        # a small object padded with whitespace to ``size`` bytes: the body's size is
+        # what is limited (a ConfigMap's data may not pass 1 MiB anyway)
+        doc = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+                          "data": {"k": "v"}}).encode()
+        return doc + b" " * (size - len(doc))
+
+    limit = 3 * 1024 * 1024
+    over, under = configmap("too-big", limit + 1), configmap("just-fits", limit)
+    assert len(over) == limit + 1 and len(under) == limit
+    code, got, _ = await raw.request("POST", f"/api/v1/namespaces/{ns}/configmaps", data=over)
+    assert code == 413 and got["reason"] == "RequestEntityTooLarge", got
+    assert got["message"] == f"Request entity too large: limit is {limit}"
+    async with h2client(master) as c:
+        s = await c.request("POST", f"/api/v1/namespaces/{ns}/configmaps", body=over,
+                            headers={"content-type": "application/json"})
+        assert s.status == 413 and json.loads(s.body) == got
+        s = await c.request("POST", f"/api/v1/namespaces/{ns}/configmaps", body=under,
+                            headers={"content-type": "application/json"})
+        assert s.status == 201, s.body[:200]
+    code, _, _ = await raw.request("GET", f"/api/v1/namespaces/{ns}/configmaps/too-big")
+    assert code == 404
+
+
 async def test_watches_multiplexed_on_one_connection(master: Cluster, raw: Raw) -> None:
     namespaces = [await _namespace(raw) for _ in range(3)]
     rv = str(master.store.revision)
