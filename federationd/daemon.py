@@ -895,7 +895,8 @@ class Daemon:
         }
 
     def _runtime_stats(self) -> dict[str, Any]:
-        """Process resources, for leak checks: tasks, open files, memory, clusters."""
+        """Process resources, for leak checks: tasks, open files, memory, clusters and
+        how each is reached."""
         try:
             fds = len(os.listdir("/proc/self/fd"))
         except OSError:
@@ -910,6 +911,7 @@ class Daemon:
             "open_files": fds,
             "rss_bytes": rss,
             "clusters": sorted(self.runtimes),
+            "connections": {n: rt.client.connection_info() for n, rt in sorted(self.runtimes.items())},
         }
 
     # --- run -------------------------------------------------------------------------------------------

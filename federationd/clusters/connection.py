@@ -496,6 +496,13 @@ class ClusterClient:
         finally:
             close()
 
+    def connection_info(self) -> dict[str, Any]:
+        """How this client reaches its cluster (``/debug/runtime``): the protocol, and over
+        HTTP/2 the connections dialled so far and the streams open now."""
+        if self._h2 is None or self._h2.refused:
+            return {"protocol": "http/1.1"}
+        return {"protocol": "h2", "dials": self._h2.dials, "streams": self._h2.streams}
+
     def _h2_failure(self, exc: OSError, timeout: float) -> str:
         if isinstance(exc, ssl.SSLError | TimeoutError):
             return unavailable_reason(exc, timeout=timeout)

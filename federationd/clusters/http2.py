@@ -355,7 +355,7 @@ class H2Channel:
         self._dialling = asyncio.Lock()
         self._refused = False
         self._closed = False
-        #: TLS connections made so far (for tests and the debug endpoint)
+        #: TLS connections made so far (``ClusterClient.connection_info``)
         self.dials = 0
 
     @property

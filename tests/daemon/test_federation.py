@@ -192,6 +192,9 @@ async def test_join_leave_cycles_leave_no_tasks_or_connections_behind(tmp_path: 
         await wait_for(d.converged, timeout=30)
         baseline = await d.debug("runtime")
         assert baseline["clusters"] == ["master"]
+        # the master's requests and watches on one HTTP/2 connection
+        master_conn = baseline["connections"]["master"]
+        assert master_conn["protocol"] == "h2" and master_conn["streams"] >= 3, master_conn
         # /debug/tasks says where each task waits: the derivation, idle, on its wake-up
         tasks = {t["name"]: t["waiting_at"] for t in await d.debug("tasks")}
         assert any("_derive_loop" in frame for frame in tasks["derive"]), tasks["derive"]
@@ -215,6 +218,8 @@ async def test_join_leave_cycles_leave_no_tasks_or_connections_behind(tmp_path: 
         except AssertionError as e:
             raise AssertionError(f"{e}: before {baseline}, after {after}") from None
         assert after["clusters"] == ["master"]
+        # the master's connection carried all of it: never dialled again
+        assert after["connections"]["master"]["dials"] == master_conn["dials"], (master_conn, after)
         assert after["tasks"] <= baseline["tasks"], (baseline["task_kinds"], after["task_kinds"])
         assert after["open_files"] <= baseline["open_files"] + 1, (baseline, after)
         assert after["rss_bytes"] < baseline["rss_bytes"] + 32 * 2**20, (baseline, after)
