@@ -89,8 +89,9 @@ class WorkQueue(Generic[T]):
         self._m_retries = m.workqueue_retries_total.labels(name=name)
         self._m_queue_duration = m.workqueue_queue_duration_seconds.labels(name=name)
         self._m_work_duration = m.workqueue_work_duration_seconds.labels(name=name)
-        self._queue: deque[T] = deque()  # without ``order``
-        self._ranked: list[tuple[Any, int, T]] = []  # with ``order``: a heap
+        #: waiting items, a heap of (rank, arrival, item): the rank is ``order(item)``,
+        #: or the same for all (arrival order) without ``order``
+        self._queue: list[tuple[Any, int, T]] = []
         self._arrivals = itertools.count()
         self._dirty: set[T] = set()
         self._processing: set[T] = set()
@@ -111,17 +112,15 @@ class WorkQueue(Generic[T]):
     # --- the basic queue --------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._queue) + len(self._ranked)
+        return len(self._queue)
 
     def _push(self, item: T) -> None:
-        if self._order is None:
-            self._queue.append(item)
-        else:
-            heapq.heappush(self._ranked, (self._order(item), next(self._arrivals), item))
+        rank = 0 if self._order is None else self._order(item)
+        heapq.heappush(self._queue, (rank, next(self._arrivals), item))
         self._m_depth.set(len(self))
 
     def _pop(self) -> T:
-        item = self._queue.popleft() if self._order is None else heapq.heappop(self._ranked)[2]
+        item = heapq.heappop(self._queue)[2]
         self._m_depth.set(len(self))
         return item
 
@@ -252,7 +251,6 @@ class WorkQueue(Generic[T]):
         ``done()``."""
         self._shutting_down = True
         self._queue.clear()
-        self._ranked.clear()
         self._waiting.clear()
         self._heap.clear()
         self._m_depth.set(0)
