@@ -5,7 +5,8 @@ more remote kept aside) it prints one JSON object:
 
 * ``join``: the N-1 kubeconfig Secrets and RemoteIstios created at once on the master →
   every RemoteIstio ``Available`` (``all_s``; the daemon's CPU seconds meanwhile,
-  ``all_cpu_s``, which a loaded machine inflates far less than the wall clock); then one more remote added to the
+  ``all_cpu_s``, which a loaded machine inflates far less than the wall clock, and the
+  derivations it made, ``derivations``); then one more remote added to the
   converged fleet → ``Available`` (``one_s``), next to the emulator's own delays
   (``emulator_delays_s``: load balancer + workload readiness, what no daemon can beat);
 * ``gateway_change_ms``: ``--changes`` times, a random remote's ``istio-ingressgateway``
@@ -270,6 +271,11 @@ class Daemon:
                 return bool(d["leader"] and d["status"] and d.get("derived", True) and all(d["clusters"].values()))
         return False
 
+    async def derived(self, session: aiohttp.ClientSession) -> list[int]:
+        """The log seqs the daemon derived at, in order (its ``/debug/desired`` history)."""
+        async with session.get(self.url + "/debug/desired", timeout=aiohttp.ClientTimeout(total=60)) as r:
+            return [seq for seq, _ in (await r.json())["history"]]
+
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -392,6 +398,7 @@ async def _run_size(
                 await _until(lambda: _status(fleet, "Istio", "istio") == "Available", timeout=120, what="Istio Available", every=0.05)
                 await _converged(d, session, timeout=120)
 
+                derived0 = len(await d.derived(session))
                 t0, cpu_join = time.monotonic(), _cpu_s(d.pid)
                 for r in remotes[:-1]:
                     _join(fleet, r)
@@ -401,6 +408,10 @@ async def _run_size(
                 )
                 join_all = t_all - t0
                 cpu_join = _cpu_s(d.pid) - cpu_join
+                derived = await d.derived(session)
+                if keep:
+                    (Path(tmp) / "derived.json").write_text(json.dumps(derived))
+                derivations_join = len(derived) - derived0
                 await _converged(d, session, timeout=300)
                 await _quiet(fleet)
                 print(f"[{n} clusters] {n - 1} joined at once in {join_all:.1f} s; one more joins", file=sys.stderr, flush=True)
@@ -472,6 +483,7 @@ async def _run_size(
                 "join": {
                     "all_s": round(join_all, 2),
                     "all_cpu_s": round(cpu_join, 2),
+                    "derivations": derivations_join,
                     "remotes_at_once": n - 1,
                     "one_s": round(join_one, 3),
                     "emulator_delays_s": round(behaviours.lb_delay + behaviours.ready_delay, 3),

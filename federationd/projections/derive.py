@@ -66,6 +66,7 @@ from federationd.projections.state import (
     CustomResource,
     Kubeconfig,
     Namespace,
+    PodAddresses,
     ProjectionState,
     Workload,
 )
@@ -139,6 +140,10 @@ def _same_inputs(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b, strict=True))
 
 
+def _equal(a: Any, b: Any) -> bool:
+    return bool(a == b)
+
+
 class _Last:
     """The last derivation: its state, shared inputs and result."""
 
@@ -174,14 +179,25 @@ class _Memo:
         self._kept: set[str] = set()
         #: cluster → id(rendered object) → (object, reason inputs, DesiredObject)
         self.objects: dict[str, dict[int, tuple[dict[str, Any], tuple[int, ...], DesiredObject]]] = {}
+        #: cluster → (desired, DNS edits, facts, its analysis) at the last ``_mesh_findings``
+        self.analysis_rows: dict[str, tuple[Any, Any, Any, tuple[ClusterView, tuple[Finding, ...]]]] = {}
         #: (cluster, what, objects) of every build that was not a memo hit.
         self.rendered = self.render.rendered
 
-    def get(self, key: tuple[str, ...], inputs: tuple[Any, ...], compute: Callable[[], _T]) -> _T:
+    def get(
+        self, key: tuple[str, ...], inputs: tuple[Any, ...], compute: Callable[[], _T], *,
+        stable: Callable[[_T, _T], bool] | None = None,
+    ) -> _T:
+        """The result for ``inputs``: the last one when they are the same, else computed.
+        ``stable(last, new)``: when it holds, the last result is kept instead of the new
+        one, so that what is keyed on it by identity (the analysis, statuses, hashes, the
+        converger) sees no change where an input moved without changing the result."""
         e = self.entries.get(key)
         if e is not None and _same_inputs(e[0], inputs):
             return e[1]  # type: ignore[no-any-return]
         out = compute()
+        if stable is not None and e is not None and (e[1] is out or stable(e[1], out)):
+            out = e[1]
         self.entries[key] = (inputs, out)
         return out
 
@@ -196,6 +212,8 @@ class _Memo:
         self.render.retain(keep)
         for c in [c for c in self.objects if c not in keep]:
             del self.objects[c]
+        for c in [c for c in self.analysis_rows if c not in keep]:
+            del self.analysis_rows[c]
 
 
 _memo = _Memo()
@@ -593,7 +611,7 @@ def _master_desired(
         # its server version and served APIs (API versions rendered; refusal)
         state.kubernetes.get(master),
     )
-    return _memo.get(("desired", master), inputs, lambda: _master_desired_now(state, istio))
+    return _memo.get(("desired", master), inputs, lambda: _master_desired_now(state, istio), stable=_equal)
 
 
 def _master_desired_now(
@@ -651,12 +669,13 @@ def _remote_desired(
         istio.good_spec, istio.problem, istio.namespace, istio.cluster, istio.good_seq,
         remote.good_spec, remote.problem, remote.namespace, remote.good_seq, networks, localities,
         state.ca_secrets.get(remote.name), state.namespaces.get(remote.name),
-        # enabledServices: the master's pod addresses and (gateway mode) its gateway
-        state.pods.get(istio.cluster), gateway_addresses(state, istio.cluster, istio.namespace),
+        # enabledServices' objects: the same objects while what they read of the master
+        # (its pods' addresses, in gateway mode its gateway) renders the same
+        _remote_flat(state, istio, remote),
         # its server version and served APIs (API versions rendered; refusal)
         state.kubernetes.get(remote.name),
     )
-    return _memo.get(("desired", remote.name), inputs, lambda: _remote_desired_now(state, istio, remote))
+    return _memo.get(("desired", remote.name), inputs, lambda: _remote_desired_now(state, istio, remote), stable=_equal)
 
 
 def _remote_desired_now(
@@ -691,12 +710,10 @@ def _remote_desired_now(
         return ClusterDesired(hold=True, hold_reason=str(e))
     except Exception as e:
         return ClusterDesired(hold=True, hold_reason=f"render failed: {type(e).__name__}: {e}")
-    try:
-        flat_objs, flat_seqs = _enabled_services(
-            state, istio, spec, rspec, namespace=remote.namespace, cluster=remote.name
-        )
-    except flat.EnabledServiceError as e:
-        return ClusterDesired(hold=True, hold_reason=f"enabledServices: {e}")
+    flat_in = _remote_flat(state, istio, remote)
+    if isinstance(flat_in, str):
+        return ClusterDesired(hold=True, hold_reason=flat_in)
+    flat_objs, flat_seqs = flat_in
     clash = _name_clash(rendered, flat_objs)
     if clash:
         return ClusterDesired(hold=True, hold_reason=clash)
@@ -715,6 +732,32 @@ def _remote_desired_now(
 
 
 # --- flat network (seed 000) ------------------------------------------------------------------
+
+
+def _remote_flat(
+    state: ProjectionState, istio: CustomResource, remote: CustomResource
+) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]] | str | None:
+    """A remote's ``enabledServices`` objects and their seqs (``_enabled_services``), why
+    they cannot be rendered, or None while a spec is not good."""
+    if istio.good_spec is None or remote.good_spec is None:
+        return None
+    try:
+        return _enabled_services(
+            state, istio, _istio_spec(istio), _remote_spec(remote), namespace=remote.namespace, cluster=remote.name
+        )
+    except flat.EnabledServiceError as e:
+        return f"enabledServices: {e}"
+
+
+def _enabled_pods(
+    state: ProjectionState, istio: CustomResource, rspec: v1beta1.RemoteIstioSpec | None
+) -> tuple[PodAddresses | None, ...]:
+    """What ``enabledServices`` reads of the master's pods: the addresses observed of
+    each enabled service (not of every service on the master)."""
+    if rspec is None or not rspec.enabled_services:
+        return ()
+    pods = state.pods.get(istio.cluster, {})
+    return tuple(pods.get(f"{istio.namespace}/{svc.name}") for svc in rspec.enabled_services)
 
 
 def _enabled_services(
@@ -736,7 +779,7 @@ def _enabled_services(
     if not rspec.enabled_services:
         return [], {}
     gw = gateway_addresses(state, istio.cluster, istio.namespace) if spec.mesh_expansion else None
-    inputs = (rspec.enabled_services, state.pods.get(istio.cluster), gw, namespace, istio.cluster, istio.namespace)
+    inputs = (rspec.enabled_services, _enabled_pods(state, istio, rspec), gw, namespace, istio.cluster, istio.namespace)
     return _memo.get(
         ("flat", cluster), inputs,
         lambda: _enabled_services_now(state, istio, spec, rspec, namespace=namespace, cluster=cluster),
@@ -877,6 +920,7 @@ def mesh_view(state: ProjectionState, desired: Desired) -> MeshView:
 def _mesh_findings(
     state: ProjectionState, clusters: Mapping[str, ClusterDesired],
     dns: Mapping[str, tuple[clusterdns.DnsEdit, ...]] | None = None,
+    touched: set[str] | None = None,
 ) -> tuple[Finding, ...]:
     """``analysis.analyze`` of the derived mesh, memoised so that a change re-runs what
     it can affect: one cluster's checks run again only when one of its objects other
@@ -884,15 +928,24 @@ def _mesh_findings(
     which every gateway change rewrites on every cluster); the checks across clusters
     run once per change. A cluster none of whose inputs moved costs a few identity
     tests (``_cluster_analysis``), so a change that touched one cluster does not walk
-    every cluster's objects."""
+    every cluster's objects; in a derivation of the ``touched`` clusters only (the
+    shared inputs the last derivation's), the others' rows are the last call's when
+    their desired objects, DNS edits and facts are the same objects."""
     istio = managed_istio(state)
     master = istio.cluster if istio else "master"
     namespace = istio.namespace if istio else "istio-system"
     dns = dns or {}
-    per_cluster = [
-        _cluster_analysis(state, name, clusters[name], master=master, namespace=namespace, dns=dns.get(name, ()))
-        for name in sorted(clusters)
-    ]
+    rows = _memo.analysis_rows
+    per_cluster = []
+    for name in sorted(clusters):
+        cd, d, f = clusters[name], dns.get(name, ()), state.facts.get(name)
+        row = rows.get(name)
+        if touched is not None and name not in touched and row is not None and row[0] is cd and row[1] is d and row[2] is f:
+            per_cluster.append(row[3])  # nothing of this cluster moved since the last call
+            continue
+        got = _cluster_analysis(state, name, cd, master=master, namespace=namespace, dns=d)
+        rows[name] = (cd, d, f, got)
+        per_cluster.append(got)
     view = MeshView(master=master, namespace=namespace, clusters=tuple(v for v, _ in per_cluster))
     found = [f for _, fs in per_cluster for f in fs]
     found += _memo.get(
@@ -916,8 +969,11 @@ def _cluster_analysis(
     def build() -> tuple[ClusterView, tuple[Finding, ...]]:
         c = _cluster_view(state, name, role, cd, namespace=namespace, dns=dns)
         cm_key = f"v1/ConfigMap/{namespace}/istio"
+        # the objects' contents, not the objects: the same content derived from a newer
+        # fact (a restarted pod the remote reaches through the gateway) is not re-checked
+        keys = tuple(k for k in cd.objects if k != cm_key)
         inputs = (namespace, c.role, c.kubernetes_apis, _dns_inputs(state, name, namespace), dns,
-                  *(o for k, o in cd.objects.items() if k != cm_key))
+                  keys, tuple(cd.objects[k].content_hash for k in keys))
         return c, _cluster_findings(MeshView(master=master, namespace=namespace, clusters=()), c, inputs)
 
     return _memo.get(("analysis-quick", name), quick, build)
@@ -929,13 +985,13 @@ def _cluster_findings(view: MeshView, c: ClusterView, inputs: tuple[Any, ...]) -
 
 def _mesh_analyzed(
     state: ProjectionState, istio: CustomResource, clusters: Mapping[str, ClusterDesired],
-    dns: Mapping[str, tuple[clusterdns.DnsEdit, ...]],
+    dns: Mapping[str, tuple[clusterdns.DnsEdit, ...]], touched: set[str] | None = None,
 ) -> tuple[str, str, str]:
     """``(status, reason, message)`` of the managed Istio's ``MeshAnalyzed`` condition."""
     master = clusters.get(istio.cluster)
     if master is None or master.hold:
         return "Unknown", "NotDerived", "nothing is derived for the master cluster, so there is nothing to analyze"
-    return analysis.condition(_mesh_findings(state, clusters, dns))
+    return analysis.condition(_mesh_findings(state, clusters, dns, touched))
 
 
 # --- status -----------------------------------------------------------------------------------------
@@ -1353,7 +1409,7 @@ def _derive_touched(
         statuses[status_key(ISTIO_KIND, cr.namespace, cr.name)] = _cr_status(
             state, cr, cr.cluster, clusters.get(cr.cluster), kind=ISTIO_KIND,
             blocker=_trust_blocker(state, cr.cluster),
-            mesh_analyzed=_mesh_analyzed(state, cr, clusters, dns),
+            mesh_analyzed=_mesh_analyzed(state, cr, clusters, dns, touched),
         )
     named = _remotes_named(state)
     for name in touched:

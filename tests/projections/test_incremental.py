@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -187,3 +188,57 @@ def test_a_change_to_some_clusters_derives_those_alone_and_equals_a_cold_derivat
     assert all(ahead.clusters[c] is behind.clusters[c] for c in behind.clusters if c != "remote-3")
     moved = {k for k in after.statuses if after.statuses[k] is not before.statuses[k]}
     assert moved <= {f"RemoteIstio/{NS}/remote-1"}
+
+
+def _pilot_pods(*ips: str, time: float) -> ev.PodAddressesObserved:
+    return ev.PodAddressesObserved(
+        cluster=MASTER, key=f"Endpoints/{NS}/istio-pilot", time=time, namespace=NS, service="istio-pilot",
+        ips=ips, ports={"grpc-xds": 15010},
+    )
+
+
+def test_a_restarted_master_pod_that_renders_the_same_is_not_analysed_again(monkeypatch: Any) -> None:
+    """Gateway mode: a remote's enabledServices reach the master through its gateway, so
+    of the master's pilot pods only the ports are read. A pilot restart (new pod IPs, the
+    same ports) re-renders enabledServices alone and changes no content anywhere; the
+    mesh analysis, keyed on contents, does not run again. The objects' reasons name the
+    newest pod fact, as a cold derivation's (replay) do."""
+    from federationd.projections import analysis
+
+    log = _fleet(3)
+    log.add(_pilot_pods("10.0.0.1", time=3))
+    d._memo = d._Memo()
+    before = derive(log.state)
+    checked: list[str] = []
+    real = analysis.cluster_findings
+    monkeypatch.setattr(analysis, "cluster_findings", lambda view, c: checked.append(c.name) or real(view, c))
+    d.reset_renders()
+    log.add(_pilot_pods("10.0.0.1", "10.0.0.2", time=4), _pilot_pods("10.0.0.2", time=5))
+    after = derive(log.state)
+    remotes = ("remote-0", "remote-1", "remote-2")
+    assert {(c, what) for c, what, _ in d.renders()} == {(r, "enabledServices") for r in remotes}
+    assert _changed(before, after) == set()
+    assert checked == []
+    endpoints = f"v1/Endpoints/{NS}/istio-pilot"
+    assert after.clusters["remote-0"].objects[endpoints].reasons[-1] == log.records[-1].seq
+    assert desired_hash(after) == desired_hash(_cold(log.state))
+    # new ports are new content: every remote's Service and Endpoints change, and each
+    # remote is analysed again
+    log.add(ev.PodAddressesObserved(
+        cluster=MASTER, key=f"Endpoints/{NS}/istio-pilot", time=6, namespace=NS, service="istio-pilot",
+        ips=("10.0.0.2",), ports={"grpc-xds": 15010, "https-xds": 15011},
+    ))
+    checked.clear()
+    moved = derive(log.state)
+    assert _changed(after, moved) == {(r, k) for r in remotes for k in (f"v1/Service/{NS}/istio-pilot", endpoints)}
+    assert sorted(checked) == list(remotes)
+    assert desired_hash(moved) == desired_hash(_cold(log.state))
+
+
+def _cold(state: ProjectionState) -> d.Desired:
+    """A derivation with an empty memo (as a replay's first), the warm memo kept."""
+    warm, d._memo = d._memo, d._Memo()
+    try:
+        return derive(state)
+    finally:
+        d._memo = warm
