@@ -29,9 +29,10 @@ more remote kept aside) it prints one JSON object:
   ``PYTHONTRACEMALLOC=1`` and so slows it: a run for finding memory, not for timing): the
   daemon's ``/debug/memory`` after the changes, the largest allocation sites;
 * ``emulator_gc_pause_max_ms``: the longest garbage collection of the emulator's process
-  during the changes (its stores are frozen after the joins, as a real API server has
-  no stop-the-world collector to stall the daemon's requests), and
-  ``emulator_full_gc_ms``, what one full collection of them took before that;
+  during the join of one more remote and the changes (its stores are frozen once the
+  N-1 remotes joined, as a real API server has no stop-the-world collector to stall the
+  daemon's requests), and ``emulator_full_gc_ms``, what one full collection of them
+  took before that;
 * ``floor_ms``: the floor measured in the same run — a minimal client process that
   watches the same remote Service over HTTPS and writes one ConfigMap on the master
   through the same emulator — and ``ratio_p99`` = gateway change p99 (master) / floor p99.
@@ -414,6 +415,15 @@ async def _run_size(
                 derivations_join = len(derived) - derived0
                 await _converged(d, session, timeout=300)
                 await _quiet(fleet)
+                # The emulator's stores hold every cluster's objects: freeze them, so that a
+                # full collection of this process (a pause of the emulator, which a real
+                # API server's concurrent collector does not have) does not land in the
+                # measured join of one more remote or in a change; the pauses left are reported
+                t_gc = time.perf_counter()
+                gc.collect()
+                full_gc = time.perf_counter() - t_gc
+                gc.freeze()
+                pauses = _GcPauses()
                 print(f"[{n} clusters] {n - 1} joined at once in {join_all:.1f} s; one more joins", file=sys.stderr, flush=True)
                 t0 = time.monotonic()
                 _join(fleet, remotes[-1])
@@ -422,15 +432,6 @@ async def _run_size(
                 await _converged(d, session, timeout=300)
                 await _quiet(fleet)
 
-                # The emulator's stores hold every cluster's objects: freeze them, so that a
-                # full collection of this process (a pause of the emulator, which a real
-                # API server's concurrent collector does not have) does not land in a
-                # measured change; the pauses left are reported
-                t_gc = time.perf_counter()
-                gc.collect()
-                full_gc = time.perf_counter() - t_gc
-                gc.freeze()
-                pauses = _GcPauses()
                 rng = random.Random(seed)
                 lat_master: list[float] = []
                 lat_all: list[float] = []

@@ -86,7 +86,7 @@ from federationd.inspect import SNAPSHOTS
 from federationd.leader import LeaderElector
 from federationd.logguard import LogGuard
 from federationd.metrics import METRICS, Metrics
-from federationd.projections.derive import ClusterDesired, Desired, derive, desired_hash
+from federationd.projections.derive import AVAILABLE, ClusterDesired, Desired, derive, desired_hash
 from federationd.projections.membership import Membership
 from federationd.projections.state import (
     EMPTY,
@@ -105,6 +105,8 @@ log = logging.getLogger("federationd")
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+#: The longest pause between two derivations of a burst (``_derive_loop``).
+DERIVE_PAUSE_MAX = 0.1
 
 
 # --- gateway hostnames ----------------------------------------------------------------------------
@@ -496,6 +498,9 @@ class Daemon:
         #: remote → seq of the ClusterRemoved appended when it was removed: until that is
         #: folded, the membership derived from older state still lists it for removal
         self._removed_at: dict[str, int] = {}
+        #: clusters derived Available since they were connected: the others' writes are
+        #: urgent (``ClusterConverger.set_desired(settling=)``)
+        self._available_once: set[str] = set()
         #: RemoteIstio (key, uid) whose left-behind Warning Event was recorded
         self._warned: set[tuple[str, str]] = set()
         #: the deadlines the membership asks for, appended as facts when they pass
@@ -586,6 +591,7 @@ class Daemon:
             self._dirty.clear()
             if not self.initial_sync_done():
                 continue
+            started = time.perf_counter()
             state = self.state
             desired = derive(state)
             self.desired = desired
@@ -602,8 +608,11 @@ class Daemon:
             self.trust.set_plan(desired.membership.trust)
             self.cluster_dns.set_edits(desired.dns)
             self.timers.set({n: (d.since_seq, d.since) for n, d in desired.membership.deadlines.items()})
-            # Let the fold task run between derivations of a burst.
-            await asyncio.sleep(0)
+            # Between derivations of a burst, let the facts gather for as long as this
+            # derivation took (at most DERIVE_PAUSE_MAX): derivation then takes at most
+            # half the loop however fast facts come (99 remotes joining), and the first
+            # fact after a quiet spell is derived at once.
+            await asyncio.sleep(min(time.perf_counter() - started, DERIVE_PAUSE_MAX))
 
     def _kube_for(self, cluster: str) -> KubeClient | None:
         rt = self.runtimes.get(cluster)
@@ -621,6 +630,10 @@ class Daemon:
         self._resolving = set(hostnames)
 
     def _push(self, state: ProjectionState, desired: Desired) -> None:
+        if not self._available_once.issuperset(self.runtimes):
+            for st in desired.statuses.values():
+                if st.status.get("Status") == AVAILABLE:
+                    self._available_once.add(st.name if st.kind == "RemoteIstio" else st.cluster)
         for name, rt in self.runtimes.items():
             if not rt.joined:
                 continue  # connected for its identity only: nothing is written there
@@ -632,6 +645,7 @@ class Daemon:
                 state.actuations.get(name, {}),
                 cause_seq=state.seq,
                 cause_time=self._last_fact_time,
+                settling=name not in self._available_once,
             )
         if self.status is not None:
             self.status.set_desired(desired.statuses)
@@ -747,6 +761,7 @@ class Daemon:
         if rt is None:
             return
         await rt.stop()
+        self._available_once.discard(name)
         self.emitter.forget_cluster(name)
         self.metrics.forget_cluster(name)
         self._metered = {}  # its gauges went with it: set every one again

@@ -360,6 +360,7 @@ class ClusterConverger:
         self._taking: dict[str, tuple[int, float]] = {}
         #: some desired object was never applied on this cluster (it is joining)
         self._joining = False
+        self._settling = False
         #: keys whose handling ended without the desired state in effect (they are
         #: looked at again): their cause keeps waiting
         self._unsettled: set[str] = set()
@@ -432,13 +433,17 @@ class ClusterConverger:
         *,
         cause_seq: int = 0,
         cause_time: float = 0.0,
+        settling: bool = False,
     ) -> None:
         """A new desired state for this cluster: enqueue exactly the keys that changed.
+        ``settling``: the cluster has not been Available since it joined, so its writes
+        (a restart its new ``cacerts`` brings, say) go before updates of clusters in place.
 
         Called after every derivation for every cluster: what did not change is the same
         object (derivation is incremental), so an unchanged cluster costs two identity
         tests, not a walk over its objects."""
         old = self._desired
+        self._settling = settling
         if desired is old and actuations is self._acts:
             return
         first = not self._has_desired
@@ -668,9 +673,9 @@ class ClusterConverger:
                 await self._handle(key)
             else:
                 # a joining cluster's writes (its control plane, and the updates it
-                # needs before it is complete) and objects a cluster never had go
+                # needs before it is Available) and objects a cluster never had go
                 # before updates on clusters that are in place
-                async with self._lane.slot(urgent=self._joining or key not in self._acts):
+                async with self._lane.slot(urgent=self._joining or self._settling or key not in self._acts):
                     await self._handle(key)
         except Exception:
             m[1].inc()

@@ -45,6 +45,7 @@ from federationd.metrics import METRICS, Metrics
 from federationd.projections.derive import (
     CR_API_VERSION,
     RECONCILE_FAILED,
+    RECONCILING,
     DesiredStatus,
 )
 from federationd.projections.state import EVENT, STATUS
@@ -102,7 +103,9 @@ class StatusWriter:
         self._clock = clock
         self._metrics = metrics or METRICS
         self._events = events
-        self.queue: WorkQueue[str] = WorkQueue(f"status-{cluster}", rate_limit=rate_limit, metrics=self._metrics)
+        self.queue: WorkQueue[str] = WorkQueue(
+            f"status-{cluster}", rate_limit=rate_limit, metrics=self._metrics, order=self._order
+        )
         self._desired: dict[str, DesiredStatus] = {}
         #: key → hash of the desired status the CR is known to show (transition times
         #: aside, ``keep_transition_times``)
@@ -156,6 +159,14 @@ class StatusWriter:
             wanted = content_hash(s.status)
             if self._shown.get(key) != wanted and self._refused.get(key) != wanted:
                 self.queue.add(key)
+
+    def _order(self, key: str) -> int:
+        """A CR going to Reconciling is written after the others waiting: a gateway change
+        on a joining remote briefly sets every remote Reconciling (its ConfigMap is
+        rewritten), and the joining remote's Available must not queue behind those (which,
+        left waiting, are often superseded by Available before they are written)."""
+        s = self._desired.get(key)
+        return 1 if s is not None and s.status.get("Status") == RECONCILING else 0
 
     def idle(self) -> bool:
         return not len(self.queue) and not self.queue.processing() and all(

@@ -140,7 +140,7 @@ def _same_inputs(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b, strict=True))
 
 
-def _equal(a: Any, b: Any) -> bool:
+def _equal(a: _T, b: _T) -> bool:
     return bool(a == b)
 
 
@@ -713,6 +713,7 @@ def _remote_desired_now(
     flat_in = _remote_flat(state, istio, remote)
     if isinstance(flat_in, str):
         return ClusterDesired(hold=True, hold_reason=flat_in)
+    assert flat_in is not None  # both specs are good
     flat_objs, flat_seqs = flat_in
     clash = _name_clash(rendered, flat_objs)
     if clash:

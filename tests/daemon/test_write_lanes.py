@@ -78,10 +78,10 @@ async def test_urgent_writes_take_the_next_free_slot_before_earlier_updates() ->
     lane.release()
 
 
-async def test_a_joining_cluster_writes_before_updates_on_a_cluster_in_place(tmp_path: Path) -> None:
+async def _share_one_slot(tmp_path: Path, *, applied_before: bool, settling: bool) -> list[tuple[str, str]]:
     """Two clusters share one remote write slot. One is in place (every object applied
-    before) and gets five updates; the other joins (nothing applied there yet) a moment
-    later with three objects. Once the slot frees, the joining cluster's writes go first."""
+    before) and gets five updates; a moment later the other gets three objects: new to
+    it, or (``applied_before``) updates of objects it has. The order of the eight writes."""
     async with Fleet(["master", "in-place", "joining"], directory=tmp_path) as fleet:
         for c in ("in-place", "joining"):
             fleet[c].store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
@@ -99,7 +99,7 @@ async def test_a_joining_cluster_writes_before_updates_on_a_cluster_in_place(tmp
             convs[c] = ClusterConverger(c, KubeClient(client), append=append, metrics=Metrics(), lanes=lanes)
         try:
             # every write to the cluster in place takes 0.3 s: the slot stays busy while
-            # the joining cluster's writes queue behind its other updates
+            # the other cluster's writes queue behind its other updates
             fleet["in-place"].faults.latency(0.3, verb="patch", duration=30)
             updates = _desired([_cm(f"u{i}", "2") for i in range(5)])
             in_place = {k: Actuation(verb="apply", content_hash="earlier", ok=True) for k in updates.objects}
@@ -107,13 +107,32 @@ async def test_a_joining_cluster_writes_before_updates_on_a_cluster_in_place(tmp
                 conv.start()
             convs["in-place"].set_desired(updates, in_place)
             await wait_for(lanes.lane(master=False).locked, what="the first update holding the slot")
-            convs["joining"].set_desired(_desired([_cm(f"j{i}", "1") for i in range(3)]), {})
+            joining = _desired([_cm(f"j{i}", "1") for i in range(3)])
+            if applied_before:
+                for i in range(3):
+                    fleet["joining"].store.create(_cm(f"j{i}", "0"))
+            acts = {k: Actuation(verb="apply", content_hash="earlier", ok=True) for k in joining.objects} if applied_before else {}
+            convs["joining"].set_desired(joining, acts, settling=settling)
             await wait_for(lambda: len(order) == 8, timeout=30, what="every write")
-            first_update = order[0]
-            assert first_update[0] == "in-place"
-            assert [c for c, _ in order[1:4]] == ["joining"] * 3, order
+            assert order[0][0] == "in-place"
+            return order
         finally:
             for conv in convs.values():
                 await conv.stop()
             for client in clients:
                 await client.close()
+
+
+async def test_a_joining_cluster_writes_before_updates_on_a_cluster_in_place(tmp_path: Path) -> None:
+    """Nothing applied on the joining cluster yet: once the slot frees, its writes go first."""
+    order = await _share_one_slot(tmp_path, applied_before=False, settling=False)
+    assert [c for c, _ in order[1:4]] == ["joining"] * 3, order
+
+
+@pytest.mark.parametrize("settling", [True, False])
+async def test_a_cluster_not_yet_available_writes_its_updates_first(tmp_path: Path, settling: bool) -> None:
+    """Every object applied once, but the cluster has not been Available since it joined
+    (a restart its new cacerts brings): its updates go before those of a cluster in
+    place; once it has been Available, they wait their turn."""
+    order = await _share_one_slot(tmp_path, applied_before=True, settling=settling)
+    assert [c for c, _ in order[1:4]] == (["joining"] * 3 if settling else ["in-place"] * 3), order

@@ -158,3 +158,58 @@ async def test_a_condition_keeps_its_transition_time_while_its_status_does_not_c
         assert _times(server.status) == ["2026-01-01T00:00:11Z"] * 2
     finally:
         await w.stop()
+
+
+class _Fleet(_Cluster):
+    """Several RemoteIstios; each write is recorded as (name, Status)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[tuple[str, str]] = []
+
+    async def patch_status(self, api_version: str, kind: str, namespace: str, name: str,
+                           status: dict[str, Any], *, apply: bool) -> dict[str, Any]:
+        self.started += 1
+        await self.hold.wait()
+        self.written.append((name, str(status["Status"])))
+        return {}
+
+
+def _fleet(values: dict[str, tuple[str, str]]) -> dict[str, DesiredStatus]:
+    return {
+        f"RemoteIstio/istio-system/{name}": DesiredStatus(
+            kind="RemoteIstio", cluster="master", namespace="istio-system", name=name,
+            status={"Status": value, "GatewayAddress": [ip]}, reasons=(),
+        )
+        for name, (value, ip) in values.items()
+    }
+
+
+async def test_a_cluster_becoming_available_is_written_before_others_reconciling() -> None:
+    """A gateway change on a joining remote rewrites every remote's ConfigMap, so every
+    remote is briefly Reconciling: the joining remote's Available goes first."""
+    server = _Fleet()
+
+    async def append(events: Any) -> None:
+        return None
+
+    writer = StatusWriter("master", server, append=append, metrics=Metrics(), events=False)  # type: ignore[arg-type]
+    writer.start()
+    names = ("remote-a", "remote-b", "remote-c", "remote-new")
+    try:
+        writer.set_desired(_fleet({n: ("Available", "35.1.0.1") for n in names[:3]} | {"remote-new": ("Reconciling", "")}))
+        await wait_for(writer.idle, what="the first statuses written")
+        server.written.clear()
+        server.hold.clear()  # the next write stays in flight while the others queue
+        writer.set_desired(_fleet({"remote-a": ("Reconciling", "35.1.0.1"), "remote-b": ("Available", "35.1.0.1"),
+                                   "remote-c": ("Available", "35.1.0.1"), "remote-new": ("Reconciling", "")}))
+        await wait_for(lambda: server.started == 5, what="remote-a's Reconciling in flight")
+        writer.set_desired(_fleet({"remote-a": ("Reconciling", "35.1.0.1"), "remote-b": ("Reconciling", "35.1.0.1"),
+                                   "remote-c": ("Reconciling", "35.1.0.1"), "remote-new": ("Available", "35.1.0.9")}))
+        server.hold.set()
+        await wait_for(writer.idle, what="every status written")
+        assert server.written == [
+            ("remote-a", "Reconciling"), ("remote-new", "Available"), ("remote-b", "Reconciling"), ("remote-c", "Reconciling"),
+        ]
+    finally:
+        await writer.stop()
