@@ -105,8 +105,6 @@ log = logging.getLogger("federationd")
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-#: The longest pause between two derivations of a burst (``_derive_loop``).
-DERIVE_PAUSE_MAX = 0.1
 
 
 # --- gateway hostnames ----------------------------------------------------------------------------
@@ -591,7 +589,6 @@ class Daemon:
             self._dirty.clear()
             if not self.initial_sync_done():
                 continue
-            started = time.perf_counter()
             state = self.state
             desired = derive(state)
             self.desired = desired
@@ -608,11 +605,8 @@ class Daemon:
             self.trust.set_plan(desired.membership.trust)
             self.cluster_dns.set_edits(desired.dns)
             self.timers.set({n: (d.since_seq, d.since) for n, d in desired.membership.deadlines.items()})
-            # Between derivations of a burst, let the facts gather for as long as this
-            # derivation took (at most DERIVE_PAUSE_MAX): derivation then takes at most
-            # half the loop however fast facts come (99 remotes joining), and the first
-            # fact after a quiet spell is derived at once.
-            await asyncio.sleep(min(time.perf_counter() - started, DERIVE_PAUSE_MAX))
+            # Let the fold task run between derivations of a burst.
+            await asyncio.sleep(0)
 
     def _kube_for(self, cluster: str) -> KubeClient | None:
         rt = self.runtimes.get(cluster)

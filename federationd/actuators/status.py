@@ -120,6 +120,10 @@ class StatusWriter:
         #: are not recorded: any re-derivation retries those.
         self._refused: dict[str, str] = {}
         self._worker: asyncio.Task[None] | None = None
+        #: key → the task creating its latest transition Event: Events go out beside the
+        #: status writes (a slow Event does not hold the next CR's status back), each
+        #: after the CR's previous one, so ``kubectl describe`` lists them in order
+        self._events_pending: dict[str, asyncio.Task[None]] = {}
         self.active = False
         self.writes = 0
 
@@ -141,6 +145,8 @@ class StatusWriter:
         task, self._worker = self._worker, None
         if task is not None:
             await reap([task], cancel=False, grace=10.0)
+        if self._events_pending:
+            await reap(list(self._events_pending.values()), cancel=False, grace=10.0)
 
     def set_desired(self, statuses: Mapping[str, DesiredStatus]) -> None:
         mine = {k: s for k, s in statuses.items() if s.cluster == self.cluster}
@@ -169,7 +175,7 @@ class StatusWriter:
         return 1 if s is not None and s.status.get("Status") == RECONCILING else 0
 
     def idle(self) -> bool:
-        return not len(self.queue) and not self.queue.processing() and all(
+        return not len(self.queue) and not self.queue.processing() and not self._events_pending and all(
             self._shown.get(k) == content_hash(s.status) for k, s in self._desired.items()
         )
 
@@ -270,9 +276,30 @@ class StatusWriter:
         )
         value = str(s.status.get("Status", ""))
         if self._events and value != previous and value:
-            await self._event(cr if cr is not None else answer, s, value, obj_key)
+            self._event_after(key, cr if cr is not None else answer, s, value, obj_key)
         self._value[key] = value
         return wanted
+
+    def _event_after(self, key: str, cr: dict[str, Any], s: DesiredStatus, value: str, obj_key: str) -> None:
+        """Record a transition Event once the CR's previous one is recorded."""
+        before = self._events_pending.get(key)
+
+        async def record() -> None:
+            if before is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(before)
+            await self._event(cr, s, value, obj_key)
+
+        task = asyncio.get_running_loop().create_task(record(), name=f"status event {obj_key}")
+        self._events_pending[key] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._events_pending.get(key) is t:
+                del self._events_pending[key]
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("%s: could not record an Event on %s: %s", self.cluster, obj_key, t.exception())
+
+        task.add_done_callback(done)
 
     async def _event(self, cr: dict[str, Any], s: DesiredStatus, value: str, obj_key: str) -> None:
         message = str(s.status.get("ErrorMessage") or f"{s.kind} {s.namespace}/{s.name} is {value}")

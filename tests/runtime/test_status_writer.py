@@ -172,7 +172,7 @@ class _Fleet(_Cluster):
         self.started += 1
         await self.hold.wait()
         self.written.append((name, str(status["Status"])))
-        return {}
+        return {"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace, "name": name}}
 
 
 def _fleet(values: dict[str, tuple[str, str]]) -> dict[str, DesiredStatus]:
@@ -211,5 +211,39 @@ async def test_a_cluster_becoming_available_is_written_before_others_reconciling
         assert server.written == [
             ("remote-a", "Reconciling"), ("remote-new", "Available"), ("remote-b", "Reconciling"), ("remote-c", "Reconciling"),
         ]
+    finally:
+        await writer.stop()
+
+
+async def test_a_slow_event_holds_no_status_back_and_events_stay_in_order() -> None:
+    """A transition Event is recorded beside the status writes: the next CR's status
+    does not wait for it, and one CR's Events are recorded in the order of its statuses."""
+    server = _Fleet()
+    events: list[tuple[str, str]] = []
+    release = asyncio.Event()
+
+    async def create_event(cr: dict[str, Any], *, reason: str, message: str, type: str) -> dict[str, Any]:
+        if cr["metadata"]["name"] == "remote-a" and reason == "Reconciling":
+            await release.wait()  # the first Event of remote-a is slow
+        events.append((cr["metadata"]["name"], reason))
+        return {}
+
+    server.create_event = create_event  # type: ignore[attr-defined]
+
+    async def append(events: Any) -> None:
+        return None
+
+    writer = StatusWriter("master", server, append=append, metrics=Metrics())  # type: ignore[arg-type]
+    writer.start()
+    try:
+        writer.set_desired(_fleet({"remote-a": ("Reconciling", "35.1.0.1")}))
+        await wait_for(lambda: ("remote-a", "Reconciling") in server.written, what="remote-a's status")
+        writer.set_desired(_fleet({"remote-a": ("Available", "35.1.0.1"), "remote-b": ("Available", "35.1.0.2")}))
+        await wait_for(lambda: len(server.written) == 3, what="both statuses written, the slow Event pending")
+        assert events == [("remote-b", "Available")]
+        assert not writer.idle()  # an Event still to record
+        release.set()
+        await wait_for(writer.idle, what="every Event recorded")
+        assert [e for e in events if e[0] == "remote-a"] == [("remote-a", "Reconciling"), ("remote-a", "Available")]
     finally:
         await writer.stop()
