@@ -43,6 +43,7 @@ from federationd.actuators.workqueue import RateLimit, WorkQueue, run_worker
 from federationd.api import v1beta1
 from federationd.metrics import METRICS, Metrics
 from federationd.projections.derive import (
+    AVAILABLE,
     CR_API_VERSION,
     RECONCILE_FAILED,
     RECONCILING,
@@ -54,6 +55,11 @@ from federationd.render.objects import content_hash
 log = logging.getLogger(__name__)
 
 Append = Callable[[Sequence[Event]], Awaitable[object]]
+
+#: How long a CR shown ``Available`` must be derived ``Reconciling`` before the CR says so
+#: (and gets its Event): a gateway change rewrites every remote's ``istio`` ConfigMap,
+#: which at 100 clusters takes a few hundred milliseconds.
+RECONCILING_GRACE = 1.0
 
 
 def _same(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) -> bool:
@@ -164,7 +170,12 @@ class StatusWriter:
                 continue
             wanted = content_hash(s.status)
             if self._shown.get(key) != wanted and self._refused.get(key) != wanted:
-                self.queue.add(key)
+                if self._value.get(key) == AVAILABLE and s.status.get("Status") == RECONCILING:
+                    # a CR shown Available shows Reconciling only if it lasts: a
+                    # ConfigMap update on every remote (a gateway change) is not news
+                    self.queue.add_after(key, RECONCILING_GRACE)
+                else:
+                    self.queue.add(key)
 
     def _order(self, key: str) -> int:
         """A CR going to Reconciling is written after the others waiting: a gateway change

@@ -247,3 +247,31 @@ async def test_a_slow_event_holds_no_status_back_and_events_stay_in_order() -> N
         assert [e for e in events if e[0] == "remote-a"] == [("remote-a", "Reconciling"), ("remote-a", "Available")]
     finally:
         await writer.stop()
+
+
+async def test_a_brief_reconciling_of_an_available_cr_is_not_written(monkeypatch: Any) -> None:
+    """A CR shown Available shows Reconciling only when it lasts RECONCILING_GRACE: a
+    gateway change rewrites every remote's ConfigMap, which is not news on each."""
+    from federationd.actuators import status as status_module
+
+    monkeypatch.setattr(status_module, "RECONCILING_GRACE", 0.2)
+    server = _Cluster()
+
+    async def append(events: Any) -> None:
+        return None
+
+    writer = StatusWriter("master", server, append=append, metrics=Metrics(), events=False)  # type: ignore[arg-type]
+    writer.start()
+    try:
+        writer.set_desired(_desired("Available"))
+        await wait_for(writer.idle, what="Available written")
+        writer.set_desired(_desired("Reconciling"))
+        writer.set_desired(_desired("Available"))  # back before the grace ran out
+        await wait_for(lambda: not writer.queue._waiting and not len(writer.queue), what="the grace over")
+        assert server.patches == ["Available"]
+        writer.set_desired(_desired("Reconciling"))  # and this one lasts
+        assert not writer.idle()
+        await wait_for(writer.idle, what="Reconciling written")
+        assert server.patches == ["Available", "Reconciling"]
+    finally:
+        await writer.stop()
