@@ -16,7 +16,10 @@ Status writes use server-side apply on the status subresource (field manager
 error is gone) disappears instead of lingering as it would with a merge patch.
 
 Transitions of ``Status`` (``Reconciling`` → ``Available``, anything → ``ReconcileFailed``)
-and failures also become Kubernetes Events on the CR, for ``kubectl describe``. A status
+and failures also become Kubernetes Events on the CR, for ``kubectl describe``, recorded
+beside the status writes (one CR's in order). A CR shown ``Available`` shows
+``Reconciling`` only once it has been derived so for ``RECONCILING_GRACE``: a brief
+reconcile (every remote's ConfigMap rewritten for a gateway change) is not news. A status
 the server refuses as invalid — a CR whose stored spec breaks a CRD validation rule, on a
 release (1.25 to 1.29) that refuses every write to it — is retried with the queue's
 backoff only, and its ``ReconcileFailed`` message goes into a Warning Event, the one
