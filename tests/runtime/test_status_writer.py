@@ -49,6 +49,17 @@ def _desired(value: str) -> dict[str, DesiredStatus]:
     return {"RemoteIstio/istio-system/remote-eks": st}
 
 
+async def _ignore(events: Any) -> None:
+    return None
+
+
+def _started(server: Any, *, events: bool = False) -> StatusWriter:
+    """A running status writer for ``server``, appending nowhere."""
+    writer = StatusWriter("master", server, append=_ignore, metrics=Metrics(), events=events)
+    writer.start()
+    return writer
+
+
 async def test_a_status_swinging_back_during_a_write_is_written_again() -> None:
     server = _Cluster()
     appended: list[object] = []
@@ -79,11 +90,7 @@ async def test_a_status_swinging_back_during_a_write_is_written_again() -> None:
 async def test_an_unchanged_status_sends_nothing() -> None:
     server = _Cluster()
 
-    async def append(events: Any) -> None:
-        return None
-
-    writer = StatusWriter("master", server, append=append, metrics=Metrics(), events=False)  # type: ignore[arg-type]
-    writer.start()
+    writer = _started(server)
     try:
         writer.set_desired(_desired("Available"))
         await wait_for(writer.idle, what="Available written")
@@ -190,11 +197,7 @@ async def test_a_cluster_becoming_available_is_written_before_others_reconciling
     remote is briefly Reconciling: the joining remote's Available goes first."""
     server = _Fleet()
 
-    async def append(events: Any) -> None:
-        return None
-
-    writer = StatusWriter("master", server, append=append, metrics=Metrics(), events=False)  # type: ignore[arg-type]
-    writer.start()
+    writer = _started(server)
     names = ("remote-a", "remote-b", "remote-c", "remote-new")
     try:
         writer.set_desired(_fleet({n: ("Available", "35.1.0.1") for n in names[:3]} | {"remote-new": ("Reconciling", "")}))
@@ -230,11 +233,7 @@ async def test_a_slow_event_holds_no_status_back_and_events_stay_in_order() -> N
 
     server.create_event = create_event  # type: ignore[attr-defined]
 
-    async def append(events: Any) -> None:
-        return None
-
-    writer = StatusWriter("master", server, append=append, metrics=Metrics())  # type: ignore[arg-type]
-    writer.start()
+    writer = _started(server, events=True)
     try:
         writer.set_desired(_fleet({"remote-a": ("Reconciling", "35.1.0.1")}))
         await wait_for(lambda: ("remote-a", "Reconciling") in server.written, what="remote-a's status")
@@ -257,11 +256,7 @@ async def test_a_brief_reconciling_of_an_available_cr_is_not_written(monkeypatch
     monkeypatch.setattr(status_module, "RECONCILING_GRACE", 0.2)
     server = _Cluster()
 
-    async def append(events: Any) -> None:
-        return None
-
-    writer = StatusWriter("master", server, append=append, metrics=Metrics(), events=False)  # type: ignore[arg-type]
-    writer.start()
+    writer = _started(server)
     try:
         writer.set_desired(_desired("Available"))
         await wait_for(writer.idle, what="Available written")
