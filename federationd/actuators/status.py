@@ -155,7 +155,9 @@ class StatusWriter:
         if task is not None:
             await reap([task], cancel=False, grace=10.0)
         if self._events_pending:
-            await reap(list(self._events_pending.values()), cancel=False, grace=10.0)
+            # informational: a short wait, then they are cancelled (the daemon's shutdown
+            # grace must cover the status writes first)
+            await reap(list(self._events_pending.values()), cancel=False, grace=2.0)
 
     def set_desired(self, statuses: Mapping[str, DesiredStatus]) -> None:
         mine = {k: s for k, s in statuses.items() if s.cluster == self.cluster}
