@@ -140,10 +140,6 @@ def _same_inputs(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b, strict=True))
 
 
-def _equal(a: _T, b: _T) -> bool:
-    return bool(a == b)
-
-
 class _Last:
     """The last derivation: its state, shared inputs and result."""
 
@@ -185,18 +181,17 @@ class _Memo:
         self.rendered = self.render.rendered
 
     def get(
-        self, key: tuple[str, ...], inputs: tuple[Any, ...], compute: Callable[[], _T], *,
-        stable: Callable[[_T, _T], bool] | None = None,
+        self, key: tuple[str, ...], inputs: tuple[Any, ...], compute: Callable[[], _T], *, stable: bool = False
     ) -> _T:
         """The result for ``inputs``: the last one when they are the same, else computed.
-        ``stable(last, new)``: when it holds, the last result is kept instead of the new
-        one, so that what is keyed on it by identity (the analysis, statuses, hashes, the
-        converger) sees no change where an input moved without changing the result."""
+        ``stable``: a computed result equal to the last one is the last one, so that what
+        is keyed on it by identity (the analysis, statuses, hashes, the converger) sees no
+        change where an input moved without changing the result."""
         e = self.entries.get(key)
         if e is not None and _same_inputs(e[0], inputs):
             return e[1]  # type: ignore[no-any-return]
         out = compute()
-        if stable is not None and e is not None and (e[1] is out or stable(e[1], out)):
+        if stable and e is not None and (e[1] is out or e[1] == out):
             out = e[1]
         self.entries[key] = (inputs, out)
         return out
@@ -611,7 +606,7 @@ def _master_desired(
         # its server version and served APIs (API versions rendered; refusal)
         state.kubernetes.get(master),
     )
-    return _memo.get(("desired", master), inputs, lambda: _master_desired_now(state, istio), stable=_equal)
+    return _memo.get(("desired", master), inputs, lambda: _master_desired_now(state, istio), stable=True)
 
 
 def _master_desired_now(
@@ -675,7 +670,7 @@ def _remote_desired(
         # its server version and served APIs (API versions rendered; refusal)
         state.kubernetes.get(remote.name),
     )
-    return _memo.get(("desired", remote.name), inputs, lambda: _remote_desired_now(state, istio, remote), stable=_equal)
+    return _memo.get(("desired", remote.name), inputs, lambda: _remote_desired_now(state, istio, remote), stable=True)
 
 
 def _remote_desired_now(
@@ -751,12 +746,10 @@ def _remote_flat(
 
 
 def _enabled_pods(
-    state: ProjectionState, istio: CustomResource, rspec: v1beta1.RemoteIstioSpec | None
+    state: ProjectionState, istio: CustomResource, rspec: v1beta1.RemoteIstioSpec
 ) -> tuple[PodAddresses | None, ...]:
     """What ``enabledServices`` reads of the master's pods: the addresses observed of
     each enabled service (not of every service on the master)."""
-    if rspec is None or not rspec.enabled_services:
-        return ()
     pods = state.pods.get(istio.cluster, {})
     return tuple(pods.get(f"{istio.namespace}/{svc.name}") for svc in rspec.enabled_services)
 
