@@ -244,7 +244,11 @@ class Cluster:
     async def start(self) -> None:
         self.store.on_pending = self._gc_wake.set
         self._gc_task = asyncio.create_task(self._gc_loop(), name=f"sim-gc-{self.name}")
-        self._runner = web.AppRunner(self.server.app(), access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        # auto_decompress=False: kube-apiserver never undoes a request's Content-Encoding
+        # (it only compresses responses), so a compressed body is read as it is, as over h2
+        self._runner = web.AppRunner(
+            self.server.app(), access_log=None, handle_signals=False, shutdown_timeout=0.1, auto_decompress=False
+        )
         await self._runner.setup()
         self._listen()
         await self._server()

@@ -519,8 +519,8 @@ class H2Protocol(asyncio.Protocol):
             err = errors.BadRequest("the request is not a valid HTTP request")
             self._answer(s, 400, json.dumps(err.status()).encode())
             return
-        # a Content-Encoding of the body is not undone: no Kubernetes client compresses
-        # what it sends
+        # a Content-Encoding of the body is not undone, as kube-apiserver does not undo
+        # it (it compresses responses only); nor does the HTTP/1.1 side (fleet.py)
         payload = EMPTY_PAYLOAD
         if s.body:
             payload = StreamReader(self._body_protocol, max(len(s.body), 1 << 16), loop=self._loop)
