@@ -31,6 +31,7 @@ import msgspec
 import yaml
 
 from federationd.projections.clusterdns import forward_plugin
+from federationd.render import mesh as mesh_render
 
 Obj = dict[str, Any]
 Severity = Literal["error", "warning", "info"]
@@ -149,7 +150,9 @@ def _mesh_config(c: ClusterView, ns: str) -> tuple[Obj, Obj]:
     cm = _find(c, "ConfigMap", "istio", ns)
     data = (cm or {}).get("data") or {}
     mesh = _load(data.get("mesh") or "") or {}
-    networks = _load(data.get("meshNetworks") or "") or {}
+    text = data.get("meshNetworks") or ""
+    # the document federationd rendered that text from, when it did (not parsed again)
+    networks = mesh_render.parsed_networks(text) or _load(text) or {}
     return (mesh if isinstance(mesh, dict) else {}), (networks if isinstance(networks, dict) else {})
 
 

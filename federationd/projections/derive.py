@@ -654,6 +654,10 @@ def _master_desired_now(
     )
 
 
+#: Where ``_remote_desired``'s inputs hold the mesh's networks.
+_NETWORKS_AT = 9
+
+
 def _remote_desired(
     state: ProjectionState, istio: CustomResource, remote: CustomResource
 ) -> ClusterDesired:
@@ -670,7 +674,77 @@ def _remote_desired(
         # its server version and served APIs (API versions rendered; refusal)
         state.kubernetes.get(remote.name),
     )
-    return _memo.get(("desired", remote.name), inputs, lambda: _remote_desired_now(state, istio, remote), stable=True)
+    assert inputs[_NETWORKS_AT] is networks
+    key = ("desired", remote.name)
+    last = _memo.entries.get(key)
+
+    def compute() -> ClusterDesired:
+        if last is not None:
+            quick = _with_new_networks(state, istio, remote, last, inputs)
+            if quick is not None:
+                return quick
+        return _remote_desired_now(state, istio, remote)
+
+    return _memo.get(key, inputs, compute, stable=True)
+
+
+def _with_new_networks(
+    state: ProjectionState,
+    istio: CustomResource,
+    remote: CustomResource,
+    last: tuple[tuple[Any, ...], Any],
+    inputs: tuple[Any, ...],
+) -> ClusterDesired | None:
+    """``_remote_desired_now`` when only the mesh's networks moved since ``last``: the
+    last objects with the ``istio`` ConfigMap (the one object that carries
+    ``meshNetworks``) rendered again, or None where that does not hold (the full
+    derivation then says what changed, a hold included). Every cluster's ConfigMap
+    changes with each new gateway address: this spares the other ~60 objects of each
+    remote their render-cache lookups, sort and bookkeeping."""
+    old_inputs, old = last
+    if not isinstance(old, ClusterDesired) or old.hold or not old.objects or len(old_inputs) != len(inputs):
+        return None
+    for i, (a, b) in enumerate(zip(old_inputs, inputs, strict=True)):
+        if i != _NETWORKS_AT and not (a is b or a == b):
+            return None
+    assert istio.good_spec is not None and remote.good_spec is not None  # old is not a hold
+    try:
+        objs = render.render_remote_mesh_config(
+            _istio_spec(istio), _remote_spec(remote), namespace=remote.namespace,
+            facts=_remote_facts(state, istio, remote), cache=_memo.render,
+        )
+    except Exception:
+        return None
+    objects = dict(old.objects)
+    seen = _memo.objects.get(remote.name, {})
+    for o in objs:
+        k = object_key(o)
+        d = objects.get(k)
+        if d is None or d.patch:
+            return None  # a new object: what the full render decides on
+        if d.obj is o:
+            continue
+        objects[k] = DesiredObject(key=k, obj=o, content_hash=robj.content_hash(o), reasons=d.reasons)
+        e = seen.pop(id(d.obj), None)
+        if e is not None:  # for the next full render: this object's reasons and hash
+            seen[id(o)] = (o, e[1], objects[k])
+    return ClusterDesired(objects=objects)
+
+
+def _remote_facts(state: ProjectionState, istio: CustomResource, remote: CustomResource) -> RenderFacts:
+    networks, _ = _mesh_networks(state, istio.cluster, istio)
+    localities, _ = _localities(state)
+    ca_name, ca_fingerprint, _ = _ca_facts(state, remote.name, remote.namespace)
+    return RenderFacts(
+        cluster=remote.name,
+        role="remote",
+        network=remote.name,
+        mesh_networks=networks,
+        localities=localities,
+        ca_secret_name=ca_name,
+        ca_fingerprint=ca_fingerprint,
+        kubernetes_apis=kubeversion.served(state.kubernetes.get(remote.name)),
+    )
 
 
 def _remote_desired_now(
@@ -686,19 +760,8 @@ def _remote_desired_now(
     refused = kubeversion.refusal(spec, apis, cluster=remote.name, role="remote")
     if refused:
         return ClusterDesired(hold=True, hold_reason=refused)
-    networks, _ = _mesh_networks(state, istio.cluster, istio)
-    localities, _ = _localities(state)
-    ca_name, ca_fingerprint, ca_seqs = _ca_facts(state, remote.name, remote.namespace)
-    facts = RenderFacts(
-        cluster=remote.name,
-        role="remote",
-        network=remote.name,
-        mesh_networks=networks,
-        localities=localities,
-        ca_secret_name=ca_name,
-        ca_fingerprint=ca_fingerprint,
-        kubernetes_apis=kubeversion.served(apis),
-    )
+    _, _, ca_seqs = _ca_facts(state, remote.name, remote.namespace)
+    facts = _remote_facts(state, istio, remote)
     try:
         rendered = _render_remote(spec, rspec, namespace=remote.namespace, facts=facts)
     except render.RenderError as e:
@@ -777,6 +840,7 @@ def _enabled_services(
     return _memo.get(
         ("flat", cluster), inputs,
         lambda: _enabled_services_now(state, istio, spec, rspec, namespace=namespace, cluster=cluster),
+        stable=True,
     )
 
 
@@ -798,7 +862,10 @@ def _enabled_services_now(
         used: tuple[int, ...] = gw_seqs if spec.mesh_expansion else ()
         if pa is not None:
             observed[svc.name] = flat.ServiceAddresses(ips=pa.ips, ports=dict(pa.ports))
-            used = (*used, pa.seq)
+            # Reached through the gateway or at pinned IPs, the entry reads the pods'
+            # ports, not their addresses: a restarted master pod changes neither its
+            # objects nor what they were derived from.
+            used = (*used, pa.ports_seq if spec.mesh_expansion or svc.pod_ips else pa.seq)
         seqs[f"Service/{svc.name}"] = seqs[f"Endpoints/{svc.name}"] = used
     objs = flat.render_enabled_services(
         rspec,

@@ -143,9 +143,15 @@ class Workload(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PodAddresses(msgspec.Struct, frozen=True, kw_only=True):
+    """A service's ready pod addresses and ports, from its newest fact (``seq``).
+    ``ports_seq`` is the fact since which the ports are these: what an object that reads
+    the ports but not the addresses (an ``enabledServices`` entry reached through the
+    gateway) was derived from, however often the pods restarted since."""
+
     ips: tuple[str, ...] = ()
     ports: dict[str, int] = {}
     seq: int = 0
+    ports_seq: int = 0
 
 
 class Actuation(msgspec.Struct, frozen=True, kw_only=True):
@@ -263,7 +269,7 @@ EMPTY = ProjectionState()
 #: Name of the projection-state snapshots in the log. The suffix is the state format:
 #: a change to these structs that old snapshots cannot decode bumps it, and old
 #: snapshots are then simply not found (restart folds from the log instead).
-SNAPSHOT_NAME = "projection-state-2"
+SNAPSHOT_NAME = "projection-state-3"
 
 def cr_key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
@@ -567,8 +573,12 @@ def fold(state: ProjectionState, record: RecordLike) -> ProjectionState:
         case ev.WorkloadRemoved():
             s = rep(s, workloads=_drop2(s.workloads, c, f"{e.kind}/{e.namespace}/{e.name}"))
         case ev.PodAddressesObserved():
-            pa = PodAddresses(ips=tuple(e.ips), ports=dict(e.ports), seq=seq)
-            s = rep(s, pods=_put2(s.pods, c, cr_key(e.namespace, e.service), pa))
+            key = cr_key(e.namespace, e.service)
+            was = s.pods.get(c, {}).get(key)
+            ports = dict(e.ports)
+            ports_seq = was.ports_seq if was is not None and was.ports == ports else seq
+            pa = PodAddresses(ips=tuple(e.ips), ports=ports, seq=seq, ports_seq=ports_seq)
+            s = rep(s, pods=_put2(s.pods, c, key, pa))
         case ev.ObjectDrifted():
             prev_a = s.actuations.get(c, {}).get(e.key)
             if prev_a is not None:

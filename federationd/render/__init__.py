@@ -39,6 +39,7 @@ __all__ = [
     "remote_effective_spec",
     "render_master",
     "render_remote",
+    "render_remote_mesh_config",
 ]
 
 UNSUPPORTED_MESSAGE = "intended Istio version is unsupported by this version of the operator"
@@ -66,6 +67,10 @@ def profile_for(version: str) -> Profile:
     return profile
 
 
+#: The render cache's name for the ``istio`` ConfigMap component.
+_MESH_CONFIG = "mesh"
+
+
 def _mesh_config(ctx: Ctx) -> list[Obj]:
     return mesh.render_config(ctx.spec, namespace=ctx.namespace, facts=ctx.facts)
 
@@ -81,7 +86,7 @@ def _build(ctx: Ctx, cache: RenderCache | None = None) -> list[Obj]:
         if comp.enabled(ctx.spec):
             parts.append((comp.name, comp.build))
     # The mesh objects in two parts: only the ConfigMap depends on the gateways.
-    parts += [("mesh", _mesh_config), ("mesh-security", _mesh_security)]
+    parts += [(_MESH_CONFIG, _mesh_config), ("mesh-security", _mesh_security)]
     out: list[Obj] = []
     for name, build in parts:
         if cache is None:
@@ -149,3 +154,22 @@ def render_remote(
     else:
         effective = cache.effective_spec(facts.cluster, spec, remote, remote_effective_spec)
     return _build(Ctx(spec=effective, profile=profile, namespace=namespace, facts=facts), cache)
+
+
+def render_remote_mesh_config(
+    spec: IstioSpec,
+    remote: RemoteIstioSpec,
+    *,
+    namespace: str,
+    facts: RenderFacts,
+    cache: RenderCache,
+) -> list[Obj]:
+    """The ``istio`` ConfigMap of ``render_remote`` alone (the one object a new
+    ``meshNetworks`` changes), through the same cache entry: what ``render_remote``
+    would return for it with the same arguments."""
+    profile = profile_for(spec.version)
+    if facts.role != "remote":
+        facts = replace(facts, role="remote")
+    effective = cache.effective_spec(facts.cluster, spec, remote, remote_effective_spec)
+    ctx = Ctx(spec=effective, profile=profile, namespace=namespace, facts=facts)
+    return cache.build(_MESH_CONFIG, _mesh_config, ctx, make_ctx=lambda f: dataclasses.replace(ctx, facts=f))

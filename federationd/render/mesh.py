@@ -72,8 +72,11 @@ CONFIG_MAP_NAME: Final = "istio"
 CLUSTER_DOMAIN: Final = "cluster.local"
 
 
+_WIDTH: Final = 1000
+
+
 def _yaml(data: Any) -> str:
-    return safe_yaml(data, width=1000)
+    return safe_yaml(data, width=_WIDTH)
 
 
 # --- mesh config --------------------------------------------------------------------------
@@ -187,27 +190,31 @@ def mesh_config(spec: IstioSpec, *, namespace: str, remote: bool = False) -> dic
 # --- mesh networks ------------------------------------------------------------------------
 
 
+def _network_entry(net: MeshNetwork) -> dict[str, Any]:
+    endpoints = [{"fromRegistry": r} for r in net.from_registry]
+    endpoints += [{"fromCidr": c} for c in net.from_cidr]
+    gateways: list[dict[str, Any]] = []
+    for g in net.gateways:
+        if g.address:
+            gateways.append({"address": g.address, "port": g.port})
+        elif g.registry_service_name:
+            gateways.append({"registryServiceName": g.registry_service_name, "port": g.port})
+        else:
+            # A pending gateway has no address yet; it must be left out, not guessed.
+            raise ValueError(f"network {net.name!r} has a gateway without an address")
+    entry: dict[str, Any] = {"endpoints": endpoints}
+    if gateways:
+        entry["gateways"] = gateways
+    return entry
+
+
 def mesh_networks(networks: Sequence[MeshNetwork]) -> dict[str, Any]:
     """Istio's ``MeshNetworks`` for the given networks (``{"networks": {}}`` when none)."""
     out: dict[str, Any] = {}
     for net in networks:
         if net.name in out:
             raise ValueError(f"network {net.name!r} given twice")
-        endpoints = [{"fromRegistry": r} for r in net.from_registry]
-        endpoints += [{"fromCidr": c} for c in net.from_cidr]
-        gateways: list[dict[str, Any]] = []
-        for g in net.gateways:
-            if g.address:
-                gateways.append({"address": g.address, "port": g.port})
-            elif g.registry_service_name:
-                gateways.append({"registryServiceName": g.registry_service_name, "port": g.port})
-            else:
-                # A pending gateway has no address yet; it must be left out, not guessed.
-                raise ValueError(f"network {net.name!r} has a gateway without an address")
-        entry: dict[str, Any] = {"endpoints": endpoints}
-        if gateways:
-            entry["gateways"] = gateways
-        out[net.name] = entry
+        out[net.name] = _network_entry(net)
     return {"networks": out}
 
 
@@ -218,11 +225,52 @@ def mesh_networks_text(networks: Sequence[MeshNetwork]) -> str:
     return _yaml(mesh_networks(networks))
 
 
+_HEAD = "networks:\n"
+
+
+@functools.lru_cache(maxsize=4096)
+def _network_chunk(net: MeshNetwork) -> tuple[str, dict[str, Any]]:
+    """One network's lines of the document (its entry's YAML under ``networks:``) and
+    its entry. A block mapping's entries are emitted one after the other, each at the
+    same indentation whatever its neighbours, so the document is the concatenation of
+    its entries' chunks in key order (``test_mesh_networks_text_is_one_dump`` checks
+    the bytes against a single dump)."""
+    entry = _network_entry(net)
+    text = safe_yaml({"networks": {net.name: entry}}, width=_WIDTH, memo=False)
+    assert text.startswith(_HEAD)
+    return text[len(_HEAD):], entry
+
+
+#: The documents of the last few ``meshNetworks`` texts, by text: what the mesh analysis
+#: would otherwise parse again (``parsed_networks``).
+_PARSED: dict[str, dict[str, Any]] = {}
+
+
 @functools.lru_cache(maxsize=8)
 def _networks_text(networks: tuple[MeshNetwork, ...]) -> str:
-    # Keyed on the (hashable, frozen) networks: one dump per distinct document, however
-    # many clusters carry it. A few entries cover a change in flight and its predecessor.
-    return _yaml(mesh_networks(networks))
+    # Keyed on the (hashable, frozen) networks: one document per distinct network list,
+    # however many clusters carry it; built from each network's memoised chunk, so a
+    # change re-dumps the networks that changed only.
+    names = [n.name for n in networks]
+    if len(set(names)) != len(names):
+        mesh_networks(networks)  # raises: a network given twice
+    if not networks:
+        text, doc = _yaml({"networks": {}}), {"networks": {}}
+    else:
+        chunks = {n.name: _network_chunk(n) for n in networks}
+        order = sorted(chunks)
+        text = _HEAD + "".join(chunks[k][0] for k in order)
+        doc = {"networks": {k: chunks[k][1] for k in order}}
+    if len(_PARSED) >= 8:
+        del _PARSED[next(iter(_PARSED))]
+    _PARSED[text] = doc
+    return text
+
+
+def parsed_networks(text: str) -> dict[str, Any] | None:
+    """The document a recent ``meshNetworks`` text was rendered from (what
+    ``yaml.safe_load(text)`` returns), or None: shared, read only."""
+    return _PARSED.get(text)
 
 
 # --- objects ------------------------------------------------------------------------------

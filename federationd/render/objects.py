@@ -278,13 +278,15 @@ def to_yaml(o: Any) -> str:
     return _memo_yaml("to_yaml", o, lambda: yaml.dump(o, Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=100))
 
 
-def safe_yaml(o: Any, *, width: int) -> str:
+def safe_yaml(o: Any, *, width: int, memo: bool = True) -> str:
     """``yaml.safe_dump(o, sort_keys=True, default_flow_style=False, width=width)``, through
-    LibYAML when available (same bytes)."""
-    return _memo_yaml(
-        f"safe/{width}", o,
-        lambda: yaml.dump(o, Dumper=_SafeDumper, sort_keys=True, default_flow_style=False, width=width),
-    )
+    LibYAML when available (same bytes). ``memo=False`` for a document the caller
+    memoises itself (it would only push others out of the shared memo)."""
+
+    def dump() -> str:
+        return str(yaml.dump(o, Dumper=_SafeDumper, sort_keys=True, default_flow_style=False, width=width))
+
+    return _memo_yaml(f"safe/{width}", o, dump) if memo else dump()
 
 
 #: Recent YAML texts by (dumper, JSON of the data): the same document (a mesh config,

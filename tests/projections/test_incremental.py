@@ -55,12 +55,20 @@ def _changed(a: d.Desired, b: d.Desired) -> set[tuple[str, str]]:
     return out
 
 
-def test_a_gateway_change_renders_only_what_depends_on_gateway_addresses() -> None:
+def test_a_gateway_change_renders_only_what_depends_on_gateway_addresses(monkeypatch: Any) -> None:
     log = _fleet(5)
     before = derive(log.state)
     d.reset_renders()
     log.add(_gateway("remote-3", "35.9.9.9"))
+    full: list[str] = []
+    real = d._remote_desired_now
+    monkeypatch.setattr(d, "_remote_desired_now", lambda s, i, r: full.append(r.name) or real(s, i, r))
     after = derive(log.state)
+    # only the networks moved for every remote (its own gateway is read through them):
+    # its ConfigMap alone is rendered and swapped into its last objects, and the result
+    # is a cold derivation's
+    assert full == []
+    assert d.to_builtins(after) == d.to_builtins(_cold(log.state))
     rendered = {(c, what) for c, what, _ in d.renders()}
     # the istio ConfigMap (meshNetworks) on every cluster, and pilot (it reads the
     # networks) on the master — nothing else. Only the ConfigMaps change: pilot's pod
@@ -200,13 +208,15 @@ def _pilot_pods(*ips: str, time: float) -> ev.PodAddressesObserved:
 def test_a_restarted_master_pod_that_renders_the_same_is_not_analysed_again(monkeypatch: Any) -> None:
     """Gateway mode: a remote's enabledServices reach the master through its gateway, so
     of the master's pilot pods only the ports are read. A pilot restart (new pod IPs, the
-    same ports) re-renders enabledServices alone and changes no content anywhere; the
-    mesh analysis, keyed on contents, does not run again. The objects' reasons name the
-    newest pod fact, as a cold derivation's (replay) do."""
+    same ports) re-renders enabledServices alone and changes nothing anywhere: no content,
+    and no reason either — the objects name the pod fact since which the ports are these,
+    as a cold derivation's (replay) do — so every remote's desired state is the very same
+    and the mesh analysis does not run again."""
     from federationd.projections import analysis
 
     log = _fleet(3)
     log.add(_pilot_pods("10.0.0.1", time=3))
+    ports_from = log.records[-1].seq
     d._memo = d._Memo()
     before = derive(log.state)
     checked: list[str] = []
@@ -220,7 +230,8 @@ def test_a_restarted_master_pod_that_renders_the_same_is_not_analysed_again(monk
     assert _changed(before, after) == set()
     assert checked == []
     endpoints = f"v1/Endpoints/{NS}/istio-pilot"
-    assert after.clusters["remote-0"].objects[endpoints].reasons[-1] == log.records[-1].seq
+    assert after.clusters["remote-0"].objects[endpoints].reasons[-1] == ports_from
+    assert all(after.clusters[r] is before.clusters[r] for r in remotes)
     assert desired_hash(after) == desired_hash(_cold(log.state))
     # new ports are new content: every remote's Service and Endpoints change, and each
     # remote is analysed again
@@ -232,6 +243,7 @@ def test_a_restarted_master_pod_that_renders_the_same_is_not_analysed_again(monk
     moved = derive(log.state)
     assert _changed(after, moved) == {(r, k) for r in remotes for k in (f"v1/Service/{NS}/istio-pilot", endpoints)}
     assert sorted(checked) == list(remotes)
+    assert moved.clusters["remote-0"].objects[endpoints].reasons[-1] == log.records[-1].seq
     assert desired_hash(moved) == desired_hash(_cold(log.state))
 
 

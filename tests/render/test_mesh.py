@@ -290,6 +290,31 @@ def test_a_gateway_without_an_address_is_refused() -> None:
         mesh.mesh_networks([pending])
 
 
+def test_mesh_networks_text_is_one_dump() -> None:
+    """The text built from each network's memoised chunk is byte for byte one dump of the
+    whole document (PyYAML's), and the document kept for the analysis is what parsing
+    the text gives."""
+    tricky = (
+        *NETWORKS,
+        MeshNetwork(name="yes", from_registry=("no",), gateways=(NetworkGateway(address="1.0", port=1),)),
+        MeshNetwork(name="1e3", from_cidr=("10.0.0.0/8", "::1/128")),
+        MeshNetwork(name="a: b", from_registry=("#x",)),
+        MeshNetwork(name="Z-upper", from_registry=("r" * 300,)),
+        MeshNetwork(name="empty"),
+    )
+    for networks in (tricky, tricky[:1], tricky[::-1], tuple(NETWORKS[1:])):
+        text = mesh.mesh_networks_text(networks)
+        one = yaml.safe_dump(mesh.mesh_networks(networks), sort_keys=True, default_flow_style=False, width=1000)
+        assert text == one
+        assert mesh.parsed_networks(text) == yaml.safe_load(text)
+    assert mesh.mesh_networks_text(()) == "networks: {}\n"
+    assert mesh.parsed_networks("networks: {other: {}}\n") is None  # not rendered here: parse it
+    with pytest.raises(ValueError, match="given twice"):
+        mesh.mesh_networks_text((NETWORKS[0], NETWORKS[0]))
+    with pytest.raises(ValueError, match="without an address"):
+        mesh.mesh_networks_text((MeshNetwork(name="pending", gateways=(NetworkGateway(),)),))
+
+
 def test_network_order_does_not_change_the_bytes() -> None:
     a = mesh.config_map(spec(), namespace=NS, networks=NETWORKS)
     b = mesh.config_map(spec(), namespace=NS, networks=tuple(reversed(NETWORKS)))
