@@ -254,8 +254,9 @@ def _networks_text(networks: tuple[MeshNetwork, ...]) -> str:
     names = [n.name for n in networks]
     if len(set(names)) != len(names):
         mesh_networks(networks)  # raises: a network given twice
+    doc: dict[str, Any] = {"networks": {}}
     if not networks:
-        text, doc = _yaml({"networks": {}}), {"networks": {}}
+        text = _yaml(doc)
     else:
         chunks = {n.name: _network_chunk(n) for n in networks}
         order = sorted(chunks)
