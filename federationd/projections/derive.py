@@ -66,7 +66,6 @@ from federationd.projections.state import (
     CustomResource,
     Kubeconfig,
     Namespace,
-    PodAddresses,
     ProjectionState,
     Workload,
 )
@@ -809,12 +808,18 @@ def _remote_flat(
 
 
 def _enabled_pods(
-    state: ProjectionState, istio: CustomResource, rspec: v1beta1.RemoteIstioSpec
-) -> tuple[PodAddresses | None, ...]:
-    """What ``enabledServices`` reads of the master's pods: the addresses observed of
-    each enabled service (not of every service on the master)."""
+    state: ProjectionState, istio: CustomResource, spec: v1beta1.IstioSpec, rspec: v1beta1.RemoteIstioSpec
+) -> tuple[Any, ...]:
+    """What ``enabledServices`` reads of the master's pods: of each enabled service (not
+    of every service on the master) the addresses observed, or, for an entry reached
+    through the gateway or at pinned IPs, their ports alone (and the fact they are
+    from): a restarted pod does not render the remote's entries again."""
     pods = state.pods.get(istio.cluster, {})
-    return tuple(pods.get(f"{istio.namespace}/{svc.name}") for svc in rspec.enabled_services)
+    out: list[Any] = []
+    for svc in rspec.enabled_services:
+        pa = pods.get(f"{istio.namespace}/{svc.name}")
+        out.append((pa.ports_seq, pa.ports) if pa is not None and (spec.mesh_expansion or svc.pod_ips) else pa)
+    return tuple(out)
 
 
 def _enabled_services(
@@ -836,7 +841,7 @@ def _enabled_services(
     if not rspec.enabled_services:
         return [], {}
     gw = gateway_addresses(state, istio.cluster, istio.namespace) if spec.mesh_expansion else None
-    inputs = (rspec.enabled_services, _enabled_pods(state, istio, rspec), gw, namespace, istio.cluster, istio.namespace)
+    inputs = (rspec.enabled_services, _enabled_pods(state, istio, spec, rspec), gw, namespace, istio.cluster, istio.namespace)
     return _memo.get(
         ("flat", cluster), inputs,
         lambda: _enabled_services_now(state, istio, spec, rspec, namespace=namespace, cluster=cluster),
