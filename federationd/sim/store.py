@@ -64,9 +64,22 @@ _last_rfc3339: tuple[int | None, str] = (None, "")
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_JSON_DOC = msgspec.json.Decoder()
+
+
 def load_yaml(text: str | bytes) -> Any:
     """``yaml.safe_load``, with LibYAML when present (the same safe constructor: plain
-    data only)."""
+    data only). A body that is a JSON object — what clients send as
+    ``apply-patch+yaml`` — is decoded as JSON: YAML's flow style reads it the same, as
+    the API server's ``sigs.k8s.io/yaml`` (YAML to JSON, then JSON) does, and a JSON
+    decoder reads it an order of magnitude faster. Where the two differ, JSON is what the
+    server does (``1e3`` is a number to it and to JSON, a string to PyYAML's YAML 1.1).
+    Anything that is not valid JSON is read as YAML."""
+    if text.lstrip()[:1] in (b"{", "{"):
+        try:
+            return _JSON_DOC.decode(text)
+        except msgspec.DecodeError:
+            pass
     return yaml.load(text, Loader=_YAML_LOADER)
 
 

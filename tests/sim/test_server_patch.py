@@ -109,6 +109,29 @@ async def test_server_side_apply_creates_tracks_ownership_and_prunes(raw: Raw) -
     assert "alice" not in owners or "f:a" not in owners["alice"]["fieldsV1"].get("f:data", {})
 
 
+async def test_an_apply_body_in_json_or_in_yaml_is_the_same_object(raw: Raw) -> None:
+    """``apply-patch+yaml`` bodies are YAML, and JSON is YAML: a JSON body (what
+    controllers send), the same object in block YAML, and in flow YAML that is not JSON
+    all apply alike; a body that is neither is refused."""
+    bodies = {
+        "json": lambda n: json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n},
+                                      "data": {"a": "1", "t": "true"}}),
+        "block": lambda n: yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n},
+                                           "data": {"a": "1", "t": "true"}}),
+        "flow": lambda n: '{apiVersion: v1, kind: ConfigMap, metadata: {name: %s}, data: {a: "1", t: "true"}}' % n,
+    }
+    for how, body in bodies.items():
+        name = unique("ssa")
+        code, out, _ = await raw.request("PATCH", f"{CM}/{name}", data=body(name),
+                                         content_type="application/apply-patch+yaml", params={"fieldManager": "m"})
+        assert code == 201, (how, out)
+        assert out["data"] == {"a": "1", "t": "true"}, how
+    name = unique("ssa")
+    code, out, _ = await raw.request("PATCH", f"{CM}/{name}", data='{"metadata": {"name": ',
+                                     content_type="application/apply-patch+yaml", params={"fieldManager": "m"})
+    assert code == 400 and "unrecognized" in out["message"]
+
+
 async def test_apply_requires_a_field_manager(raw: Raw) -> None:
     name = unique("ssa")
     code, body, _ = await raw.request("PATCH", f"{CM}/{name}", data=_apply_body(name, {}),
