@@ -228,36 +228,72 @@ WORKERS = 4
 
 class Lane:
     """A bounded number of write slots, handed out urgent first, then in arrival order
-    (``asyncio.Semaphore`` wakes strictly in arrival order)."""
+    (``asyncio.Semaphore`` wakes strictly in arrival order).
 
-    def __init__(self, slots: int) -> None:
+    While urgent writes hold or wait for slots, at most ``background`` others are in
+    flight: a remote joining a converged fleet writes its control plane while the new
+    network's ConfigMap update on every other cluster trickles, instead of sharing both
+    processes' CPU with a hundred of them. Once no urgent write is about, the others
+    take every slot again."""
+
+    def __init__(self, slots: int, *, background: int | None = None) -> None:
         self._free = slots
+        self._background = slots if background is None else max(1, min(background, slots))
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
+        #: slots held by urgent writes and by the others; urgent writes waiting
+        self._held = [0, 0]
+        self._urgent_waiting = 0
 
     def locked(self) -> bool:
         return self._free == 0
 
+    def _may_take(self, urgent: bool) -> bool:
+        return urgent or not (self._held[0] or self._urgent_waiting) or self._held[1] < self._background
+
     async def acquire(self, *, urgent: bool = False) -> None:
-        if self._free > 0 and not self._waiting:
-            self._free -= 1
+        if self._free > 0 and not self._waiting and self._may_take(urgent):
+            self._take(urgent)
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (0 if urgent else 1, next(self._arrivals), fut))
+        if urgent:
+            self._urgent_waiting += 1
+        self._dispatch()  # a slot may be free for it (the waiters before it held back)
         try:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
-                self.release()  # the slot was handed over as we were cancelled: pass it on
+                self.release(urgent=urgent)  # the slot was handed over as we were cancelled: pass it on
+            elif urgent:
+                self._urgent_waiting -= 1
+                self._dispatch()  # the others may be held back for it no longer
             raise
 
-    def release(self) -> None:
-        while self._waiting:
-            _, _, fut = heapq.heappop(self._waiting)
-            if not fut.done():  # a cancelled waiter's future is done: skip it
-                fut.set_result(None)
-                return
+    def _take(self, urgent: bool) -> None:
+        self._free -= 1
+        self._held[0 if urgent else 1] += 1
+
+    def release(self, *, urgent: bool = False) -> None:
+        self._held[0 if urgent else 1] -= 1
         self._free += 1
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand free slots to the waiters, urgent first, the others while allowed."""
+        while self._free > 0 and self._waiting:
+            prio, _, fut = self._waiting[0]
+            if fut.done():  # a cancelled waiter (counted out when it was cancelled)
+                heapq.heappop(self._waiting)
+                continue
+            urgent = prio == 0
+            if urgent:
+                self._urgent_waiting -= 1
+            elif not self._may_take(False):
+                return
+            heapq.heappop(self._waiting)
+            self._take(urgent)
+            fut.set_result(None)
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -271,21 +307,23 @@ class Lane:
         try:
             yield
         finally:
-            self.release()
+            self.release(urgent=urgent)
 
 
 class WriteLanes:
     """How many writes may be in flight at once across every cluster of the daemon.
 
-    Remotes share ``total - master`` slots; the master has ``master`` slots of its own,
-    so however many remotes are busy, a master write waits only for other master writes.
+    Remotes share ``total - master`` slots (of which at most ``background`` go to
+    updates of clusters in place while a remote's urgent writes are about); the master
+    has ``master`` slots of its own, so however many remotes are busy, a master write
+    waits only for other master writes.
     """
 
-    def __init__(self, *, total: int = 16, master: int = 4) -> None:
+    def __init__(self, *, total: int = 16, master: int = 4, background: int = 2) -> None:
         if not 0 < master < total:
             raise ValueError("need 0 < master < total")
         self.total = total
-        self._remote = Lane(total - master)
+        self._remote = Lane(total - master, background=background)
         self._master = Lane(master)
 
     def lane(self, *, master: bool) -> Lane:
@@ -375,7 +413,7 @@ class ClusterConverger:
         #: when to wait for the inventory to show the write) — see ``_handle``
         self._applied: dict[str, tuple[str, str, float]] = {}
         # (key map, the kinds of its keys) for the desired objects and the actuations
-        self._kinds_of: list[tuple[object, set[Kind]]] = [(None, set()), (None, set())]
+        self._kinds_of: list[tuple[Mapping[str, Any] | None, set[Kind]]] = [(None, set()), (None, set())]
         self._workers: list[asyncio.Task[None]] = []
         #: kind rank → writes of that rank in flight (``_admit``)
         self._inflight: dict[int, int] = {}
@@ -451,7 +489,7 @@ class ClusterConverger:
         self._desired = desired
         self._acts = actuations
         # still joining while some desired object was never applied here
-        self._joining = any(k not in actuations for k in desired.objects)
+        self._joining = not desired.objects.keys() <= actuations.keys()
         for kind in sorted(self._kinds() - self._reflectors.keys()):
             self._ensure_reflector(kind)
         if desired.hold or desired is old:
@@ -521,8 +559,9 @@ class ClusterConverger:
         kinds: set[Kind] = {("v1", "Namespace")}
         for slot, keys in ((0, self._desired.objects), (1, self._acts)):
             cached = self._kinds_of[slot]
-            if cached[0] is not keys:  # derived once per key map
-                cached = (keys, {tuple(split_key(k)[:2]) for k in keys})  # type: ignore[misc]
+            if cached[0] is not keys:  # derived once per key set (a new map of the same keys: C-speed test)
+                same = cached[0] is not None and cached[0].keys() == keys.keys()
+                cached = (keys, cached[1] if same else {tuple(split_key(k)[:2]) for k in keys})  # type: ignore[misc]
                 self._kinds_of[slot] = cached
             kinds |= cached[1]
         return kinds

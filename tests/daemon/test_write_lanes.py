@@ -78,6 +78,53 @@ async def test_urgent_writes_take_the_next_free_slot_before_earlier_updates() ->
     lane.release()
 
 
+async def test_while_urgent_writes_are_about_the_others_are_held_to_the_background_share() -> None:
+    """Four slots, one for background updates while urgent writes hold or wait for slots:
+    updates queued behind an urgent write take one slot between them, and every slot
+    again once no urgent write is left — a cancelled urgent waiter included."""
+    lane = WriteLanes(total=5, master=1, background=1).lane(master=False)
+    await lane.acquire(urgent=True)
+    in_flight: list[str] = []
+    done = asyncio.Event()
+
+    async def update(name: str) -> None:
+        async with lane.slot():
+            in_flight.append(name)
+            await done.wait()
+
+    updates = [asyncio.create_task(update(f"u{i}")) for i in range(4)]
+    await wait_for(lambda: len(in_flight) == 1, what="one background update")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert in_flight == ["u0"]  # three slots are free, but an urgent write is about
+    # another urgent write takes a free slot at once, although updates are queued
+    waiter = asyncio.create_task(lane.acquire(urgent=True))
+    async with asyncio.timeout(1):
+        await waiter
+    lane.release(urgent=True)  # the first one ends; the second still holds the others back
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert in_flight == ["u0"]
+    blocked = [asyncio.create_task(lane.acquire(urgent=True)) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert all(t.done() for t in blocked) and lane.locked()
+    # an urgent waiter that gives up counts no more
+    cancelled = asyncio.create_task(lane.acquire(urgent=True))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.sleep(0)
+    for _ in range(3):
+        lane.release(urgent=True)  # the urgent writes end: the updates take every slot
+    await wait_for(lambda: len(in_flight) == 4, what="every update in flight")
+    done.set()
+    async with asyncio.timeout(1):
+        await asyncio.gather(*updates)
+    assert not lane.locked()
+    for _ in range(4):
+        await lane.acquire()  # every slot came back
+    assert lane.locked()
+
+
 async def _share_one_slot(tmp_path: Path, *, applied_before: bool, settling: bool) -> list[tuple[str, str]]:
     """Two clusters share one remote write slot. One is in place (every object applied
     before) and gets five updates; a moment later the other gets three objects: new to
