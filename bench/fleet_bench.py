@@ -35,7 +35,11 @@ more remote kept aside) it prints one JSON object:
   took before that;
 * ``floor_ms``: the floor measured in the same run — a minimal client process that
   watches the same remote Service over HTTPS and writes one ConfigMap on the master
-  through the same emulator — and ``ratio_p99`` = gateway change p99 (master) / floor p99.
+  through the same emulator — and ``ratio_p99`` = gateway change p99 (master) / floor p99;
+* ``floor_fanout_ms``: the same client writing, all at once, a ConfigMap on every cluster
+  with as many bytes as the master's ``meshNetworks`` (what a change costs any
+  controller that must reach every cluster), and ``ratio_all_fanout_p99`` = gateway change
+  p99 (every ConfigMap written) / that floor's p99.
 
 The emulator runs in this process (its store's change feed timestamps every write); the
 daemon and the floor client are child processes. Every wait has a deadline; every loop
@@ -158,7 +162,7 @@ class ChangeFeed:
         self.watch_ip = ""
         self.acks: dict[str, float] = {}
         self.floor_ip = ""
-        self.floor_at = 0.0
+        self.floor_acks: dict[str, float] = {}
         self._listeners: list[tuple[Any, Callable[[Change], None]]] = []
         for c in fleet:
             fn = self._listener(c.name)
@@ -179,8 +183,8 @@ class ChangeFeed:
                 data = (ch.obj.get("data") or {}).get("meshNetworks") or ""
                 if ch.name == "istio" and self.watch_ip and f"address: {self.watch_ip}" in data:
                     self.acks.setdefault(cluster, time.monotonic())
-                if ch.name == FLOOR_CM and self.floor_ip and self.floor_ip in data and not self.floor_at:
-                    self.floor_at = time.monotonic()
+                if ch.name == FLOOR_CM and self.floor_ip and self.floor_ip in data:
+                    self.floor_acks.setdefault(cluster, time.monotonic())
 
         return on_change
 
@@ -309,9 +313,11 @@ async def _quiet(fleet: Fleet, *, quiet_for: float = 0.5, timeout: float = 20.0)
 # --- the floor ---------------------------------------------------------------------------------
 
 
-async def floor_client(remote_kc: Path, master_kc: Path) -> None:
+async def floor_client(remote_kc: Path, targets: list[Path], *, pad: bool = False) -> None:
     """Watch the remote's ingress gateway Service; write its address into one ConfigMap on
-    the master. What any controller doing this job must at least do."""
+    each target cluster (all at once). What any controller doing this job must at least
+    do. ``pad``: each write carries as many bytes as the master's ``istio`` ConfigMap's
+    meshNetworks (the fan-out floor writes what federationd writes, not a few bytes)."""
 
     def conn(path: Path) -> tuple[str, dict[str, str], ssl.SSLContext]:
         kc = yaml.safe_load(path.read_text())
@@ -320,44 +326,59 @@ async def floor_client(remote_kc: Path, master_kc: Path) -> None:
         return cl["server"], {"Authorization": f"Bearer {kc['users'][0]['user']['token']}"}, ctx
 
     r_url, r_auth, r_ssl = conn(remote_kc)
-    m_url, m_auth, m_ssl = conn(master_kc)
-    async with aiohttp.ClientSession() as s:
-        cm = f"{m_url}/api/v1/namespaces/{NS}/configmaps"
-        async with s.post(cm, json={"metadata": {"name": FLOOR_CM}, "data": {"meshNetworks": ""}}, headers=m_auth, ssl=m_ssl) as r:
-            await r.read()
+    outs = [conn(t) for t in targets]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        filler = ""
+        if pad:
+            m_url, m_auth, m_ssl = outs[0]
+            async with s.get(f"{m_url}/api/v1/namespaces/{NS}/configmaps/istio", headers=m_auth, ssl=m_ssl) as r:
+                filler = ((await r.json()).get("data") or {}).get("meshNetworks") or ""
+
+        async def write(url: str, auth: dict[str, str], ctx: ssl.SSLContext, text: str, create: bool = False) -> None:
+            cm = f"{url}/api/v1/namespaces/{NS}/configmaps"
+            if create:
+                async with s.post(cm, json={"metadata": {"name": FLOOR_CM}, "data": {"meshNetworks": ""}}, headers=auth, ssl=ctx) as r:
+                    await r.read()
+                return
+            async with s.patch(
+                f"{cm}/{FLOOR_CM}", data=json.dumps({"data": {"meshNetworks": text}}),
+                headers={**auth, "Content-Type": "application/merge-patch+json"}, ssl=ctx,
+            ) as r:
+                await r.read()
+
+        await asyncio.gather(*(write(u, a, c, "", create=True) for u, a, c in outs))
         svc = f"{r_url}/api/v1/namespaces/{NS}/services?watch=true&fieldSelector=metadata.name%3D{GATEWAY}"
         print("watching", flush=True)
         async with s.get(svc, headers=r_auth, ssl=r_ssl, timeout=aiohttp.ClientTimeout(total=None)) as w:
             async for line in w.content:
                 ev = json.loads(line)
                 ing = ((ev["object"].get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-                text = "".join(f"address: {i.get('ip', '')}\n" for i in ing)
-                patch = {"data": {"meshNetworks": text}}
-                async with s.patch(
-                    f"{cm}/{FLOOR_CM}", data=json.dumps(patch),
-                    headers={**m_auth, "Content-Type": "application/merge-patch+json"}, ssl=m_ssl,
-                ) as r:
-                    await r.read()
+                text = "".join(f"address: {i.get('ip', '')}\n" for i in ing) + filler
+                await asyncio.gather(*(write(u, a, c, text) for u, a, c in outs))
 
 
-async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, *, changes: int) -> list[float]:
+async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, targets: list[str], *, changes: int, pad: bool = False) -> list[float]:
+    """Latencies (ms) of the floor client: the remote's gateway moves → every target's
+    ConfigMap carries the address."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--floor-client", str(fleet[remote].kubeconfig_path), str(fleet["master"].kubeconfig_path),
+        sys.executable, __file__, "--floor-client" + ("-pad" if pad else ""), str(fleet[remote].kubeconfig_path),
+        *(str(fleet[t].kubeconfig_path) for t in targets),
         stdout=asyncio.subprocess.PIPE, cwd=ROOT,
     )
     try:
         assert proc.stdout is not None
-        await asyncio.wait_for(proc.stdout.readline(), 30)
+        await asyncio.wait_for(proc.stdout.readline(), 60)
         b = fleet[remote].behaviours
         out = []
         for k in range(changes + 1):
-            ip = f"203.0.{k // 250}.{k % 250 + 1}"
-            feed.floor_ip, feed.floor_at = ip, 0.0
+            ip = f"203.{1 if pad else 0}.{k // 250}.{k % 250 + 1}"
+            feed.floor_ip = ip
+            feed.floor_acks = {}
             t0 = time.monotonic()
             b.set_load_balancer(NS, GATEWAY, [{"ip": ip}])
-            await _until(lambda: feed.floor_at > 0, timeout=30, what="floor write", every=0.001)
+            await _until(lambda: len(feed.floor_acks) >= len(targets), timeout=60, what="floor writes", every=0.001)
             if k:  # the first one warms the client's connections up
-                out.append((feed.floor_at - t0) * 1000)
+                out.append((max(feed.floor_acks.values()) - t0) * 1000)
         return out
     finally:
         proc.terminate()
@@ -474,7 +495,9 @@ async def _run_size(
                                              "by_line": top["by_line"][:20], "by_file": top["by_file"][:15]}}
             finally:
                 await d.stop()
-            floor = await _floor(fleet, feed, remotes[0], changes=changes)
+            floor = await _floor(fleet, feed, remotes[0], ["master"], changes=changes)
+            # the same, to the ConfigMap on every cluster with as many bytes as federationd's
+            fanout = await _floor(fleet, feed, remotes[0], [c.name for c in fleet], changes=changes, pad=True)
             feed.close()
             behaviours = fleet["master"].behaviours
             return {
@@ -512,6 +535,8 @@ async def _run_size(
                 "floor_ms": {"p50": round(_pct(floor, 50), 2), "p99": round(_pct(floor, 99), 2)},
                 "ratio_p99": round(_pct(lat_master, 99) / _pct(floor, 99), 2),
                 "ratio_all_p99": round(_pct(lat_all, 99) / _pct(floor, 99), 2),
+                "floor_fanout_ms": {"p50": round(_pct(fanout, 50), 1), "p99": round(_pct(fanout, 99), 1)},
+                "ratio_all_fanout_p99": round(_pct(lat_all, 99) / _pct(fanout, 99), 2),
                 "load": os.getloadavg(),
                 **memory,
                 **({"workdir": tmp} if keep else {}),
@@ -534,9 +559,9 @@ async def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--floor-client":
+    if len(sys.argv) >= 4 and sys.argv[1] in ("--floor-client", "--floor-client-pad"):
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-            asyncio.run(floor_client(Path(sys.argv[2]), Path(sys.argv[3])))
+            asyncio.run(floor_client(Path(sys.argv[2]), [Path(a) for a in sys.argv[3:]], pad=sys.argv[1].endswith("-pad")))
         sys.exit(0)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10,50,100", help="comma-separated fleet sizes (clusters)")
