@@ -118,7 +118,7 @@ async def test_an_apply_body_in_json_or_in_yaml_is_the_same_object(raw: Raw) -> 
                                       "data": {"a": "1", "t": "true"}}),
         "block": lambda n: yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n},
                                            "data": {"a": "1", "t": "true"}}),
-        "flow": lambda n: '{apiVersion: v1, kind: ConfigMap, metadata: {name: %s}, data: {a: "1", t: "true"}}' % n,
+        "flow": lambda n: "{apiVersion: v1, kind: ConfigMap, metadata: {name: " + n + '}, data: {a: "1", t: "true"}}',
     }
     for how, body in bodies.items():
         name = unique("ssa")
