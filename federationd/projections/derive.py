@@ -818,7 +818,10 @@ def _enabled_pods(
     out: list[Any] = []
     for svc in rspec.enabled_services:
         pa = pods.get(f"{istio.namespace}/{svc.name}")
-        out.append((pa.ports_seq, pa.ports) if pa is not None and (spec.mesh_expansion or svc.pod_ips) else pa)
+        if pa is not None and not flat.reads_pod_addresses(svc, gateway_mode=spec.mesh_expansion):
+            out.append((pa.ports_seq, pa.ports))
+        else:
+            out.append(pa)
     return tuple(out)
 
 
@@ -870,7 +873,7 @@ def _enabled_services_now(
             # Reached through the gateway or at pinned IPs, the entry reads the pods'
             # ports, not their addresses: a restarted master pod changes neither its
             # objects nor what they were derived from.
-            used = (*used, pa.ports_seq if spec.mesh_expansion or svc.pod_ips else pa.seq)
+            used = (*used, pa.seq if flat.reads_pod_addresses(svc, gateway_mode=spec.mesh_expansion) else pa.ports_seq)
         seqs[f"Service/{svc.name}"] = seqs[f"Endpoints/{svc.name}"] = used
     objs = flat.render_enabled_services(
         rspec,

@@ -79,6 +79,10 @@ def _mesh_security(ctx: Ctx) -> list[Obj]:
     return mesh.render_security(ctx.spec, namespace=ctx.namespace, facts=ctx.facts)
 
 
+def _cached(cache: RenderCache, name: str, build: Callable[[Ctx], list[Obj]], ctx: Ctx) -> list[Obj]:
+    return cache.build(name, build, ctx, make_ctx=lambda f: dataclasses.replace(ctx, facts=f))
+
+
 def _build(ctx: Ctx, cache: RenderCache | None = None) -> list[Obj]:
     parts: list[tuple[str, Callable[[Ctx], list[Obj]]]] = []
     comps = ctx.profile.remote if ctx.facts.role == "remote" else ctx.profile.master
@@ -92,7 +96,7 @@ def _build(ctx: Ctx, cache: RenderCache | None = None) -> list[Obj]:
         if cache is None:
             out += build(ctx)
         else:
-            out += cache.build(name, build, ctx, make_ctx=lambda f: dataclasses.replace(ctx, facts=f))
+            out += _cached(cache, name, build, ctx)
     return sorted_objects(out)
 
 
@@ -146,6 +150,12 @@ def render_remote(
 ) -> list[Obj]:
     """Every object a remote cluster runs, for the master's defaulted ``spec`` and a
     defaulted RemoteIstio ``remote``."""
+    return _build(_remote_ctx(spec, remote, namespace=namespace, facts=facts, cache=cache), cache)
+
+
+def _remote_ctx(
+    spec: IstioSpec, remote: RemoteIstioSpec, *, namespace: str, facts: RenderFacts, cache: RenderCache | None
+) -> Ctx:
     profile = profile_for(spec.version)
     if facts.role != "remote":
         facts = replace(facts, role="remote")
@@ -153,7 +163,7 @@ def render_remote(
         effective = remote_effective_spec(spec, remote)
     else:
         effective = cache.effective_spec(facts.cluster, spec, remote, remote_effective_spec)
-    return _build(Ctx(spec=effective, profile=profile, namespace=namespace, facts=facts), cache)
+    return Ctx(spec=effective, profile=profile, namespace=namespace, facts=facts)
 
 
 def render_remote_mesh_config(
@@ -167,9 +177,5 @@ def render_remote_mesh_config(
     """The ``istio`` ConfigMap of ``render_remote`` alone (the one object a new
     ``meshNetworks`` changes), through the same cache entry: what ``render_remote``
     would return for it with the same arguments."""
-    profile = profile_for(spec.version)
-    if facts.role != "remote":
-        facts = replace(facts, role="remote")
-    effective = cache.effective_spec(facts.cluster, spec, remote, remote_effective_spec)
-    ctx = Ctx(spec=effective, profile=profile, namespace=namespace, facts=facts)
-    return cache.build(_MESH_CONFIG, _mesh_config, ctx, make_ctx=lambda f: dataclasses.replace(ctx, facts=f))
+    ctx = _remote_ctx(spec, remote, namespace=namespace, facts=facts, cache=cache)
+    return _cached(cache, _MESH_CONFIG, _mesh_config, ctx)

@@ -192,6 +192,12 @@ def _endpoints(name: str, namespace: str, ips: Sequence[str], ports: Sequence[_P
     return obj("v1", "Endpoints", name, component=COMPONENT, namespace=namespace, subsets=[subset])
 
 
+def reads_pod_addresses(entry: v1beta1.IstioService, *, gateway_mode: bool) -> bool:
+    """Whether an entry's Endpoints carry the observed pod addresses: not when its
+    ``podIPs`` are pinned nor in gateway mode, where only the observed ports are read."""
+    return not entry.pod_ips and not gateway_mode
+
+
 def render_enabled_services(
     remote: v1beta1.RemoteIstioSpec,
     *,
@@ -222,12 +228,10 @@ def render_enabled_services(
         explicit = _addresses(svc.pod_ips, path=f"{path}.podIPs")
         # Pinned pod IPs are pods, even in gateway mode: they get the pods' ports.
         via_gateway = gateway_mode and not explicit
-        if explicit:
-            ips = explicit
-        elif via_gateway:
-            ips = gateway_ips
-        else:
+        if reads_pod_addresses(svc, gateway_mode=gateway_mode):
             ips = _addresses(seen_obs.ips, path=f"observed[{svc.name}].ips")
+        else:
+            ips = explicit or gateway_ips
         if svc.ports:
             ports = _spec_ports(svc, seen_obs, via_gateway=via_gateway)
         else:

@@ -74,7 +74,10 @@ def load_yaml(text: str | bytes) -> Any:
     the API server's ``sigs.k8s.io/yaml`` (YAML to JSON, then JSON) does, and a JSON
     decoder reads it an order of magnitude faster. Where the two differ, JSON is what the
     server does (``1e3`` is a number to it and to JSON, a string to PyYAML's YAML 1.1).
-    Anything that is not valid JSON is read as YAML."""
+    Anything that is not valid JSON is read as YAML. (The server's
+    ``fieldValidation`` check for a key given twice, ``yaml.UnmarshalStrict`` in
+    ``apiserver/pkg/endpoints/handlers/patch.go``, is emulated on neither path: both
+    keep the last value.)"""
     if text.lstrip()[:1] in (b"{", "{"):
         try:
             return _JSON_DOC.decode(text)
