@@ -39,7 +39,11 @@ more remote kept aside) it prints one JSON object:
 * ``floor_fanout_ms``: the same client writing, all at once, a ConfigMap on every cluster
   with as many bytes as the master's ``meshNetworks`` (what a change costs any
   controller that must reach every cluster), and ``ratio_all_fanout_p99`` = gateway change
-  p99 (every ConfigMap written) / that floor's p99.
+  p99 (every ConfigMap written) / that floor's p99;
+* ``floor_fanout_apply_ms``: the fan-out with federationd's own write — the master's whole
+  ``istio`` ConfigMap, server-side applied on every cluster at once through federationd's
+  HTTP/2 client — and ``ratio_all_fanout_apply_p99``: what the emulator's API servers
+  need for the writes a change is, without the log and the derivation.
 
 The emulator runs in this process (its store's change feed timestamps every write); the
 daemon and the floor client are child processes. Every wait has a deadline; every loop
@@ -319,14 +323,8 @@ async def floor_client(remote_kc: Path, targets: list[Path], *, pad: bool = Fals
     do. ``pad``: each write carries as many bytes as the master's ``istio`` ConfigMap's
     meshNetworks (the fan-out floor writes what federationd writes, not a few bytes)."""
 
-    def conn(path: Path) -> tuple[str, dict[str, str], ssl.SSLContext]:
-        kc = yaml.safe_load(path.read_text())
-        cl = kc["clusters"][0]["cluster"]
-        ctx = ssl.create_default_context(cadata=base64.b64decode(cl["certificate-authority-data"]).decode())
-        return cl["server"], {"Authorization": f"Bearer {kc['users'][0]['user']['token']}"}, ctx
-
-    r_url, r_auth, r_ssl = conn(remote_kc)
-    outs = [conn(t) for t in targets]
+    r_url, r_auth, r_ssl = _conn(remote_kc)
+    outs = [_conn(t) for t in targets]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
         filler = ""
         if pad:
@@ -357,11 +355,56 @@ async def floor_client(remote_kc: Path, targets: list[Path], *, pad: bool = Fals
                 await asyncio.gather(*(write(u, a, c, text) for u, a, c in outs))
 
 
-async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, targets: list[str], *, changes: int, pad: bool = False) -> list[float]:
+async def floor_apply_client(remote_kc: Path, targets: list[Path]) -> None:
+    """The fan-out floor with federationd's own write: the master's ``istio`` ConfigMap as
+    it is (both its documents), with the new address, server-side applied on every target
+    at once through federationd's HTTP/2 client (``KubeClient.apply``), as the converger
+    sends it. What the write itself costs the API servers, without the log and the
+    derivation."""
+    from federationd.actuators.client import KubeClient
+    from federationd.clusters.connection import connect
+
+    r_url, r_auth, r_ssl = _conn(remote_kc)
+    clients = [KubeClient(await connect(t.read_text(), name=t.stem), field_manager="floor") for t in targets]
+    try:
+        master = await clients[0].get("v1", "ConfigMap", NS, "istio")
+        data = dict(master.get("data") or {})
+        networks = data.get("meshNetworks") or ""
+
+        async def write(kc: KubeClient, text: str) -> None:
+            await kc.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": FLOOR_CM, "namespace": NS},
+                            "data": {**data, "meshNetworks": text + networks}})
+
+        await asyncio.gather(*(write(kc, "") for kc in clients))
+        async with aiohttp.ClientSession() as s:
+            svc = f"{r_url}/api/v1/namespaces/{NS}/services?watch=true&fieldSelector=metadata.name%3D{GATEWAY}"
+            print("watching", flush=True)
+            async with s.get(svc, headers=r_auth, ssl=r_ssl, timeout=aiohttp.ClientTimeout(total=None)) as w:
+                async for line in w.content:
+                    ev = json.loads(line)
+                    ing = ((ev["object"].get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+                    text = "".join(f"address: {i.get('ip', '')}\n" for i in ing)
+                    await asyncio.gather(*(write(kc, text) for kc in clients))
+    finally:
+        for kc in clients:
+            await kc.cluster.close()
+
+
+def _conn(path: Path) -> tuple[str, dict[str, str], ssl.SSLContext]:
+    """A kubeconfig's server, bearer header and TLS context (the floor clients' own)."""
+    kc = yaml.safe_load(path.read_text())
+    cl = kc["clusters"][0]["cluster"]
+    ctx = ssl.create_default_context(cadata=base64.b64decode(cl["certificate-authority-data"]).decode())
+    return cl["server"], {"Authorization": f"Bearer {kc['users'][0]['user']['token']}"}, ctx
+
+
+async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, targets: list[str], *, changes: int, pad: bool = False,
+                 apply: bool = False) -> list[float]:
     """Latencies (ms) of the floor client: the remote's gateway moves → every target's
     ConfigMap carries the address."""
+    mode = "--floor-client-apply" if apply else "--floor-client" + ("-pad" if pad else "")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--floor-client" + ("-pad" if pad else ""), str(fleet[remote].kubeconfig_path),
+        sys.executable, __file__, mode, str(fleet[remote].kubeconfig_path),
         *(str(fleet[t].kubeconfig_path) for t in targets),
         stdout=asyncio.subprocess.PIPE, cwd=ROOT,
     )
@@ -371,7 +414,7 @@ async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, targets: list[str]
         b = fleet[remote].behaviours
         out = []
         for k in range(changes + 1):
-            ip = f"203.{1 if pad else 0}.{k // 250}.{k % 250 + 1}"
+            ip = f"203.{2 if apply else 1 if pad else 0}.{k // 250}.{k % 250 + 1}"
             feed.floor_ip = ip
             feed.floor_acks = {}
             t0 = time.monotonic()
@@ -498,6 +541,8 @@ async def _run_size(
             floor = await _floor(fleet, feed, remotes[0], ["master"], changes=changes)
             # the same, to the ConfigMap on every cluster with as many bytes as federationd's
             fanout = await _floor(fleet, feed, remotes[0], [c.name for c in fleet], changes=changes, pad=True)
+            # the same with federationd's own write (server-side apply over HTTP/2)
+            fanout_apply = await _floor(fleet, feed, remotes[0], [c.name for c in fleet], changes=changes, apply=True)
             feed.close()
             behaviours = fleet["master"].behaviours
             return {
@@ -537,6 +582,8 @@ async def _run_size(
                 "ratio_all_p99": round(_pct(lat_all, 99) / _pct(floor, 99), 2),
                 "floor_fanout_ms": {"p50": round(_pct(fanout, 50), 1), "p99": round(_pct(fanout, 99), 1)},
                 "ratio_all_fanout_p99": round(_pct(lat_all, 99) / _pct(fanout, 99), 2),
+                "floor_fanout_apply_ms": {"p50": round(_pct(fanout_apply, 50), 1), "p99": round(_pct(fanout_apply, 99), 1)},
+                "ratio_all_fanout_apply_p99": round(_pct(lat_all, 99) / _pct(fanout_apply, 99), 2),
                 "load": os.getloadavg(),
                 **memory,
                 **({"workdir": tmp} if keep else {}),
@@ -559,9 +606,13 @@ async def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 4 and sys.argv[1] in ("--floor-client", "--floor-client-pad"):
+    if len(sys.argv) >= 4 and sys.argv[1] in ("--floor-client", "--floor-client-pad", "--floor-client-apply"):
+        remote_kc, target_kcs = Path(sys.argv[2]), [Path(a) for a in sys.argv[3:]]
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-            asyncio.run(floor_client(Path(sys.argv[2]), [Path(a) for a in sys.argv[3:]], pad=sys.argv[1].endswith("-pad")))
+            if sys.argv[1] == "--floor-client-apply":
+                asyncio.run(floor_apply_client(remote_kc, target_kcs))
+            else:
+                asyncio.run(floor_client(remote_kc, target_kcs, pad=sys.argv[1].endswith("-pad")))
         sys.exit(0)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10,50,100", help="comma-separated fleet sizes (clusters)")

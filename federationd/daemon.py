@@ -20,9 +20,10 @@ The process is a supervisor: it wires the pieces together and owns their lifecyc
 3. **Fold and derive.** One task tails the log and folds every record into the
    projection state (saving a snapshot every ``--snapshot-every`` events); another
    derives the desired state whenever the state moved (coalescing bursts) and hands each
-   cluster's part to its converger, the CR statuses to the status writer, the trust plan
-   to the trust actuator, and applies the membership (start/stop runtimes, append
-   ``ClusterRemoved``, finalizers).
+   cluster's part to its converger — the master's first, then every cluster's, each
+   before the rest is derived (``projections.derive.Derivation``) —, the CR statuses to
+   the status writer, the trust plan to the trust actuator, and applies the membership
+   (start/stop runtimes, append ``ClusterRemoved``, finalizers).
    Nothing is pushed before the master's initial lists are folded: an empty state must
    never look like "delete everything".
 4. **Act when leader.** With ``--leader-elect`` only the holder of the Lease actuates;
@@ -50,7 +51,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,13 @@ from federationd.inspect import SNAPSHOTS
 from federationd.leader import LeaderElector
 from federationd.logguard import LogGuard
 from federationd.metrics import METRICS, Metrics
-from federationd.projections.derive import AVAILABLE, ClusterDesired, Desired, derive, desired_hash
+from federationd.projections.derive import (
+    AVAILABLE,
+    ClusterDesired,
+    Derivation,
+    Desired,
+    desired_hash,
+)
 from federationd.projections.membership import Membership
 from federationd.projections.state import (
     EMPTY,
@@ -590,7 +597,16 @@ class Daemon:
             if not self.initial_sync_done():
                 continue
             state = self.state
-            desired = derive(state)
+            run = Derivation(state)
+            # Each step's writes start (the workers run in the next turn, before this
+            # task) while the next step is derived: the master's first, then every
+            # cluster's, then statuses and the rest.
+            early = run.master()
+            if early is not None and self._push_early(state, *early):
+                await asyncio.sleep(0)
+            if self._push_objects(state, run.clusters()):
+                await asyncio.sleep(0)
+            desired = run.desired()
             self.desired = desired
             self.history.append((state.seq, desired_hash(desired)))
             if not self.decisions or (
@@ -628,21 +644,37 @@ class Daemon:
             for st in desired.statuses.values():
                 if st.status.get("Status") == AVAILABLE:
                     self._available_once.add(st.name if st.kind == "RemoteIstio" else st.cluster)
+        self._push_objects(state, desired.clusters)
+        if self.status is not None:
+            self.status.set_desired(desired.statuses)
+
+    def _push_objects(self, state: ProjectionState, clusters: Mapping[str, ClusterDesired]) -> bool:
+        """Every joined cluster's objects to its converger; True when some key was queued."""
+        queued = False
         for name, rt in self.runtimes.items():
             if not rt.joined:
                 continue  # connected for its identity only: nothing is written there
             # Nothing desired: on the master an uninstall (the Istio is gone); on a
             # remote, leaving the mesh — its objects are deleted, then it is removed.
-            cd = desired.clusters.get(name) or ClusterDesired()
-            rt.converger.set_desired(
-                cd,
-                state.actuations.get(name, {}),
-                cause_seq=state.seq,
-                cause_time=self._last_fact_time,
-                settling=name not in self._available_once,
-            )
-        if self.status is not None:
-            self.status.set_desired(desired.statuses)
+            queued = self._push_cluster(state, name, rt, clusters.get(name) or ClusterDesired()) or queued
+        return queued
+
+    def _push_cluster(self, state: ProjectionState, name: str, rt: ClusterRuntime, cd: ClusterDesired) -> bool:
+        return rt.converger.set_desired(
+            cd,
+            state.actuations.get(name, {}),
+            cause_seq=state.seq,
+            cause_time=self._last_fact_time,
+            settling=name not in self._available_once,
+        )
+
+    def _push_early(self, state: ProjectionState, name: str, cd: ClusterDesired) -> bool:
+        """The master's objects, ahead of ``_push`` (which then finds them in place); True
+        when some key was queued for a write."""
+        rt = self.runtimes.get(name)
+        if rt is None or not rt.joined or cd.hold:
+            return False
+        return self._push_cluster(state, name, rt, cd)
 
     def _gateway_metrics(self, desired: Desired) -> None:
         last, self._metered = self._metered, desired.statuses

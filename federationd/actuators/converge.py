@@ -472,8 +472,9 @@ class ClusterConverger:
         cause_seq: int = 0,
         cause_time: float = 0.0,
         settling: bool = False,
-    ) -> None:
-        """A new desired state for this cluster: enqueue exactly the keys that changed.
+    ) -> bool:
+        """A new desired state for this cluster: enqueue exactly the keys that changed
+        (True when there was one).
         ``settling``: the cluster has not been Available since it joined, so its writes
         (a restart its new ``cacerts`` brings, say) go before updates of clusters in place.
 
@@ -483,7 +484,7 @@ class ClusterConverger:
         old = self._desired
         self._settling = settling
         if desired is old and actuations is self._acts:
-            return
+            return False
         first = not self._has_desired
         self._has_desired = True
         self._desired = desired
@@ -493,7 +494,7 @@ class ClusterConverger:
         for kind in sorted(self._kinds() - self._reflectors.keys()):
             self._ensure_reflector(kind)
         if desired.hold or desired is old:
-            return
+            return False
         for key in [k for k in self._effect if k not in desired.objects]:
             del self._effect[key]
         for key in [k for k in self._applied if k not in desired.objects]:
@@ -513,6 +514,7 @@ class ClusterConverger:
             # what the inventory held before anything was desired (shared reflectors
             # list before the first derivation) is looked at now, not released then
             self.resync()
+        return bool(changed) or first
 
     def resync(self) -> None:
         """Re-check every key (desired, observed, or recorded as applied)."""

@@ -225,6 +225,12 @@ class _Connection:
         if body:
             stream.pending = body
             self._send_pending(stream)
+        if self._flush_soon is None:
+            # The first request of this turn goes out now, not after every other task
+            # that runs in this turn (a change's other writes, to other clusters, are
+            # built in the same turn: the first would wait for all of them); any later
+            # request and acknowledgement of the turn go together at its end.
+            self._flush_now()
         self.flush()
         return stream
 

@@ -29,11 +29,12 @@ which facts each component read), the injection patches, the content hash of eve
 object version and the cluster's whole ``ClusterDesired``; shared: the sorted remotes,
 the localities and the ``meshNetworks`` networks (built once per change and handed to
 every cluster, whose ConfigMap text is then dumped once too). A gateway change on one
-remote thus re-renders the ConfigMap on every cluster and pilot on the master, and
-nothing else; a namespace label change renders one patch. The memo changes how much is
-recomputed, never the result: ``derive`` of a state is the same with a cold memo.
-``desired_hash`` is a hash tree over the clusters' and statuses' own hashes, so it too
-costs what changed.
+remote thus re-renders the ConfigMap and nothing else — once for the master and once for
+all the remotes that share the master's settings (the render cache hands one cluster's
+build to another that read the same) —; a namespace label change renders one patch. The
+memo changes how much is recomputed, never the result: ``derive`` of a state is the same
+with a cold memo. ``desired_hash`` is a hash tree over the clusters' and statuses' own
+hashes, so it too costs what changed.
 
 Most facts are about one cluster (a write acknowledged, a workload's readiness, a
 connection): when every shared input (the CRs, kubeconfigs, identities, departures, the
@@ -161,6 +162,12 @@ class _Hashes:
         self.root = ""
 
 
+#: How many object versions ``_Memo.content_hash`` remembers, the least recently used
+#: forgotten first (what remotes share: ~60 objects per distinct RemoteIstio setting;
+#: each gateway change adds its new ``istio`` ConfigMaps).
+HASHED_KEPT = 128
+
+
 class _Memo:
     """The derivation's memory: per key, the inputs last seen and the result. One entry
     per key (the latest), so it holds what the current desired state holds, plus the
@@ -176,8 +183,22 @@ class _Memo:
         self.objects: dict[str, dict[int, tuple[dict[str, Any], tuple[int, ...], DesiredObject]]] = {}
         #: cluster → (desired, DNS edits, facts, its analysis) at the last ``_mesh_findings``
         self.analysis_rows: dict[str, tuple[Any, Any, Any, tuple[ClusterView, tuple[Finding, ...]]]] = {}
-        #: (cluster, what, objects) of every build that was not a memo hit.
+        #: (cluster, what, objects) of the latest builds that were not memo hits.
         self.rendered = self.render.rendered
+        #: id(object) → (object, content hash) of the latest objects hashed: an object
+        #: the render cache shares between clusters is hashed once, not once per cluster
+        self.hashed: dict[int, tuple[dict[str, Any], str]] = {}
+
+    def content_hash(self, o: dict[str, Any]) -> str:
+        e = self.hashed.pop(id(o), None)
+        if e is not None and e[0] is o:
+            self.hashed[id(o)] = e  # the most recently used last: the oldest go first
+            return e[1]
+        h = robj.content_hash(o)
+        if len(self.hashed) >= HASHED_KEPT:
+            del self.hashed[next(iter(self.hashed))]
+        self.hashed[id(o)] = (o, h)
+        return h
 
     def get(
         self, key: tuple[str, ...], inputs: tuple[Any, ...], compute: Callable[[], _T], *, stable: bool = False
@@ -219,8 +240,15 @@ def renders() -> list[tuple[str, str, int]]:
     return list(_memo.rendered)
 
 
+def shared_renders() -> list[tuple[str, str]]:
+    """``(cluster, component)`` of every render-cache entry since ``reset_renders`` that
+    took another cluster's build of the same inputs instead of building."""
+    return list(_memo.render.shared)
+
+
 def reset_renders() -> None:
     _memo.rendered.clear()
+    _memo.render.shared.clear()
 
 
 # --- keys and small helpers -----------------------------------------------------------
@@ -559,7 +587,7 @@ def _desired_objects(
         else:
             key = object_key(o)
             reasons = tuple(sorted(set(used) - {0})) if patch else tuple(sorted(set(used)))
-            h = e[2].content_hash if e is not None and e[0] is o else robj.content_hash(o)
+            h = e[2].content_hash if e is not None and e[0] is o else _memo.content_hash(o)
             d = DesiredObject(key=key, obj=o, content_hash=h, reasons=reasons, patch=patch)
         seen[id(o)] = (o, used, d)
         out[d.key] = d
@@ -723,7 +751,7 @@ def _with_new_networks(
             return None  # a new object: what the full render decides on
         if d.obj is o:
             continue
-        objects[k] = DesiredObject(key=k, obj=o, content_hash=robj.content_hash(o), reasons=d.reasons)
+        objects[k] = DesiredObject(key=k, obj=o, content_hash=_memo.content_hash(o), reasons=d.reasons)
         e = seen.pop(id(d.obj), None)
         if e is not None:  # for the next full render: this object's reasons and hash
             seen[id(o)] = (o, e[1], objects[k])
@@ -1419,15 +1447,63 @@ def derive(state: ProjectionState) -> Desired:
     only those clusters' objects and statuses are derived again; the others are the
     last derivation's, which the memo would have returned for them anyway. The result
     is the same as a full derivation's (tests compare with a cold memo)."""
-    istio = managed_istio(state)
-    shared = _shared_inputs(state, istio)
-    last = _memo.last
-    if last.desired is not None and last.state is not None and _same_inputs(last.shared, shared):
-        desired = _derive_touched(state, istio, last.desired, _touched(last.state, state))
-    else:
-        desired = _derive_all(state, istio)
-    last.state, last.shared, last.desired = state, shared, desired
-    return desired
+    return Derivation(state).desired()
+
+
+class Derivation:
+    """``derive(state)`` in three steps, each taken once and reused by the next:
+    ``master()`` the managed master's objects, ``clusters()`` every cluster's objects,
+    ``desired()`` all of ``Desired`` (statuses, membership, DNS edits). The daemon hands
+    each step's objects to the convergers before taking the next, so that a change's
+    writes start while the rest is derived (the master's first: its ``meshNetworks`` is
+    what a moved gateway waits for). Each step returns what ``desired()`` holds, the
+    same objects."""
+
+    def __init__(self, state: ProjectionState) -> None:
+        self.state = state
+        self.istio = managed_istio(state)
+        self._shared = _shared_inputs(state, self.istio)
+        last = _memo.last
+        self._prev: Desired | None = None
+        self._touched: set[str] = set()
+        if last.desired is not None and last.state is not None and _same_inputs(last.shared, self._shared):
+            self._prev, self._touched = last.desired, _touched(last.state, state)
+        self._clusters: dict[str, ClusterDesired] | None = None
+        self._desired: Desired | None = None
+
+    def master(self) -> tuple[str, ClusterDesired] | None:
+        """The managed master's name and objects (None: no managed Istio)."""
+        istio = self.istio
+        if istio is None:
+            return None
+        if self._clusters is not None:
+            return istio.cluster, self._clusters[istio.cluster]
+        if self._prev is not None and istio.cluster not in self._touched:
+            return istio.cluster, self._prev.clusters[istio.cluster]
+        return istio.cluster, _master_desired(self.state, istio)
+
+    def clusters(self) -> Mapping[str, ClusterDesired]:
+        return self._cluster_map()
+
+    def _cluster_map(self) -> dict[str, ClusterDesired]:
+        if self._clusters is None:
+            if self._prev is not None:
+                self._clusters = _clusters_touched(self.state, self.istio, self._prev, self._touched)
+            else:
+                self._clusters = _clusters_all(self.state, self.istio)
+        return self._clusters
+
+    def desired(self) -> Desired:
+        if self._desired is None:
+            clusters = self._cluster_map()
+            if self._prev is not None:
+                desired = _derive_touched(self.state, self.istio, self._prev, self._touched, clusters)
+            else:
+                desired = _derive_all(self.state, self.istio, clusters)
+            last = _memo.last
+            last.state, last.shared, last.desired = self.state, self._shared, desired
+            self._desired = desired
+        return self._desired
 
 
 def _remotes_named(state: ProjectionState) -> dict[str, list[CustomResource]]:
@@ -1454,13 +1530,12 @@ def _all_remotes_named(state: ProjectionState) -> dict[str, list[CustomResource]
     return _memo.get(("all-remotes-named", "*"), (state.remote_istios,), index)
 
 
-def _derive_touched(
+def _clusters_touched(
     state: ProjectionState, istio: CustomResource | None, prev: Desired, touched: set[str]
-) -> Desired:
-    """``_derive_all`` for a state whose shared inputs are ``prev``'s: the entries of the
-    ``touched`` clusters again, in the same order of precedence; the rest as in ``prev``."""
+) -> dict[str, ClusterDesired]:
+    """``_clusters_all`` for a state whose shared inputs are ``prev``'s: the ``touched``
+    clusters again, in the same order of precedence; the rest as in ``prev``."""
     clusters = dict(prev.clusters)
-    statuses = dict(prev.statuses)
     if istio is not None:
         if istio.cluster in touched:
             clusters[istio.cluster] = _master_desired(state, istio)
@@ -1469,6 +1544,16 @@ def _derive_touched(
             for r in named.get(name, ()):
                 if r.name != istio.cluster:
                     clusters[r.name] = _remote_desired(state, istio, r)
+    return clusters
+
+
+def _derive_touched(
+    state: ProjectionState, istio: CustomResource | None, prev: Desired, touched: set[str],
+    clusters: dict[str, ClusterDesired],
+) -> Desired:
+    """``_derive_all`` for a state whose shared inputs are ``prev``'s: the statuses of the
+    ``touched`` clusters again; the rest as in ``prev``."""
+    statuses = dict(prev.statuses)
     dns = _cluster_dns(state, istio)
     for _, cr in sorted(state.istios.items()):
         # An unmanaged Istio's status reads nothing per cluster; the managed one's
@@ -1502,15 +1587,19 @@ def _derive_touched(
     return Desired(seq=state.seq, clusters=clusters, statuses=statuses, membership=members, dns=dns)
 
 
-def _derive_all(state: ProjectionState, istio: CustomResource | None) -> Desired:
+def _clusters_all(state: ProjectionState, istio: CustomResource | None) -> dict[str, ClusterDesired]:
     clusters: dict[str, ClusterDesired] = {}
-    statuses: dict[str, DesiredStatus] = {}
     if istio is not None:
         clusters[istio.cluster] = _master_desired(state, istio)
         for r in _remote_crs(state):
             if r.name == istio.cluster:
                 continue
             clusters[r.name] = _remote_desired(state, istio, r)
+    return dict(sorted(clusters.items()))
+
+
+def _derive_all(state: ProjectionState, istio: CustomResource | None, clusters: dict[str, ClusterDesired]) -> Desired:
+    statuses: dict[str, DesiredStatus] = {}
     dns = _cluster_dns(state, istio)
     for _, cr in sorted(state.istios.items()):
         if cr.deleting:
@@ -1554,9 +1643,7 @@ def _derive_all(state: ProjectionState, istio: CustomResource | None) -> Desired
                 state, cr, cr.name, None, blocker=why, kind=REMOTE_ISTIO_KIND
             )
     _memo.retain(clusters.keys() | {st.cluster for st in statuses.values()} | {st.name for st in statuses.values()})
-    return Desired(
-        seq=state.seq, clusters=dict(sorted(clusters.items())), statuses=statuses, membership=members, dns=dns
-    )
+    return Desired(seq=state.seq, clusters=clusters, statuses=statuses, membership=members, dns=dns)
 
 
 #: istiocoredns' Service (the operator's ``istiocoredns/service.go``)

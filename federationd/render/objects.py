@@ -88,6 +88,29 @@ class RenderFacts(msgspec.Struct, frozen=True, kw_only=True):
     localities: tuple[str, ...] = ()
     ca_fingerprint: str = ""
     kubernetes_apis: tuple[str, ...] = ()
+    #: ``mesh_networks`` without their gateways (always set from it): what a component
+    #: that must not change when a gateway moves reads — pilot's restart hash — so that
+    #: the render cache does not rebuild it for a new gateway address.
+    network_endpoints: tuple[MeshNetwork, ...] = ()
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "network_endpoints", _endpoints(self.mesh_networks))
+
+
+#: The latest ``network_endpoints`` by ``mesh_networks`` (one tuple of networks serves
+#: every cluster's facts in a derivation)
+_ENDPOINTS: dict[int, tuple[tuple[MeshNetwork, ...], tuple[MeshNetwork, ...]]] = {}
+
+
+def _endpoints(networks: tuple[MeshNetwork, ...]) -> tuple[MeshNetwork, ...]:
+    e = _ENDPOINTS.get(id(networks))
+    if e is not None and e[0] is networks:
+        return e[1]
+    out = tuple(msgspec.structs.replace(n, gateways=()) if n.gateways else n for n in networks)
+    if len(_ENDPOINTS) >= 16:
+        _ENDPOINTS.clear()
+    _ENDPOINTS[id(networks)] = (networks, out)
+    return out
 
 
 # --- metadata ------------------------------------------------------------------------

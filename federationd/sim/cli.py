@@ -17,6 +17,7 @@ from pathlib import Path
 
 from federationd.sim import versions
 from federationd.sim.fleet import ClusterSpec, Fleet
+from federationd.sim.server import ApiServer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--identity", action="append", default=[], metavar="CLUSTER=NAMESPACE/SERVICEACCOUNT",
                    help="also write a kubeconfig that authenticates as this ServiceAccount (created if "
                         "missing, with no permissions: RBAC decides what it may do; repeatable)")
-    p.add_argument("--bookmark-interval", type=float, default=5.0)
+    p.add_argument("--bookmark-interval", type=float, default=ApiServer.BOOKMARK_INTERVAL,
+                   help="seconds between a watch's BOOKMARK events (kube-apiserver: about a minute)")
     p.add_argument("--history", type=int, default=20_000, help="changes kept for watch resume")
     p.add_argument("--control-port", type=int, default=None, help="serve the fault-control API on this port (0: any)")
     return p

@@ -279,7 +279,7 @@ class Fleet:
         clusters: Sequence[str | ClusterSpec],
         *,
         directory: str | Path,
-        bookmark_interval: float = 5.0,
+        bookmark_interval: float = ApiServer.BOOKMARK_INTERVAL,
         history: int = 20_000,
         lb_delay: float = 0.05,
         ready_delay: float = 0.05,

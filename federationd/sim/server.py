@@ -154,6 +154,11 @@ class ApiServer:
     #: seconds between checks that an idle watch's client is still connected (aiohttp
     #: does not cancel a handler whose connection is lost)
     WATCH_LIVENESS_CHECK = 1.0
+    #: kube-apiserver sends a watch a BOOKMARK about every minute
+    #: (``defaultBookmarkFrequency``) and 2 s before the watch's deadline
+    #: (``storage/cacher``: ``cacheWatcher.nextBookmarkTime``)
+    BOOKMARK_INTERVAL = 60.0
+    BOOKMARK_BEFORE_DEADLINE = 2.0
 
     def __init__(
         self,
@@ -162,7 +167,7 @@ class ApiServer:
         store: Store,
         tokens: dict[str, str | rbac.UserInfo],
         faults: Faults | None = None,
-        bookmark_interval: float = 5.0,
+        bookmark_interval: float = BOOKMARK_INTERVAL,
         watch_timeout_max: float = 1800.0,
         kubernetes_version: str = versions.DEFAULT_VERSION,
     ) -> None:
@@ -189,6 +194,13 @@ class ApiServer:
         self.transports: weakref.WeakSet[Any] = weakref.WeakSet()
         self._watch_tasks: set[asyncio.Task[Any]] = set()
         store.listeners.append(self._on_change)
+
+    def _next_bookmark(self, now: float, deadline: float) -> float:
+        """When a watch's next BOOKMARK goes: ``bookmark_interval`` from now, or just
+        before the watch ends if that is sooner."""
+        at = now + self.bookmark_interval
+        before_end = deadline - self.BOOKMARK_BEFORE_DEADLINE
+        return before_end if now < before_end < at else at
 
     @property
     def audit(self) -> Counter[tuple[str, str, str, str]] | None:
@@ -642,7 +654,7 @@ class ApiServer:
             sub.sink = deliver
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
-            next_bookmark = loop.time() + self.bookmark_interval if bookmarks else float("inf")
+            next_bookmark = self._next_bookmark(loop.time(), deadline) if bookmarks else float("inf")
             while not sub.closed:
                 if transport.is_closing():
                     # the client went away: the real server ends the watch with the
@@ -655,7 +667,7 @@ class ApiServer:
                     bm = {"kind": k.kind, "apiVersion": k.api_version,
                           "metadata": {"resourceVersion": str(max(state["rv"], self.store.revision))}}
                     send(line("BOOKMARK", bm))
-                    next_bookmark = now + self.bookmark_interval
+                    next_bookmark = self._next_bookmark(now, deadline)
                     continue
                 try:
                     async with asyncio.timeout(min(deadline, next_bookmark, now + self.WATCH_LIVENESS_CHECK) - now):

@@ -67,11 +67,14 @@ class DaemonProcess:
 
     async def start(self) -> None:
         self._stderr = await asyncio.to_thread(open, self.stderr_path, "ab")  # closed in terminate()
+        # Watches of 30 to 60 s; the emulator, as kube-apiserver, sends an idle watch a
+        # BOOKMARK every minute and 2 s before its deadline, so the inactivity watchdog
+        # waits longer than the longest watch.
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "federationd.cli", "run",
             "--kubeconfig", str(self.kubeconfig), "--log", str(self.log),
             "--http-port", "0", "--namespace", "istio-system", "--identity", self.name,
-            "--resync-period", "2", "--watch-timeout", "30", "--inactivity-timeout", "20",
+            "--resync-period", "2", "--watch-timeout", "30", "--inactivity-timeout", "70",
             "--request-timeout", "5", "--log-level", "INFO", *self.extra,
             stdout=asyncio.subprocess.PIPE, stderr=self._stderr,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -69,12 +69,21 @@ def test_a_gateway_change_renders_only_what_depends_on_gateway_addresses(monkeyp
     # is a cold derivation's
     assert full == []
     assert d.to_builtins(after) == d.to_builtins(_cold(log.state))
-    rendered = {(c, what) for c, what, _ in d.renders()}
-    # the istio ConfigMap (meshNetworks) on every cluster, and pilot (it reads the
-    # networks) on the master — nothing else. Only the ConfigMaps change: pilot's pod
+    rendered = [(c, what) for c, what, _ in d.renders()]
+    shared = d.shared_renders()
+    # the istio ConfigMap (meshNetworks) on every cluster — nothing else: pilot's pod
     # template hashes which registry is which network, not the gateways (pilot reloads
-    # those), so a gateway that moves does not restart it.
-    assert rendered == {(c, "mesh") for c in after.clusters} | {("master", "pilot")}
+    # those), and it reads the networks without their gateways, so a gateway that moves
+    # neither restarts nor rebuilds it.
+    assert set(rendered) | set(shared) == {(c, "mesh") for c in after.clusters}
+    # The remotes' ConfigMap is built once, for the first of them, and is the very same
+    # object on the others (they read the same spec, namespace and networks); it is
+    # hashed once too.
+    remotes = sorted(c for c in after.clusters if c != "master")
+    assert sorted(rendered) == [("master", "mesh"), (remotes[0], "mesh")]
+    assert sorted(shared) == [(r, "mesh") for r in remotes[1:]]
+    cms = {id(after.clusters[r].objects[f"v1/ConfigMap/{NS}/istio"].obj) for r in remotes}
+    assert len(cms) == 1
     changed = _changed(before, after)
     assert changed == {(c, f"v1/ConfigMap/{NS}/istio") for c in after.clusters}
     assert "35.9.9.9" in after.clusters["remote-0"].objects[f"v1/ConfigMap/{NS}/istio"].obj["data"]["meshNetworks"]

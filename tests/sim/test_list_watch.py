@@ -188,6 +188,28 @@ async def test_watch_sends_periodic_bookmarks_when_allowed(api: client.ApiClient
     assert int(evs[0]["object"]["metadata"]["resourceVersion"]) >= 1
 
 
+async def test_watch_gets_a_bookmark_just_before_its_deadline(raw: Raw, master: Cluster) -> None:
+    """As kube-apiserver's cacher: besides the periodic one (a minute there), a BOOKMARK
+    2 s before the watch's ``timeoutSeconds`` runs out, so the client resumes from there."""
+    saved = master.server.bookmark_interval
+    master.server.bookmark_interval = 60.0
+    try:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        headers = {"Authorization": f"Bearer {raw.token}"}
+        async with raw.session.get(raw.cluster.url + "/api/v1/namespaces/default/secrets", headers=headers, params={
+            "watch": "1", "timeoutSeconds": "3", "allowWatchBookmarks": "true", "resourceVersion": str(master.store.revision),
+        }) as resp:
+            async with asyncio.timeout(10):
+                body = await resp.read()
+        ended = loop.time() - t0
+    finally:
+        master.server.bookmark_interval = saved
+    events = [json.loads(line) for line in body.splitlines() if line.strip()]
+    assert [e["type"] for e in events] == ["BOOKMARK"]
+    assert 2.9 <= ended < 6
+
+
 async def test_watch_ends_after_timeout_seconds(raw: Raw, master: Cluster) -> None:
     headers = {"Authorization": f"Bearer {raw.token}"}
     loop = asyncio.get_running_loop()

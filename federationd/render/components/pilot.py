@@ -30,10 +30,9 @@ APP = {"app": "pilot", "istio": "pilot"}
 
 def mesh_networks_hash(ctx: Ctx) -> str:
     """A hash of what pilot reads of ``meshNetworks`` only at start: each network's
-    endpoints (registries and CIDRs), not its gateways."""
-    return content_hash([
-        msgspec.to_builtins(msgspec.structs.replace(n, gateways=())) for n in ctx.facts.mesh_networks
-    ])
+    endpoints (registries and CIDRs), not its gateways (``network_endpoints``: a moved
+    gateway does not even rebuild pilot)."""
+    return content_hash([msgspec.to_builtins(n) for n in ctx.facts.network_endpoints])
 
 
 def locality_lb_enabled(ctx: Ctx) -> bool:
