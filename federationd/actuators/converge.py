@@ -319,7 +319,7 @@ class WriteLanes:
     waits only for other master writes.
     """
 
-    def __init__(self, *, total: int = 32, master: int = 4, background: int = 2) -> None:
+    def __init__(self, *, total: int = 128, master: int = 4, background: int = 2) -> None:
         if not 0 < master < total:
             raise ValueError("need 0 < master < total")
         self.total = total

@@ -277,6 +277,14 @@ def content_hash(o: Any) -> str:
     return hashlib.sha256(canonical_json(o)).hexdigest()
 
 
+def json_hash(o: Any) -> str:
+    """A stable sha256 (hex) of msgspec's sorted-key JSON of ``o`` (plain data or
+    structs), without ``canonical_json``'s check that ``json.dumps`` would write the
+    same bytes: for hashes the process computes and compares itself (the desired
+    state's), not objects' content hashes, which are recorded in the log."""
+    return hashlib.sha256(_json.encode(o)).hexdigest()
+
+
 #: LibYAML's emitter when PyYAML has it (it writes what the Python emitter writes, an
 #: order of magnitude faster); the pure-Python one otherwise.
 _SafeDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
