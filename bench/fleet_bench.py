@@ -66,7 +66,7 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -323,7 +323,6 @@ async def floor_client(remote_kc: Path, targets: list[Path], *, pad: bool = Fals
     do. ``pad``: each write carries as many bytes as the master's ``istio`` ConfigMap's
     meshNetworks (the fan-out floor writes what federationd writes, not a few bytes)."""
 
-    r_url, r_auth, r_ssl = _conn(remote_kc)
     outs = [_conn(t) for t in targets]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
         filler = ""
@@ -345,14 +344,8 @@ async def floor_client(remote_kc: Path, targets: list[Path], *, pad: bool = Fals
                 await r.read()
 
         await asyncio.gather(*(write(u, a, c, "", create=True) for u, a, c in outs))
-        svc = f"{r_url}/api/v1/namespaces/{NS}/services?watch=true&fieldSelector=metadata.name%3D{GATEWAY}"
-        print("watching", flush=True)
-        async with s.get(svc, headers=r_auth, ssl=r_ssl, timeout=aiohttp.ClientTimeout(total=None)) as w:
-            async for line in w.content:
-                ev = json.loads(line)
-                ing = ((ev["object"].get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-                text = "".join(f"address: {i.get('ip', '')}\n" for i in ing) + filler
-                await asyncio.gather(*(write(u, a, c, text) for u, a, c in outs))
+        async for text in _gateway_addresses(s, remote_kc):
+            await asyncio.gather(*(write(u, a, c, text + filler) for u, a, c in outs))
 
 
 async def floor_apply_client(remote_kc: Path, targets: list[Path]) -> None:
@@ -364,7 +357,6 @@ async def floor_apply_client(remote_kc: Path, targets: list[Path]) -> None:
     from federationd.actuators.client import KubeClient
     from federationd.clusters.connection import connect
 
-    r_url, r_auth, r_ssl = _conn(remote_kc)
     clients = [KubeClient(await connect(t.read_text(), name=t.stem), field_manager="floor") for t in targets]
     try:
         master = await clients[0].get("v1", "ConfigMap", NS, "istio")
@@ -377,17 +369,24 @@ async def floor_apply_client(remote_kc: Path, targets: list[Path]) -> None:
 
         await asyncio.gather(*(write(kc, "") for kc in clients))
         async with aiohttp.ClientSession() as s:
-            svc = f"{r_url}/api/v1/namespaces/{NS}/services?watch=true&fieldSelector=metadata.name%3D{GATEWAY}"
-            print("watching", flush=True)
-            async with s.get(svc, headers=r_auth, ssl=r_ssl, timeout=aiohttp.ClientTimeout(total=None)) as w:
-                async for line in w.content:
-                    ev = json.loads(line)
-                    ing = ((ev["object"].get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-                    text = "".join(f"address: {i.get('ip', '')}\n" for i in ing)
-                    await asyncio.gather(*(write(kc, text) for kc in clients))
+            async for text in _gateway_addresses(s, remote_kc):
+                await asyncio.gather(*(write(kc, text) for kc in clients))
     finally:
         for kc in clients:
             await kc.cluster.close()
+
+
+async def _gateway_addresses(s: aiohttp.ClientSession, remote_kc: Path) -> AsyncIterator[str]:
+    """The remote's ingress gateway addresses as ``address: <ip>`` lines, from its watch:
+    now, then after each change (a floor client's input)."""
+    url, auth, ctx = _conn(remote_kc)
+    svc = f"{url}/api/v1/namespaces/{NS}/services?watch=true&fieldSelector=metadata.name%3D{GATEWAY}"
+    print("watching", flush=True)
+    async with s.get(svc, headers=auth, ssl=ctx, timeout=aiohttp.ClientTimeout(total=None)) as w:
+        async for line in w.content:
+            ev = json.loads(line)
+            ing = ((ev["object"].get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+            yield "".join(f"address: {i.get('ip', '')}\n" for i in ing)
 
 
 def _conn(path: Path) -> tuple[str, dict[str, str], ssl.SSLContext]:
