@@ -474,8 +474,9 @@ class Daemon:
         self.identity = settings.effective_identity()
         self.state: ProjectionState = EMPTY
         self.desired: Desired = Desired()
-        #: (seq, desired-state hash) after each derivation, for replay comparisons.
-        self.history: collections.deque[tuple[int, str]] = collections.deque(maxlen=100_000)
+        #: (seq, desired-state hash) after each of the latest derivations, for replay
+        #: comparisons (~200 bytes each; a gateway change at 100 clusters is ~100 of them)
+        self.history: collections.deque[tuple[int, str]] = collections.deque(maxlen=10_000)
         #: (seq, membership) each time the derived membership changed: the decisions this
         #: process applied, which a replay of the log at the same seq must reproduce
         self.decisions: collections.deque[tuple[int, Membership]] = collections.deque(maxlen=10_000)

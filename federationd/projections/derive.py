@@ -164,9 +164,10 @@ class _Hashes:
 
 
 #: How many object versions ``_Memo.content_hash`` remembers, the least recently used
-#: forgotten first (what remotes share: ~60 objects per distinct RemoteIstio setting;
-#: each gateway change adds its new ``istio`` ConfigMaps).
-HASHED_KEPT = 128
+#: forgotten first: what remotes share (~60 objects per distinct RemoteIstio setting
+#: while they join; each gateway change's new ``istio`` ConfigMap), kept few because
+#: every version held is a ConfigMap of the whole mesh's networks (~20 KB at 100).
+HASHED_KEPT = 64
 
 
 class _Memo:

@@ -77,7 +77,7 @@ class RenderCache:
     #: How many distinct effective specs ``effective_spec`` keeps to make equal ones one
     #: object (a fleet's remotes mostly share a few RemoteIstio settings).
     DISTINCT_SPECS = 8
-    RECORDED = 10_000
+    RECORDED = 2_048
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str, str], _Entry] = {}
