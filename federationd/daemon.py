@@ -53,7 +53,7 @@ import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -141,6 +141,10 @@ def gateway_hostnames(state: ProjectionState) -> dict[str, set[str]]:
 # --- one cluster ---------------------------------------------------------------------------------
 
 
+#: The fact sources whose watches also serve as the converger's inventory.
+_SHARED_SOURCES: Final = frozenset({"namespaces", "deployments", "daemonsets"})
+
+
 class ClusterRuntime:
     """Everything the daemon runs for one cluster: its client, fact reflectors and
     converger. The master's also watches the CRs and kubeconfig Secrets."""
@@ -219,16 +223,20 @@ class ClusterRuntime:
             return
         self.joined = True
         for name, source in self._sources().items():
+            # Kept as their JSON bytes (``CompactStore``): the facts come from each event
+            # as it arrives, the stores are only looked into by key; those the converger
+            # shares keep its inventory summary beside them.
+            summary = {"summarise": self.converger.inventory_summary} if name in _SHARED_SOURCES else {}
             r = facts.watch_facts(
-                self.client, source, self.daemon.emitter, cluster=self.name, **self._reflector_options
+                self.client, source, self.daemon.emitter, cluster=self.name, compact=True,
+                **summary, **self._reflector_options,
             )
             self.reflectors[name] = r
             r.start()
             self._spawn(self._after_first_list(source, r), f"first-list {self.name}/{name}")
         # the same watches serve the converger's inventory of these kinds (one connection each)
         self.converger.share({
-            (r.api_version, r.kind): r
-            for n, r in self.reflectors.items() if n in ("namespaces", "deployments", "daemonsets")
+            (r.api_version, r.kind): r for n, r in self.reflectors.items() if n in _SHARED_SOURCES
         })
 
     def start(self) -> None:

@@ -532,7 +532,8 @@ class ClusterConverger:
             else:
                 yield from (self._key_of(obj) for obj in store.values() if self._inventory_object(obj))
 
-    def _inventory_summary(self, obj: Obj) -> str | None:
+    def inventory_summary(self, obj: Obj) -> str | None:
+        """What a compact inventory store keeps of ``obj``: its key when it is federationd's."""
         return self._key_of(obj) if self._inventory_object(obj) else None
 
     def converged(self) -> bool:
@@ -571,14 +572,17 @@ class ClusterConverger:
     def share(self, reflectors: Mapping[Kind, Reflector]) -> None:
         """Use these reflectors (the fact watchers' own, with the same query: every
         Namespace, the managed Deployments and DaemonSets) as this converger's
-        inventory of their kinds instead of watching them a second time. Call before
-        the first ``set_desired``; they stay their owner's to start and stop."""
+        inventory of their kinds instead of watching them a second time. A compact store
+        must summarise with ``inventory_summary``. Call before the first
+        ``set_desired``; they stay their owner's to start and stop."""
         for kind, r in reflectors.items():
             if kind in self._reflectors:
                 continue
             expected = None if kind[1] == "Namespace" else MANAGED_SELECTOR
             if r.label_selector != expected or r.namespace is not None or r.field_selector is not None:
                 continue  # another query: not the same inventory
+            if isinstance(r.store, CompactStore) and r.store.summarise != self.inventory_summary:
+                continue  # compact, but its summaries are not this inventory's keys
             r.add_listener(on_upsert=self._on_observed, on_delete=self._on_observed)
             self._reflectors[kind] = r
             self._shared.add(kind)
@@ -596,7 +600,7 @@ class ClusterConverger:
             on_delete=self._on_observed,
             # read when a key is checked, not kept decoded: a fifth of the memory
             compact=True,
-            summarise=self._inventory_summary,
+            summarise=self.inventory_summary,
             **self._reflector_options,
         )
         self._reflectors[kind] = r

@@ -165,6 +165,10 @@ class CompactStore(MutableMapping[ObjectKey, Obj]):
     def summaries(self) -> Iterator[tuple[ObjectKey, Any]]:
         return iter(self._summary.items())
 
+    @property
+    def summarise(self) -> Callable[[Obj], Any] | None:
+        return self._summarise
+
     def fresh(self) -> CompactStore:
         """An empty store that summarises the same way."""
         return CompactStore(self._summarise)
@@ -411,6 +415,9 @@ class Reflector:
                     continue
                 lines += 1
                 await self._handle_line(line)
+                # not kept while the watch waits for its next line: a thousand idle
+                # watches would each hold their last event's bytes
+                line = b""
 
     async def _handle_line(self, line: bytes) -> None:
         try:
