@@ -20,6 +20,7 @@ even trying.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,10 +146,16 @@ async def replay(
 
 
 class Snapshotter(Generic[S]):
-    """Saves a snapshot every ``every`` events: call :meth:`observe` after each fold.
+    """Saves a snapshot every ``every`` events: call :meth:`observe` after each fold, or
+    ask :meth:`due` and :meth:`save` when convenient (off a latency-critical path).
 
     ``last`` starts at the seq the state was restored at (e.g. ``Replayed.seq``), so a
     restart does not immediately snapshot what it just loaded.
+
+    The spec's ``encode`` runs on a worker thread, so the state must not change under
+    it: a frozen, copy-on-write state (as federationd's projection state is) may be
+    folded further while an older one is being encoded. Encoders that release the GIL
+    (compression) then cost the event loop nothing.
     """
 
     def __init__(self, log: EventLog, spec: SnapshotSpec[S], *, every: int, last: int = 0):
@@ -162,10 +169,15 @@ class Snapshotter(Generic[S]):
     def due(self, seq: int) -> bool:
         return seq - self.last >= self._every
 
+    async def save(self, seq: int, state: S) -> None:
+        """Save ``state``, which includes every event up to ``seq``."""
+        blob = await asyncio.to_thread(self._spec.encode, state)
+        await self._log.save_snapshot(self._spec.name, seq, blob)
+        self.last = max(self.last, seq)
+
     async def observe(self, seq: int, state: S) -> bool:
         """Save ``state`` (which includes every event up to ``seq``) if one is due."""
         if not self.due(seq):
             return False
-        await self._log.save_snapshot(self._spec.name, seq, self._spec.encode(state))
-        self.last = seq
+        await self.save(seq, state)
         return True

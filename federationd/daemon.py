@@ -18,7 +18,8 @@ The process is a supervisor: it wires the pieces together and owns their lifecyc
    daemon was down is recorded as removed. The timer source (``watchers.timers``)
    appends the deadlines the membership asks for.
 3. **Fold and derive.** One task tails the log and folds every record into the
-   projection state (saving a snapshot every ``--snapshot-every`` events); another
+   projection state (a third saves a snapshot every ``--snapshot-every`` events, beside
+   it, so neither waits for the other); another
    derives the desired state whenever the state moved (coalescing bursts) and hands each
    cluster's part to its converger — the master's first, then every cluster's, each
    before the rest is derived (``projections.derive.Derivation``) —, the CR statuses to
@@ -501,6 +502,7 @@ class Daemon:
         self.http: Server | None = None
         self._stop = asyncio.Event()
         self._dirty = asyncio.Event()
+        self._snapshot_due = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._synced_head: int | None = None
         #: the last seq this process appended: until a derivation has seen it, what the
@@ -563,7 +565,7 @@ class Daemon:
         if seqs:
             self._appended = max(self._appended, seqs[-1])
             # Here too, not only when a record is folded: a fold loop that is stuck
-            # (a slow snapshot write, an overloaded process) folds nothing, and its lag
+            # (a slow fold, an overloaded process) folds nothing, and its lag
             # must grow with the log rather than stay at the last value it folded.
             head = await self.events_log.head()
             self.metrics.projection_lag_events.set(max(0, head - self.state.seq))
@@ -588,11 +590,23 @@ class Daemon:
             self.metrics.projection_lag_events.set(max(0, head - self.state.seq))
             self.metrics.event_log_head.set(head)
             self._dirty.set()
-            if self._snapshotter is not None:
-                try:
-                    await self._snapshotter.observe(record.seq, self.state)
-                except LogError as e:
-                    log.warning("snapshot not saved: %s", e)
+            if self._snapshotter is not None and self._snapshotter.due(record.seq):
+                self._snapshot_due.set()
+
+    async def _snapshot_loop(self) -> None:
+        """Saves the newest folded state when a snapshot is due, beside the fold loop:
+        a change's facts are folded and derived while the state is encoded (on a worker
+        thread) and stored, instead of waiting behind them."""
+        while True:
+            await self._snapshot_due.wait()
+            self._snapshot_due.clear()
+            state, snapshotter = self.state, self._snapshotter
+            if snapshotter is None or not snapshotter.due(state.seq):
+                continue
+            try:
+                await snapshotter.save(state.seq, state)
+            except LogError as e:
+                log.warning("snapshot not saved: %s", e)
 
     # --- deriving and pushing ------------------------------------------------------------------
 
@@ -1046,6 +1060,7 @@ class Daemon:
                 for name, coro in (
                     ("tail", self._tail(restored.seq + 1)),
                     ("derive", self._derive_loop()),
+                    ("snapshot", self._snapshot_loop()),
                     ("initial-sync", self._master_synced()),
                     ("resync", self._resync_loop()),
                     ("gc", _gc_loop(lambda: ClusterRuntime.stopped_total)),
@@ -1144,7 +1159,7 @@ class Daemon:
                 # A clean stop leaves a snapshot of everything folded: the next start
                 # folds nothing it has seen.
                 with contextlib.suppress(LogError):
-                    await self.events_log.save_snapshot(SNAPSHOTS.name, self.state.seq, SNAPSHOTS.encode(self.state))
+                    await self._snapshotter.save(self.state.seq, self.state)
             await self.events_log.close()
 
 

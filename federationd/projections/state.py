@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -268,8 +269,9 @@ EMPTY = ProjectionState()
 
 #: Name of the projection-state snapshots in the log. The suffix is the state format:
 #: a change to these structs that old snapshots cannot decode bumps it, and old
-#: snapshots are then simply not found (restart folds from the log instead).
-SNAPSHOT_NAME = "projection-state-3"
+#: snapshots are then simply not found (restart folds from the log instead). 4: the
+#: MessagePack is zlib-compressed.
+SNAPSHOT_NAME = "projection-state-4"
 
 def cr_key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
@@ -639,13 +641,19 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ProjectionState)
 
 
+#: zlib's fastest level: at 100 clusters the state's 2.2 MB of MessagePack become
+#: ~0.22 MB in ~6 ms (which releases the GIL), so a snapshot holds the log's write lock
+#: and fills its WAL for a tenth of the time.
+SNAPSHOT_COMPRESSION = 1
+
+
 def encode_state(state: ProjectionState) -> bytes:
-    """Snapshot bytes for ``EventLog.save_snapshot``."""
-    return _encoder.encode(state)
+    """Snapshot bytes for ``EventLog.save_snapshot``: compressed MessagePack."""
+    return zlib.compress(_encoder.encode(state), SNAPSHOT_COMPRESSION)
 
 
 def decode_state(blob: bytes) -> ProjectionState:
-    return _decoder.decode(blob)
+    return _decoder.decode(zlib.decompress(blob))
 
 
 def to_builtins(state: ProjectionState) -> dict[str, Any]:

@@ -3,6 +3,8 @@ events; progress; retention and broken snapshots handled."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import msgspec
@@ -124,6 +126,32 @@ async def test_fold_errors_name_the_event(log: EventLog) -> None:
     with pytest.raises(KeyError) as info:
         await replay(log, broken, Tally())
     assert any("event 7" in note for note in info.value.__notes__)
+
+
+async def test_snapshotter_encodes_on_a_worker_thread_while_the_loop_goes_on(log: EventLog) -> None:
+    """``save`` hands the encoding to a thread: the event loop is free meanwhile (the
+    daemon folds and derives while a snapshot is made)."""
+    await log.append(mixed(10))
+    started, release = threading.Event(), threading.Event()
+    threads: list[int] = []
+
+    def slow_encode(state: Tally) -> bytes:
+        threads.append(threading.get_ident())
+        started.set()
+        assert release.wait(10.0), "the loop never released the encoder"
+        return msgspec.msgpack.encode(state)
+
+    snapshots = Snapshotter(log, SnapshotSpec("slow", slow_encode, SPEC.decode), every=5)
+    assert not snapshots.due(4) and snapshots.due(5)
+    saving = asyncio.create_task(snapshots.save(10, Tally(checksum=42)))
+    # the loop runs while the encoder is blocked on its thread
+    assert await asyncio.to_thread(started.wait, 10.0)
+    assert not saving.done() and threads != [threading.get_ident()]
+    release.set()
+    await asyncio.wait_for(saving, 10.0)
+    assert snapshots.last == 10 and not snapshots.due(14)
+    found = await log.load_snapshot("slow")
+    assert found is not None and found[0] == 10 and SPEC.decode(found[1]) == Tally(checksum=42)
 
 
 def test_snapshotter_rejects_a_silly_interval(tmp_path: Path) -> None:

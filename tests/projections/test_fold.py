@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import zlib
+
+import msgspec
+
 from events import types as ev
 from events.types import ClusterName
 from federationd.projections import state as st
@@ -119,6 +123,9 @@ def test_snapshot_round_trip() -> None:
     blob = encode_state(log.state)
     assert decode_state(blob) == log.state
     assert st.to_builtins(log.state)["istios"]["istio-system/istio"]["name"] == "istio"
+    # stored compressed: a tenth of the MessagePack at fleet size, less here
+    raw = msgspec.msgpack.encode(log.state)
+    assert zlib.decompress(blob) == raw and len(blob) < len(raw)
 
 
 def test_a_fact_observed_again_unchanged_keeps_its_seq_and_time() -> None:
