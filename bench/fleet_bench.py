@@ -30,12 +30,16 @@ more remote kept aside) it prints one JSON object:
   daemon's ``/debug/memory`` after the changes, the largest allocation sites;
 * ``emulator_gc_pause_max_ms``: the longest garbage collection of the emulator's process
   during the join of one more remote and the changes (its stores are frozen once the
-  N-1 remotes joined, as a real API server has no stop-the-world collector to stall the
-  daemon's requests), and ``emulator_full_gc_ms``, what one full collection of them
+  N-1 remotes joined and again between two changes, the floors' included, as a real API
+  server has no stop-the-world collector to stall the daemon's requests), and ``emulator_full_gc_ms``, what one full collection of them
   took before that;
 * ``floor_ms``: the floor measured in the same run — a minimal client process that
   watches the same remote Service over HTTPS and writes one ConfigMap on the master
   through the same emulator — and ``ratio_p99`` = gateway change p99 (master) / floor p99;
+* ``floor_apply_ms``: the same, writing the ConfigMap federationd writes on the master —
+  its whole ``istio`` ConfigMap, both documents, with the new address, server-side
+  applied through federationd's HTTP/2 client (``floor_apply_client``) — and
+  ``ratio_apply_p50`` / ``ratio_apply_p99``: the master's gateway change latency over it;
 * ``floor_fanout_ms``: the same client writing, all at once, a ConfigMap on every cluster
   with as many bytes as the master's ``meshNetworks`` (what a change costs any
   controller that must reach every cluster), and ``ratio_all_fanout_p99`` = gateway change
@@ -303,6 +307,14 @@ async def _converged(d: Daemon, session: aiohttp.ClientSession, *, timeout: floa
         await asyncio.sleep(0.1)
 
 
+def _freeze_emulator() -> None:
+    """Between two changes (never inside one): what the emulator's stores gained is moved
+    out of its collector's sight, as after the join, so that a change's writes do not
+    wait on a full collection of the objects the changes before it wrote."""
+    gc.collect(1)
+    gc.freeze()
+
+
 async def _quiet(fleet: Fleet, *, quiet_for: float = 0.5, timeout: float = 20.0) -> None:  # noqa: ASYNC109 - a deadline for a polled condition
     """No mutating request for ``quiet_for`` seconds."""
     deadline = time.monotonic() + timeout
@@ -413,7 +425,7 @@ async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, targets: list[str]
         b = fleet[remote].behaviours
         out = []
         for k in range(changes + 1):
-            ip = f"203.{2 if apply else 1 if pad else 0}.{k // 250}.{k % 250 + 1}"
+            ip = f"203.{(3 if len(targets) == 1 else 2) if apply else 1 if pad else 0}.{k // 250}.{k % 250 + 1}"
             feed.floor_ip = ip
             feed.floor_acks = {}
             t0 = time.monotonic()
@@ -421,6 +433,7 @@ async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, targets: list[str]
             await _until(lambda: len(feed.floor_acks) >= len(targets), timeout=60, what="floor writes", every=0.001)
             if k:  # the first one warms the client's connections up
                 out.append((max(feed.floor_acks.values()) - t0) * 1000)
+            _freeze_emulator()
         return out
     finally:
         proc.terminate()
@@ -515,6 +528,7 @@ async def _run_size(
                     lat_all.append((max(feed.acks.values()) - t0) * 1000)
                     print(f"[{n} clusters] change {k}: master {lat_master[-1]:.0f} ms, all {lat_all[-1]:.0f} ms", file=sys.stderr, flush=True)
                     await _quiet(fleet, quiet_for=0.3)
+                    _freeze_emulator()
                     writes += _mutating(fleet) - w0
                     changed += feed.content_changes - c0  # the bench's own write is a Service's status: not counted
                 cpu = _cpu_s(d.pid) - cpu0
@@ -538,6 +552,8 @@ async def _run_size(
             finally:
                 await d.stop()
             floor = await _floor(fleet, feed, remotes[0], ["master"], changes=changes)
+            # the same ConfigMap as federationd's on the master (its whole data, applied)
+            floor_apply = await _floor(fleet, feed, remotes[0], ["master"], changes=changes, apply=True)
             # the same, to the ConfigMap on every cluster with as many bytes as federationd's
             fanout = await _floor(fleet, feed, remotes[0], [c.name for c in fleet], changes=changes, pad=True)
             # the same with federationd's own write (server-side apply over HTTP/2)
@@ -579,6 +595,9 @@ async def _run_size(
                 "floor_ms": {"p50": round(_pct(floor, 50), 2), "p99": round(_pct(floor, 99), 2)},
                 "ratio_p99": round(_pct(lat_master, 99) / _pct(floor, 99), 2),
                 "ratio_all_p99": round(_pct(lat_all, 99) / _pct(floor, 99), 2),
+                "floor_apply_ms": {"p50": round(_pct(floor_apply, 50), 2), "p99": round(_pct(floor_apply, 99), 2)},
+                "ratio_apply_p50": round(_pct(lat_master, 50) / _pct(floor_apply, 50), 2),
+                "ratio_apply_p99": round(_pct(lat_master, 99) / _pct(floor_apply, 99), 2),
                 "floor_fanout_ms": {"p50": round(_pct(fanout, 50), 1), "p99": round(_pct(fanout, 99), 1)},
                 "ratio_all_fanout_p99": round(_pct(lat_all, 99) / _pct(fanout, 99), 2),
                 "floor_fanout_apply_ms": {"p50": round(_pct(fanout_apply, 50), 1), "p99": round(_pct(fanout_apply, 99), 1)},

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eventlog_helpers import CLUSTERS, gateway, mixed, node, wait_for
 
 from events import codec
 from events.log import (
+    RECENT_ROWS,
     EventDecodeError,
     EventLog,
     LogClosed,
@@ -186,6 +189,52 @@ async def test_tail_waits_for_new_events_and_ends_when_the_log_closes(log_path: 
     await log.close()
     await asyncio.wait_for(task, 5)
     assert seen == [3, 4, 5, 6, 7, 8]
+
+
+async def test_a_caught_up_tail_reads_new_commits_from_memory_as_the_reader_would(log: EventLog) -> None:
+    """What was just committed reaches a caught-up tail without a query (the writer's
+    copy of the newest rows), decoded exactly as a read returns it; a tail that fell
+    further behind than that copy reads the rest from the file, with no gap or repeat."""
+    queries = 0
+    real_query = log._query
+
+    async def counting(sql: str, params: Sequence[Any]) -> list[Any]:
+        nonlocal queries
+        queries += 1
+        return await real_query(sql, params)
+
+    log._query = counting  # type: ignore[method-assign]
+    await log.append(mixed(5))
+    seen: list[Record] = []
+    go_on = asyncio.Event()
+    go_on.set()
+
+    async def follow() -> None:
+        async for record in log.tail(1):
+            seen.append(record)
+            await go_on.wait()
+
+    task = asyncio.create_task(follow())
+    try:
+        await wait_for(lambda: len(seen) == 5)
+        before = queries
+        for i in range(20):
+            await log.append([gateway(100 + i), gateway(200 + i)])
+        await wait_for(lambda: len(seen) == 45)
+        assert queries == before, "a caught-up tail queried the file"
+
+        # Held back while more than RECENT_ROWS are committed: the oldest come from the file.
+        go_on.clear()
+        await log.append(gateway(300))
+        await wait_for(lambda: len(seen) == 46)
+        await log.append(mixed(RECENT_ROWS + 100))
+        go_on.set()
+        await wait_for(lambda: len(seen) == 47 + RECENT_ROWS + 99)
+        assert queries > before
+    finally:
+        task.cancel()
+    assert [r.seq for r in seen] == list(range(1, len(seen) + 1))
+    assert seen == [r async for r in log.read(1)]
 
 
 async def test_filtered_tail(log: EventLog) -> None:
