@@ -227,14 +227,18 @@ class ClusterRuntime:
             # Kept as their JSON bytes (``CompactStore``): the facts come from each event
             # as it arrives, the stores are only looked into by key; those the converger
             # shares keep its inventory summary beside them.
-            summary = {"summarise": self.converger.inventory_summary} if name in _SHARED_SOURCES else {}
             r = facts.watch_facts(
                 self.client, source, self.daemon.emitter, cluster=self.name, compact=True,
-                **summary, **self._reflector_options,
+                summarise=self.converger.inventory_summary if name in _SHARED_SOURCES else None,
+                **self._reflector_options,
             )
             self.reflectors[name] = r
             r.start()
             self._spawn(self._after_first_list(source, r), f"first-list {self.name}/{name}")
+        if "remoteistios" in self.reflectors:
+            # a RemoteIstio that lost federationd's finalizer (taken off by hand) changes no
+            # fact: the next derivation's membership puts it back
+            self.reflectors["remoteistios"].add_listener(on_upsert=self.daemon.finalizer_missing)
         # the same watches serve the converger's inventory of these kinds (one connection each)
         self.converger.share({
             (r.api_version, r.kind): r for n, r in self.reflectors.items() if n in _SHARED_SOURCES
@@ -517,6 +521,9 @@ class Daemon:
         #: clusters derived Available since they were connected: the others' writes are
         #: urgent (``ClusterConverger.set_desired(settling=)``)
         self._available_once: set[str] = set()
+        #: RemoteIstio key → the stored version (``Reflector.token``) last found to need
+        #: no finalizer write: a derivation checks only the CRs that changed since
+        self._finalized: dict[str, object] = {}
         #: RemoteIstio (key, uid) whose left-behind Warning Event was recorded
         self._warned: set[tuple[str, str]] = set()
         #: the deadlines the membership asks for, appended as facts when they pass
@@ -834,6 +841,11 @@ class Daemon:
             log.debug("remote %s forgotten", name)
         self._dirty.set()
 
+    def finalizer_missing(self, cr: dict[str, Any]) -> None:
+        """A RemoteIstio was written: derive again if it is live and lacks our finalizer."""
+        if not finalizers.has_finalizer(cr) and not (cr.get("metadata") or {}).get("deletionTimestamp"):
+            self._dirty.set()
+
     async def _apply_finalizers(self, m: Membership) -> None:
         """Leader only: the finalizer on every RemoteIstio the membership keeps, off every
         one it releases (with the left-behind Warning Event first, once)."""
@@ -841,14 +853,22 @@ class Daemon:
         r = master.reflectors.get("remoteistios") if master is not None else None
         if master is None or r is None:
             return
+        checked = self._finalized
+        if len(checked) > len(m.finalize):
+            for gone in set(checked).difference(m.finalize):
+                del checked[gone]
         for key in (*m.finalize, *m.release):
             ns, _, name = key.partition("/")
+            token = r.token((ns, name))
+            if token is None or (checked.get(key) is token and key not in m.release):
+                continue  # this very version was found to carry the finalizer
             cr = r.store.get((ns, name))
             if cr is None:
                 continue
             try:
                 if key not in m.release:
-                    await finalizers.add_finalizer(master.kube, cr)
+                    if not await finalizers.add_finalizer(master.kube, cr):
+                        checked[key] = token
                     continue
                 if not finalizers.has_finalizer(cr):
                     continue

@@ -188,6 +188,9 @@ class _Memo:
         #: ((master, namespace), DNS edits, cluster names, result) of the last
         #: ``_mesh_findings``
         self.findings: tuple[tuple[str, str], Mapping[str, Any], set[str], tuple[Finding, ...]] | None = None
+        #: remote → (the facts its network was built from, their seqs, its network or
+        #: None), as of the last ``_mesh_networks_now``
+        self.network_rows: dict[str, tuple[tuple[Any, ...], tuple[int, ...], MeshNetwork | None]] = {}
         #: (cluster, what, objects) of the latest builds that were not memo hits.
         self.rendered = self.render.rendered
         #: id(object) → (object, content hash) of the latest objects hashed: an object
@@ -432,12 +435,24 @@ def _mesh_networks_now(
     seqs.extend(gw[2])
     if gw[0]:
         nets.append(_network(master, (MASTER_REGISTRY,), gw))
+    # Each remote's part is kept with the very facts it was built from: a change
+    # rebuilds the part of the remote it touched, and the others cost identity tests.
+    gateways, resolutions, nodes, identities = state.gateways, state.resolutions, state.nodes, state.identities
+    rows, kept = _memo.network_rows, {}
     for r in remotes:
-        seqs.extend((r.seq, state.identities[r.name].seq))
-        gw = gateway_addresses(state, r.name, r.namespace)
-        seqs.extend(gw[2])
-        if gw[0]:
-            nets.append(_network(r.name, (r.name,), gw))
+        name = r.name
+        ident, g, res, nd = identities[name], gateways.get(name), resolutions.get(name), nodes.get(name)
+        e = rows.get(name)
+        if e is None or not (
+            e[0][0] is r and e[0][1] is ident and e[0][2] is g and e[0][3] is res and e[0][4] is nd
+        ):
+            gw = gateway_addresses(state, name, r.namespace)
+            e = ((r, ident, g, res, nd), (r.seq, ident.seq, *gw[2]), _network(name, (name,), gw) if gw[0] else None)
+        kept[name] = e
+        seqs.extend(e[1])
+        if e[2] is not None:
+            nets.append(e[2])
+    _memo.network_rows = kept
     out = (tuple(nets), tuple(seqs))
     return _memo.get(("networks", "*"), out, lambda: out)
 
@@ -524,9 +539,15 @@ CLUSTER_ANNOTATION = "networking.istio.io/cluster"
 def _remote_secret_labels(state: ProjectionState) -> list[dict[str, Any]]:
     """The label (and Istio's cluster annotation) on each usable source-format kubeconfig
     Secret — one named like its RemoteIstio — as patches: federationd never owns the
-    Secret, and an Istio-format Secret carries the label already."""
+    Secret, and an Istio-format Secret carries the label already. (Memoised on the
+    Secrets and RemoteIstios: a moved gateway re-derives the master without them.)"""
+    crs = _remote_crs(state)
+    return _memo.get(("secret-labels", "*"), (state.kubeconfigs, crs), lambda: _remote_secret_labels_now(state, crs))
+
+
+def _remote_secret_labels_now(state: ProjectionState, crs: Sequence[CustomResource]) -> list[dict[str, Any]]:
     out = []
-    for r in _remote_crs(state):
+    for r in crs:
         kc = state.kubeconfigs.get(f"Secret/{r.namespace}/{r.name}")
         if kc is None or kc.remote != r.name or kc.problem:
             continue

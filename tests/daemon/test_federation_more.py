@@ -84,6 +84,15 @@ async def test_deleting_a_reachable_remote_cleans_up_before_the_cr_goes(tmp_path
         await wait_for(lambda: FINALIZER in ((_remote_cr(fleet) or {}).get("metadata") or {}).get("finalizers", []), timeout=15, what="finalizer")
         # announced once its gateway has an address (which Available does not wait for)
         await wait_for(lambda: REMOTE in _networks(fleet), timeout=15, what="the remote's network")
+        # a finalizer taken off by hand is put back (the changed CR is checked again)
+        # (the daemon may put it back before kubectl returns: two writes since, ours and its)
+        rv = int((_remote_cr(fleet) or {})["metadata"]["resourceVersion"])
+        await kubectl(kc, "patch", "remoteistio", REMOTE, "-n", NS, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+        await wait_for(
+            lambda: FINALIZER in ((_remote_cr(fleet) or {}).get("metadata") or {}).get("finalizers", [])
+            and int((_remote_cr(fleet) or {})["metadata"]["resourceVersion"]) >= rv + 2,
+            timeout=15, what="finalizer back",
+        )
         await kubectl(kc, "delete", "remoteistio", REMOTE, "-n", NS, "--wait=false")
         # the finalizer holds the CR while the remote is cleaned up
         assert (_remote_cr(fleet) or {})["metadata"].get("deletionTimestamp")

@@ -148,6 +148,52 @@ def test_a_warm_derivation_equals_a_cold_one_in_any_order() -> None:
         assert desired_hash(warm) == desired_hash(cold[i]), i
 
 
+def test_each_remotes_network_follows_the_facts_it_reads_warm_as_cold() -> None:
+    """The meshNetworks are rebuilt per remote from what that remote's network reads (its
+    CR, identity, gateway, nodes): a NodePort gateway whose node moves, a gateway that
+    goes and comes back, a new identity, a removed remote — after each, every cluster's
+    networks equal a cold derivation's, and the untouched remotes' networks are the
+    previous ones, the same objects."""
+    log = _fleet(4)
+    r2 = ClusterName("remote-2")
+    nodeport = ev.GatewayAddressesObserved(
+        cluster=r2, key=f"Service/{NS}/istio-ingressgateway", time=3, namespace=NS, name="istio-ingressgateway",
+        service_type="NodePort", node_ports={"tls": 31443}, ports={"tls": 15443},
+    )
+
+    def node(addr: str, t: float) -> ev.NodeLocalityObserved:
+        return ev.NodeLocalityObserved(cluster=r2, key="Node//n1", time=t, node="n1", region="eu", addresses=(addr,))
+
+    log.add(nodeport)
+    log.add(node("10.2.0.1", 4))
+    log.add(node("10.2.0.9", 5))
+    log.add(ev.GatewayRemoved(cluster=ClusterName("remote-1"), key=f"Service/{NS}/istio-ingressgateway", time=6,
+                              namespace=NS, name="istio-ingressgateway"))
+    log.add(_gateway("remote-1", "35.9.9.9"))
+    log.add(ev.ClusterIdentityObserved(cluster=ClusterName("remote-3"), key="Namespace//kube-system", time=7, uid="uid-new"))
+    log.add(ev.RemoteIstioRemoved(cluster=MASTER, key=f"RemoteIstio/{NS}/remote-0", time=8, namespace=NS, name="remote-0"))
+    states = _states(log)
+    d._memo = d._Memo()
+    warm = [derive(s) for s in states]
+    for i, s in enumerate(states):
+        d._memo = d._Memo()
+        cold = derive(s)
+        assert d.to_builtins(warm[i]) == d.to_builtins(cold), i
+        assert desired_hash(warm[i]) == desired_hash(cold), i
+    d._memo = d._Memo()
+    networks = []
+    for s in states[-8:]:
+        istio_cr = d.managed_istio(s)
+        assert istio_cr is not None
+        networks.append({n.name: n for n in d._mesh_networks(s, istio_cr.cluster, istio_cr)[0]})
+    # the NodePort gateway is announced on its node's address, and follows it
+    assert [g.address for g in networks[2]["remote-2"].gateways] == ["10.2.0.1"]
+    assert [g.address for g in networks[3]["remote-2"].gateways] == ["10.2.0.9"]
+    assert networks[3]["remote-1"] is networks[2]["remote-1"]  # untouched: the same network
+    assert "remote-1" not in networks[4] and [g.address for g in networks[5]["remote-1"].gateways] == ["35.9.9.9"]
+    assert "remote-0" not in networks[7] and networks[7]["remote-2"] is networks[6]["remote-2"]
+
+
 def test_canonical_json_is_json_dumps_byte_for_byte() -> None:
     docs = [o for p in sorted(GOLDEN.glob("*.yaml")) for o in yaml.load_all(p.read_text(), Loader=yaml.CSafeLoader) if o]
     docs += [{"f": 1.5e16, "g": [1e-7, 0.1], "u": "é\u2028\x01\"\\", "t": (1, "x"), "n": None, "b": False}]
