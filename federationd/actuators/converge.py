@@ -528,13 +528,15 @@ class ClusterConverger:
         for r in self._reflectors.values():
             store = r.store
             if isinstance(store, CompactStore):
-                yield from (key for _, key in store.summaries() if key is not None)
+                yield from (summary[0] for _, summary in store.summaries() if summary is not None)
             else:
                 yield from (self._key_of(obj) for obj in store.values() if self._inventory_object(obj))
 
-    def inventory_summary(self, obj: Obj) -> str | None:
-        """What a compact inventory store keeps of ``obj``: its key when it is federationd's."""
-        return self._key_of(obj) if self._inventory_object(obj) else None
+    def inventory_summary(self, obj: Obj) -> tuple[str, str] | None:
+        """What a compact inventory store keeps of ``obj``: when it is federationd's, its
+        key and the content hash it carries (``observed_hash``), so that a changed object
+        is known to differ without decoding it."""
+        return (self._key_of(obj), observed_hash(obj)) if self._inventory_object(obj) else None
 
     def converged(self) -> bool:
         """No work queued or in flight and every desired object in effect (tests, /debug)."""
@@ -674,6 +676,11 @@ class ClusterConverger:
         if token is not None and seen is not None and seen[0] is d and seen[1] is token:
             return True
         if isinstance(observed, _Unread):
+            if token is None:
+                return False
+            carried = self._summary(key)
+            if carried is not None and carried[1] != d.content_hash:
+                return False  # its summary says it carries other content: not decoded
             observed = self._observed(key)
         if observed is None or observed_hash(observed) != d.content_hash:
             return False
@@ -698,17 +705,15 @@ class ClusterConverger:
         the label stays bounded)."""
         m = self._reconcile_metrics
         d = self._desired.objects.get(key)
-        observed = self._listed(key)
+        listed = self._listed(key)
         # Kinds go in order so that what a later kind needs exists first: only creates
         # (and deletions) take their turn. A key the inventory shows in effect (the watch
         # event of our own write, a resync) writes nothing, and an update changes an object
         # that exists: neither waits for a turn nor holds back the kinds after it.
         # (A joining remote's webhook and Gateway waited behind the echoes of its CRDs,
         # then behind the update of its mesh ConfigMap.)
-        in_effect = d is not None and observed is not None and self.active and not self._desired.hold and (
-            self._in_effect(key, d, observed)
-        )
-        ordered = not in_effect and (d is None or observed is None)
+        in_effect = d is not None and listed and self.active and not self._desired.hold and self._in_effect(key, d)
+        ordered = not in_effect and (d is None or not listed)
         rank = self._order(key)[0]
         if ordered:
             await self._admit(rank)
@@ -733,14 +738,22 @@ class ClusterConverger:
                 self._leave(rank)
             m[3].observe(time.monotonic() - started)
 
-    def _listed(self, key: str) -> Obj | None:
-        """The object as its kind's listed inventory shows it (None: absent, or the kind
-        is not listed yet)."""
-        api_version, kind, _, _ = split_key(key)
+    def _listed(self, key: str) -> bool:
+        """Whether its kind's listed inventory shows the object (False: absent, or the kind
+        is not listed yet); nothing is decoded."""
+        api_version, kind, namespace, name = split_key(key)
         r = self._reflectors.get((api_version, kind))
-        if r is None or not r.synced.is_set():
+        return r is not None and r.synced.is_set() and r.token((namespace, name)) is not None
+
+    def _summary(self, key: str) -> tuple[str, str] | None:
+        """The inventory summary of the stored object (None: not federationd's, or its
+        store keeps none)."""
+        api_version, kind, namespace, name = split_key(key)
+        r = self._reflectors.get((api_version, kind))
+        store = None if r is None else r.store
+        if not isinstance(store, CompactStore) or store.summarise != self.inventory_summary:
             return None
-        return self._observed(key)
+        return store.summary((namespace, name))  # type: ignore[no-any-return]
 
     async def _admit(self, rank: int) -> None:
         """Wait until every write in flight is of this kind rank (``sort_key``) and no
@@ -798,16 +811,21 @@ class ClusterConverger:
             # The inventory of this kind is not listed yet (its CRD was just created,
             # or the first list is in flight): read the one object instead of waiting.
             try:
-                observed: Obj | None = await self.client.get(api_version, kind, namespace or None, name)
+                got: Obj | None = await self.client.get(api_version, kind, namespace or None, name)
             except ApiNotFound:
-                observed = None
+                got = None
+            observed: Obj | _Unread | None = got
         else:
-            observed = self._observed(key)
+            # decoded only when needed: a check the inventory's summary or an earlier
+            # check answers reads nothing
+            observed = UNREAD
         if d is not None:
             if self._in_effect(key, d, observed):
                 self._applied.pop(key, None)
-                await self._note_in_effect(key, d, generation=generation_of(observed))
+                await self._note_in_effect(key, d, observed)
                 return
+            if isinstance(observed, _Unread):
+                observed = self._observed(key)
             lag = self._applied.get(key)
             if lag is not None and lag[:2] == (d.content_hash, _version(observed)) and time.monotonic() < lag[2]:
                 # The inventory still shows the object as it was before our apply of this
@@ -818,6 +836,8 @@ class ClusterConverger:
                 return
             await self._apply(key, d, observed)
             return
+        if isinstance(observed, _Unread):
+            observed = self._observed(key)
         if observed is not None and self._owned(observed) and kind in keep.NEVER_DELETED:
             await self._leave_as_is(key, observed)
         elif observed is not None and self._owned(observed):
@@ -833,7 +853,7 @@ class ClusterConverger:
             # projection stops waiting for the deletion.
             await self._record(ev.ActuationApplied, key, verb=DELETE, content_hash="", latency=0.0)
 
-    async def _note_in_effect(self, key: str, d: DesiredObject, *, generation: int) -> None:
+    async def _note_in_effect(self, key: str, d: DesiredObject, observed: Obj | _Unread | None) -> None:
         prev = self._acts.get(key)
         if prev is not None and prev.ok and prev.content_hash == d.content_hash and not prev.drifted:
             return
@@ -841,9 +861,11 @@ class ClusterConverger:
             return
         self._recorded[key] = d.content_hash
         self.stats["verify"] += 1
+        if isinstance(observed, _Unread):
+            observed = self._observed(key)
         await self._record(
             ev.ActuationApplied, key, verb=VERIFY, content_hash=d.content_hash, latency=0.0,
-            generation=generation,
+            generation=generation_of(observed),
         )
 
     async def _apply(self, key: str, d: DesiredObject, observed: Obj | None) -> None:

@@ -162,6 +162,10 @@ class CompactStore(MutableMapping[ObjectKey, Obj]):
     def token(self, key: ObjectKey) -> bytes | None:
         return self._raw.get(key)
 
+    def summary(self, key: ObjectKey) -> Any:
+        """``summarise(obj)`` of the stored ``key`` (None: absent or not summarised)."""
+        return self._summary.get(key)
+
     def summaries(self) -> Iterator[tuple[ObjectKey, Any]]:
         return iter(self._summary.items())
 

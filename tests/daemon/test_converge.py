@@ -162,6 +162,30 @@ async def test_reconciles_are_counted_like_controller_runtime(h: Harness) -> Non
     assert sample("controller_runtime_reconcile_total", result="error") >= 1
 
 
+async def test_an_update_decodes_the_stored_object_once(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key whose desired content changed is known to differ from the stored object by
+    its summary (the content hash it carries): the update decodes that object once, for
+    the write, and the new version once, to find it in effect; no check decodes twice."""
+    first = _desired([_cm("a", "1"), _cm("b", "2")])
+    h.conv.set_desired(first, {})
+    await wait_for(h.conv.converged, what="convergence")
+    decoded: list[object] = []
+    read = CompactStore.__getitem__
+
+    def counting(self: CompactStore, key: tuple[str, str]) -> dict[str, object]:
+        decoded.append(key)
+        return read(self, key)
+
+    monkeypatch.setattr(CompactStore, "__getitem__", counting)
+    changed = _desired([_cm("a", "1"), _cm("b", "3")])
+    a = "v1/ConfigMap/istio-system/a"
+    changed.objects[a] = first.objects[a]  # unchanged: the same desired object, as derived
+    h.conv.set_desired(changed, {})
+    await wait_for(lambda: (h.cm("b") or {}).get("data") == {"v": "3"} and h.conv.converged(), what="the update")
+    # once for the write, once when its watch event shows it in effect
+    assert decoded == [("istio-system", "b")] * 2
+
+
 async def test_one_changed_object_is_one_write(h: Harness) -> None:
     h.conv.set_desired(_desired([_cm("a", "1"), _cm("b", "2")]), {})
     await wait_for(h.conv.converged)
