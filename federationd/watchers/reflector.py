@@ -30,10 +30,11 @@ default (``default_transform``) drops ``metadata.managedFields`` — server-side
 bookkeeping, often the largest part of an object, which nothing here reads — and keeps
 of a Node only what the watchers read (labels and addresses), and a Namespace only who
 wrote it. A reflector whose store is read only now and then (the converger's inventory of
-what federationd applied: its CRDs, RBAC, ConfigMaps, ...) keeps it ``compact``: each
-object as its compact JSON (msgspec), a fifth of the memory of the decoded object,
-decoded when read; ``summarise`` keeps beside it the one thing its owner scans every
-object for. (Every watch is also a TLS connection, to which asyncio gives a 256 KiB read
+what federationd applied: its CRDs, RBAC, ConfigMaps, ...; the fact watchers, whose facts
+come from each event as it arrives) keeps it ``compact``: each object as its compact JSON
+(msgspec), a fifth of the memory of the decoded object, decoded when read; ``summarise``
+keeps beside it what its owner scans every object for. A watch waiting for its next
+line holds no reference to the last one. (Every watch is also a TLS connection, to which asyncio gives a 256 KiB read
 buffer; the daemon shares one per thread instead: ``clusters.tlsbuffers``; over HTTP/2
 the watches of a cluster share one connection: ``clusters.http2``.)
 """
