@@ -96,13 +96,8 @@ async def test_applies_then_a_resync_writes_nothing(h: Harness) -> None:
     assert h.verbs() == ["apply", "apply", "apply"]
 
 
-async def test_the_inventory_is_kept_compact_and_a_known_check_decodes_nothing(
-        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    desired = _desired([_cm("a", "1"), _cm("b", "2")])
-    h.conv.set_desired(desired, {})
-    await wait_for(h.conv.converged, what="convergence")
-    inventory = h.conv._reflectors[("v1", "ConfigMap")].store
-    assert isinstance(inventory, CompactStore) and len(inventory) == 2
+def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The keys compact stores decode from now on, in order."""
     decoded: list[object] = []
     read = CompactStore.__getitem__
 
@@ -111,6 +106,17 @@ async def test_the_inventory_is_kept_compact_and_a_known_check_decodes_nothing(
         return read(self, key)
 
     monkeypatch.setattr(CompactStore, "__getitem__", counting)
+    return decoded
+
+
+async def test_the_inventory_is_kept_compact_and_a_known_check_decodes_nothing(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    desired = _desired([_cm("a", "1"), _cm("b", "2")])
+    h.conv.set_desired(desired, {})
+    await wait_for(h.conv.converged, what="convergence")
+    inventory = h.conv._reflectors[("v1", "ConfigMap")].store
+    assert isinstance(inventory, CompactStore) and len(inventory) == 2
+    decoded = _count_decodes(monkeypatch)
     for _ in range(50):
         assert h.conv.converged()
     assert decoded == []  # each object was checked once, against the bytes now stored
@@ -169,14 +175,7 @@ async def test_an_update_decodes_the_stored_object_once(h: Harness, monkeypatch:
     first = _desired([_cm("a", "1"), _cm("b", "2")])
     h.conv.set_desired(first, {})
     await wait_for(h.conv.converged, what="convergence")
-    decoded: list[object] = []
-    read = CompactStore.__getitem__
-
-    def counting(self: CompactStore, key: tuple[str, str]) -> dict[str, object]:
-        decoded.append(key)
-        return read(self, key)
-
-    monkeypatch.setattr(CompactStore, "__getitem__", counting)
+    decoded = _count_decodes(monkeypatch)
     changed = _desired([_cm("a", "1"), _cm("b", "3")])
     a = "v1/ConfigMap/istio-system/a"
     changed.objects[a] = first.objects[a]  # unchanged: the same desired object, as derived

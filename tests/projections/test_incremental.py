@@ -47,6 +47,19 @@ def _fleet(remotes: int) -> Log:
     return log
 
 
+def _warm_equals_cold(states: list[ProjectionState]) -> list[d.Desired]:
+    """Derives ``states`` in order with one memo (warm), and asserts each equals a
+    derivation with an empty memo (cold); returns the warm ones."""
+    d._memo = d._Memo()
+    warm = [derive(s) for s in states]
+    for i, s in enumerate(states):
+        d._memo = d._Memo()
+        cold = derive(s)
+        assert d.to_builtins(warm[i]) == d.to_builtins(cold), i
+        assert desired_hash(warm[i]) == desired_hash(cold), i
+    return warm
+
+
 def _changed(a: d.Desired, b: d.Desired) -> set[tuple[str, str]]:
     out = set()
     for c, cd in b.clusters.items():
@@ -173,13 +186,7 @@ def test_each_remotes_network_follows_the_facts_it_reads_warm_as_cold() -> None:
     log.add(ev.ClusterIdentityObserved(cluster=ClusterName("remote-3"), key="Namespace//kube-system", time=7, uid="uid-new"))
     log.add(ev.RemoteIstioRemoved(cluster=MASTER, key=f"RemoteIstio/{NS}/remote-0", time=8, namespace=NS, name="remote-0"))
     states = _states(log)
-    d._memo = d._Memo()
-    warm = [derive(s) for s in states]
-    for i, s in enumerate(states):
-        d._memo = d._Memo()
-        cold = derive(s)
-        assert d.to_builtins(warm[i]) == d.to_builtins(cold), i
-        assert desired_hash(warm[i]) == desired_hash(cold), i
+    _warm_equals_cold(states)
     d._memo = d._Memo()
     networks = []
     for s in states[-8:]:
@@ -233,13 +240,7 @@ def test_a_change_to_some_clusters_derives_those_alone_and_equals_a_cold_derivat
         apis(MASTER, "1.16"),
     )
     states = _states(log)
-    d._memo = d._Memo()
-    warm = [derive(s) for s in states]
-    for i, s in enumerate(states):
-        d._memo = d._Memo()
-        cold = derive(s)
-        assert d.to_builtins(warm[i]) == d.to_builtins(cold), i
-        assert desired_hash(warm[i]) == desired_hash(cold), i
+    warm = _warm_equals_cold(states)
     # an actuation on remote-1 re-derived remote-1's status only: every other cluster's
     # objects and statuses are the previous derivation's own objects
     n = len(states) - 9  # the last ActuationApplied
