@@ -21,6 +21,7 @@ even trying.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,6 +146,17 @@ async def replay(
     return Replayed(state=state, seq=seq, snapshot_seq=snapshot_seq, folded=folded)
 
 
+_ENCODER: list[concurrent.futures.ThreadPoolExecutor] = []
+
+
+def _encoder_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """The one thread snapshots are encoded on: its allocator keeps one arena for them,
+    where the shared default executor's several threads would each keep their own."""
+    if not _ENCODER:
+        _ENCODER.append(concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="snapshot-encode"))
+    return _ENCODER[0]
+
+
 class Snapshotter(Generic[S]):
     """Saves a snapshot every ``every`` events: call :meth:`observe` after each fold, or
     ask :meth:`due` and :meth:`save` when convenient (off a latency-critical path).
@@ -152,7 +164,8 @@ class Snapshotter(Generic[S]):
     ``last`` starts at the seq the state was restored at (e.g. ``Replayed.seq``), so a
     restart does not immediately snapshot what it just loaded.
 
-    The spec's ``encode`` runs on a worker thread, so the state must not change under
+    The spec's ``encode`` runs on a worker thread (one for every snapshotter of the
+    process), so the state must not change under
     it: a frozen, copy-on-write state (as federationd's projection state is) may be
     folded further while an older one is being encoded. Encoders that release the GIL
     (compression) then cost the event loop nothing.
@@ -171,7 +184,7 @@ class Snapshotter(Generic[S]):
 
     async def save(self, seq: int, state: S) -> None:
         """Save ``state``, which includes every event up to ``seq``."""
-        blob = await asyncio.to_thread(self._spec.encode, state)
+        blob = await asyncio.get_running_loop().run_in_executor(_encoder_thread(), self._spec.encode, state)
         await self._log.save_snapshot(self._spec.name, seq, blob)
         self.last = max(self.last, seq)
 
