@@ -601,30 +601,52 @@ def _desired_objects(
 ) -> dict[str, DesiredObject]:
     """The cluster's ``DesiredObject``s by key. A rendered object that is the same dict
     as last time (a render-cache hit) with the same reasons keeps its ``DesiredObject``,
-    so its content hash is computed once per object version."""
+    so its content hash is computed once per object version; the patches go as a block
+    (``_patch_objects``)."""
     prev: dict[int, tuple[dict[str, Any], tuple[int, ...], DesiredObject]] = _memo.objects.get(cluster, {})
     seen: dict[int, tuple[dict[str, Any], tuple[int, ...], DesiredObject]] = {}
     out: dict[str, DesiredObject] = {}
 
-    def one(o: dict[str, Any], used: tuple[int, ...], patch: bool) -> None:
+    for o in rendered:
+        used = base + extra.get(o["kind"] + "/" + o["metadata"]["name"], ())
         e = prev.get(id(o))
-        if e is not None and e[0] is o and e[1] == used and e[2].patch == patch:
+        if e is not None and e[0] is o and e[1] == used:
             d = e[2]
         else:
-            key = object_key(o)
-            reasons = tuple(sorted(set(used) - {0})) if patch else tuple(sorted(set(used)))
             h = e[2].content_hash if e is not None and e[0] is o else _memo.content_hash(o)
-            d = DesiredObject(key=key, obj=o, content_hash=h, reasons=reasons, patch=patch)
+            d = DesiredObject(key=object_key(o), obj=o, content_hash=h, reasons=tuple(sorted(set(used))))
         seen[id(o)] = (o, used, d)
         out[d.key] = d
-
-    for o in rendered:
-        one(o, base + extra.get(o["kind"] + "/" + o["metadata"]["name"], ()), False)
-    for o in patches:
-        one(o, (*base, ns_seqs.get(o["metadata"]["name"], 0)), True)
+    out.update(_patch_objects(patches, base=base, ns_seqs=ns_seqs, cluster=cluster))
     if cluster:
         _memo.objects[cluster] = seen
     return dict(sorted(out.items()))
+
+
+def _patch_objects(
+    patches: Iterable[dict[str, Any]], *, base: tuple[int, ...], ns_seqs: Mapping[str, int], cluster: str
+) -> dict[str, DesiredObject]:
+    """The patches' ``DesiredObject``s, memoised on the patches themselves (the same
+    dicts in the same order), ``base`` and the namespaces' seqs: a derivation that
+    changed none of them (a moved gateway re-deriving the master, whose patches are a
+    label on every remote's kubeconfig Secret) checks them as one block. A patch that
+    is the same dict with the same reasons as before keeps its ``DesiredObject``."""
+    key = ("patch-objects", cluster)
+    inputs = (tuple(patches), base, ns_seqs)
+    e = _memo.entries.get(key)
+    if e is not None and _same_inputs(e[0], inputs):
+        return e[1]  # type: ignore[no-any-return]
+    before = {id(d.obj): d for d in e[1].values()} if e is not None else {}
+    out: dict[str, DesiredObject] = {}
+    for o in inputs[0]:
+        reasons = tuple(sorted({*base, ns_seqs.get(o["metadata"]["name"], 0)} - {0}))
+        d = before.get(id(o))
+        if d is None or d.obj is not o or d.reasons != reasons:
+            h = d.content_hash if d is not None and d.obj is o else _memo.content_hash(o)
+            d = DesiredObject(key=object_key(o), obj=o, content_hash=h, reasons=reasons, patch=True)
+        out[d.key] = d
+    _memo.entries[key] = (inputs, out)
+    return out
 
 
 def _istio_spec(cr: CustomResource) -> v1beta1.IstioSpec:

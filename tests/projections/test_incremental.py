@@ -105,6 +105,11 @@ def test_a_gateway_change_renders_only_what_depends_on_gateway_addresses(monkeyp
         for k, o in cd.objects.items():
             if (c, k) not in changed:
                 assert before.clusters[c].objects[k].obj is o.obj
+    # the master's patches (a label on each remote's kubeconfig Secret) went as one
+    # block: the very same DesiredObjects
+    patches = {k: o for k, o in after.clusters["master"].objects.items() if o.patch}
+    assert len([k for k in patches if "/Secret/" in k]) == 5
+    assert all(before.clusters["master"].objects[k] is o for k, o in patches.items())
 
 
 def test_a_namespace_label_change_renders_one_object() -> None:
