@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,15 +147,11 @@ async def replay(
     return Replayed(state=state, seq=seq, snapshot_seq=snapshot_seq, folded=folded)
 
 
-_ENCODER: list[concurrent.futures.ThreadPoolExecutor] = []
-
-
+@functools.cache
 def _encoder_thread() -> concurrent.futures.ThreadPoolExecutor:
     """The one thread snapshots are encoded on: its allocator keeps one arena for them,
     where the shared default executor's several threads would each keep their own."""
-    if not _ENCODER:
-        _ENCODER.append(concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="snapshot-encode"))
-    return _ENCODER[0]
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="snapshot-encode")
 
 
 class Snapshotter(Generic[S]):

@@ -747,11 +747,12 @@ class ClusterConverger:
 
     def _summary(self, key: str) -> tuple[str, str] | None:
         """The inventory summary of the stored object (None: not federationd's, or its
-        store keeps none)."""
+        store keeps none). Every compact store here summarises with
+        ``inventory_summary`` (``share`` takes no other)."""
         api_version, kind, namespace, name = split_key(key)
         r = self._reflectors.get((api_version, kind))
         store = None if r is None else r.store
-        if not isinstance(store, CompactStore) or store.summarise != self.inventory_summary:
+        if not isinstance(store, CompactStore):
             return None
         return store.summary((namespace, name))  # type: ignore[no-any-return]
 

@@ -632,21 +632,22 @@ def _patch_objects(
     label on every remote's kubeconfig Secret) checks them as one block. A patch that
     is the same dict with the same reasons as before keeps its ``DesiredObject``."""
     key = ("patch-objects", cluster)
-    inputs = (tuple(patches), base, ns_seqs)
-    e = _memo.entries.get(key)
-    if e is not None and _same_inputs(e[0], inputs):
-        return e[1]  # type: ignore[no-any-return]
-    before = {id(d.obj): d for d in e[1].values()} if e is not None else {}
-    out: dict[str, DesiredObject] = {}
-    for o in inputs[0]:
-        reasons = tuple(sorted({*base, ns_seqs.get(o["metadata"]["name"], 0)} - {0}))
-        d = before.get(id(o))
-        if d is None or d.obj is not o or d.reasons != reasons:
-            h = d.content_hash if d is not None and d.obj is o else _memo.content_hash(o)
-            d = DesiredObject(key=object_key(o), obj=o, content_hash=h, reasons=reasons, patch=True)
-        out[d.key] = d
-    _memo.entries[key] = (inputs, out)
-    return out
+    listed = tuple(patches)
+
+    def build() -> dict[str, DesiredObject]:
+        last = _memo.entries.get(key)  # the previous block, not replaced yet
+        before = {id(d.obj): d for d in last[1].values()} if last is not None else {}
+        out: dict[str, DesiredObject] = {}
+        for o in listed:
+            reasons = tuple(sorted({*base, ns_seqs.get(o["metadata"]["name"], 0)} - {0}))
+            d = before.get(id(o))
+            if d is None or d.obj is not o or d.reasons != reasons:
+                h = d.content_hash if d is not None and d.obj is o else _memo.content_hash(o)
+                d = DesiredObject(key=object_key(o), obj=o, content_hash=h, reasons=reasons, patch=True)
+            out[d.key] = d
+        return out
+
+    return _memo.get(key, (listed, base, ns_seqs), build)
 
 
 def _istio_spec(cr: CustomResource) -> v1beta1.IstioSpec:
