@@ -682,20 +682,29 @@ def _master_desired(
         # its server version and served APIs (API versions rendered; refusal)
         state.kubernetes.get(master),
     )
-    return _memo.get(("desired", master), inputs, lambda: _master_desired_now(state, istio), stable=True)
+    assert inputs[_MASTER_NETWORKS_AT] is networks and inputs[_MASTER_NETWORKS_AT + 1] is net_seqs
+    key = ("desired", master)
+    last = _memo.entries.get(key)
+
+    def compute() -> ClusterDesired:
+        if last is not None:
+            quick = _master_with_new_networks(state, istio, last, inputs)
+            if quick is not None:
+                return quick
+        return _master_desired_now(state, istio)
+
+    return _memo.get(key, inputs, compute, stable=True)
 
 
-def _master_desired_now(
-    state: ProjectionState, istio: CustomResource
-) -> ClusterDesired:
+#: Where ``_master_desired``'s inputs hold the mesh's networks (their seqs next).
+_MASTER_NETWORKS_AT = 4
+
+
+def _master_facts(state: ProjectionState, istio: CustomResource) -> tuple[RenderFacts, tuple[int, ...], dict[str, tuple[int, ...]]]:
+    """The facts the master is rendered from, and the reasons of its objects: the
+    Istio's seq for every one, and per ``Kind/name`` the seqs of the facts that object
+    reads besides (``_desired_objects``' ``base`` and ``extra``)."""
     master = istio.cluster
-    if istio.good_spec is None:
-        return ClusterDesired(hold=True, hold_reason=istio.problem)
-    spec = _istio_spec(istio)
-    apis = state.kubernetes.get(master)
-    refused = kubeversion.refusal(spec, apis, cluster=master, role="master")
-    if refused:
-        return ClusterDesired(hold=True, hold_reason=refused)
     networks, net_seqs = _mesh_networks(state, master, istio)
     localities, loc_seqs = _localities(state)
     ca_name, ca_fingerprint, ca_seqs = _ca_facts(state, master, istio.namespace)
@@ -707,8 +716,84 @@ def _master_desired_now(
         localities=localities,
         ca_secret_name=ca_name,
         ca_fingerprint=ca_fingerprint,
-        kubernetes_apis=kubeversion.served(apis),
+        kubernetes_apis=kubeversion.served(state.kubernetes.get(master)),
     )
+    return facts, (istio.good_seq,), {"ConfigMap/istio": net_seqs + loc_seqs, CITADEL_KEY: ca_seqs}
+
+
+def _master_with_new_networks(
+    state: ProjectionState, istio: CustomResource, last: tuple[tuple[Any, ...], Any], inputs: tuple[Any, ...]
+) -> ClusterDesired | None:
+    """``_master_desired_now`` when only the mesh's networks moved since ``last`` and
+    they change the ``istio`` ConfigMap alone (a moved gateway; not a new network,
+    whose registry rebuilds pilot too): the last objects with that ConfigMap rendered
+    again, or None (the full derivation then says what changed). What a moved gateway
+    waits for on the master: this spares the master's other objects their render-cache
+    lookups, sort and bookkeeping."""
+    old_inputs, old = last
+    if not isinstance(old, ClusterDesired) or old.hold or not old.objects or len(old_inputs) != len(inputs):
+        return None
+    for i, (a, b) in enumerate(zip(old_inputs, inputs, strict=True)):
+        if i not in (_MASTER_NETWORKS_AT, _MASTER_NETWORKS_AT + 1) and not (a is b or a == b):
+            return None
+    facts, base, extra = _master_facts(state, istio)
+    try:
+        objs = render.render_master_mesh_config(
+            _istio_spec(istio), namespace=istio.namespace, facts=facts, cache=_memo.render
+        )
+    except Exception:
+        return None
+    if objs is None:
+        return None
+    return _swap_rendered(istio.cluster, old, objs, lambda o: base + extra.get(o["kind"] + "/" + o["metadata"]["name"], ()))
+
+
+def _swap_rendered(
+    cluster: str,
+    old: ClusterDesired,
+    objs: list[dict[str, Any]],
+    used: Callable[[dict[str, Any]], tuple[int, ...]] | None = None,
+) -> ClusterDesired | None:
+    """``old`` with ``objs``, objects it holds rendered again, in their places (None
+    when one is new: what the full derivation decides on). ``used(o)`` gives an
+    object's reasons before sorting (as ``_desired_objects`` takes them); without it
+    each keeps its reasons."""
+    objects = dict(old.objects)
+    seen = _memo.objects.get(cluster, {})
+    for o in objs:
+        k = object_key(o)
+        d = objects.get(k)
+        if d is None or d.patch:
+            return None
+        e = seen.get(id(d.obj))
+        if e is not None and e[0] is not d.obj:
+            e = None
+        if used is not None:
+            u: tuple[int, ...] | None = used(o)
+            reasons = tuple(sorted(set(u)))
+        else:
+            u, reasons = (e[1] if e is not None else None), d.reasons
+        if d.obj is o and reasons == d.reasons:
+            continue
+        h = d.content_hash if d.obj is o else _memo.content_hash(o)
+        objects[k] = DesiredObject(key=k, obj=o, content_hash=h, reasons=reasons)
+        if u is not None:  # for the next full render: this object's reasons and hash
+            seen.pop(id(d.obj), None)
+            seen[id(o)] = (o, u, objects[k])
+    return ClusterDesired(objects=objects)
+
+
+def _master_desired_now(
+    state: ProjectionState, istio: CustomResource
+) -> ClusterDesired:
+    master = istio.cluster
+    if istio.good_spec is None:
+        return ClusterDesired(hold=True, hold_reason=istio.problem)
+    spec = _istio_spec(istio)
+    refused = kubeversion.refusal(spec, state.kubernetes.get(master), cluster=master, role="master")
+    if refused:
+        return ClusterDesired(hold=True, hold_reason=refused)
+    facts, base, extra = _master_facts(state, istio)
     try:
         rendered = _render_master(spec, namespace=istio.namespace, facts=facts)
     except render.RenderError as e:
@@ -722,8 +807,8 @@ def _master_desired_now(
         objects=_desired_objects(
             rendered,
             patches,
-            base=(istio.good_seq,),
-            extra={"ConfigMap/istio": net_seqs + loc_seqs, CITADEL_KEY: ca_seqs},
+            base=base,
+            extra=extra,
             ns_seqs={n: existing[n].seq for n in existing},
             cluster=master,
         )
@@ -791,20 +876,7 @@ def _with_new_networks(
         )
     except Exception:
         return None
-    objects = dict(old.objects)
-    seen = _memo.objects.get(remote.name, {})
-    for o in objs:
-        k = object_key(o)
-        d = objects.get(k)
-        if d is None or d.patch:
-            return None  # a new object: what the full render decides on
-        if d.obj is o:
-            continue
-        objects[k] = DesiredObject(key=k, obj=o, content_hash=_memo.content_hash(o), reasons=d.reasons)
-        e = seen.pop(id(d.obj), None)
-        if e is not None:  # for the next full render: this object's reasons and hash
-            seen[id(o)] = (o, e[1], objects[k])
-    return ClusterDesired(objects=objects)
+    return _swap_rendered(remote.name, old, objs)
 
 
 def _remote_facts(state: ProjectionState, istio: CustomResource, remote: CustomResource) -> RenderFacts:

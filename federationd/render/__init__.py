@@ -38,6 +38,7 @@ __all__ = [
     "profile_for",
     "remote_effective_spec",
     "render_master",
+    "render_master_mesh_config",
     "render_remote",
     "render_remote_mesh_config",
 ]
@@ -108,6 +109,22 @@ def render_master(
     if facts.role != "master":
         facts = replace(facts, role="master")
     return _build(Ctx(spec=spec, profile=profile, namespace=namespace, facts=facts), cache)
+
+
+def render_master_mesh_config(
+    spec: IstioSpec, *, namespace: str, facts: RenderFacts, cache: RenderCache
+) -> list[Obj] | None:
+    """The ``istio`` ConfigMap of ``render_master`` alone, through the same cache entry,
+    when every other component of the master would be a cache hit with these facts (a
+    moved gateway: only ``meshNetworks`` changed); None when another component would be
+    built again (a new network's registry rebuilds pilot), so the caller renders all."""
+    profile = profile_for(spec.version)
+    if facts.role != "master":
+        facts = replace(facts, role="master")
+    ctx = Ctx(spec=spec, profile=profile, namespace=namespace, facts=facts)
+    if not cache.hits(ctx, besides=_MESH_CONFIG):
+        return None
+    return _cached(cache, _MESH_CONFIG, _mesh_config, ctx)
 
 
 def remote_effective_spec(spec: IstioSpec, remote: RemoteIstioSpec) -> IstioSpec:

@@ -71,6 +71,18 @@ class _Entry:
         self.objs = objs
 
 
+def _hit(e: _Entry, ctx: Any) -> bool:
+    """Whether ``e`` is the build for ``ctx``: the same profile, namespace and spec, and
+    the same value of every facts field the builder read."""
+    facts = ctx.facts
+    return (
+        e.profile is ctx.profile
+        and e.namespace == ctx.namespace
+        and _same(e.spec, ctx.spec)
+        and all(_same(getattr(facts, f), v) for f, v in e.reads.items())
+    )
+
+
 class RenderCache:
     """Per (cluster, role, component): the last build and what it read."""
 
@@ -81,6 +93,8 @@ class RenderCache:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str, str], _Entry] = {}
+        #: (cluster, role) → the names of its components in ``_entries``
+        self._names: dict[tuple[str, str], set[str]] = {}
         #: (role, component) → its latest builds (one per effective spec, the most recent
         #: first), whichever cluster each was for
         self._latest: dict[tuple[str, str], list[_Entry]] = {}
@@ -105,13 +119,7 @@ class RenderCache:
         facts: RenderFacts = ctx.facts
         key = (facts.cluster, facts.role, name)
         e = self._entries.get(key)
-        if (
-            e is not None
-            and e.profile is ctx.profile
-            and e.namespace == ctx.namespace
-            and _same(e.spec, ctx.spec)
-            and all(_same(getattr(facts, f), v) for f, v in e.reads.items())
-        ):
+        if e is not None and _hit(e, ctx):
             if e.spec is not ctx.spec:
                 e.spec = ctx.spec  # identity next time
             return e.objs
@@ -140,9 +148,24 @@ class RenderCache:
             objs = [o if (p := before.get(_ref(o))) is None or p != o else p for o in objs]
         entry = _Entry(ctx.profile, ctx.spec, ctx.namespace, reads, objs)
         self._entries[key] = entry
+        self._names.setdefault((facts.cluster, facts.role), set()).add(name)
         # the latest build per effective spec, the most recent first
         latest[:] = [entry, *(o for o in latest if o.spec is not ctx.spec)][: self.DISTINCT_SPECS]
         return objs
+
+    def hits(self, ctx: Any, *, besides: str) -> bool:
+        """Whether every component built for ``ctx``'s cluster and role other than
+        ``besides`` would return its last build for ``ctx``: the same profile, spec and
+        namespace, and the same value of every facts field it read. What lets one
+        component be built alone when only what it reads changed."""
+        facts: RenderFacts = ctx.facts
+        names = self._names.get((facts.cluster, facts.role), set())
+        for name in names:
+            if name == besides:
+                continue
+            if not _hit(self._entries[(facts.cluster, facts.role, name)], ctx):
+                return False
+        return besides in names
 
     def effective_spec(
         self, cluster: str, spec: IstioSpec, remote: RemoteIstioSpec, fold: Callable[[IstioSpec, RemoteIstioSpec], IstioSpec]
@@ -172,6 +195,8 @@ class RenderCache:
         keep = set(clusters)
         for k in [k for k in self._entries if k[0] not in keep]:
             del self._entries[k]
+        for k2 in [k2 for k2 in self._names if k2[0] not in keep]:
+            del self._names[k2]
         live = {id(e) for e in self._entries.values()}
         for latest in self._latest.values():
             latest[:] = [e for e in latest if id(e) in live]

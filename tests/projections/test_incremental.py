@@ -74,12 +74,13 @@ def test_a_gateway_change_renders_only_what_depends_on_gateway_addresses(monkeyp
     d.reset_renders()
     log.add(_gateway("remote-3", "35.9.9.9"))
     full: list[str] = []
-    real = d._remote_desired_now
+    real, real_master = d._remote_desired_now, d._master_desired_now
     monkeypatch.setattr(d, "_remote_desired_now", lambda s, i, r: full.append(r.name) or real(s, i, r))
+    monkeypatch.setattr(d, "_master_desired_now", lambda s, i: full.append(i.cluster) or real_master(s, i))
     after = derive(log.state)
-    # only the networks moved for every remote (its own gateway is read through them):
-    # its ConfigMap alone is rendered and swapped into its last objects, and the result
-    # is a cold derivation's
+    # only the networks moved for every cluster (a remote's own gateway is read through
+    # them): its ConfigMap alone is rendered and swapped into its last objects, on the
+    # master too, and the result is a cold derivation's
     assert full == []
     assert d.to_builtins(after) == d.to_builtins(_cold(log.state))
     rendered = [(c, what) for c, what, _ in d.renders()]
@@ -110,6 +111,29 @@ def test_a_gateway_change_renders_only_what_depends_on_gateway_addresses(monkeyp
     patches = {k: o for k, o in after.clusters["master"].objects.items() if o.patch}
     assert len([k for k in patches if "/Secret/" in k]) == 5
     assert all(before.clusters["master"].objects[k] is o for k, o in patches.items())
+    # the master's ConfigMap carries the gateway's fact among its reasons, as a full
+    # derivation gives it
+    cm = after.clusters["master"].objects[f"v1/ConfigMap/{NS}/istio"]
+    assert cm.reasons != before.clusters["master"].objects[f"v1/ConfigMap/{NS}/istio"].reasons
+    assert log.state.seq in cm.reasons
+    # A new network (a remote's first gateway) also moves the registries pilot reads:
+    # the master is derived in full (pilot rebuilt), again equal to a cold derivation.
+    log.add(
+        ev.RemoteIstioSpecChanged(
+            cluster=MASTER, key=f"RemoteIstio/{NS}/remote-9", time=1, namespace=NS, name="remote-9", uid="remote-9",
+            generation=1, spec={"autoInjectionNamespaces": ["default"]},
+        ),
+        ev.KubeconfigObserved(cluster=MASTER, key=f"Secret/{NS}/remote-9", time=1, remote="remote-9", server="https://r", fingerprint="f"),
+        ev.ClusterIdentityObserved(cluster=ClusterName("remote-9"), key="Namespace//kube-system", time=1, uid="uid-remote-9"),
+    )
+    derive(log.state)
+    d.reset_renders()
+    full.clear()
+    log.add(_gateway("remote-9", "35.9.9.10"))
+    joined = derive(log.state)
+    assert "master" in full
+    assert ("master", "pilot") in {(c, what) for c, what, _ in d.renders()}
+    assert d.to_builtins(joined) == d.to_builtins(_cold(log.state))
 
 
 def test_a_namespace_label_change_renders_one_object() -> None:
