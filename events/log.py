@@ -25,8 +25,7 @@ what is here, so the log is shaped around three promises:
   a trip to the writer's thread and back. Appends that follow it in the same turn of
   the loop queue as above. Such a commit never waits for another connection's lock
   (it queues instead), and never checkpoints: SQLite's automatic checkpoint is off and
-  the log checkpoints the WAL every ``CHECKPOINT_FRAMES`` pages on a connection of its
-  own, beside the commits.
+  the log checkpoints the WAL on the writer's thread every ``CHECKPOINT_FRAMES`` pages.
 
 Reads go through a second, read-only connection (so a long replay never holds up the
 writer) and are paged by ``seq`` (keyset pagination): memory is bounded by one page,
@@ -145,8 +144,6 @@ BUSY_TIMEOUT_MS: Final = 5_000
 #: WAL frames (pages) written, as estimated, after which the log checkpoints the WAL
 #: itself when it commits on the event loop's thread (SQLite's own default threshold).
 CHECKPOINT_FRAMES: Final = 1_000
-#: How many passes a checkpoint makes at most to copy the whole WAL (see _checkpoint).
-CHECKPOINT_PASSES: Final = 3
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -278,7 +275,7 @@ class EventLog:
         retention_chunk: int,
         max_batch_rows: int,
         page_size: int,
-        checkpointer: aiosqlite.Connection | None = None,
+        inline: bool = False,
     ) -> None:
         self.path = path
         self._writer = writer
@@ -306,15 +303,12 @@ class EventLog:
         # is caught up reads what was just committed from here, as the reader
         # connection would return it, without a trip to the reader's thread.
         self._recent: collections.deque[tuple[int, float, bytes]] = collections.deque(maxlen=RECENT_ROWS)
-        # Commit on the event loop's thread when nothing is queued (see append); then
-        # checkpoints go through a connection of their own (``_wrote``).
-        self._checkpoint_conn = checkpointer
-        self._inline = checkpointer is not None
+        # Commit on the event loop's thread when nothing is queued (see append).
+        self._inline = inline
         # An append committed inline in this turn of the loop: the next ones queue.
         self._inline_turn = False
         # WAL frames written since the last checkpoint (estimated; inline logs only).
         self._frames = 0
-        self._commits = 0
         self._checkpointer: asyncio.Task[None] | None = None
 
     # -- opening and closing -------------------------------------------------------------
@@ -355,27 +349,24 @@ class EventLog:
         except sqlite3.Error as e:
             raise LogError(spath, _describe(e)) from None
         reader: aiosqlite.Connection | None = None
-        checkpointer: aiosqlite.Connection | None = None
         try:
             head, dropped, catalogue = await _prepare(
                 writer, spath, synchronous=synchronous, check=check
             )
             if synchronous == "NORMAL":
                 # Commits may run on the loop's thread: a checkpoint must not (it
-                # copies the WAL into the file and syncs both). ``_wrote`` runs it on a
-                # connection (and thread) of its own, beside the commits.
+                # copies the WAL into the file and syncs both). ``_wrote`` runs it on
+                # the writer's thread instead.
                 await writer.execute("PRAGMA wal_autocheckpoint = 0")
-                checkpointer = await aiosqlite.connect(spath)
-                await checkpointer.execute("PRAGMA wal_autocheckpoint = 0")
             uri = "file:" + urllib.parse.quote(absolute) + "?mode=ro"
             reader = await aiosqlite.connect(uri, uri=True)
             await reader.execute("PRAGMA query_only = 1")
             await reader.execute("PRAGMA mmap_size = 268435456")
         except sqlite3.Error as e:
-            await _close_quietly(writer, reader, checkpointer)
+            await _close_quietly(writer, reader)
             raise LogError(spath, _describe(e)) from None
         except BaseException:
-            await _close_quietly(writer, reader, checkpointer)
+            await _close_quietly(writer, reader)
             raise
         return cls(
             path=spath,
@@ -388,7 +379,7 @@ class EventLog:
             retention_chunk=retention_chunk,
             max_batch_rows=max_batch_rows,
             page_size=page_size,
-            checkpointer=checkpointer,
+            inline=synchronous == "NORMAL",
         )
 
     async def close(self) -> None:
@@ -403,7 +394,7 @@ class EventLog:
                 await asyncio.wait([task])
         self._wake()
         async with self._write_lock:
-            await _close_quietly(self._writer, self._reader, self._checkpoint_conn)
+            await _close_quietly(self._writer, self._reader)
 
     async def __aenter__(self) -> Self:
         return self
@@ -529,13 +520,10 @@ class EventLog:
 
     def _wrote(self, nbytes: int) -> None:
         """A transaction wrote about ``nbytes``: when the WAL has grown by about
-        ``CHECKPOINT_FRAMES`` pages, checkpoint it (a log whose commits may run on the
-        loop's thread has SQLite's automatic checkpoint off). A passive checkpoint on a
-        connection of its own: it runs beside the commits, which neither wait for it
-        nor sync anything themselves."""
+        ``CHECKPOINT_FRAMES`` pages, checkpoint it on the writer's thread (a log whose
+        commits may run on the loop's thread has SQLite's automatic checkpoint off)."""
         if not self._inline:
             return
-        self._commits += 1
         self._frames += 3 + nbytes // 1024
         if self._frames >= CHECKPOINT_FRAMES and (self._checkpointer is None or self._checkpointer.done()):
             self._checkpointer = asyncio.get_running_loop().create_task(
@@ -543,34 +531,16 @@ class EventLog:
             )
 
     async def _checkpoint(self) -> None:
-        """Copy the WAL into the file. The WAL starts over from its beginning only
-        when a commit finds it copied whole, so a pass during which something was
-        committed is made again; the last of ``CHECKPOINT_PASSES`` holds the write lock
-        (the commits queue meanwhile, as they would behind SQLite's own checkpoint)."""
-        conn = self._checkpoint_conn
-        if conn is None:
-            return
-        self._frames = 0
-        try:
-            for attempt in range(CHECKPOINT_PASSES):
-                if self._closed:
-                    return
-                commits = self._commits
-                if attempt < CHECKPOINT_PASSES - 1:
-                    rows = await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
-                else:
-                    async with self._write_lock:
-                        if self._closed:
-                            return
-                        commits = self._commits
-                        rows = await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
-                _, frames, copied = next(iter(rows))
-                if copied >= frames and self._commits == commits:
-                    return
-        except (sqlite3.Error, ValueError) as e:
-            # Not a loss: the WAL keeps every commit, and the next checkpoint (or the
-            # next opener) copies it into the file.
-            logger.warning("%s: WAL checkpoint failed: %s", self.path, e)
+        async with self._write_lock:
+            if self._closed:
+                return
+            self._frames = 0
+            try:
+                await self._writer._execute(_wal_checkpoint, self._writer._conn)  # type: ignore[no-untyped-call]
+            except (sqlite3.Error, ValueError) as e:
+                # Not a loss: the WAL keeps every commit, and the next checkpoint (or
+                # the next opener) copies it into the file.
+                logger.warning("%s: WAL checkpoint failed: %s", self.path, e)
 
     async def _flush(self) -> None:
         try:
@@ -1002,6 +972,10 @@ def _in_transaction(
 
 def _insert_rows(conn: sqlite3.Connection, params: list[tuple[Any, ...]]) -> None:
     conn.executemany(_INSERT, params)
+
+
+def _wal_checkpoint(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _store_snapshot(conn: sqlite3.Connection, row: tuple[str, int, float, bytes]) -> None:
