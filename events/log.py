@@ -19,13 +19,7 @@ what is here, so the log is shaped around three promises:
   everything queued (up to ``max_batch_rows``) as one ``executemany`` + ``COMMIT``, run
   as a single job on the writer's thread; whatever arrives meanwhile goes into the next
   transaction. No append waits for a timer, only for at most the commit in progress
-  and its own. An append to an idle log (nothing queued or committing, and
-  ``synchronous=NORMAL``, where a commit writes the WAL without syncing it) commits
-  right where it is called, on the event loop's thread: tens of microseconds instead of
-  a trip to the writer's thread and back. Appends that follow it in the same turn of
-  the loop queue as above. Such a commit never waits for another connection's lock
-  (it queues instead), and never checkpoints: SQLite's automatic checkpoint is off and
-  the log checkpoints the WAL on the writer's thread every ``CHECKPOINT_FRAMES`` pages.
+  and its own.
 
 Reads go through a second, read-only connection (so a long replay never holds up the
 writer) and are paged by ``seq`` (keyset pagination): memory is bounded by one page,
@@ -139,11 +133,6 @@ KEEP_SNAPSHOTS: Final = 2
 #: How many of the newest committed rows a log keeps in memory for its tails (a burst of
 #: a change's facts and acknowledgements at 100 clusters is ~200).
 RECENT_ROWS: Final = 1_024
-#: How long a write waits for another connection's write lock (SQLite's busy timeout).
-BUSY_TIMEOUT_MS: Final = 5_000
-#: WAL frames (pages) written, as estimated, after which the log checkpoints the WAL
-#: itself when it commits on the event loop's thread (SQLite's own default threshold).
-CHECKPOINT_FRAMES: Final = 1_000
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -275,7 +264,6 @@ class EventLog:
         retention_chunk: int,
         max_batch_rows: int,
         page_size: int,
-        inline: bool = False,
     ) -> None:
         self.path = path
         self._writer = writer
@@ -303,13 +291,6 @@ class EventLog:
         # is caught up reads what was just committed from here, as the reader
         # connection would return it, without a trip to the reader's thread.
         self._recent: collections.deque[tuple[int, float, bytes]] = collections.deque(maxlen=RECENT_ROWS)
-        # Commit on the event loop's thread when nothing is queued (see append).
-        self._inline = inline
-        # An append committed inline in this turn of the loop: the next ones queue.
-        self._inline_turn = False
-        # WAL frames written since the last checkpoint (estimated; inline logs only).
-        self._frames = 0
-        self._checkpointer: asyncio.Task[None] | None = None
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -344,8 +325,7 @@ class EventLog:
             raise LogError(spath, "is a directory, not a file")
         absolute = await asyncio.to_thread(os.path.abspath, spath)
         try:
-            # Not tied to its thread: an idle log commits on the loop's thread (append).
-            writer = await aiosqlite.connect(spath, cached_statements=32, check_same_thread=False)
+            writer = await aiosqlite.connect(spath, cached_statements=32)
         except sqlite3.Error as e:
             raise LogError(spath, _describe(e)) from None
         reader: aiosqlite.Connection | None = None
@@ -353,11 +333,6 @@ class EventLog:
             head, dropped, catalogue = await _prepare(
                 writer, spath, synchronous=synchronous, check=check
             )
-            if synchronous == "NORMAL":
-                # Commits may run on the loop's thread: a checkpoint must not (it
-                # copies the WAL into the file and syncs both). ``_wrote`` runs it on
-                # the writer's thread instead.
-                await writer.execute("PRAGMA wal_autocheckpoint = 0")
             uri = "file:" + urllib.parse.quote(absolute) + "?mode=ro"
             reader = await aiosqlite.connect(uri, uri=True)
             await reader.execute("PRAGMA query_only = 1")
@@ -379,7 +354,6 @@ class EventLog:
             retention_chunk=retention_chunk,
             max_batch_rows=max_batch_rows,
             page_size=page_size,
-            inline=synchronous == "NORMAL",
         )
 
     async def close(self) -> None:
@@ -387,11 +361,9 @@ class EventLog:
         if self._closed:
             return
         self._closed = True
-        for task in (self._flusher, self._checkpointer):
-            if task is not None:
-                # A flusher's failures went to the appenders; close() only waits for
-                # it to finish. A checkpoint left to do is the next opener's.
-                await asyncio.wait([task])
+        if self._flusher is not None:
+            # Its failures went to the appenders; close() only waits for it to finish.
+            await asyncio.wait([self._flusher])
         self._wake()
         async with self._write_lock:
             await _close_quietly(self._writer, self._reader)
@@ -450,19 +422,6 @@ class EventLog:
             raise codec.CodecError(
                 f"{e.args[0].__name__} is not in events.types.CATALOGUE; add it there"
             ) from None
-        if self._may_commit_inline():
-            try:
-                first = self._commit_inline(rows)
-            except sqlite3.Error as e:
-                if (getattr(e, "sqlite_errorcode", 0) & 0xFF) != _SQLITE_BUSY:
-                    async with self._write_lock:
-                        make = await self._failure(e)
-                    raise make() from None
-                # another connection is writing: queue, and wait for it on the thread
-            else:
-                if single:
-                    return Seq(first)
-                return [Seq(first + i) for i in range(len(rows))]
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append((rows, fut))
         if self._flusher is None or self._flusher.done():  # done: cancelled before it ran
@@ -471,76 +430,6 @@ class EventLog:
         if single:
             return Seq(first)
         return [Seq(first + i) for i in range(len(rows))]
-
-    def _may_commit_inline(self) -> bool:
-        """Whether an append may commit right here, on the event loop's thread: the log
-        is ``synchronous=NORMAL`` (a commit writes the WAL without syncing it: tens of
-        microseconds, less than the trip to the writer's thread and back), and idle —
-        no commit queued or running, no other write holding the lock, and no append
-        committed inline in this turn of the loop (those that follow in the same turn
-        queue and go as one transaction, as when the log is busy)."""
-        return (
-            self._inline
-            and not self._inline_turn
-            and not self._pending
-            and (self._flusher is None or self._flusher.done())
-            and not self._write_lock.locked()
-            and not self._head_uncertain
-        )
-
-    def _commit_inline(self, rows: list[_Row]) -> int:
-        """Commit ``rows`` now, on this thread; the first seq. Never waits for another
-        connection's lock (SQLITE_BUSY is raised, and the append queues instead)."""
-        first = self._head + 1
-        now = time.time()
-        params = [(first + i, now, c, t, k, p) for i, (c, t, k, p) in enumerate(rows)]
-        raw = self._writer._conn
-        raw.execute("PRAGMA busy_timeout = 0")
-        try:
-            _in_transaction(raw, _insert_rows, params)
-        finally:
-            raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._inline_turn = True
-        asyncio.get_running_loop().call_soon(self._end_inline_turn)
-        self._committed(first, params)
-        self._wake()
-        return first
-
-    def _end_inline_turn(self) -> None:
-        self._inline_turn = False
-
-    def _committed(self, first: int, params: list[tuple[int, float, str, str, str, bytes]]) -> None:
-        """Rows ``first``… are committed: the head, the newest rows, the WAL's count."""
-        self._head = first + len(params) - 1
-        recent = self._recent
-        if recent and recent[-1][0] != first - 1:
-            recent.clear()  # not consecutive (the head was re-read): start again
-        recent.extend((row[0], row[1], row[5]) for row in params)
-        self._wrote(sum(len(row[5]) for row in params))
-
-    def _wrote(self, nbytes: int) -> None:
-        """A transaction wrote about ``nbytes``: when the WAL has grown by about
-        ``CHECKPOINT_FRAMES`` pages, checkpoint it on the writer's thread (a log whose
-        commits may run on the loop's thread has SQLite's automatic checkpoint off)."""
-        if not self._inline:
-            return
-        self._frames += 3 + nbytes // 1024
-        if self._frames >= CHECKPOINT_FRAMES and (self._checkpointer is None or self._checkpointer.done()):
-            self._checkpointer = asyncio.get_running_loop().create_task(
-                self._checkpoint(), name="event-log-checkpoint"
-            )
-
-    async def _checkpoint(self) -> None:
-        async with self._write_lock:
-            if self._closed:
-                return
-            self._frames = 0
-            try:
-                await self._writer._execute(_wal_checkpoint, self._writer._conn)  # type: ignore[no-untyped-call]
-            except (sqlite3.Error, ValueError) as e:
-                # Not a loss: the WAL keeps every commit, and the next checkpoint (or
-                # the next opener) copies it into the file.
-                logger.warning("%s: WAL checkpoint failed: %s", self.path, e)
 
     async def _flush(self) -> None:
         try:
@@ -599,7 +488,11 @@ class EventLog:
                 # The transaction may still have committed on the writer's thread.
                 self._head_uncertain = True
                 raise
-            self._committed(first, params)
+            self._head = seq - 1
+            recent = self._recent
+            if recent and recent[-1][0] != first - 1:
+                recent.clear()  # not consecutive (the head was re-read): start again
+            recent.extend((row[0], row[1], row[5]) for row in params)
         for rows, fut in take:
             if not fut.done():
                 fut.set_result(first)
@@ -900,7 +793,6 @@ class EventLog:
                 await self._transaction(_store_snapshot, (name, seq, time.time(), blob))
             except sqlite3.Error as e:
                 raise _translate(self.path, e, writing=True) from None
-            self._wrote(len(blob))
         if self._retention_window is not None:
             await self.apply_retention()
 
@@ -946,7 +838,6 @@ class EventLog:
                     await self._transaction(_drop_through, hi)
                 except sqlite3.Error as e:
                     raise _translate(self.path, e, writing=True) from None
-                self._wrote((hi - self._dropped_through) * 256)
                 dropped += hi - self._dropped_through
                 self._dropped_through = hi
         return dropped
@@ -972,10 +863,6 @@ def _in_transaction(
 
 def _insert_rows(conn: sqlite3.Connection, params: list[tuple[Any, ...]]) -> None:
     conn.executemany(_INSERT, params)
-
-
-def _wal_checkpoint(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _store_snapshot(conn: sqlite3.Connection, row: tuple[str, int, float, bytes]) -> None:
@@ -1021,7 +908,7 @@ async def _prepare(
 ) -> tuple[int, int, list[str]]:
     """Create or validate the schema; returns (head, dropped_through, catalogue)."""
     try:
-        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA busy_timeout = 5000")
         # The first read of the header: a file that is not SQLite fails right here.
         app_id = await _one(conn, "PRAGMA application_id")
         tables = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from eventlog_helpers import CLUSTERS, gateway, mixed, node, wait_for
 
 from events import codec
 from events.log import (
-    BUSY_TIMEOUT_MS,
     RECENT_ROWS,
     EventDecodeError,
     EventLog,
@@ -172,67 +170,6 @@ async def test_group_commit_transactions_are_bounded(log_path: Path) -> None:
             sizes[r.recorded] = sizes.get(r.recorded, 0) + 1
     assert sorted(sizes.values())[-1] == 25
     assert max(sorted(sizes.values())[:-1]) <= 10 and sum(sizes.values()) == 125
-
-
-async def test_an_append_to_an_idle_log_commits_on_the_loops_thread(log: EventLog, log_path: Path) -> None:
-    """An append to an idle ``synchronous=NORMAL`` log commits where it is called,
-    without a trip to the writer's thread; what follows in the same turn of the loop
-    queues and goes as one transaction on that thread, as on a busy log."""
-    jobs = 0
-    real_execute = log._writer._execute
-
-    async def counting(fn: Any, *args: Any) -> Any:
-        nonlocal jobs
-        jobs += 1
-        return await real_execute(fn, *args)
-
-    log._writer._execute = counting  # type: ignore[method-assign]
-    assert await log.append(gateway(1)) == 1
-    assert jobs == 0
-    # committed: another connection sees it
-    other = sqlite3.connect(log_path)
-    try:
-        assert other.execute("SELECT max(seq) FROM events").fetchone() == (1,)
-    finally:
-        other.close()
-    seqs = await asyncio.gather(*(log.append(gateway(i)) for i in range(2, 52)))
-    assert seqs == list(range(2, 52))
-    assert jobs == 1  # the first inline, the 49 after it in one transaction
-    assert len({r.recorded async for r in log.read(2)}) == 2
-
-
-async def test_an_append_waits_for_another_writer_off_the_loop(log: EventLog, log_path: Path) -> None:
-    """Another connection holding the write lock makes an append wait on the writer's
-    thread (up to the busy timeout), never on the loop's: the loop goes on meanwhile."""
-    await log.append(gateway(1))
-    other = sqlite3.connect(log_path, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")
-        started = time.monotonic()
-        task = asyncio.create_task(log.append(gateway(2)))
-        await wait_for(lambda: not log._pending and log._flusher is not None and not log._flusher.done())
-        assert not task.done()  # waiting for the other writer, while this test runs
-        # not after waiting out a busy timeout (BUSY_TIMEOUT_MS) on the loop's thread
-        assert time.monotonic() - started < BUSY_TIMEOUT_MS / 2_000
-        other.execute("ROLLBACK")
-        assert await asyncio.wait_for(task, 10) == 2
-    finally:
-        other.close()
-    assert [r.seq async for r in log.read()] == [1, 2]
-
-
-async def test_inline_commits_checkpoint_the_wal_on_the_writers_thread(log: EventLog, log_path: Path) -> None:
-    """SQLite's automatic checkpoint is off where commits run on the loop's thread; the
-    log checkpoints on the writer's thread instead, so the WAL does not grow with the
-    log."""
-    rows = await log._writer.execute_fetchall("PRAGMA wal_autocheckpoint")
-    assert list(rows) == [(0,)]
-    wal = Path(str(log_path) + "-wal")
-    for i in range(60):  # ~12 MB of events
-        await log.append([gateway(i * 100 + j, key="k" * 2000) for j in range(100)])
-    await wait_for(lambda: log._checkpointer is not None and log._checkpointer.done())
-    assert await log.head() == 6000
-    assert wal.stat().st_size < 6 * 2**20, wal.stat().st_size
 
 
 async def test_tail_waits_for_new_events_and_ends_when_the_log_closes(log_path: Path) -> None:
