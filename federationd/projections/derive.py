@@ -31,7 +31,9 @@ the localities and the ``meshNetworks`` networks (built once per change and hand
 every cluster, whose ConfigMap text is then dumped once too). A gateway change on one
 remote thus re-renders the ConfigMap and nothing else — once for the master and once for
 all the remotes that share the master's settings (the render cache hands one cluster's
-build to another that read the same) —; a namespace label change renders one patch. The
+build to another that read the same) —, and every cluster keeps its last objects with
+that ConfigMap swapped in (the master's while no other component of it read what moved:
+``RenderCache.hits``); a namespace label change renders one patch. The
 memo changes how much is recomputed, never the result: ``derive`` of a state is the same
 with a cold memo. ``desired_hash`` is a hash tree over the clusters' and statuses' own
 hashes, so it too costs what changed.
