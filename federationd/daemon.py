@@ -94,6 +94,7 @@ from federationd.projections.derive import (
     Derivation,
     Desired,
     desired_hash,
+    networks_moved,
 )
 from federationd.projections.membership import Membership
 from federationd.projections.state import (
@@ -512,6 +513,10 @@ class Daemon:
         #: the last seq this process appended: until a derivation has seen it, what the
         #: converger and the status writer hold may be older than the log (``converged``)
         self._appended = 0
+        #: cluster → the seq of the state whose objects its converger was last handed:
+        #: an older state's (a derivation that started before the master lane pushed a
+        #: newer one) is not handed over after it
+        self._pushed: dict[str, int] = {}
         self._last_fact_time = 0.0
         self._snapshotter: Snapshotter[ProjectionState] | None = None
         self._joining: set[str] = set()
@@ -590,12 +595,16 @@ class Daemon:
             if delay:
                 # --debug-fold-delay: the fire drill for the projection-lag alert
                 await asyncio.sleep(delay)
-            self.state = fold(self.state, record)
+            before = self.state
+            self.state = fold(before, record)
             if not isinstance(record.event, ev.ActuationApplied | ev.ActuationFailed):
                 self._last_fact_time = record.event.time
             head = await self.events_log.head()
             self.metrics.projection_lag_events.set(max(0, head - self.state.seq))
             self.metrics.event_log_head.set(head)
+            if head == record.seq and networks_moved(before, self.state):
+                # before the derive task is woken: the master's write goes first
+                self._master_lane()
             self._dirty.set()
             if self._snapshotter is not None and self._snapshotter.due(record.seq):
                 self._snapshot_due.set()
@@ -654,6 +663,21 @@ class Daemon:
             # Let the fold task run between derivations of a burst.
             await asyncio.sleep(0)
 
+    def _master_lane(self) -> None:
+        """The master's objects of the state just folded, handed to its converger now,
+        in the fold's own turn, when the fact may have moved the mesh's networks and
+        nothing more is waiting to be folded: a moved gateway's ``meshNetworks`` is what
+        the mesh waits for, and it need not wait for the derive task's turn (behind the
+        other work the same change wakes, such as the echo of the gateway's Service on
+        its cluster). The same derivation the derive task takes next (its ``master()``
+        is then a memo hit); it pushes what that step would, a turn earlier."""
+        if not self.initial_sync_done():
+            return
+        state = self.state
+        early = Derivation(state).master()
+        if early is not None:
+            self._push_early(state, *early)
+
     def _kube_for(self, cluster: str) -> KubeClient | None:
         rt = self.runtimes.get(cluster)
         return rt.kube if rt is not None else None
@@ -690,6 +714,9 @@ class Daemon:
         return queued
 
     def _push_cluster(self, state: ProjectionState, name: str, rt: ClusterRuntime, cd: ClusterDesired) -> bool:
+        if state.seq < self._pushed.get(name, 0):
+            return False  # the master lane handed over a newer state's objects already
+        self._pushed[name] = state.seq
         return rt.converger.set_desired(
             cd,
             state.actuations.get(name, {}),
@@ -814,6 +841,7 @@ class Daemon:
 
     async def _stop_remote(self, name: str) -> None:
         rt = self.runtimes.pop(name, None)
+        self._pushed.pop(name, None)
         if rt is None:
             return
         await rt.stop()

@@ -417,6 +417,19 @@ def _mesh_networks(
     return _memo.get(("networks-in", "*"), inputs, lambda: _mesh_networks_now(state, master, istio))
 
 
+def networks_moved(old: ProjectionState, new: ProjectionState) -> bool:
+    """Whether the mesh's networks may differ between two states: some part of the
+    state ``_mesh_networks`` reads (besides the managed Istio) is not the same object."""
+    return not (
+        old.gateways is new.gateways
+        and old.identities is new.identities
+        and old.resolutions is new.resolutions
+        and old.nodes is new.nodes
+        and old.remote_istios is new.remote_istios
+        and old.istios is new.istios
+    )
+
+
 def _mesh_networks_now(
     state: ProjectionState, master: str, istio: CustomResource
 ) -> tuple[tuple[MeshNetwork, ...], tuple[int, ...]]:

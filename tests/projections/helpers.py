@@ -116,3 +116,32 @@ def apis(cluster: str, release: str = "1.16", *, time: float = 1) -> ev.Kubernet
         cluster=ClusterName(cluster), key=f"Discovery//{cluster}", time=time,
         version=versions.parse(release).git_version, group_versions=tuple(gvs),
     )
+
+
+def gateway(cluster: str, ip: str, *, namespace: str = "istio-system") -> ev.GatewayAddressesObserved:
+    """A LoadBalancer ingress gateway of ``cluster`` at ``ip``."""
+    return ev.GatewayAddressesObserved(
+        cluster=ClusterName(cluster), key=f"Service/{namespace}/istio-ingressgateway", time=2, namespace=namespace,
+        name="istio-ingressgateway", service_type="LoadBalancer", ips=(ip,), ports={"tls": 15443},
+    )
+
+
+def fleet(remotes: int) -> Log:
+    """A gateway-federated master and ``remotes`` identified remotes, each with a gateway
+    (``remote-i`` at 35.1.i.1) and an injected ``default`` namespace."""
+    ns = "istio-system"
+    log = Log()
+    log.add(istio(GATEWAY_FEDERATION), namespace("default"), gateway("master", "35.0.0.1"))
+    for i in range(remotes):
+        r = f"remote-{i}"
+        log.add(
+            ev.RemoteIstioSpecChanged(
+                cluster=MASTER, key=f"RemoteIstio/{ns}/{r}", time=1, namespace=ns, name=r, uid=r,
+                generation=1, spec={"autoInjectionNamespaces": ["default"], "enabledServices": [{"name": "istio-pilot"}]},
+            ),
+            ev.KubeconfigObserved(cluster=MASTER, key=f"Secret/{ns}/{r}", time=1, remote=r, server="https://r", fingerprint="f"),
+            ev.ClusterIdentityObserved(cluster=ClusterName(r), key="Namespace//kube-system", time=1, uid=f"uid-{r}"),
+            gateway(r, f"35.1.{i}.1"),
+            namespace("default", cluster=r),
+        )
+    return log

@@ -16,35 +16,19 @@ from federationd.projections.derive import derive, desired_hash
 from federationd.projections.state import ProjectionState
 from federationd.render import objects as robj
 
-from .helpers import GATEWAY_FEDERATION, MASTER, SEED_000, Log, apis, istio, namespace
+from .helpers import (
+    MASTER,
+    SEED_000,
+    Log,
+    apis,
+    fleet,
+    gateway,
+    istio,
+    namespace,
+)
 
 NS = "istio-system"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-
-
-def _gateway(cluster: str, ip: str) -> ev.GatewayAddressesObserved:
-    return ev.GatewayAddressesObserved(
-        cluster=ClusterName(cluster), key=f"Service/{NS}/istio-ingressgateway", time=2, namespace=NS,
-        name="istio-ingressgateway", service_type="LoadBalancer", ips=(ip,), ports={"tls": 15443},
-    )
-
-
-def _fleet(remotes: int) -> Log:
-    log = Log()
-    log.add(istio(GATEWAY_FEDERATION), namespace("default"), _gateway("master", "35.0.0.1"))
-    for i in range(remotes):
-        r = f"remote-{i}"
-        log.add(
-            ev.RemoteIstioSpecChanged(
-                cluster=MASTER, key=f"RemoteIstio/{NS}/{r}", time=1, namespace=NS, name=r, uid=r,
-                generation=1, spec={"autoInjectionNamespaces": ["default"], "enabledServices": [{"name": "istio-pilot"}]},
-            ),
-            ev.KubeconfigObserved(cluster=MASTER, key=f"Secret/{NS}/{r}", time=1, remote=r, server="https://r", fingerprint="f"),
-            ev.ClusterIdentityObserved(cluster=ClusterName(r), key="Namespace//kube-system", time=1, uid=f"uid-{r}"),
-            _gateway(r, f"35.1.{i}.1"),
-            namespace("default", cluster=r),
-        )
-    return log
 
 
 def _warm_equals_cold(states: list[ProjectionState]) -> list[d.Desired]:
@@ -69,10 +53,10 @@ def _changed(a: d.Desired, b: d.Desired) -> set[tuple[str, str]]:
 
 
 def test_a_gateway_change_renders_only_what_depends_on_gateway_addresses(monkeypatch: Any) -> None:
-    log = _fleet(5)
+    log = fleet(5)
     before = derive(log.state)
     d.reset_renders()
-    log.add(_gateway("remote-3", "35.9.9.9"))
+    log.add(gateway("remote-3", "35.9.9.9"))
     full: list[str] = []
     real, real_master = d._remote_desired_now, d._master_desired_now
     monkeypatch.setattr(d, "_remote_desired_now", lambda s, i, r: full.append(r.name) or real(s, i, r))
@@ -129,7 +113,7 @@ def test_a_gateway_change_renders_only_what_depends_on_gateway_addresses(monkeyp
     derive(log.state)
     d.reset_renders()
     full.clear()
-    log.add(_gateway("remote-9", "35.9.9.10"))
+    log.add(gateway("remote-9", "35.9.9.10"))
     joined = derive(log.state)
     assert "master" in full
     assert ("master", "pilot") in {(c, what) for c, what, _ in d.renders()}
@@ -137,7 +121,7 @@ def test_a_gateway_change_renders_only_what_depends_on_gateway_addresses(monkeyp
 
 
 def test_a_namespace_label_change_renders_one_object() -> None:
-    log = _fleet(3)
+    log = fleet(3)
     before = derive(log.state)
     d.reset_renders()
     log.add(namespace("default", {"team": "a"}, cluster="remote-1"))
@@ -151,7 +135,7 @@ def test_a_namespace_label_change_renders_one_object() -> None:
 
 
 def test_nothing_changed_renders_nothing_and_hashes_the_same() -> None:
-    log = _fleet(3)
+    log = fleet(3)
     first = derive(log.state)
     d.reset_renders()
     again = derive(log.state)
@@ -172,8 +156,8 @@ def _states(log: Log) -> list[ProjectionState]:
 
 
 def test_a_warm_derivation_equals_a_cold_one_in_any_order() -> None:
-    log = _fleet(3)
-    log.add(_gateway("remote-1", "35.7.7.7"), namespace("default", {"l": "1"}, cluster="remote-2"))
+    log = fleet(3)
+    log.add(gateway("remote-1", "35.7.7.7"), namespace("default", {"l": "1"}, cluster="remote-2"))
     log.add(istio({**SEED_000, "mtls": True}, generation=2))
     log.add(ev.RemoteIstioRemoved(cluster=MASTER, key=f"RemoteIstio/{NS}/remote-0", time=3, namespace=NS, name="remote-0"))
     states = _states(log)
@@ -196,7 +180,7 @@ def test_each_remotes_network_follows_the_facts_it_reads_warm_as_cold() -> None:
     goes and comes back, a new identity, a removed remote — after each, every cluster's
     networks equal a cold derivation's, and the untouched remotes' networks are the
     previous ones, the same objects."""
-    log = _fleet(4)
+    log = fleet(4)
     r2 = ClusterName("remote-2")
     nodeport = ev.GatewayAddressesObserved(
         cluster=r2, key=f"Service/{NS}/istio-ingressgateway", time=3, namespace=NS, name="istio-ingressgateway",
@@ -211,7 +195,7 @@ def test_each_remotes_network_follows_the_facts_it_reads_warm_as_cold() -> None:
     log.add(node("10.2.0.9", 5))
     log.add(ev.GatewayRemoved(cluster=ClusterName("remote-1"), key=f"Service/{NS}/istio-ingressgateway", time=6,
                               namespace=NS, name="istio-ingressgateway"))
-    log.add(_gateway("remote-1", "35.9.9.9"))
+    log.add(gateway("remote-1", "35.9.9.9"))
     log.add(ev.ClusterIdentityObserved(cluster=ClusterName("remote-3"), key="Namespace//kube-system", time=7, uid="uid-new"))
     log.add(ev.RemoteIstioRemoved(cluster=MASTER, key=f"RemoteIstio/{NS}/remote-0", time=8, namespace=NS, name="remote-0"))
     states = _states(log)
@@ -242,7 +226,7 @@ def test_a_change_to_some_clusters_derives_those_alone_and_equals_a_cold_derivat
     """Facts about one cluster (its writes, workloads, connection, trust, cacerts, served
     APIs), and the master's pods (every remote's enabledServices): after each, the derivation that
     re-derives only the touched clusters equals a cold one."""
-    log = _fleet(4)
+    log = fleet(4)
     d._memo = d._Memo()
     first = derive(log.state)
     r1 = ClusterName("remote-1")
@@ -299,7 +283,7 @@ def test_a_restarted_master_pod_that_renders_the_same_is_not_analysed_again(monk
     and the mesh analysis does not run again."""
     from federationd.projections import analysis
 
-    log = _fleet(3)
+    log = fleet(3)
     log.add(_pilot_pods("10.0.0.1", time=3))
     ports_from = log.records[-1].seq
     d._memo = d._Memo()
