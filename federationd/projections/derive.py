@@ -783,8 +783,9 @@ def _swap_rendered(
         e = seen.get(id(d.obj))
         if e is not None and e[0] is not d.obj:
             e = None
+        u: tuple[int, ...] | None
         if used is not None:
-            u: tuple[int, ...] | None = used(o)
+            u = used(o)
             reasons = tuple(sorted(set(u)))
         else:
             u, reasons = (e[1] if e is not None else None), d.reasons
