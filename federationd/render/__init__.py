@@ -84,7 +84,8 @@ def _cached(cache: RenderCache, name: str, build: Callable[[Ctx], list[Obj]], ct
     return cache.build(name, build, ctx, make_ctx=lambda f: dataclasses.replace(ctx, facts=f))
 
 
-def _build(ctx: Ctx, cache: RenderCache | None = None) -> list[Obj]:
+def _parts(ctx: Ctx) -> list[tuple[str, Callable[[Ctx], list[Obj]]]]:
+    """The components built for ``ctx``, by name."""
     parts: list[tuple[str, Callable[[Ctx], list[Obj]]]] = []
     comps = ctx.profile.remote if ctx.facts.role == "remote" else ctx.profile.master
     for comp in comps:
@@ -92,8 +93,12 @@ def _build(ctx: Ctx, cache: RenderCache | None = None) -> list[Obj]:
             parts.append((comp.name, comp.build))
     # The mesh objects in two parts: only the ConfigMap depends on the gateways.
     parts += [(_MESH_CONFIG, _mesh_config), ("mesh-security", _mesh_security)]
+    return parts
+
+
+def _build(ctx: Ctx, cache: RenderCache | None = None) -> list[Obj]:
     out: list[Obj] = []
-    for name, build in parts:
+    for name, build in _parts(ctx):
         if cache is None:
             out += build(ctx)
         else:
@@ -122,7 +127,7 @@ def render_master_mesh_config(
     if facts.role != "master":
         facts = replace(facts, role="master")
     ctx = Ctx(spec=spec, profile=profile, namespace=namespace, facts=facts)
-    if not cache.hits(ctx, besides=_MESH_CONFIG):
+    if not cache.hits(ctx, [name for name, _ in _parts(ctx) if name != _MESH_CONFIG]):
         return None
     return _cached(cache, _MESH_CONFIG, _mesh_config, ctx)
 

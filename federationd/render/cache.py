@@ -93,8 +93,6 @@ class RenderCache:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str, str], _Entry] = {}
-        #: (cluster, role) → the names of its components in ``_entries``
-        self._names: dict[tuple[str, str], set[str]] = {}
         #: (role, component) → its latest builds (one per effective spec, the most recent
         #: first), whichever cluster each was for
         self._latest: dict[tuple[str, str], list[_Entry]] = {}
@@ -148,24 +146,21 @@ class RenderCache:
             objs = [o if (p := before.get(_ref(o))) is None or p != o else p for o in objs]
         entry = _Entry(ctx.profile, ctx.spec, ctx.namespace, reads, objs)
         self._entries[key] = entry
-        self._names.setdefault((facts.cluster, facts.role), set()).add(name)
         # the latest build per effective spec, the most recent first
         latest[:] = [entry, *(o for o in latest if o.spec is not ctx.spec)][: self.DISTINCT_SPECS]
         return objs
 
-    def hits(self, ctx: Any, *, besides: str) -> bool:
-        """Whether every component built for ``ctx``'s cluster and role other than
-        ``besides`` would return its last build for ``ctx``: the same profile, spec and
+    def hits(self, ctx: Any, names: Iterable[str]) -> bool:
+        """Whether each of the components ``names`` would return its last build for
+        ``ctx``'s cluster and role: built before, with the same profile, spec and
         namespace, and the same value of every facts field it read. What lets one
         component be built alone when only what it reads changed."""
         facts: RenderFacts = ctx.facts
-        names = self._names.get((facts.cluster, facts.role), set())
         for name in names:
-            if name == besides:
-                continue
-            if not _hit(self._entries[(facts.cluster, facts.role, name)], ctx):
+            e = self._entries.get((facts.cluster, facts.role, name))
+            if e is None or not _hit(e, ctx):
                 return False
-        return besides in names
+        return True
 
     def effective_spec(
         self, cluster: str, spec: IstioSpec, remote: RemoteIstioSpec, fold: Callable[[IstioSpec, RemoteIstioSpec], IstioSpec]
@@ -195,8 +190,6 @@ class RenderCache:
         keep = set(clusters)
         for k in [k for k in self._entries if k[0] not in keep]:
             del self._entries[k]
-        for k2 in [k2 for k2 in self._names if k2[0] not in keep]:
-            del self._names[k2]
         live = {id(e) for e in self._entries.values()}
         for latest in self._latest.values():
             latest[:] = [e for e in latest if id(e) in live]

@@ -17,6 +17,7 @@ from federationd.projections.state import ProjectionState
 from federationd.render import objects as robj
 
 from .helpers import (
+    GATEWAY_FEDERATION,
     MASTER,
     SEED_000,
     Log,
@@ -118,6 +119,23 @@ def test_a_gateway_change_renders_only_what_depends_on_gateway_addresses(monkeyp
     assert "master" in full
     assert ("master", "pilot") in {(c, what) for c, what, _ in d.renders()}
     assert d.to_builtins(joined) == d.to_builtins(_cold(log.state))
+
+
+def test_the_masters_configmap_is_swapped_alone_after_a_component_was_turned_off(monkeypatch: Any) -> None:
+    """What the swap checks is the master's components as its spec has them now: one the
+    spec turned off (and the render cache still holds) does not stop it."""
+    log = fleet(2)
+    derive(log.state)
+    log.add(istio({**GATEWAY_FEDERATION, "gateways": {"egress": {"enabled": False}}}, generation=2))
+    before = derive(log.state)
+    assert not any("istio-egressgateway" in k for k in before.clusters["master"].objects)
+    full: list[str] = []
+    real = d._master_desired_now
+    monkeypatch.setattr(d, "_master_desired_now", lambda s, i: full.append(i.cluster) or real(s, i))
+    log.add(gateway("remote-1", "35.9.9.9"))
+    after = derive(log.state)
+    assert full == []
+    assert d.to_builtins(after) == d.to_builtins(_cold(log.state))
 
 
 def test_a_namespace_label_change_renders_one_object() -> None:
