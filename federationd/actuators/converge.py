@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import heapq
 import itertools
 import logging
@@ -66,6 +67,8 @@ from collections.abc import (
 )
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+import msgspec
 
 from events import types as ev
 from events.types import ClusterName, Event
@@ -203,6 +206,22 @@ def observed_hash(obj: Obj | None) -> str:
     if obj is None:
         return ""
     return str(((obj.get("metadata") or {}).get("annotations") or {}).get(CONTENT_HASH_ANNOTATION, ""))
+
+
+_SHAPE_ENCODER = msgspec.json.Encoder()
+
+
+def shape_hash(obj: Obj) -> bytes:
+    """A digest of ``obj`` but its ``status`` and ``metadata.resourceVersion``: equal for
+    two stored versions that differ in those alone (a load balancer's address, a
+    Deployment's readiness), so a check that found the first in effect holds for the
+    second. Conservative: any other difference, a field order included, makes them
+    differ (and the object is compared again)."""
+    meta = obj.get("metadata")
+    rest = {k: v for k, v in obj.items() if k != "status"}
+    if isinstance(meta, dict) and "resourceVersion" in meta:
+        rest["metadata"] = {k: v for k, v in meta.items() if k != "resourceVersion"}
+    return hashlib.blake2b(_SHAPE_ENCODER.encode(rest), digest_size=16).digest()
 
 
 def _message(error: ApiError | secretref.SecretUnavailable) -> str:
@@ -408,7 +427,10 @@ class ClusterConverger:
         #: the converger's compact inventory, or the dict a shared reflector stores per
         #: version. An object with a credential placeholder is never remembered: its
         #: value can change under the same objects.
-        self._effect: dict[str, tuple[DesiredObject, object]] = {}
+        #: The third item is the stored version's ``shape_hash`` (None when its store
+        #: keeps no summary): a later version with the same shape (a status update) is
+        #: in effect too, without a decode.
+        self._effect: dict[str, tuple[DesiredObject, object, bytes | None]] = {}
         #: key → (content hash applied, resourceVersion the inventory showed before, until
         #: when to wait for the inventory to show the write) — see ``_handle``
         self._applied: dict[str, tuple[str, str, float]] = {}
@@ -532,11 +554,12 @@ class ClusterConverger:
             else:
                 yield from (self._key_of(obj) for obj in store.values() if self._inventory_object(obj))
 
-    def inventory_summary(self, obj: Obj) -> tuple[str, str] | None:
+    def inventory_summary(self, obj: Obj) -> tuple[str, str, bytes] | None:
         """What a compact inventory store keeps of ``obj``: when it is federationd's, its
-        key and the content hash it carries (``observed_hash``), so that a changed object
-        is known to differ without decoding it."""
-        return (self._key_of(obj), observed_hash(obj)) if self._inventory_object(obj) else None
+        key, the content hash it carries (``observed_hash``), so that a changed object
+        is known to differ without decoding it, and its ``shape_hash``, so that a version
+        that changed only its status is known to be in effect as the last one was."""
+        return (self._key_of(obj), observed_hash(obj), shape_hash(obj)) if self._inventory_object(obj) else None
 
     def converged(self) -> bool:
         """No work queued or in flight and every desired object in effect (tests, /debug)."""
@@ -628,7 +651,10 @@ class ClusterConverger:
 
     def _on_observed(self, obj: Obj) -> None:
         key = self._key_of(obj)
-        if key in self._desired.objects or key in self._acts or self._inventory_object(obj):
+        d = self._desired.objects.get(key)
+        if d is not None and self._known_in_effect(key, d):
+            return  # a new status of an object in effect: nothing to check or write
+        if d is not None or key in self._acts or self._inventory_object(obj):
             self._enqueue([key])
 
     def _observed(self, key: str) -> Obj | None:
@@ -671,14 +697,13 @@ class ClusterConverger:
         """Whether ``observed`` (by default: the inventory's) carries ``d``. A check that
         passed is remembered for this ``d`` and this stored version of the object
         (``Reflector.token``), so it is not decoded and compared again."""
-        token = self._token(key)
-        seen = self._effect.get(key)
-        if token is not None and seen is not None and seen[0] is d and seen[1] is token:
+        if self._known_in_effect(key, d):
             return True
+        token = self._token(key)
+        carried = self._summary(key)
         if isinstance(observed, _Unread):
             if token is None:
                 return False
-            carried = self._summary(key)
             if carried is not None and carried[1] != d.content_hash:
                 return False  # its summary says it carries other content: not decoded
             observed = self._observed(key)
@@ -694,10 +719,30 @@ class ClusterConverger:
             learnt = self._normalised.get(key)
             ok = learnt is not None and learnt == (d.content_hash, content_hash(project(body, observed)))
         if ok and body is plain and token is not None and self._token(key) is token:
-            self._effect[key] = (d, token)
+            self._effect[key] = (d, token, carried[2] if carried is not None else None)
         else:
             self._effect.pop(key, None)
         return ok
+
+    def _known_in_effect(self, key: str, d: DesiredObject) -> bool:
+        """Whether the stored version of ``key`` is known to carry ``d`` without looking
+        at it: the very version last found in effect, or one of the same shape (only its
+        status moved)."""
+        seen = self._effect.get(key)
+        if seen is None or seen[0] is not d:
+            return False
+        token = self._token(key)
+        if token is None:
+            return False
+        if seen[1] is token:
+            return True
+        if seen[2] is None:
+            return False
+        carried = self._summary(key)
+        if carried is None or carried[2] != seen[2]:
+            return False
+        self._effect[key] = (d, token, seen[2])
+        return True
 
     async def _reconcile(self, key: str) -> None:
         """One reconcile of one object, counted and timed the way controller-runtime counts
@@ -745,7 +790,7 @@ class ClusterConverger:
         r = self._reflectors.get((api_version, kind))
         return r is not None and r.synced.is_set() and r.token((namespace, name)) is not None
 
-    def _summary(self, key: str) -> tuple[str, str] | None:
+    def _summary(self, key: str) -> tuple[str, str, bytes] | None:
         """The inventory summary of the stored object (None: not federationd's, or its
         store keeps none). Every compact store here summarises with
         ``inventory_summary`` (``share`` takes no other)."""

@@ -129,6 +129,39 @@ async def test_the_inventory_is_kept_compact_and_a_known_check_decodes_nothing(
     assert ("istio-system", "a") in decoded and ("istio-system", "b") not in decoded
 
 
+async def test_a_status_update_of_an_object_in_effect_is_neither_decoded_nor_queued(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new status (a load balancer's address) is a new stored version whose shape, its
+    status aside, is the one found in effect: nothing to check again. An edit by hand
+    of the same object is checked and repaired."""
+    svc = obj("v1", "Service", "gw", component="mesh", namespace="istio-system",
+              spec={"type": "ClusterIP", "ports": [{"name": "tls", "port": 15443}], "selector": {"app": "gw"}})
+    h.conv.set_desired(_desired([svc]), {})
+    await wait_for(h.conv.converged, what="convergence")
+    key = "v1/Service/istio-system/gw"
+    queued: list[str] = []
+    add = h.conv.queue.add
+    monkeypatch.setattr(h.conv.queue, "add", lambda k: queued.append(k) or add(k))
+    decoded = _count_decodes(monkeypatch)
+    reflector = h.conv._reflectors[("v1", "Service")]
+    for i in range(3):
+        live = h.store.get("v1", "Service", "gw", "istio-system")
+        assert live is not None
+        before = reflector.token(("istio-system", "gw"))
+        live["status"] = {"loadBalancer": {"ingress": [{"ip": f"198.51.100.{i + 1}"}]}}
+        h.store.update(live, subresource="status")
+        await wait_for(lambda b=before: reflector.token(("istio-system", "gw")) is not b, what="the new status stored")
+        assert h.conv.converged()
+    assert decoded == [] and queued == []
+    live = h.store.get("v1", "Service", "gw", "istio-system")
+    assert live is not None
+    live["spec"]["selector"] = {"app": "hand-edited"}
+    h.store.update(live)
+    await wait_for(lambda: (h.store.get("v1", "Service", "gw", "istio-system") or {})["spec"]["selector"] == {"app": "gw"},
+                   what="repair")
+    assert key in queued and ("istio-system", "gw") in decoded
+
+
 async def test_content_found_in_effect_after_a_failed_write_is_recorded(h: Harness) -> None:
     """Applied, then a change whose write fails, then the change undone: the object on
     the cluster is what is desired again, and the log must say so (its last word on the
