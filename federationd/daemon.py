@@ -513,10 +513,6 @@ class Daemon:
         #: the last seq this process appended: until a derivation has seen it, what the
         #: converger and the status writer hold may be older than the log (``converged``)
         self._appended = 0
-        #: cluster → the seq of the state whose objects its converger was last handed:
-        #: an older state's (a derivation that started before the master lane pushed a
-        #: newer one) is not handed over after it
-        self._pushed: dict[str, int] = {}
         self._last_fact_time = 0.0
         self._snapshotter: Snapshotter[ProjectionState] | None = None
         self._joining: set[str] = set()
@@ -670,7 +666,9 @@ class Daemon:
         the mesh waits for, and it need not wait for the derive task's turn (behind the
         other work the same change wakes, such as the echo of the gateway's Service on
         its cluster). The same derivation the derive task takes next (its ``master()``
-        is then a memo hit); it pushes what that step would, a turn earlier."""
+        is then a memo hit); it pushes what that step would, a turn earlier. (A
+        converger refuses an older state's objects after a newer one's:
+        ``ClusterConverger.set_desired``.)"""
         if not self.initial_sync_done():
             return
         state = self.state
@@ -714,9 +712,6 @@ class Daemon:
         return queued
 
     def _push_cluster(self, state: ProjectionState, name: str, rt: ClusterRuntime, cd: ClusterDesired) -> bool:
-        if state.seq < self._pushed.get(name, 0):
-            return False  # the master lane handed over a newer state's objects already
-        self._pushed[name] = state.seq
         return rt.converger.set_desired(
             cd,
             state.actuations.get(name, {}),
@@ -841,7 +836,6 @@ class Daemon:
 
     async def _stop_remote(self, name: str) -> None:
         rt = self.runtimes.pop(name, None)
-        self._pushed.pop(name, None)
         if rt is None:
             return
         await rt.stop()

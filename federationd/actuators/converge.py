@@ -399,6 +399,8 @@ class ClusterConverger:
         self._shared: set[Kind] = set()
         #: no desired state yet: nothing is applied, deleted or released before one
         self._has_desired = False
+        #: the seq of the state the current desired state was derived from
+        self._desired_seq = 0
         self._desired = ClusterDesired()
         self._acts: Mapping[str, Actuation] = {}
         # What this process recorded (apply/verify) per key, so a verify is logged once
@@ -502,7 +504,15 @@ class ClusterConverger:
 
         Called after every derivation for every cluster: what did not change is the same
         object (derivation is incremental), so an unchanged cluster costs two identity
-        tests, not a walk over its objects."""
+        tests, not a walk over its objects.
+
+        A desired state derived from an older state of the log (``cause_seq``) than the
+        one already given is refused (False): the daemon hands the master's objects over
+        from the fold too, ahead of a derivation that may still be handing over an older
+        state's."""
+        if cause_seq < self._desired_seq:
+            return False
+        self._desired_seq = cause_seq
         old = self._desired
         self._settling = settling
         if desired is old and actuations is self._acts:

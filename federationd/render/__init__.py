@@ -122,7 +122,10 @@ def render_master_mesh_config(
     """The ``istio`` ConfigMap of ``render_master`` alone, through the same cache entry,
     when every other component of the master would be a cache hit with these facts (a
     moved gateway: only ``meshNetworks`` changed); None when another component would be
-    built again (a new network's registry rebuilds pilot), so the caller renders all."""
+    built again (a new network's registry rebuilds pilot), so the caller renders all.
+    The object is ``mesh.render_config``'s, as in ``render_master`` (upstream: the
+    operator's ``pkg/resources/common/configmap.go`` and the charts'
+    ``templates/configmap.yaml``, compared in ``render/mesh.py``)."""
     profile = profile_for(spec.version)
     if facts.role != "master":
         facts = replace(facts, role="master")

@@ -218,6 +218,18 @@ async def test_an_update_decodes_the_stored_object_once(h: Harness, monkeypatch:
     assert decoded == [("istio-system", "b")] * 2
 
 
+async def test_an_older_states_desired_objects_are_refused_after_a_newer_ones(h: Harness) -> None:
+    """The daemon hands the master's objects over from the fold too, ahead of a
+    derivation that may still hand over an older state's: those never replace them."""
+    newer, older = _desired([_cm("a", "2")]), _desired([_cm("a", "1")])
+    assert h.conv.set_desired(newer, {}, cause_seq=7)
+    assert not h.conv.set_desired(older, {}, cause_seq=6)
+    assert not h.conv.set_desired(newer, {}, cause_seq=7)  # the same, again: nothing new
+    await wait_for(lambda: (h.cm("a") or {}).get("data") == {"v": "2"} and h.conv.converged(), what="the newer state")
+    assert h.conv.set_desired(older, {}, cause_seq=8)  # derived from a later state: taken
+    await wait_for(lambda: (h.cm("a") or {}).get("data") == {"v": "1"}, what="the later state")
+
+
 async def test_one_changed_object_is_one_write(h: Harness) -> None:
     h.conv.set_desired(_desired([_cm("a", "1"), _cm("b", "2")]), {})
     await wait_for(h.conv.converged)

@@ -1,6 +1,5 @@
 """The master lane: a fact that moves the mesh's networks hands the master's objects to
-its converger from the fold, before the derive task's turn; and no derivation of an
-older state hands a cluster its objects after a newer state's."""
+its converger from the fold, before the derive task's turn."""
 
 from __future__ import annotations
 
@@ -8,13 +7,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from events.log import EventLog
 from federationd import config
 from federationd.daemon import Daemon
 from federationd.projections.derive import ClusterDesired, networks_moved
-from federationd.projections.state import EMPTY, ProjectionState
 
 from ..projections.helpers import applied, fleet, gateway
 from .waiting import wait_for
@@ -37,20 +33,6 @@ class _Runtime:
     def __init__(self) -> None:
         self.joined = True
         self.converger = _Converger()
-
-
-def _at(seq: int) -> ProjectionState:
-    return msgspec.structs.replace(EMPTY, seq=seq)
-
-
-def test_an_older_state_is_not_handed_over_after_a_newer_one() -> None:
-    d = Daemon(config.Settings())
-    rt = _Runtime()
-    newer, older = ClusterDesired(), ClusterDesired(hold=True, hold_reason="older")
-    assert d._push_cluster(_at(7), "master", rt, newer)  # type: ignore[arg-type]
-    assert not d._push_cluster(_at(6), "master", rt, older)  # type: ignore[arg-type]
-    assert d._push_cluster(_at(7), "master", rt, newer)  # type: ignore[arg-type]
-    assert [(seq, cd) for seq, cd in rt.converger.handed] == [(7, newer), (7, newer)]
 
 
 def test_networks_moved_follows_what_the_networks_read() -> None:
