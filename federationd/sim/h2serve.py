@@ -108,25 +108,6 @@ def offer_h2(ctx: ssl.SSLContext) -> None:
     ctx.set_alpn_protocols(ALPN_PROTOCOLS)
 
 
-#: the connections with frames waiting for their write (``H2Protocol._schedule_write``),
-#: in the order they were scheduled
-_SCHEDULED: dict[H2Protocol, None] = {}
-
-
-def write_scheduled() -> None:
-    """Write now what every connection has waiting: a store calls this once it has
-    offered a change to its watches (``Store.offered``), so that the watch events leave
-    before the store's listeners (the emulated controllers) and the rest of the writer's
-    turn run. A real API server's watch handlers write concurrently with its
-    controllers; here the frames would otherwise wait for the end of the event loop's
-    iteration (0.4 ms at the median, 1.5 ms at p90 in the fleet benchmark), which an
-    HTTP/1.1 watch, written at once, does not."""
-    while _SCHEDULED:
-        conn = next(iter(_SCHEDULED))
-        del _SCHEDULED[conn]
-        conn._scheduled_write()
-
-
 class AlpnSwitch(asyncio.Protocol):
     """The listening socket's protocol: after the TLS handshake, hands the connection to
     HTTP/2 or to aiohttp's HTTP/1.1 handler, whichever ALPN selected."""
@@ -462,21 +443,13 @@ class H2Protocol(asyncio.Protocol):
 
     def _schedule_write(self) -> None:
         # frames produced during one loop iteration (a change fanned out to several
-        # watches of this connection) leave in one TLS write, at the end of the
-        # iteration or when the store has offered the change (``write_scheduled``)
+        # watches of this connection) leave in one TLS write
         if not self._write_scheduled and not self._lost:
             self._write_scheduled = True
-            _SCHEDULED[self] = None
-            self._loop.call_soon(self._scheduled_write)
-
-    def _scheduled_write(self) -> None:
-        if self._write_scheduled:  # else written already (``write_scheduled``)
-            self._write_now()
+            self._loop.call_soon(self._write_now)
 
     def _write_now(self) -> None:
-        if self._write_scheduled:
-            self._write_scheduled = False
-            _SCHEDULED.pop(self, None)
+        self._write_scheduled = False
         if self._lost or self._transport is None:
             return
         data = self._h2.data_to_send()

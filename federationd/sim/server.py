@@ -194,8 +194,6 @@ class ApiServer:
         self.transports: weakref.WeakSet[Any] = weakref.WeakSet()
         self._watch_tasks: set[asyncio.Task[Any]] = set()
         store.listeners.append(self._on_change)
-        if h2serve.write_scheduled not in store.offered:
-            store.offered.append(h2serve.write_scheduled)
 
     def _next_bookmark(self, now: float, deadline: float) -> float:
         """When a watch's next BOOKMARK goes: ``bookmark_interval`` from now, or just

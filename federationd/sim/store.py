@@ -242,11 +242,6 @@ class Store:
         self.on_pending: Callable[[], None] = lambda: None
         #: hooks called after every committed change (behaviours, CRD registration)
         self.listeners: list[Callable[[Change], None]] = []
-        #: called once a change has been offered to its watches, before ``listeners``:
-        #: the server sends the watch events out there (``h2serve.write_scheduled``), as
-        #: a real API server's watch handlers do while its controllers react, instead of
-        #: after every listener and whatever else runs in the same turn
-        self.offered: list[Callable[[], None]] = []
         #: mutating admission of built-in objects on create (group, kind, object,
         #: generated_name=...), after the built-in plugins and before the object is stored:
         #: the webhooks a cluster calls, for writes through the API and by controllers alike
@@ -359,8 +354,6 @@ class Store:
             for s in list(subs):
                 if s.namespace is None or s.namespace == ns:
                     s.offer(ch)
-            for hook in self.offered:
-                hook()
         for listener in self.listeners:
             listener(ch)
         return ch

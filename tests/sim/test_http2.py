@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import gzip
 import json
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -386,50 +385,6 @@ async def test_watches_multiplexed_on_one_connection(master: Cluster, raw: Raw) 
         # one connection carried them all, and it still serves requests alongside
         assert len({w.id for w in watches}) == 3
         assert (await c.request("GET", "/version")).status == 200
-
-
-async def test_a_watch_event_is_on_the_wire_before_the_stores_listeners_run(master: Cluster, raw: Raw) -> None:
-    """A real API server's watch handlers write while its controllers react: by the time
-    the emulated controllers (the store's listeners) see a change, its event has left
-    on every HTTP/2 watch, as it has on an HTTP/1.1 one, instead of waiting for the end
-    of the event loop's turn behind them."""
-    from federationd.sim.store import Change
-
-    ns = await _namespace(raw)
-    async with h2client(master) as c:
-        w = c.open("GET", f"/api/v1/namespaces/{ns}/configmaps?watch=1")
-        async with asyncio.timeout(5):
-            await w.got_headers.wait()
-        # a second handle on the client's socket, to look at what has arrived without
-        # taking it from the client
-        peek = c.writer.get_extra_info("socket").dup()
-        peek.setblocking(False)
-
-        def arrived() -> bool:
-            try:
-                return bool(peek.recv(1, socket.MSG_PEEK))
-            except BlockingIOError:
-                return False
-
-        seen: list[bool] = []
-
-        def on_change(ch: Change) -> None:
-            if ch.namespace == ns:
-                seen.append(arrived())
-
-        try:
-            await wait_for(lambda: not arrived(), what="the client has read what the server sent")
-            master.store.listeners.append(on_change)
-            code, _, _ = await raw.request("POST", f"/api/v1/namespaces/{ns}/configmaps",
-                                           body={"metadata": {"name": "first"}})
-            assert code == 201
-        finally:
-            with contextlib.suppress(ValueError):
-                master.store.listeners.remove(on_change)
-            peek.close()
-        assert seen == [True]
-        await wait_for(lambda: "first" in [e["object"]["metadata"]["name"] for e in w.lines()],
-                       what="the event on the watch")
 
 
 async def test_resetting_a_watch_stream_ends_the_server_side_watch(master: Cluster, raw: Raw) -> None:
