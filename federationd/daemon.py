@@ -507,9 +507,6 @@ class Daemon:
         self.http: Server | None = None
         self._stop = asyncio.Event()
         self._dirty = asyncio.Event()
-        #: the state the fold's lane derived and its derivation, for the remotes' step
-        #: and the derive task to take up (``_master_lane``)
-        self._lane: tuple[ProjectionState, Derivation] | None = None
         self._snapshot_due = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._synced_head: int | None = None
@@ -635,8 +632,7 @@ class Daemon:
             if not self.initial_sync_done():
                 continue
             state = self.state
-            lane, self._lane = self._lane, None
-            run = lane[1] if lane is not None and lane[0] is state else Derivation(state)
+            run = Derivation(state)
             # Each step's writes start (the workers run in the next turn, before this
             # task) while the next step is derived: the master's first, then every
             # cluster's, then statuses and the rest.
@@ -669,31 +665,16 @@ class Daemon:
         nothing more is waiting to be folded: a moved gateway's ``meshNetworks`` is what
         the mesh waits for, and it need not wait for the derive task's turn (behind the
         other work the same change wakes, such as the echo of the gateway's Service on
-        its cluster). Every other cluster's objects follow in the next callback
-        (``_remotes_lane``). The derive task takes up the same derivation, whose steps
-        are then done: it pushes what those steps would, earlier. (A converger refuses
-        an older state's objects after a newer one's: ``ClusterConverger.set_desired``.)"""
+        its cluster). The same derivation the derive task takes next (its ``master()``
+        is then a memo hit); it pushes what that step would, a turn earlier. (A
+        converger refuses an older state's objects after a newer one's:
+        ``ClusterConverger.set_desired``.)"""
         if not self.initial_sync_done():
             return
         state = self.state
-        run = Derivation(state)
-        self._lane = (state, run)
-        early = run.master()
+        early = Derivation(state).master()
         if early is not None:
             self._push_early(state, *early)
-        # after the master's worker, which its push woke: its request is written first
-        asyncio.get_running_loop().call_soon(self._remotes_lane, state)
-
-    def _remotes_lane(self, state: ProjectionState) -> None:
-        """The lane's second step, in the loop's next callback: every cluster's objects of
-        the state the lane derived, handed over right after the master's write has
-        started instead of after the derive task's turn (behind the rest of the work the
-        change woke). The derive task takes the same derivation up (its steps are then
-        done) unless a newer state was folded meanwhile, which it derives instead."""
-        lane = self._lane
-        if lane is None or lane[0] is not state or self.state is not state or not self.initial_sync_done():
-            return
-        self._push_objects(state, lane[1].clusters())
 
     def _kube_for(self, cluster: str) -> KubeClient | None:
         rt = self.runtimes.get(cluster)
