@@ -52,6 +52,14 @@ more remote kept aside) it prints one JSON object:
 The emulator runs in this process (its store's change feed timestamps every write); the
 daemon and the floor client are child processes. Every wait has a deadline; every loop
 is bounded in count.
+
+Placement (``placement`` in the output): with two CPUs or more, the emulator (this
+process) runs on the first CPU it may use, and the daemon and the floor clients, each in
+turn, on the others; ``--no-pin`` leaves them wherever the scheduler puts them. On a
+real fleet the API servers are other machines. Sharing a CPU with them, a process that
+their write woke waits for the scheduler's tick (4 ms at ``HZ=250``) when that CPU is
+busy: unpinned runs on a 2-CPU machine show stalls of that length, and whole runs whose
+changes are slow in bulk (bench/RESULTS.md, 2026-12-07).
 """
 
 from __future__ import annotations
@@ -246,6 +254,32 @@ def _join(fleet: Fleet, remote: str) -> None:
     })
 
 
+#: (the emulator's CPUs, the clients' CPUs) once ``_place`` pinned them; None: not pinned
+_PLACEMENT: tuple[frozenset[int], frozenset[int]] | None = None
+
+
+def _place(pin: bool) -> dict[str, Any]:
+    """Pin this process (the emulator) to the first CPU it may use and keep the others
+    for the clients (``_as_client``): see the module's docstring. Called before any
+    thread exists, so that every thread of this process stays on the emulator's CPU."""
+    global _PLACEMENT
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not pin or len(cpus) < 2:
+        _PLACEMENT = None
+        return {"pinned": False, "cpus": len(cpus) or os.cpu_count()}
+    emulator, clients = frozenset(cpus[:1]), frozenset(cpus[1:])
+    os.sched_setaffinity(0, emulator)
+    _PLACEMENT = (emulator, clients)
+    return {"pinned": True, "emulator_cpus": sorted(emulator), "client_cpus": sorted(clients)}
+
+
+def _as_client(pid: int) -> None:
+    """Put a just-started client (the daemon, a floor client) on the clients' CPUs; the
+    threads it starts later inherit them."""
+    if _PLACEMENT is not None:
+        os.sched_setaffinity(pid, _PLACEMENT[1])
+
+
 class Daemon:
     def __init__(self, *, kubeconfig: Path, log: Path, resync: float, trace_memory: bool = False,
                  http2: bool = True) -> None:
@@ -266,6 +300,7 @@ class Daemon:
                 *self.args, stdout=asyncio.subprocess.PIPE, stderr=err,
                 env=self.env, cwd=ROOT,
             )
+        _as_client(self.proc.pid)
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
         if not line:
@@ -419,6 +454,7 @@ async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, targets: list[str]
         *(str(fleet[t].kubeconfig_path) for t in targets),
         stdout=asyncio.subprocess.PIPE, cwd=ROOT,
     )
+    _as_client(proc.pid)
     try:
         assert proc.stdout is not None
         await asyncio.wait_for(proc.stdout.readline(), 60)
@@ -608,7 +644,7 @@ async def _run_size(
             }
 
 
-async def main(args: argparse.Namespace) -> int:
+async def main(args: argparse.Namespace, placement: dict[str, Any]) -> int:
     # SIGTERM/SIGINT cancel the run, so the daemon child is stopped and the directory
     # removed on the way out (a killed benchmark must not leave a daemon behind)
     task = asyncio.current_task()
@@ -619,7 +655,7 @@ async def main(args: argparse.Namespace) -> int:
     for n in [int(x) for x in args.sizes.split(",") if x]:
         result = await run_size(n, changes=args.changes, resync=args.resync_period, seed=args.seed, keep=args.keep,
                                 trace_memory=args.trace_memory, http2=not args.http1)
-        print(json.dumps(result), flush=True)
+        print(json.dumps({**result, "placement": placement}), flush=True)
     return 0
 
 
@@ -642,4 +678,8 @@ if __name__ == "__main__":
                    help="run the daemon with PYTHONTRACEMALLOC=1 and report its largest allocation sites (slows it)")
     p.add_argument("--http1", action="store_true",
                    help="run the daemon with --no-http2 (HTTP/1.1: a connection per watch)")
-    sys.exit(asyncio.run(main(p.parse_args())))
+    p.add_argument("--no-pin", action="store_true",
+                   help="leave the emulator, the daemon and the floor clients wherever the scheduler puts them")
+    parsed = p.parse_args()
+    placement = _place(not parsed.no_pin)
+    sys.exit(asyncio.run(main(parsed, placement)))
