@@ -57,9 +57,9 @@ Placement (``placement`` in the output): with two CPUs or more, the emulator (th
 process) runs on the first CPU it may use, and the daemon and the floor clients, each in
 turn, on the others; ``--no-pin`` leaves them wherever the scheduler puts them. On a
 real fleet the API servers are other machines. Sharing a CPU with them, a process that
-their write woke waits for the scheduler's tick (4 ms at ``HZ=250``) when that CPU is
-busy: unpinned runs on a 2-CPU machine show stalls of that length, and whole runs whose
-changes are slow in bulk (bench/RESULTS.md, 2026-12-07).
+their write woke can wait for the scheduler's tick (4 ms at ``HZ=250``). Unpinned runs
+on a 2-CPU machine showed stalls of that length, and whole runs whose changes were slow
+in bulk; pinned runs did not (bench/RESULTS.md, 2026-12-07).
 """
 
 from __future__ import annotations
