@@ -410,23 +410,21 @@ def _mesh_networks(
 
     Built once per change for every cluster; when equal to the previous networks the
     previous tuple itself is returned, so everything keyed on it hits by identity."""
-    inputs = (
-        state.remote_istios, state.gateways, state.resolutions, state.nodes, state.identities,
-        master, istio.namespace, istio.good_spec,
-    )
+    inputs = (*_network_facts(state), master, istio.namespace, istio.good_spec)
     return _memo.get(("networks-in", "*"), inputs, lambda: _mesh_networks_now(state, master, istio))
+
+
+def _network_facts(state: ProjectionState) -> tuple[Any, ...]:
+    """The parts of the state ``_mesh_networks_now`` reads besides the managed Istio."""
+    return state.remote_istios, state.gateways, state.resolutions, state.nodes, state.identities
 
 
 def networks_moved(old: ProjectionState, new: ProjectionState) -> bool:
     """Whether the mesh's networks may differ between two states: some part of the
-    state ``_mesh_networks`` reads (besides the managed Istio) is not the same object."""
-    return not (
-        old.gateways is new.gateways
-        and old.identities is new.identities
-        and old.resolutions is new.resolutions
-        and old.nodes is new.nodes
-        and old.remote_istios is new.remote_istios
-        and old.istios is new.istios
+    state ``_mesh_networks`` reads (``_network_facts``, and the Istios that name the
+    managed one) is not the same object."""
+    return old.istios is not new.istios or any(
+        a is not b for a, b in zip(_network_facts(old), _network_facts(new), strict=True)
     )
 
 
