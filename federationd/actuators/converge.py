@@ -54,6 +54,7 @@ import hashlib
 import heapq
 import itertools
 import logging
+import operator
 import re
 import time
 from collections.abc import (
@@ -527,16 +528,25 @@ class ClusterConverger:
             self._ensure_reflector(kind)
         if desired.hold or desired is old:
             return False
-        for key in [k for k in self._effect if k not in desired.objects]:
-            del self._effect[key]
-        for key in [k for k in self._applied if k not in desired.objects]:
-            del self._applied[key]
+        objects, before = desired.objects, old.objects
+        # (the tests of whole key sets and of identity are C-level: a moved gateway's
+        # new desired state shares all its objects but one with the last)
+        if not self._effect.keys() <= objects.keys():
+            for key in [k for k in self._effect if k not in objects]:
+                del self._effect[key]
+        if not self._applied.keys() <= objects.keys():
+            for key in [k for k in self._applied if k not in objects]:
+                del self._applied[key]
+        candidates: Iterable[str] = (
+            objects if old.hold else itertools.compress(objects, map(operator.is_not, map(before.get, objects), objects.values()))
+        )
         changed: list[str] = []
-        for key, d in desired.objects.items():
-            prev = old.objects.get(key)
-            if prev is None or prev.content_hash != d.content_hash or old.hold:
+        for key in candidates:
+            prev = before.get(key)
+            if prev is None or prev.content_hash != objects[key].content_hash or old.hold:
                 changed.append(key)
-        changed.extend(k for k in old.objects if k not in desired.objects)
+        if not before.keys() <= objects.keys():
+            changed.extend(k for k in before if k not in objects)
         for key in changed:
             if cause_seq:
                 pending = self._cause.get(key)

@@ -52,6 +52,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -190,9 +192,8 @@ class _Memo:
         #: ((master, namespace), DNS edits, cluster names, result) of the last
         #: ``_mesh_findings``
         self.findings: tuple[tuple[str, str], Mapping[str, Any], set[str], tuple[Finding, ...]] | None = None
-        #: remote → (the facts its network was built from, their seqs, its network or
-        #: None), as of the last ``_mesh_networks_now``
-        self.network_rows: dict[str, tuple[tuple[Any, ...], tuple[int, ...], MeshNetwork | None]] = {}
+        #: the last ``_mesh_networks_now``'s scan of the remotes (``_network_rows``)
+        self.network_scan: _NetworkScan | None = None
         #: (cluster, what, objects) of the latest builds that were not memo hits.
         self.rendered = self.render.rendered
         #: id(object) → (object, content hash) of the latest objects hashed: an object
@@ -431,7 +432,10 @@ def networks_moved(old: ProjectionState, new: ProjectionState) -> bool:
 def _mesh_networks_now(
     state: ProjectionState, master: str, istio: CustomResource
 ) -> tuple[tuple[MeshNetwork, ...], tuple[int, ...]]:
-    remotes = [r for r in _remote_crs(state) if r.name in state.identities]
+    crs = _remote_crs(state)
+    remotes = _memo.get(
+        ("remotes-identified", "*"), (crs, state.identities), lambda: [r for r in crs if r.name in state.identities]
+    )
     # Gateway federation (split-horizon EDS through the gateways) is the mesh-expansion
     # mode, as in the source operator (``istio_controller.go``: meshNetworks only with
     # ``meshExpansion``); without it remotes share a flat network, where announcing
@@ -448,26 +452,73 @@ def _mesh_networks_now(
     seqs.extend(gw[2])
     if gw[0]:
         nets.append(_network(master, (MASTER_REGISTRY,), gw))
-    # Each remote's part is kept with the very facts it was built from: a change
-    # rebuilds the part of the remote it touched, and the others cost identity tests.
-    gateways, resolutions, nodes, identities = state.gateways, state.resolutions, state.nodes, state.identities
-    rows, kept = _memo.network_rows, {}
-    for r in remotes:
-        name = r.name
-        ident, g, res, nd = identities[name], gateways.get(name), resolutions.get(name), nodes.get(name)
-        e = rows.get(name)
-        if e is None or not (
-            e[0][0] is r and e[0][1] is ident and e[0][2] is g and e[0][3] is res and e[0][4] is nd
-        ):
-            gw = gateway_addresses(state, name, r.namespace)
-            e = ((r, ident, g, res, nd), (r.seq, ident.seq, *gw[2]), _network(name, (name,), gw) if gw[0] else None)
-        kept[name] = e
-        seqs.extend(e[1])
-        if e[2] is not None:
-            nets.append(e[2])
-    _memo.network_rows = kept
+    rows = _network_rows(state, remotes)
+    # (no loop over the remotes in Python: a moved gateway's change is one row)
+    seqs.extend(itertools.chain.from_iterable(map(operator.itemgetter(0), rows)))
+    nets.extend(filter(None, map(operator.itemgetter(1), rows)))
     out = (tuple(nets), tuple(seqs))
     return _memo.get(("networks", "*"), out, lambda: out)
+
+
+#: One remote's part of the networks: the seqs of the facts it was built from, and its
+#: network (None until its gateway has an address).
+_NetworkRow = tuple[tuple[int, ...], MeshNetwork | None]
+
+
+class _NetworkScan(msgspec.Struct, frozen=True):
+    """The remotes ``_network_rows`` last scanned, the facts it read and its rows."""
+
+    remotes: list[CustomResource]
+    identities: Any
+    facts: tuple[Mapping[str, Any], ...]
+    rows: list[_NetworkRow]
+    index: dict[str, int]
+
+
+def _network_row(state: ProjectionState, r: CustomResource) -> _NetworkRow:
+    gw = gateway_addresses(state, r.name, r.namespace)
+    net = _network(r.name, (r.name,), gw) if gw[0] else None
+    return (r.seq, state.identities[r.name].seq, *gw[2]), net
+
+
+def _network_rows(state: ProjectionState, remotes: list[CustomResource]) -> list[_NetworkRow]:
+    """Each remote's row, in ``remotes``' order. When the remotes and their identities
+    are those of the last scan, only the rows of clusters whose gateways, resolutions
+    or nodes are no longer the same objects are built again (the fold is copy-on-write,
+    so the others are shared): a moved gateway costs one row, not one per remote."""
+    facts: tuple[Mapping[str, Any], ...] = (state.gateways, state.resolutions, state.nodes)
+    last = _memo.network_scan
+    if last is not None and last.identities is state.identities and _same_crs(last.remotes, remotes):
+        rows, index = last.rows, last.index
+        moved: set[str] = set()
+        for old, new in zip(last.facts, facts, strict=True):
+            moved |= _changed_keys(old, new)
+        if moved:
+            rows = list(rows)
+            for name in moved:
+                i = index.get(name)
+                if i is not None:
+                    rows[i] = _network_row(state, remotes[i])
+    else:
+        rows = [_network_row(state, r) for r in remotes]
+        index = {r.name: i for i, r in enumerate(remotes)}
+    _memo.network_scan = _NetworkScan(remotes, state.identities, facts, rows, index)
+    return rows
+
+
+def _same_crs(a: list[CustomResource], b: list[CustomResource]) -> bool:
+    return a is b or (len(a) == len(b) and all(map(operator.is_, a, b)))
+
+
+def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
+    """The keys whose value is not the same object in both maps (or is in one only).
+    (C-level iteration: the maps have a key per cluster.)"""
+    if old is new:
+        return set()
+    out = set(itertools.compress(new, map(operator.is_not, map(old.get, new), new.values())))
+    if len(old) != len(new) or out:
+        out.update(k for k in old if k not in new)
+    return out
 
 
 def _network(name: str, registry: tuple[str, ...], gw: tuple[list[str], int, tuple[int, ...]]) -> MeshNetwork:

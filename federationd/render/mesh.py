@@ -51,6 +51,8 @@ even when empty (never the case for a rendered network, which always names its r
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -250,37 +252,86 @@ def _network_chunk(net: MeshNetwork) -> tuple[str, dict[str, Any]]:
     return text[len(_HEAD):], entry
 
 
-#: The documents of the last few ``meshNetworks`` texts, by text: what the mesh analysis
-#: would otherwise parse again (``parsed_networks``).
-_PARSED: dict[str, dict[str, Any]] = {}
+class _Text:
+    """One built ``meshNetworks`` text: its networks, each network's chunk by name, the
+    names in key order, and the document it says (built when first asked for)."""
+
+    __slots__ = ("chunks", "doc", "networks", "order", "text")
+
+    def __init__(self, networks: tuple[MeshNetwork, ...], chunks: dict[str, str], order: list[str], text: str) -> None:
+        self.networks = networks
+        self.chunks = chunks
+        self.order = order
+        self.text = text
+        self.doc: dict[str, Any] | None = None
 
 
-@functools.lru_cache(maxsize=8)
+#: The last few texts built, by the id of their networks tuple (one tuple serves every
+#: cluster's facts in a derivation), and by text (``parsed_networks``).
+_BY_NETWORKS: dict[int, _Text] = {}
+_BY_TEXT: dict[str, _Text] = {}
+_KEPT = 8
+
+
 def _networks_text(networks: tuple[MeshNetwork, ...]) -> str:
-    # Keyed on the (hashable, frozen) networks: one document per distinct network list,
-    # however many clusters carry it; built from each network's memoised chunk, so a
-    # change re-dumps the networks that changed only.
-    names = [n.name for n in networks]
-    if len(set(names)) != len(names):
-        mesh_networks(networks)  # raises: a network given twice
-    doc: dict[str, Any] = {"networks": {}}
+    # One text per distinct network list, however many clusters carry it, built from
+    # each network's memoised chunk. Built from the last text when the networks are
+    # the same objects but a few, in the same places under the same names (a moved
+    # gateway): a change re-dumps and re-joins what changed, and no loop over the
+    # mesh's networks runs in Python.
+    hit = _BY_NETWORKS.get(id(networks))
+    if hit is not None and hit.networks is networks:
+        return hit.text
     if not networks:
-        text = _yaml(doc)
-    else:
-        chunks = {n.name: _network_chunk(n) for n in networks}
+        return _remember(_Text(networks, {}, [], _yaml({"networks": {}}))).text
+    last = next(reversed(_BY_NETWORKS.values()), None)
+    built = _moved(last, networks) if last is not None else None
+    if built is None:
+        chunks = {n.name: _network_chunk(n)[0] for n in networks}
+        if len(chunks) != len(networks):
+            mesh_networks(networks)  # raises: a network given twice
         order = sorted(chunks)
-        text = _HEAD + "".join(chunks[k][0] for k in order)
-        doc = {"networks": {k: chunks[k][1] for k in order}}
-    if len(_PARSED) >= 8:
-        del _PARSED[next(iter(_PARSED))]
-    _PARSED[text] = doc
-    return text
+        built = _Text(networks, chunks, order, _HEAD + "".join(map(chunks.__getitem__, order)))
+    return _remember(built).text
+
+
+def _moved(last: _Text, networks: tuple[MeshNetwork, ...]) -> _Text | None:
+    """``last`` with the networks that are not the same objects re-chunked, when they are
+    few and keep their places and names; else None."""
+    old = last.networks
+    if len(old) != len(networks):
+        return None
+    at = list(itertools.compress(range(len(networks)), map(operator.is_not, old, networks)))
+    if len(at) > 4 or any(old[i].name != networks[i].name for i in at):
+        return None
+    chunks = dict(last.chunks)
+    for i in at:
+        chunks[networks[i].name] = _network_chunk(networks[i])[0]
+    return _Text(networks, chunks, last.order, _HEAD + "".join(map(chunks.__getitem__, last.order)))
+
+
+def _remember(t: _Text) -> _Text:
+    _BY_NETWORKS.pop(id(t.networks), None)
+    _BY_TEXT.pop(t.text, None)
+    if len(_BY_NETWORKS) >= _KEPT:
+        del _BY_NETWORKS[next(iter(_BY_NETWORKS))]
+    if len(_BY_TEXT) >= _KEPT:
+        del _BY_TEXT[next(iter(_BY_TEXT))]
+    _BY_NETWORKS[id(t.networks)] = t
+    _BY_TEXT[t.text] = t
+    return t
 
 
 def parsed_networks(text: str) -> dict[str, Any] | None:
     """The document a recent ``meshNetworks`` text was rendered from (what
     ``yaml.safe_load(text)`` returns), or None: shared, read only."""
-    return _PARSED.get(text)
+    t = _BY_TEXT.get(text)
+    if t is None:
+        return None
+    if t.doc is None:
+        entries = {n.name: _network_chunk(n)[1] for n in t.networks}
+        t.doc = {"networks": {k: entries[k] for k in t.order}}
+    return t.doc
 
 
 # --- objects ------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ Everything here is pure: no I/O, clock or randomness.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import operator
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -106,11 +108,26 @@ def _endpoints(networks: tuple[MeshNetwork, ...]) -> tuple[MeshNetwork, ...]:
     e = _ENDPOINTS.get(id(networks))
     if e is not None and e[0] is networks:
         return e[1]
-    out = tuple(msgspec.structs.replace(n, gateways=()) if n.gateways else n for n in networks)
+    last = next(reversed(_ENDPOINTS.values()), None)
+    if last is not None and len(last[0]) == len(networks):
+        # the last networks but a few (a moved gateway): those few stripped again, and
+        # the same tuple when their endpoints did not change
+        at = list(itertools.compress(range(len(networks)), map(operator.is_not, last[0], networks)))
+        out = list(last[1])
+        for i in at:
+            out[i] = _stripped(networks[i])
+        same = all(out[i] == last[1][i] for i in at)
+        result = last[1] if same else tuple(out)
+    else:
+        result = tuple(_stripped(n) for n in networks)
     if len(_ENDPOINTS) >= 16:
         _ENDPOINTS.clear()
-    _ENDPOINTS[id(networks)] = (networks, out)
-    return out
+    _ENDPOINTS[id(networks)] = (networks, result)
+    return result
+
+
+def _stripped(n: MeshNetwork) -> MeshNetwork:
+    return msgspec.structs.replace(n, gateways=()) if n.gateways else n
 
 
 # --- metadata ------------------------------------------------------------------------

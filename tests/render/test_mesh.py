@@ -315,6 +315,29 @@ def test_mesh_networks_text_is_one_dump() -> None:
         mesh.mesh_networks_text((MeshNetwork(name="pending", gateways=(NetworkGateway(),)),))
 
 
+def test_a_moved_gateway_rebuilds_the_text_from_the_last_one() -> None:
+    """A network list that differs from the last one in a gateway (the same names in the
+    same places) is built from the last text, and is still byte for byte one dump."""
+    networks = tuple(
+        MeshNetwork(name=f"c{i}", from_registry=(f"c{i}",), gateways=(NetworkGateway(address=f"10.0.0.{i}"),))
+        for i in range(12)
+    )
+    mesh.mesh_networks_text(networks)
+    for k, i in enumerate((3, 11, 0)):
+        moved = list(networks)
+        moved[i] = MeshNetwork(name=f"c{i}", from_registry=(f"c{i}",), gateways=(NetworkGateway(address=f"192.0.2.{k}", port=15443),))
+        networks = tuple(moved)
+        text = mesh.mesh_networks_text(networks)
+        assert text == yaml.safe_dump(mesh.mesh_networks(networks), sort_keys=True, default_flow_style=False, width=1000)
+        assert f"address: 192.0.2.{k}" in text
+        assert mesh.parsed_networks(text) == yaml.safe_load(text)
+    renamed = (MeshNetwork(name="b-new", from_registry=("x",)), *networks[1:])
+    text = mesh.mesh_networks_text(renamed)  # a name changed: built whole, in key order
+    assert text == yaml.safe_dump(mesh.mesh_networks(renamed), sort_keys=True, default_flow_style=False, width=1000)
+    with pytest.raises(ValueError, match="without an address"):
+        mesh.mesh_networks_text((MeshNetwork(name="b-new", gateways=(NetworkGateway(),)), *networks[1:]))
+
+
 def test_network_order_does_not_change_the_bytes() -> None:
     a = mesh.config_map(spec(), namespace=NS, networks=NETWORKS)
     b = mesh.config_map(spec(), namespace=NS, networks=tuple(reversed(NETWORKS)))
