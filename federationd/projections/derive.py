@@ -516,8 +516,7 @@ def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
     if old is new:
         return set()
     out = set(itertools.compress(new, map(operator.is_not, map(old.get, new), new.values())))
-    if len(old) != len(new) or out:
-        out.update(k for k in old if k not in new)
+    out |= old.keys() - new.keys()
     return out
 
 

@@ -216,11 +216,19 @@ def test_each_remotes_network_follows_the_facts_it_reads_warm_as_cold() -> None:
     log.add(gateway("remote-1", "35.9.9.9"))
     log.add(ev.ClusterIdentityObserved(cluster=ClusterName("remote-3"), key="Namespace//kube-system", time=7, uid="uid-new"))
     log.add(ev.RemoteIstioRemoved(cluster=MASTER, key=f"RemoteIstio/{NS}/remote-0", time=8, namespace=NS, name="remote-0"))
+    # a load balancer known by hostname: announced once resolved, and follows the resolution
+    r3 = ClusterName("remote-3")
+    log.add(ev.GatewayAddressesObserved(
+        cluster=r3, key=f"Service/{NS}/istio-ingressgateway", time=9, namespace=NS, name="istio-ingressgateway",
+        service_type="LoadBalancer", hostnames=("lb.r3",), ports={"https": 443},
+    ))
+    log.add(ev.HostnameResolved(cluster=r3, key="", time=10, hostname="lb.r3", ips=("198.51.100.3",)))
+    log.add(ev.HostnameResolved(cluster=r3, key="", time=11, hostname="lb.r3", ips=("198.51.100.4",)))
     states = _states(log)
     _warm_equals_cold(states)
     d._memo = d._Memo()
     networks = []
-    for s in states[-8:]:
+    for s in states[-11:]:
         istio_cr = d.managed_istio(s)
         assert istio_cr is not None
         networks.append({n.name: n for n in d._mesh_networks(s, istio_cr.cluster, istio_cr)[0]})
@@ -230,6 +238,10 @@ def test_each_remotes_network_follows_the_facts_it_reads_warm_as_cold() -> None:
     assert networks[3]["remote-1"] is networks[2]["remote-1"]  # untouched: the same network
     assert "remote-1" not in networks[4] and [g.address for g in networks[5]["remote-1"].gateways] == ["35.9.9.9"]
     assert "remote-0" not in networks[7] and networks[7]["remote-2"] is networks[6]["remote-2"]
+    assert "remote-3" not in networks[8]  # its hostname not resolved yet
+    assert [g.address for g in networks[9]["remote-3"].gateways] == ["198.51.100.3"]
+    assert [g.address for g in networks[10]["remote-3"].gateways] == ["198.51.100.4"]
+    assert networks[10]["remote-2"] is networks[9]["remote-2"]
 
 
 def test_canonical_json_is_json_dumps_byte_for_byte() -> None:
