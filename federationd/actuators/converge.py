@@ -54,7 +54,6 @@ import hashlib
 import heapq
 import itertools
 import logging
-import operator
 import re
 import time
 from collections.abc import (
@@ -79,7 +78,7 @@ from federationd.actuators.client import ApiError, ApiNotFound, KubeClient
 from federationd.actuators.tasks import raise_if_cancelled, reap
 from federationd.actuators.workqueue import RateLimit, WorkQueue, run_worker
 from federationd.metrics import METRICS, Metrics
-from federationd.projections.derive import ClusterDesired, DesiredObject, split_key
+from federationd.projections.derive import ClusterDesired, DesiredObject, changed_keys, split_key
 from federationd.projections.state import APPLY, DELETE, RELEASE, VERIFY, Actuation
 from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL, content_hash, sort_key
 from federationd.watchers.reflector import CompactStore, Reflector
@@ -529,24 +528,19 @@ class ClusterConverger:
         if desired.hold or desired is old:
             return False
         objects, before = desired.objects, old.objects
-        # (the tests of whole key sets and of identity are C-level: a moved gateway's
-        # new desired state shares all its objects but one with the last)
+        # (the tests of whole key sets and of identity run in C: a moved gateway's new
+        # desired state shares all its objects but one with the last)
         if not self._effect.keys() <= objects.keys():
             for key in [k for k in self._effect if k not in objects]:
                 del self._effect[key]
         if not self._applied.keys() <= objects.keys():
             for key in [k for k in self._applied if k not in objects]:
                 del self._applied[key]
-        candidates: Iterable[str] = (
-            objects if old.hold else itertools.compress(objects, map(operator.is_not, map(before.get, objects), objects.values()))
-        )
-        changed: list[str] = []
-        for key in candidates:
-            prev = before.get(key)
-            if prev is None or prev.content_hash != objects[key].content_hash or old.hold:
-                changed.append(key)
-        if not before.keys() <= objects.keys():
-            changed.extend(k for k in before if k not in objects)
+        moved = objects.keys() | before.keys() if old.hold else changed_keys(before, objects)
+        changed = [
+            k for k in moved
+            if old.hold or k not in objects or k not in before or before[k].content_hash != objects[k].content_hash
+        ]
         for key in changed:
             if cause_seq:
                 pending = self._cause.get(key)

@@ -432,10 +432,7 @@ def networks_moved(old: ProjectionState, new: ProjectionState) -> bool:
 def _mesh_networks_now(
     state: ProjectionState, master: str, istio: CustomResource
 ) -> tuple[tuple[MeshNetwork, ...], tuple[int, ...]]:
-    crs = _remote_crs(state)
-    remotes = _memo.get(
-        ("remotes-identified", "*"), (crs, state.identities), lambda: [r for r in crs if r.name in state.identities]
-    )
+    remotes = [r for r in _remote_crs(state) if r.name in state.identities]
     # Gateway federation (split-horizon EDS through the gateways) is the mesh-expansion
     # mode, as in the source operator (``istio_controller.go``: meshNetworks only with
     # ``meshExpansion``); without it remotes share a flat network, where announcing
@@ -492,7 +489,7 @@ def _network_rows(state: ProjectionState, remotes: list[CustomResource]) -> list
         rows, index = last.rows, last.index
         moved: set[str] = set()
         for old, new in zip(last.facts, facts, strict=True):
-            moved |= _changed_keys(old, new)
+            moved |= changed_keys(old, new)
         if moved:
             rows = list(rows)
             for name in moved:
@@ -507,12 +504,13 @@ def _network_rows(state: ProjectionState, remotes: list[CustomResource]) -> list
 
 
 def _same_crs(a: list[CustomResource], b: list[CustomResource]) -> bool:
-    return a is b or (len(a) == len(b) and all(map(operator.is_, a, b)))
+    return len(a) == len(b) and not robj.moved_at(a, b)
 
 
-def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
-    """The keys whose value is not the same object in both maps (or is in one only).
-    (C-level iteration: the maps have a key per cluster.)"""
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
+    """The keys whose value is not the same object in both maps (or is in one only): what
+    moved between two copy-on-write maps (the tests run in C: the maps have a key per
+    cluster, or per object)."""
     if old is new:
         return set()
     out = set(itertools.compress(new, map(operator.is_not, map(old.get, new), new.values())))

@@ -51,8 +51,6 @@ even when empty (never the case for a rendered network, which always names its r
 from __future__ import annotations
 
 import functools
-import itertools
-import operator
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -61,6 +59,7 @@ from federationd.render.objects import (
     MeshNetwork,
     Obj,
     RenderFacts,
+    moved_at,
     obj,
     safe_yaml,
 )
@@ -301,7 +300,7 @@ def _moved(last: _Text, networks: tuple[MeshNetwork, ...]) -> _Text | None:
     old = last.networks
     if len(old) != len(networks):
         return None
-    at = list(itertools.compress(range(len(networks)), map(operator.is_not, old, networks)))
+    at = moved_at(old, networks)
     if len(at) > 4 or any(old[i].name != networks[i].name for i in at):
         return None
     chunks = dict(last.chunks)

@@ -26,7 +26,7 @@ import hashlib
 import itertools
 import json
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -112,7 +112,7 @@ def _endpoints(networks: tuple[MeshNetwork, ...]) -> tuple[MeshNetwork, ...]:
     if last is not None and len(last[0]) == len(networks):
         # the last networks but a few (a moved gateway): those few stripped again, and
         # the same tuple when their endpoints did not change
-        at = list(itertools.compress(range(len(networks)), map(operator.is_not, last[0], networks)))
+        at = moved_at(last[0], networks)
         out = list(last[1])
         for i in at:
             out[i] = _stripped(networks[i])
@@ -124,6 +124,12 @@ def _endpoints(networks: tuple[MeshNetwork, ...]) -> tuple[MeshNetwork, ...]:
         _ENDPOINTS.clear()
     _ENDPOINTS[id(networks)] = (networks, result)
     return result
+
+
+def moved_at(old: Sequence[Any], new: Sequence[Any]) -> list[int]:
+    """The positions where two sequences of the same length do not hold the same object
+    (the test runs in C: a derivation's copy-on-write results share what did not move)."""
+    return list(itertools.compress(range(len(new)), map(operator.is_not, old, new)))
 
 
 def _stripped(n: MeshNetwork) -> MeshNetwork:
