@@ -40,6 +40,11 @@ more remote kept aside) it prints one JSON object:
   its whole ``istio`` ConfigMap, both documents, with the new address, server-side
   applied through federationd's HTTP/2 client (``floor_apply_client``) — and
   ``ratio_apply_p50`` / ``ratio_apply_p99``: the master's gateway change latency over it;
+* ``floor_log_ms``: the apply floor with federationd's event log between the watch and
+  the write (``floor_log_client``): each watch event is appended to an event log and
+  committed, and the write is made when the log's tail reads it back. What the design's
+  rule, a fact recorded before it is acted on, costs without the derivation, and
+  ``ratio_log_p50`` / ``ratio_log_p99``: the master's gateway change latency over it;
 * ``floor_fanout_ms``: the same client writing, all at once, a ConfigMap on every cluster
   with as many bytes as the master's ``meshNetworks`` (what a change costs any
   controller that must reach every cluster), and ``ratio_all_fanout_p99`` = gateway change
@@ -423,9 +428,51 @@ async def floor_apply_client(remote_kc: Path, targets: list[Path]) -> None:
             await kc.cluster.close()
 
 
-async def _gateway_addresses(s: aiohttp.ClientSession, remote_kc: Path) -> AsyncIterator[str]:
-    """The remote's ingress gateway addresses as ``address: <ip>`` lines, from its watch:
-    now, then after each change (a floor client's input)."""
+async def floor_log_client(remote_kc: Path, target: Path, log_path: Path) -> None:
+    """The apply floor with the event log in its path, as federationd's design has it: a
+    watch event is recorded in an event log first (``events.log.EventLog``, committed as
+    the daemon commits its facts), and the write is made by the log's tail when it reads
+    the event back, not by the watch. What recording a fact before acting on it costs,
+    without the derivation, the converger or the daemon's HTTP/2 watch."""
+    from events.log import EventLog
+    from events.types import ClusterName, GatewayAddressesObserved
+    from federationd.actuators.client import KubeClient
+    from federationd.clusters.connection import connect
+
+    kc = KubeClient(await connect(target.read_text(), name=target.stem), field_manager="floor")
+    log = await EventLog.open(log_path)
+    try:
+        master = await kc.get("v1", "ConfigMap", NS, "istio")
+        data = dict(master.get("data") or {})
+        networks = data.get("meshNetworks") or ""
+
+        async def write(text: str) -> None:
+            await kc.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": FLOOR_CM, "namespace": NS},
+                            "data": {**data, "meshNetworks": text + networks}})
+
+        async def act() -> None:
+            async for record in log.tail(await log.head() + 1):
+                assert isinstance(record.event, GatewayAddressesObserved)
+                await write(_addresses(record.event.ips))
+
+        await write("")
+        actor = asyncio.create_task(act())
+        try:
+            async with aiohttp.ClientSession() as s:
+                async for ips in _gateway_ips(s, remote_kc):
+                    await log.append(GatewayAddressesObserved(
+                        cluster=ClusterName(remote_kc.stem), key=f"Service/{NS}/{GATEWAY}", time=time.time(),
+                        namespace=NS, name=GATEWAY, service_type="LoadBalancer", ips=ips))
+        finally:
+            actor.cancel()
+    finally:
+        await log.close()
+        await kc.cluster.close()
+
+
+async def _gateway_ips(s: aiohttp.ClientSession, remote_kc: Path) -> AsyncIterator[tuple[str, ...]]:
+    """The remote's ingress gateway addresses, from its watch: now, then after each
+    change (a floor client's input)."""
     url, auth, ctx = _conn(remote_kc)
     svc = f"{url}/api/v1/namespaces/{NS}/services?watch=true&fieldSelector=metadata.name%3D{GATEWAY}"
     print("watching", flush=True)
@@ -433,7 +480,18 @@ async def _gateway_addresses(s: aiohttp.ClientSession, remote_kc: Path) -> Async
         async for line in w.content:
             ev = json.loads(line)
             ing = ((ev["object"].get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-            yield "".join(f"address: {i.get('ip', '')}\n" for i in ing)
+            yield tuple(i.get("ip", "") for i in ing)
+
+
+def _addresses(ips: tuple[str, ...]) -> str:
+    """The addresses as ``address: <ip>`` lines (what the floors write)."""
+    return "".join(f"address: {ip}\n" for ip in ips)
+
+
+async def _gateway_addresses(s: aiohttp.ClientSession, remote_kc: Path) -> AsyncIterator[str]:
+    """``_gateway_ips`` as ``address: <ip>`` lines."""
+    async for ips in _gateway_ips(s, remote_kc):
+        yield _addresses(ips)
 
 
 def _conn(path: Path) -> tuple[str, dict[str, str], ssl.SSLContext]:
@@ -445,12 +503,16 @@ def _conn(path: Path) -> tuple[str, dict[str, str], ssl.SSLContext]:
 
 
 async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, targets: list[str], *, changes: int, pad: bool = False,
-                 apply: bool = False) -> list[float]:
+                 apply: bool = False, log: Path | None = None) -> list[float]:
     """Latencies (ms) of the floor client: the remote's gateway moves → every target's
-    ConfigMap carries the address."""
-    mode = "--floor-client-apply" if apply else "--floor-client" + ("-pad" if pad else "")
+    ConfigMap carries the address. ``log``: the log floor's event log (one target)."""
+    if log is not None:
+        mode, args, second = "--floor-client-log", [str(log)], 4
+    else:
+        mode = "--floor-client-apply" if apply else "--floor-client" + ("-pad" if pad else "")
+        args, second = [], (3 if len(targets) == 1 else 2) if apply else 1 if pad else 0
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, mode, str(fleet[remote].kubeconfig_path),
+        sys.executable, __file__, mode, *args, str(fleet[remote].kubeconfig_path),
         *(str(fleet[t].kubeconfig_path) for t in targets),
         stdout=asyncio.subprocess.PIPE, cwd=ROOT,
     )
@@ -461,7 +523,7 @@ async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, targets: list[str]
         b = fleet[remote].behaviours
         out = []
         for k in range(changes + 1):
-            ip = f"203.{(3 if len(targets) == 1 else 2) if apply else 1 if pad else 0}.{k // 250}.{k % 250 + 1}"
+            ip = f"203.{second}.{k // 250}.{k % 250 + 1}"
             feed.floor_ip = ip
             feed.floor_acks = {}
             t0 = time.monotonic()
@@ -590,6 +652,8 @@ async def _run_size(
             floor = await _floor(fleet, feed, remotes[0], ["master"], changes=changes)
             # the same ConfigMap as federationd's on the master (its whole data, applied)
             floor_apply = await _floor(fleet, feed, remotes[0], ["master"], changes=changes, apply=True)
+            # the same, with the event log between the watch and the write (federationd's design)
+            floor_log = await _floor(fleet, feed, remotes[0], ["master"], changes=changes, log=Path(tmp) / "floor.db")
             # the same, to the ConfigMap on every cluster with as many bytes as federationd's
             fanout = await _floor(fleet, feed, remotes[0], [c.name for c in fleet], changes=changes, pad=True)
             # the same with federationd's own write (server-side apply over HTTP/2)
@@ -634,6 +698,9 @@ async def _run_size(
                 "floor_apply_ms": {"p50": round(_pct(floor_apply, 50), 2), "p99": round(_pct(floor_apply, 99), 2)},
                 "ratio_apply_p50": round(_pct(lat_master, 50) / _pct(floor_apply, 50), 2),
                 "ratio_apply_p99": round(_pct(lat_master, 99) / _pct(floor_apply, 99), 2),
+                "floor_log_ms": {"p50": round(_pct(floor_log, 50), 2), "p99": round(_pct(floor_log, 99), 2)},
+                "ratio_log_p50": round(_pct(lat_master, 50) / _pct(floor_log, 50), 2),
+                "ratio_log_p99": round(_pct(lat_master, 99) / _pct(floor_log, 99), 2),
                 "floor_fanout_ms": {"p50": round(_pct(fanout, 50), 1), "p99": round(_pct(fanout, 99), 1)},
                 "ratio_all_fanout_p99": round(_pct(lat_all, 99) / _pct(fanout, 99), 2),
                 "floor_fanout_apply_ms": {"p50": round(_pct(fanout_apply, 50), 1), "p99": round(_pct(fanout_apply, 99), 1)},
@@ -660,6 +727,10 @@ async def main(args: argparse.Namespace, placement: dict[str, Any]) -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--floor-client-log":
+        with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+            asyncio.run(floor_log_client(Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[2])))
+        sys.exit(0)
     if len(sys.argv) >= 4 and sys.argv[1] in ("--floor-client", "--floor-client-pad", "--floor-client-apply"):
         remote_kc, target_kcs = Path(sys.argv[2]), [Path(a) for a in sys.argv[3:]]
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
