@@ -83,9 +83,9 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import yaml
@@ -96,6 +96,9 @@ sys.path.insert(0, str(ROOT))
 from federationd.render.objects import MANAGED_BY, MANAGED_BY_LABEL  # noqa: E402
 from federationd.sim import Fleet  # noqa: E402
 from federationd.sim.store import Change  # noqa: E402
+
+if TYPE_CHECKING:
+    from federationd.actuators.client import KubeClient
 
 NS = "istio-system"
 GROUP = "istio.banzaicloud.io/v1beta1"
@@ -411,14 +414,7 @@ async def floor_apply_client(remote_kc: Path, targets: list[Path]) -> None:
 
     clients = [KubeClient(await connect(t.read_text(), name=t.stem), field_manager="floor") for t in targets]
     try:
-        master = await clients[0].get("v1", "ConfigMap", NS, "istio")
-        data = dict(master.get("data") or {})
-        networks = data.get("meshNetworks") or ""
-
-        async def write(kc: KubeClient, text: str) -> None:
-            await kc.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": FLOOR_CM, "namespace": NS},
-                            "data": {**data, "meshNetworks": text + networks}})
-
+        write = await _federationds_write(clients[0])
         await asyncio.gather(*(write(kc, "") for kc in clients))
         async with aiohttp.ClientSession() as s:
             async for text in _gateway_addresses(s, remote_kc):
@@ -426,6 +422,21 @@ async def floor_apply_client(remote_kc: Path, targets: list[Path]) -> None:
     finally:
         for kc in clients:
             await kc.cluster.close()
+
+
+async def _federationds_write(master: KubeClient) -> Callable[[KubeClient, str], Awaitable[None]]:
+    """What the apply floors write: the master's ``istio`` ConfigMap as it is now (both
+    its documents), with some addresses before its ``meshNetworks``, server-side applied
+    as ``FLOOR_CM`` on a cluster through federationd's HTTP/2 client."""
+    cm = await master.get("v1", "ConfigMap", NS, "istio")
+    data = dict(cm.get("data") or {})
+    networks = data.get("meshNetworks") or ""
+
+    async def write(kc: KubeClient, text: str) -> None:
+        await kc.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": FLOOR_CM, "namespace": NS},
+                        "data": {**data, "meshNetworks": text + networks}})
+
+    return write
 
 
 async def floor_log_client(remote_kc: Path, target: Path, log_path: Path) -> None:
@@ -439,23 +450,17 @@ async def floor_log_client(remote_kc: Path, target: Path, log_path: Path) -> Non
     from federationd.actuators.client import KubeClient
     from federationd.clusters.connection import connect
 
-    kc = KubeClient(await connect(target.read_text(), name=target.stem), field_manager="floor")
+    kc = KubeClient(await connect(await asyncio.to_thread(target.read_text), name=target.stem), field_manager="floor")
     log = await EventLog.open(log_path)
     try:
-        master = await kc.get("v1", "ConfigMap", NS, "istio")
-        data = dict(master.get("data") or {})
-        networks = data.get("meshNetworks") or ""
-
-        async def write(text: str) -> None:
-            await kc.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": FLOOR_CM, "namespace": NS},
-                            "data": {**data, "meshNetworks": text + networks}})
+        write = await _federationds_write(kc)
 
         async def act() -> None:
             async for record in log.tail(await log.head() + 1):
                 assert isinstance(record.event, GatewayAddressesObserved)
-                await write(_addresses(record.event.ips))
+                await write(kc, _addresses(record.event.ips))
 
-        await write("")
+        await write(kc, "")
         actor = asyncio.create_task(act())
         try:
             async with aiohttp.ClientSession() as s:
