@@ -1642,11 +1642,7 @@ def _touched(old: ProjectionState, new: ProjectionState) -> set[str]:
     (the fold is copy-on-write: an untouched cluster's entry is shared)."""
     touched: set[str] = set()
     for f in PER_CLUSTER:
-        a, b = getattr(old, f), getattr(new, f)
-        if a is b:
-            continue
-        touched.update(c for c, v in b.items() if a.get(c) is not v)
-        touched.update(c for c in a if c not in b)
+        touched |= changed_keys(getattr(old, f), getattr(new, f))
     return touched
 
 
