@@ -74,8 +74,16 @@ async def test_a_remote_joins_and_leaves(tmp_path: Path, daemons: list[DaemonPro
     async with Fleet(["master", REMOTE], directory=tmp_path / "fleet") as fleet:
         kc = fleet["master"].kubeconfig_path
         d = await _join(fleet, daemons, tmp_path)
+        # Available is not final yet: the master's own gateway address may arrive after it,
+        # moving the remote's mesh ConfigMap (Reconciling again) — wait for both gateways
+        # in meshNetworks and the fleet settled on them
+
+        async def settled() -> bool:
+            nets = _networks(fleet)
+            return bool(nets.get(REMOTE, {}).get("gateways") and nets.get("master", {}).get("gateways")) and await d.converged()
+
+        await wait_for(settled, timeout=30, what="both gateways in meshNetworks, converged")
         remote_gw = _remote_status(fleet)["GatewayAddress"]
-        await wait_for(lambda: bool(_networks(fleet).get(REMOTE, {}).get("gateways")), timeout=30, what="meshNetworks")
         nets = _networks(fleet)
         assert [g["address"] for g in nets[REMOTE]["gateways"]] == remote_gw
         assert nets["master"]["gateways"], "the master announces its own gateway"
