@@ -45,6 +45,12 @@ more remote kept aside) it prints one JSON object:
   committed, and the write is made when the log's tail reads it back. What the design's
   rule, a fact recorded before it is acted on, costs without the derivation, and
   ``ratio_log_p50`` / ``ratio_log_p99``: the master's gateway change latency over it;
+* ``floor_same_ms``: the apply floor writing the very ConfigMap federationd writes — the
+  master's ``istio`` ConfigMap itself, its labels, annotations and owner references as
+  well as its data, applied as federationd's field manager once the daemon has stopped
+  — the issue's "writes the same ConfigMap on the master"; the apply floor's object
+  carries its data only, which leaves the API server's apply fewer fields to work
+  through. ``ratio_same_p50`` / ``ratio_same_p99``: the master's latency over it;
 * ``floor_fanout_ms``: the same client writing, all at once, a ConfigMap on every cluster
   with as many bytes as the master's ``meshNetworks`` (what a change costs any
   controller that must reach every cluster), and ``ratio_all_fanout_p99`` = gateway change
@@ -186,6 +192,7 @@ class ChangeFeed:
         self.watch_ip = ""
         self.acks: dict[str, float] = {}
         self.floor_ip = ""
+        self.floor_name = FLOOR_CM
         self.floor_acks: dict[str, float] = {}
         self._listeners: list[tuple[Any, Callable[[Change], None]]] = []
         for c in fleet:
@@ -207,7 +214,7 @@ class ChangeFeed:
                 data = (ch.obj.get("data") or {}).get("meshNetworks") or ""
                 if ch.name == "istio" and self.watch_ip and f"address: {self.watch_ip}" in data:
                     self.acks.setdefault(cluster, time.monotonic())
-                if ch.name == FLOOR_CM and self.floor_ip and self.floor_ip in data:
+                if ch.name == self.floor_name and self.floor_ip and self.floor_ip in data:
                     self.floor_acks.setdefault(cluster, time.monotonic())
 
         return on_change
@@ -403,18 +410,20 @@ async def floor_client(remote_kc: Path, targets: list[Path], *, pad: bool = Fals
             await asyncio.gather(*(write(u, a, c, text + filler) for u, a, c in outs))
 
 
-async def floor_apply_client(remote_kc: Path, targets: list[Path]) -> None:
+async def floor_apply_client(remote_kc: Path, targets: list[Path], *, same: bool = False) -> None:
     """The fan-out floor with federationd's own write: the master's ``istio`` ConfigMap as
     it is (both its documents), with the new address, server-side applied on every target
     at once through federationd's HTTP/2 client (``KubeClient.apply``), as the converger
     sends it. What the write itself costs the API servers, without the log and the
-    derivation."""
-    from federationd.actuators.client import KubeClient
+    derivation. ``same`` (one target, the master): the very object federationd wrote,
+    as its field manager (``_federationds_write``)."""
+    from federationd.actuators.client import FIELD_MANAGER, KubeClient
     from federationd.clusters.connection import connect
 
-    clients = [KubeClient(await connect(t.read_text(), name=t.stem), field_manager="floor") for t in targets]
+    manager = FIELD_MANAGER if same else "floor"
+    clients = [KubeClient(await connect(t.read_text(), name=t.stem), field_manager=manager) for t in targets]
     try:
-        write = await _federationds_write(clients[0])
+        write = await _federationds_write(clients[0], same=same)
         await asyncio.gather(*(write(kc, "") for kc in clients))
         async with aiohttp.ClientSession() as s:
             async for text in _gateway_addresses(s, remote_kc):
@@ -424,16 +433,23 @@ async def floor_apply_client(remote_kc: Path, targets: list[Path]) -> None:
             await kc.cluster.close()
 
 
-async def _federationds_write(master: KubeClient) -> Callable[[KubeClient, str], Awaitable[None]]:
+async def _federationds_write(master: KubeClient, *, same: bool = False) -> Callable[[KubeClient, str], Awaitable[None]]:
     """What the apply floors write: the master's ``istio`` ConfigMap as it is now (both
     its documents), with some addresses before its ``meshNetworks``, server-side applied
-    as ``FLOOR_CM`` on a cluster through federationd's HTTP/2 client."""
+    as ``FLOOR_CM`` on a cluster through federationd's HTTP/2 client. ``same``: the
+    ``istio`` ConfigMap itself, as federationd applies it (its labels, annotations and
+    owner references too: the fields the API server's apply works through), once the
+    daemon has stopped."""
     cm = await master.get("v1", "ConfigMap", NS, "istio")
     data = dict(cm.get("data") or {})
     networks = data.get("meshNetworks") or ""
+    meta: dict[str, Any] = {"name": FLOOR_CM, "namespace": NS}
+    if same:
+        stored = cm.get("metadata") or {}
+        meta = {k: stored[k] for k in ("name", "namespace", "labels", "annotations", "ownerReferences") if k in stored}
 
     async def write(kc: KubeClient, text: str) -> None:
-        await kc.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": FLOOR_CM, "namespace": NS},
+        await kc.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
                         "data": {**data, "meshNetworks": text + networks}})
 
     return write
@@ -508,11 +524,15 @@ def _conn(path: Path) -> tuple[str, dict[str, str], ssl.SSLContext]:
 
 
 async def _floor(fleet: Fleet, feed: ChangeFeed, remote: str, targets: list[str], *, changes: int, pad: bool = False,
-                 apply: bool = False, log: Path | None = None) -> list[float]:
+                 apply: bool = False, log: Path | None = None, same: bool = False) -> list[float]:
     """Latencies (ms) of the floor client: the remote's gateway moves → every target's
-    ConfigMap carries the address. ``log``: the log floor's event log (one target)."""
+    ConfigMap carries the address. ``log``: the log floor's event log (one target);
+    ``same``: the apply floor writing federationd's own ``istio`` ConfigMap (the master)."""
+    feed.floor_name = "istio" if same else FLOOR_CM
     if log is not None:
         mode, args, second = "--floor-client-log", [str(log)], 4
+    elif same:
+        mode, args, second = "--floor-client-same", [], 5
     else:
         mode = "--floor-client-apply" if apply else "--floor-client" + ("-pad" if pad else "")
         args, second = [], (3 if len(targets) == 1 else 2) if apply else 1 if pad else 0
@@ -659,6 +679,8 @@ async def _run_size(
             floor_apply = await _floor(fleet, feed, remotes[0], ["master"], changes=changes, apply=True)
             # the same, with the event log between the watch and the write (federationd's design)
             floor_log = await _floor(fleet, feed, remotes[0], ["master"], changes=changes, log=Path(tmp) / "floor.db")
+            # the apply floor writing the very ConfigMap federationd wrote, as federationd
+            floor_same = await _floor(fleet, feed, remotes[0], ["master"], changes=changes, same=True)
             # the same, to the ConfigMap on every cluster with as many bytes as federationd's
             fanout = await _floor(fleet, feed, remotes[0], [c.name for c in fleet], changes=changes, pad=True)
             # the same with federationd's own write (server-side apply over HTTP/2)
@@ -706,6 +728,9 @@ async def _run_size(
                 "floor_log_ms": {"p50": round(_pct(floor_log, 50), 2), "p99": round(_pct(floor_log, 99), 2)},
                 "ratio_log_p50": round(_pct(lat_master, 50) / _pct(floor_log, 50), 2),
                 "ratio_log_p99": round(_pct(lat_master, 99) / _pct(floor_log, 99), 2),
+                "floor_same_ms": {"p50": round(_pct(floor_same, 50), 2), "p99": round(_pct(floor_same, 99), 2)},
+                "ratio_same_p50": round(_pct(lat_master, 50) / _pct(floor_same, 50), 2),
+                "ratio_same_p99": round(_pct(lat_master, 99) / _pct(floor_same, 99), 2),
                 "floor_fanout_ms": {"p50": round(_pct(fanout, 50), 1), "p99": round(_pct(fanout, 99), 1)},
                 "ratio_all_fanout_p99": round(_pct(lat_all, 99) / _pct(fanout, 99), 2),
                 "floor_fanout_apply_ms": {"p50": round(_pct(fanout_apply, 50), 1), "p99": round(_pct(fanout_apply, 99), 1)},
@@ -736,11 +761,11 @@ if __name__ == "__main__":
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
             asyncio.run(floor_log_client(Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[2])))
         sys.exit(0)
-    if len(sys.argv) >= 4 and sys.argv[1] in ("--floor-client", "--floor-client-pad", "--floor-client-apply"):
+    if len(sys.argv) >= 4 and sys.argv[1] in ("--floor-client", "--floor-client-pad", "--floor-client-apply", "--floor-client-same"):
         remote_kc, target_kcs = Path(sys.argv[2]), [Path(a) for a in sys.argv[3:]]
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-            if sys.argv[1] == "--floor-client-apply":
-                asyncio.run(floor_apply_client(remote_kc, target_kcs))
+            if sys.argv[1] in ("--floor-client-apply", "--floor-client-same"):
+                asyncio.run(floor_apply_client(remote_kc, target_kcs, same=sys.argv[1] == "--floor-client-same"))
             else:
                 asyncio.run(floor_client(remote_kc, target_kcs, pad=sys.argv[1].endswith("-pad")))
         sys.exit(0)
