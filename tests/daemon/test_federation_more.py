@@ -213,6 +213,7 @@ async def test_a_gateway_without_an_address_is_pending_and_stalls_nobody(tmp_pat
         assert "pending" in _conditions(fleet, us)["GatewayAddressAssigned"]["message"]
         # it converges otherwise, and so does everyone else
         await wait_for(lambda: _remote_status(fleet, us).get("Status") == "Available", timeout=30, what="pending remote Available")
+        await wait_for(d.converged, timeout=30)
         assert _remote_status(fleet, us).get("GatewayAddress") in (None, [])
         assert _remote_status(fleet).get("Status") == "Available" and _remote_status(fleet).get("GatewayAddress")
         assert "GatewayAddressAssigned" not in _conditions(fleet)
