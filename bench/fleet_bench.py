@@ -132,6 +132,16 @@ async def _until(cond: Callable[[], bool], *, timeout: float, what: str, every: 
     return time.monotonic()
 
 
+def _against(name: str, floor: list[float], master: list[float]) -> dict[str, Any]:
+    """A floor of the master's ConfigMap (``floor_<name>_ms``, p50 / p99) and the
+    master's gateway change latency over it (``ratio_<name>_p50`` / ``_p99``)."""
+    return {
+        f"floor_{name}_ms": {"p50": round(_pct(floor, 50), 2), "p99": round(_pct(floor, 99), 2)},
+        f"ratio_{name}_p50": round(_pct(master, 50) / _pct(floor, 50), 2),
+        f"ratio_{name}_p99": round(_pct(master, 99) / _pct(floor, 99), 2),
+    }
+
+
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -722,15 +732,9 @@ async def _run_size(
                 "floor_ms": {"p50": round(_pct(floor, 50), 2), "p99": round(_pct(floor, 99), 2)},
                 "ratio_p99": round(_pct(lat_master, 99) / _pct(floor, 99), 2),
                 "ratio_all_p99": round(_pct(lat_all, 99) / _pct(floor, 99), 2),
-                "floor_apply_ms": {"p50": round(_pct(floor_apply, 50), 2), "p99": round(_pct(floor_apply, 99), 2)},
-                "ratio_apply_p50": round(_pct(lat_master, 50) / _pct(floor_apply, 50), 2),
-                "ratio_apply_p99": round(_pct(lat_master, 99) / _pct(floor_apply, 99), 2),
-                "floor_log_ms": {"p50": round(_pct(floor_log, 50), 2), "p99": round(_pct(floor_log, 99), 2)},
-                "ratio_log_p50": round(_pct(lat_master, 50) / _pct(floor_log, 50), 2),
-                "ratio_log_p99": round(_pct(lat_master, 99) / _pct(floor_log, 99), 2),
-                "floor_same_ms": {"p50": round(_pct(floor_same, 50), 2), "p99": round(_pct(floor_same, 99), 2)},
-                "ratio_same_p50": round(_pct(lat_master, 50) / _pct(floor_same, 50), 2),
-                "ratio_same_p99": round(_pct(lat_master, 99) / _pct(floor_same, 99), 2),
+                **_against("apply", floor_apply, lat_master),
+                **_against("log", floor_log, lat_master),
+                **_against("same", floor_same, lat_master),
                 "floor_fanout_ms": {"p50": round(_pct(fanout, 50), 1), "p99": round(_pct(fanout, 99), 1)},
                 "ratio_all_fanout_p99": round(_pct(lat_all, 99) / _pct(fanout, 99), 2),
                 "floor_fanout_apply_ms": {"p50": round(_pct(fanout_apply, 50), 1), "p99": round(_pct(fanout_apply, 99), 1)},
