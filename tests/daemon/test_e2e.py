@@ -94,6 +94,9 @@ async def test_seed_000_mtls_injection_and_a_quiet_resync(
     await kubectl(kc, "apply", "-n", "istio-system", "-f", "-", stdin=SEED_000)
     d = await start_daemon(daemons, fleet, tmp_path / "log.db")
     await _available(fleet, d, generation=1)
+    # Available does not wait for the load balancer's address (a pending gateway stalls
+    # nobody): the GATEWAYS column is read once the address is in the status
+    await wait_for(lambda: bool(_status(fleet).get("GatewayAddress")), timeout=30, what="the gateway's address in the status")
 
     # what the seed shows: kubectl get with the printer columns
     out = (await kubectl(kc, "get", "istios", "-n", "istio-system")).splitlines()
