@@ -17,6 +17,19 @@ every builder must agree on:
   byte-identical to the pure-Python encoders' (``json.dumps(sort_keys=True)``, PyYAML's
   emitter), which the golden files and the content hashes already in event logs pin.
 
+Upstream of the mesh networks (``MeshNetwork``, ``NetworkGateway``, and
+``RenderFacts.network_endpoints`` with its memo, ``_endpoints`` / ``moved_at``): the
+operator's release-1.2 ``pkg/apis/istio/v1beta1/istio_types.go`` (``MeshNetwork``:
+``endpoints`` of ``fromCidr`` / ``fromRegistry``, ``gateways`` of ``address`` / ``port``),
+rendered as ``meshNetworks`` by ``render.mesh`` (the operator's
+``pkg/resources/common/configmap.go``, Istio 1.1.14 / 1.2.8 helm
+``istio/templates/configmap.yaml``). ``network_endpoints`` (the networks without their
+gateways) feeds pilot's restart hash (``components.pilot``), where the operator's
+``pkg/resources/pilot/deployment.go`` hashes the whole ``meshNetworks``
+(``MESHNETWORKS_HASH``): a deviation named there. A gateway may also be a
+``registryServiceName``, which Istio's ``MeshNetworks`` proto has and the operator's
+struct did not.
+
 Everything here is pure: no I/O, clock or randomness.
 """
 
