@@ -504,7 +504,7 @@ def _network_rows(state: ProjectionState, remotes: list[CustomResource]) -> list
 
 
 def _same_crs(a: list[CustomResource], b: list[CustomResource]) -> bool:
-    return len(a) == len(b) and not robj.moved_at(a, b)
+    return a is b or (len(a) == len(b) and not robj.moved_at(a, b))
 
 
 def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
