@@ -76,6 +76,7 @@ from federationd.clusters import (
     ClusterState,
     HealthSnapshot,
     KubeconfigRejected,
+    NotLeading,
     SecretFormatError,
     connect,
     remotes_in_secret,
@@ -170,8 +171,9 @@ class ClusterRuntime:
             "watch_timeout": s.watch_timeout,
             "inactivity_timeout": s.inactivity_timeout,
         }
-        # every write waits while the log cannot record what it would do (logguard)
-        self.kube = KubeClient(client, before_write=daemon.writable)
+        # every write waits while the log cannot record what it would do (logguard),
+        # and none is sent once this process no longer leads (the Lease's has its own client)
+        self.kube = KubeClient(client, before_write=daemon.may_write)
         self.converger = ClusterConverger(
             name,
             self.kube,
@@ -583,6 +585,15 @@ class Daemon:
         """Returns when a write to a cluster may start: its fact can be recorded."""
         if self.guard is not None:
             await self.guard.writable()
+
+    async def may_write(self) -> None:
+        """``writable``, for the actuators' writes (every one but the Lease's): returns
+        when the write may start, and raises ``NotLeading`` if this process no longer
+        leads by then. A write can wait there for longer than a lease (a full disk), and
+        a leader that stepped down meanwhile must not send it after the new leader's."""
+        await self.writable()
+        if not self.leading:
+            raise NotLeading("not sent: this process no longer leads")
 
     async def _tail(self, from_seq: int) -> None:
         assert self.events_log is not None
@@ -1113,7 +1124,8 @@ class Daemon:
                 await self.resolver.start()
                 if s.leader_elect:
                     self.elector = LeaderElector(
-                        master.kube,
+                        # its own client: the Lease is written by a candidate too
+                        KubeClient(master.client, before_write=self.writable),
                         name=s.lease_name,
                         namespace=s.namespace,
                         identity=self.identity,

@@ -18,7 +18,8 @@ daemon and :class:`events.log.EventLog` and is shaped so:
   could not be recorded. A write already in flight when the disk filled completes; its
   fact is held like any other and recorded once there is space. With ``--leader-elect``
   the Lease renewal is a write too: a leader that cannot record stops leading, and a
-  standby whose log can be written takes over.
+  standby whose log can be written takes over. The writes it held are refused once the
+  log records again (``Daemon.may_write``): only the new leader writes.
 * **Said once, where users look.** ``/readyz`` answers 503 naming the problem,
   ``federationd_event_log_writable`` is 0 and ``federationd_event_log_held_events``
   counts what waits; the log gets one WARNING when appends stop and one INFO when they

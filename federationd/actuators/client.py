@@ -10,7 +10,8 @@ Writes are server-side apply (``PATCH application/apply-patch+yaml``, field mana
 fields back from a hand edit, while fields it never set stay with their managers),
 deletes with a propagation policy, status patches, and core/v1 Events on an involved
 object. Every write first awaits ``before_write`` when one is given: the daemon holds
-writes there while its event log cannot record what they would do. Failures are the
+writes there while its event log cannot record what they would do, and refuses there
+(``NotLeading``) the writes of a leader that stepped down meanwhile. Failures are the
 typed ``ApiError`` classes re-exported here; callers branch on them, never on text.
 """
 
@@ -34,6 +35,7 @@ from federationd.clusters.errors import (
     ApiNotFound,
     ApiThrottled,
     ApiUnavailable,
+    NotLeading,
 )
 from federationd.clusters.listing import list_all
 
@@ -50,6 +52,7 @@ __all__ = [
     "ApiUnavailable",
     "KubeClient",
     "ListResult",
+    "NotLeading",
     "UnknownKind",
     "object_ref",
 ]

@@ -74,7 +74,7 @@ from events import types as ev
 from events.types import ClusterName, Event
 from federationd import secretref
 from federationd.actuators import keep
-from federationd.actuators.client import ApiError, ApiNotFound, KubeClient
+from federationd.actuators.client import ApiError, ApiNotFound, KubeClient, NotLeading
 from federationd.actuators.tasks import raise_if_cancelled, reap
 from federationd.actuators.workqueue import RateLimit, WorkQueue, run_worker
 from federationd.metrics import METRICS, Metrics
@@ -846,6 +846,10 @@ class ClusterConverger:
         try:
             await self._handle_now(key)
             settled = key not in self._unsettled
+        except NotLeading:
+            # Not sent, and nothing failed: this process stopped leading while the write
+            # waited. Nothing to retry here; ``start()`` checks every key again.
+            self._unsettled.add(key)
         finally:
             self._unsettled.discard(key)
             left = self._taking.pop(key, None)
@@ -1047,8 +1051,10 @@ class ClusterConverger:
         error: ApiError | secretref.SecretUnavailable,
         secrets: Sequence[str] = (),
     ) -> None:
-        self.stats["failed"] += 1
         self._unsettled.add(key)
+        if isinstance(error, NotLeading):
+            return  # not sent, and nothing failed (``_handle``)
+        self.stats["failed"] += 1
         # The log's last word on this key is now this failure: an earlier success must
         # not keep the next in-effect check from recording that the content is in place
         # (else the status stays ReconcileFailed on an object that is applied).

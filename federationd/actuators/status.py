@@ -39,7 +39,7 @@ from typing import Any
 
 from events import types as ev
 from events.types import ClusterName, Event
-from federationd.actuators.client import ApiError, ApiInvalid, ApiNotFound, KubeClient
+from federationd.actuators.client import ApiError, ApiInvalid, ApiNotFound, KubeClient, NotLeading
 from federationd.actuators.converge import redact
 from federationd.actuators.tasks import reap
 from federationd.actuators.workqueue import RateLimit, WorkQueue, run_worker
@@ -246,6 +246,8 @@ class StatusWriter:
             self._shown.pop(key, None)
             self._showing.pop(key, None)
             return None  # deleted meanwhile; its removal event will drop it from desired
+        except NotLeading:
+            return None  # not sent, nothing failed: the leader writes it
         except ApiError as e:
             first = self._refused.get(key) != wanted
             if isinstance(e, ApiInvalid):

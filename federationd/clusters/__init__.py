@@ -21,6 +21,7 @@ from federationd.clusters.errors import (
     ApiNotFound,
     ApiThrottled,
     ApiUnavailable,
+    NotLeading,
 )
 from federationd.clusters.health import ClusterHealth, ClusterState, HealthSnapshot
 from federationd.clusters.kubeconfig import Kubeconfig, KubeconfigRejected, fingerprint, sanitise
@@ -51,6 +52,7 @@ __all__ = [
     "HealthSnapshot",
     "Kubeconfig",
     "KubeconfigRejected",
+    "NotLeading",
     "ResourceInfo",
     "SecretFormatError",
     "UnknownKind",

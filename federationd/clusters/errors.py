@@ -65,6 +65,12 @@ class ApiUnavailable(ApiError):
     """5xx, a timeout, a refused connection, a TLS failure: the cluster did not serve us."""
 
 
+class NotLeading(ApiError):
+    """No request was sent: this process stopped leading before the write could start (it
+    waited for its turn, or for its event log to record again). The leader writes instead;
+    nothing failed on the cluster."""
+
+
 class ApiThrottled(ApiUnavailable):
     """429: slow down. ``retry_after`` is the server's hint in seconds (None if absent)."""
 

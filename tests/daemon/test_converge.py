@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from events import types as ev
 from events.types import Event
 from federationd import secretref
-from federationd.actuators.client import KubeClient
+from federationd.actuators.client import KubeClient, NotLeading
 from federationd.actuators.converge import CONTENT_HASH_ANNOTATION, ClusterConverger, contains
 from federationd.clusters.connection import connect
 from federationd.metrics import Metrics
@@ -470,6 +471,55 @@ async def test_a_key_changed_again_before_its_write_counts_from_its_first_change
             await wait_for(conv.converged, what="convergence of the last change")
             count, total = _observed_convergence(metrics)
             assert (count, total) == (3, pytest.approx(4.0 + 2.0 + 3.0)), "no stale cause from t=1030"
+        finally:
+            await conv.stop()
+            await client.close()
+
+
+async def test_a_write_refused_once_leadership_is_lost_is_neither_sent_nor_a_failure(tmp_path: Path) -> None:
+    """A write held at ``before_write`` (the daemon's: a full event log) while this process
+    stopped leading is refused there (``NotLeading``): nothing reaches the cluster, no
+    failure is recorded, counted or retried, and the write is made once it leads again."""
+    async with Fleet(["master"], directory=tmp_path) as fleet:
+        master = fleet["master"]
+        master.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
+        client = await connect(master.kubeconfig, name="master")
+        appended: list[Event] = []
+
+        async def append(events: Sequence[Event]) -> None:
+            appended.extend(events)
+
+        gate, leading, held = asyncio.Event(), [True], [0]
+
+        async def before_write() -> None:
+            held[0] += 1
+            await gate.wait()
+            if not leading[0]:
+                raise NotLeading("not sent: this process no longer leads")
+
+        metrics = Metrics()
+        conv = ClusterConverger("master", KubeClient(client, before_write=before_write), append=append, metrics=metrics)
+        conv.start()
+        try:
+            conv.set_desired(_desired([_cm("a", "1")]), {})
+            await wait_for(lambda: held[0] == 1, what="the write held")
+            sent = master.requests.mutating()
+            conv.pause()
+            leading[0] = False
+            gate.set()
+            await wait_for(lambda: not conv.queue.processing() and not len(conv.queue), what="the refusal handled")
+            assert master.requests.mutating() == sent and master.store.get("v1", "ConfigMap", "a", "istio-system") is None
+            assert not [e for e in appended if isinstance(e, ev.ActuationFailed)] and conv.stats["failed"] == 0
+            assert metrics.registry.get_sample_value(
+                "federationd_actuations_total", {"cluster": "master", "result": "error"}) == 0
+            assert metrics.registry.get_sample_value(
+                "controller_runtime_reconcile_errors_total", {"controller": "converge-master"}) == 0
+            assert held[0] == 1  # not retried while paused
+            leading[0] = True
+            conv.start()
+            await wait_for(conv.converged, what="the write made by the leader again")
+            cm = master.store.get("v1", "ConfigMap", "a", "istio-system")
+            assert cm is not None and cm["data"] == {"v": "1"}
         finally:
             await conv.stop()
             await client.close()

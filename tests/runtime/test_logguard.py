@@ -12,9 +12,14 @@ import pytest
 
 from events.log import EventLog, LogWriteError
 from events.types import ClusterName, Event, GatewayAddressesObserved, Seq
+from federationd import config
+from federationd.actuators.client import KubeClient, NotLeading
+from federationd.clusters import ClusterClient
+from federationd.daemon import Daemon
 from federationd.logguard import LogGuard
 from federationd.metrics import Metrics
 from tests.runtime.conftest import wait_for
+from tests.runtime.fakeapi import FakeApi
 
 
 def _fact(i: int) -> Event:
@@ -100,3 +105,45 @@ async def test_stopping_while_full_fails_the_waiters_and_refuses_writes(tmp_path
         with pytest.raises(LogWriteError, match="stopping"):
             await guard.append([_fact(2)])
         assert [r.seq async for r in log.read()] == [1]
+
+
+async def test_a_write_held_for_the_log_is_not_sent_by_a_leader_that_stepped_down(
+    tmp_path: Path, client: ClusterClient, api: FakeApi
+) -> None:
+    """A write can wait for a full log longer than a lease lasts, and the standby takes over
+    meanwhile. Once the log records again, the write of the leader that stepped down is
+    refused (``NotLeading``) and never reaches the cluster; the Lease's writes (which wait
+    on ``writable`` alone) go on, and so does a leader's write."""
+    def writes() -> int:
+        return sum(n for verb, n in api.requests.items() if verb not in ("get", "list", "watch"))
+
+    def cm(mesh: str) -> dict[str, object]:
+        return {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "istio", "namespace": "istio-system"}, "data": {"mesh": mesh}}
+
+    async with await EventLog.open(tmp_path / "log.db") as log:
+        d = Daemon(config.Settings())
+        guard = d.guard = LogGuard(log, metrics=Metrics(), retry=0.05)
+        d.leading = True
+        kc = KubeClient(client, before_write=d.may_write)
+        await kc.apply(cm("a"))
+        sent = writes()
+        await guard.append([_fact(0)])
+        await _fill(log)
+        held = asyncio.create_task(guard.append([_fact(1)]))
+        await wait_for(lambda: bool(guard.problem), what="the guard to notice")
+        write = asyncio.create_task(kc.apply(cm("b")))
+        lease = asyncio.create_task(d.writable())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not write.done() and not lease.done()
+        d.leading = False  # what stepping down does first (``Daemon._stop_leading``)
+        await _make_room(log)
+        assert await asyncio.wait_for(held, 5) == [2]
+        await asyncio.wait_for(lease, 5)
+        with pytest.raises(NotLeading, match="no longer leads"):
+            await asyncio.wait_for(write, 5)
+        assert writes() == sent
+        assert (await kc.get("v1", "ConfigMap", "istio-system", "istio"))["data"] == {"mesh": "a"}
+        d.leading = True
+        assert (await kc.apply(cm("c")))["data"] == {"mesh": "c"}

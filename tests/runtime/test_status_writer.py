@@ -12,6 +12,7 @@ import asyncio
 import copy
 from typing import Any
 
+from federationd.actuators.client import NotLeading
 from federationd.actuators.status import StatusWriter
 from federationd.metrics import Metrics
 from federationd.projections.derive import DesiredStatus
@@ -268,5 +269,47 @@ async def test_a_brief_reconciling_of_an_available_cr_is_not_written(monkeypatch
         assert not writer.idle()
         await wait_for(writer.idle, what="Reconciling written")
         assert server.patches == ["Available", "Reconciling"]
+    finally:
+        await writer.stop()
+
+
+async def test_a_status_write_refused_once_leadership_is_lost_is_no_failure() -> None:
+    """The daemon refuses a write held at its gate while it stopped leading
+    (``NotLeading``, raised before anything is sent): the writer records no failure,
+    retries nothing while paused, and writes the status once it leads again."""
+    server = _Cluster()
+    refuse = [False]
+    patch = server.patch_status
+
+    async def gated(*args: Any, **kw: Any) -> dict[str, Any]:
+        server.started += 1
+        await server.hold.wait()
+        if refuse[0]:
+            raise NotLeading("not sent: this process no longer leads")
+        server.started -= 1
+        return await patch(*args, **kw)
+
+    server.patch_status = gated  # type: ignore[method-assign]
+    appended: list[object] = []
+
+    async def append(events: Any) -> None:
+        appended.extend(events)
+
+    writer = StatusWriter("master", server, append=append, metrics=Metrics(), events=False)  # type: ignore[arg-type]
+    writer.start()
+    try:
+        server.hold.clear()
+        writer.set_desired(_desired("Available"))
+        await wait_for(lambda: server.started == 1, what="the write held")
+        writer.pause()
+        refuse[0] = True
+        server.hold.set()
+        await wait_for(lambda: not writer.queue.processing() and not len(writer.queue), what="the refusal handled")
+        assert server.patches == [] and appended == [] and server.started == 1
+        refuse[0] = False
+        writer.start()
+        await wait_for(writer.idle, what="the status written by the leader again")
+        assert server.patches == ["Available"]
+        assert [type(e).__name__ for e in appended] == ["ActuationApplied"]
     finally:
         await writer.stop()
