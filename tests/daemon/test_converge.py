@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from events.types import Event
 from federationd import secretref
 from federationd.actuators.client import KubeClient, NotLeading
 from federationd.actuators.converge import CONTENT_HASH_ANNOTATION, ClusterConverger, contains
-from federationd.clusters.connection import connect
+from federationd.clusters.connection import ClusterClient, connect
 from federationd.metrics import Metrics
 from federationd.projections.derive import ClusterDesired, DesiredObject, object_key
 from federationd.render.objects import content_hash, obj
@@ -21,6 +22,8 @@ from federationd.sim import Fleet
 from federationd.watchers.reflector import CompactStore
 
 from .waiting import wait_for
+
+Append = Callable[[Sequence[Event]], Awaitable[None]]
 
 
 def _desired(objs: Sequence[dict[str, object]], patches: Sequence[dict[str, object]] = ()) -> ClusterDesired:
@@ -40,6 +43,24 @@ def _ns_patch(name: str) -> dict[str, object]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"istio-injection": "enabled", "federationd.io/injection": "enabled"}}}
 
 
+@contextlib.asynccontextmanager
+async def _master(tmp_path: Path) -> AsyncIterator[tuple[Fleet, ClusterClient, list[Event], Append]]:
+    """One simulated cluster with ``istio-system``, a client of it, and what the
+    converger appends (the list, and the function that appends to it)."""
+    async with Fleet(["master"], directory=tmp_path) as fleet:
+        fleet["master"].store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
+        client = await connect(fleet["master"].kubeconfig, name="master")
+        appended: list[Event] = []
+
+        async def append(events: Sequence[Event]) -> None:
+            appended.extend(events)
+
+        try:
+            yield fleet, client, appended, append
+        finally:
+            await client.close()
+
+
 class Harness:
     def __init__(self, fleet: Fleet, conv: ClusterConverger, appended: list[Event], metrics: Metrics) -> None:
         self.fleet = fleet
@@ -57,16 +78,8 @@ class Harness:
 
 @pytest.fixture
 async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    async with Fleet(["master"], directory=tmp_path) as fleet:
-        master = fleet["master"]
-        master.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
-        master.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}})
-        client = await connect(master.kubeconfig, name="master")
-        appended: list[Event] = []
-
-        async def append(events: Sequence[Event]) -> None:
-            appended.extend(events)
-
+    async with _master(tmp_path) as (fleet, client, appended, append):
+        fleet["master"].store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}})
         metrics = Metrics()
         conv = ClusterConverger("master", KubeClient(client), append=append, metrics=metrics)
         conv.start()
@@ -74,7 +87,6 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
             yield Harness(fleet, conv, appended, metrics)
         finally:
             await conv.stop()
-            await client.close()
 
 
 async def test_applies_then_a_resync_writes_nothing(h: Harness) -> None:
@@ -315,15 +327,8 @@ async def test_secret_placeholders_are_completed_only_on_the_wire(tmp_path: Path
     token = "tok-SECRET-123"
     ref = secretref.placeholder(secretref.LIGHTSTEP_ACCESS_TOKEN, token)
     values: dict[str, str] = {}
-    async with Fleet(["master"], directory=tmp_path) as fleet:
+    async with _master(tmp_path) as (fleet, client, appended, append):
         master = fleet["master"]
-        master.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
-        client = await connect(master.kubeconfig, name="master")
-        appended: list[Event] = []
-
-        async def append(events: Sequence[Event]) -> None:
-            appended.extend(events)
-
         conv = ClusterConverger("master", KubeClient(client), append=append, metrics=Metrics(), lookup=values.get)
         conv.start()
         try:
@@ -347,7 +352,6 @@ async def test_secret_placeholders_are_completed_only_on_the_wire(tmp_path: Path
             assert all(token not in str(e) for e in appended)
         finally:
             await conv.stop()
-            await client.close()
 
 
 async def test_kinds_are_written_in_order_while_one_kind_goes_in_parallel(h: Harness) -> None:
@@ -420,15 +424,7 @@ async def test_a_key_changed_again_before_its_write_counts_from_its_first_change
     key starved by changes faster than its writes would look fresh at every write, and
     FederationdConvergenceSlow could never see it."""
     now = [1000.0]
-    async with Fleet(["master"], directory=tmp_path) as fleet:
-        store = fleet["master"].store
-        store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
-        client = await connect(fleet["master"].kubeconfig, name="master")
-        appended: list[Event] = []
-
-        async def append(events: Sequence[Event]) -> None:
-            appended.extend(events)
-
+    async with _master(tmp_path) as (fleet, client, appended, append):
         metrics = Metrics()
         conv = ClusterConverger("master", KubeClient(client), append=append, metrics=metrics, clock=lambda: now[0])
         conv.start()
@@ -473,22 +469,14 @@ async def test_a_key_changed_again_before_its_write_counts_from_its_first_change
             assert (count, total) == (3, pytest.approx(4.0 + 2.0 + 3.0)), "no stale cause from t=1030"
         finally:
             await conv.stop()
-            await client.close()
 
 
 async def test_a_write_refused_once_leadership_is_lost_is_neither_sent_nor_a_failure(tmp_path: Path) -> None:
     """A write held at ``before_write`` (the daemon's: a full event log) while this process
     stopped leading is refused there (``NotLeading``): nothing reaches the cluster, no
     failure is recorded, counted or retried, and the write is made once it leads again."""
-    async with Fleet(["master"], directory=tmp_path) as fleet:
+    async with _master(tmp_path) as (fleet, client, appended, append):
         master = fleet["master"]
-        master.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
-        client = await connect(master.kubeconfig, name="master")
-        appended: list[Event] = []
-
-        async def append(events: Sequence[Event]) -> None:
-            appended.extend(events)
-
         gate, leading, held = asyncio.Event(), [True], [0]
 
         async def before_write() -> None:
@@ -522,4 +510,3 @@ async def test_a_write_refused_once_leadership_is_lost_is_neither_sent_nor_a_fai
             assert cm is not None and cm["data"] == {"v": "1"}
         finally:
             await conv.stop()
-            await client.close()

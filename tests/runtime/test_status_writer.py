@@ -54,9 +54,16 @@ async def _ignore(events: Any) -> None:
     return None
 
 
-def _started(server: Any, *, events: bool = False) -> StatusWriter:
-    """A running status writer for ``server``, appending nowhere."""
-    writer = StatusWriter("master", server, append=_ignore, metrics=Metrics(), events=events)
+def _started(server: Any, *, events: bool = False, appended: list[object] | None = None) -> StatusWriter:
+    """A running status writer for ``server``, appending to ``appended`` (or nowhere)."""
+    append = _ignore
+    if appended is not None:
+        into = appended
+
+        async def append(events: Any) -> None:
+            into.extend(events)
+
+    writer = StatusWriter("master", server, append=append, metrics=Metrics(), events=events)
     writer.start()
     return writer
 
@@ -64,12 +71,7 @@ def _started(server: Any, *, events: bool = False) -> StatusWriter:
 async def test_a_status_swinging_back_during_a_write_is_written_again() -> None:
     server = _Cluster()
     appended: list[object] = []
-
-    async def append(events: Any) -> None:
-        appended.extend(events)
-
-    writer = StatusWriter("master", server, append=append, metrics=Metrics(), events=False)  # type: ignore[arg-type]
-    writer.start()
+    writer = _started(server, appended=appended)
     try:
         writer.set_desired(_desired("Available"))
         await wait_for(writer.idle, what="Available written")
@@ -291,12 +293,7 @@ async def test_a_status_write_refused_once_leadership_is_lost_is_no_failure() ->
 
     server.patch_status = gated  # type: ignore[method-assign]
     appended: list[object] = []
-
-    async def append(events: Any) -> None:
-        appended.extend(events)
-
-    writer = StatusWriter("master", server, append=append, metrics=Metrics(), events=False)  # type: ignore[arg-type]
-    writer.start()
+    writer = _started(server, appended=appended)
     try:
         server.hold.clear()
         writer.set_desired(_desired("Available"))
