@@ -848,8 +848,9 @@ class ClusterConverger:
             settled = key not in self._unsettled
         except NotLeading:
             # Not sent, and nothing failed: this process stopped leading while the write
-            # waited. Nothing to retry here; ``start()`` checks every key again.
-            self._unsettled.add(key)
+            # waited. Nothing to retry here (unsettled: its cause still waits);
+            # ``start()`` checks every key again.
+            pass
         finally:
             self._unsettled.discard(key)
             left = self._taking.pop(key, None)
