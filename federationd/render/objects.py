@@ -24,7 +24,7 @@ operator's release-1.2 ``pkg/apis/istio/v1beta1/istio_types.go`` (``MeshNetwork`
 rendered as ``meshNetworks`` by ``render.mesh`` (the operator's
 ``pkg/resources/common/configmap.go``, Istio 1.1.14 / 1.2.8 helm
 ``istio/templates/configmap.yaml``). ``network_endpoints`` (the networks without their
-gateways) feeds pilot's restart hash (``components.pilot``), where the operator's
+gateways) feeds pilot's restart hash (``render.components.pilot``), where the operator's
 ``pkg/resources/pilot/deployment.go`` hashes the whole ``meshNetworks``
 (``MESHNETWORKS_HASH``): a deviation named there. A gateway may also be a
 ``registryServiceName``, which Istio's ``MeshNetworks`` proto has and the operator's

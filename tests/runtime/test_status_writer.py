@@ -50,18 +50,12 @@ def _desired(value: str) -> dict[str, DesiredStatus]:
     return {"RemoteIstio/istio-system/remote-eks": st}
 
 
-async def _ignore(events: Any) -> None:
-    return None
-
-
 def _started(server: Any, *, events: bool = False, appended: list[object] | None = None) -> StatusWriter:
     """A running status writer for ``server``, appending to ``appended`` (or nowhere)."""
-    append = _ignore
-    if appended is not None:
-        into = appended
+    into = [] if appended is None else appended
 
-        async def append(events: Any) -> None:
-            into.extend(events)
+    async def append(facts: Any) -> None:
+        into.extend(facts)
 
     writer = StatusWriter("master", server, append=append, metrics=Metrics(), events=events)
     writer.start()
