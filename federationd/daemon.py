@@ -44,7 +44,6 @@ import base64
 import collections
 import contextlib
 import faulthandler
-import gc
 import logging
 import os
 import signal
@@ -84,6 +83,7 @@ from federationd.clusters import (
 from federationd.clusters.connection import user_agent
 from federationd.clusters.discovery import served_group_versions
 from federationd.clusters.tlsbuffers import share_tls_read_buffers
+from federationd.gcfreeze import freeze_loop
 from federationd.http import Server, make_app, serve
 from federationd.inspect import SNAPSHOTS
 from federationd.leader import LeaderElector
@@ -1116,7 +1116,7 @@ class Daemon:
                     ("snapshot", self._snapshot_loop()),
                     ("initial-sync", self._master_synced()),
                     ("resync", self._resync_loop()),
-                    ("gc", _gc_loop(lambda: ClusterRuntime.stopped_total)),
+                    ("gc", freeze_loop(lambda: ClusterRuntime.stopped_total)),
                 ):
                     if name == "initial-sync":
                         master.start()
@@ -1218,35 +1218,6 @@ class Daemon:
 
 
 # --- entry point ---------------------------------------------------------------------------------------
-
-
-#: How often what is alive is moved out of the garbage collector's sight, and how many
-#: of those rounds between full collections (which also collect what was frozen).
-GC_FREEZE_PERIOD = 15.0
-GC_FULL_EVERY = 40
-
-
-async def _gc_loop(stopped: Callable[[], int]) -> None:
-    """Keep the cyclic garbage collector off the long-lived state.
-
-    The projection state, the derivation's memo and the reflectors' stores are millions
-    of containers that live for hours; every full collection walked all of them (at 50
-    clusters that was most of a derivation's time). ``gc.freeze()`` moves what is alive
-    into the permanent generation, so collections look at new objects only. Every
-    ``GC_FULL_EVERY`` rounds, and after a cluster runtime stopped (its reflectors, tasks
-    and stores hold cycles and were alive at a freeze), a full collection runs over
-    everything (``unfreeze``), so nothing frozen leaks."""
-    rounds = 0
-    seen = stopped()
-    while True:
-        await asyncio.sleep(GC_FREEZE_PERIOD)
-        rounds += 1
-        now = stopped()
-        if rounds % GC_FULL_EVERY == 0 or now != seen:
-            seen = now
-            gc.unfreeze()
-            gc.collect()
-        gc.freeze()
 
 
 def main(argv: Sequence[str]) -> int:

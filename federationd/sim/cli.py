@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from federationd.cancellation import cancel_and_wait
+from federationd.gcfreeze import freeze_loop
 from federationd.sim import versions
 from federationd.sim.fleet import ClusterSpec, Fleet
 from federationd.sim.server import ApiServer
@@ -128,9 +130,13 @@ async def _serve(args: argparse.Namespace, specs: list[ClusterSpec], ids: list[t
             runner, port = await start_control(fleet, port=args.control_port)
             print(f"control: http://127.0.0.1:{port}", flush=True)
         print("serving; stop with Ctrl-C", flush=True)
+        # the stores live as long as the fleet: keep the collector off them, as the
+        # daemon does (a kube-apiserver's collector never stops it for 100 ms and more)
+        freezer = asyncio.create_task(freeze_loop(), name="sim-gc-freeze")
         try:
             await stop.wait()
         finally:
+            await cancel_and_wait(freezer)
             if runner is not None:
                 await runner.cleanup()
     for sig in (signal.SIGINT, signal.SIGTERM):
